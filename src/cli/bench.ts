@@ -1,0 +1,106 @@
+/**
+ * `deno task bench`: autoregressive decoding speed of the model pair on the CPU reference, over prompts
+ * taken from the held-out text. Speculative methods, GPU kernels, sweeps and plots join this command as
+ * the engine grows; numbers here are a baseline, not a speculative speedup.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { generateAutoregressive, type GenerationStats } from "../engine/autoregressive.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, loadCpuModel, openModelFolder } from "../model/loader.ts";
+import { GREEDY } from "../model/sampling.ts";
+import { UsageError } from "./usage.ts";
+
+const USAGE = `Usage: deno task bench [--quick] [--max-tokens N] [--runs R] [--json PATH]
+
+Measures autoregressive tok/s of the target and the draft on the CPU reference backend
+(greedy, prompts from weights/tiny/heldout.txt, median of R runs after one warm-up).
+`;
+
+/** Benchmark prompts: the first words of held-out chapters (never trained on). */
+export async function benchPrompts(count: number): Promise<string[]> {
+  const text = await Deno.readTextFile(new URL("../../weights/tiny/heldout.txt", import.meta.url));
+  const chapters = text.split("\n\n").filter((c) => c.trim().length > 0);
+  const step = Math.max(1, Math.floor(chapters.length / count));
+  return chapters.filter((_, i) => i % step === 0).slice(0, count).map((c) =>
+    c.split("\n")[0].split(" ").slice(0, 8).join(" ")
+  );
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** Run the benchmark; returns the exit code. */
+export async function runBench(args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        quick: { type: "boolean", default: false },
+        "max-tokens": { type: "string" },
+        runs: { type: "string" },
+        json: { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+    }));
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n\n${USAGE}`);
+  }
+  if (values.help) throw new UsageError(USAGE, 0);
+  const maxTokens = Number(values["max-tokens"] ?? (values.quick ? 32 : 64));
+  const runs = Number(values.runs ?? (values.quick ? 1 : 3));
+  if (!Number.isInteger(maxTokens) || maxTokens < 1) {
+    throw new UsageError(`--max-tokens must be a positive integer`);
+  }
+  if (!Number.isInteger(runs) || runs < 1) throw new UsageError(`--runs must be a positive integer`);
+  const prompts = await benchPrompts(values.quick ? 2 : 4);
+  const rows: { model: string; backend: string; tokPerS: number; prefillMs: number; tokens: number }[] = [];
+  for (const [name, dir] of [["target", DEFAULT_TARGET_DIR], ["draft", DEFAULT_DRAFT_DIR]]) {
+    const folder = await openModelFolder(dir);
+    const model = await loadCpuModel(folder);
+    const perRun: GenerationStats[][] = [];
+    for (let r = 0; r <= runs; r++) { // run 0 is the warm-up
+      const stats: GenerationStats[] = [];
+      for (const p of prompts) {
+        for await (
+          const ev of generateAutoregressive(model, folder.tokenizer.encode(p), {
+            maxTokens,
+            sampling: GREEDY,
+            seed: 0,
+          })
+        ) {
+          if (ev.type === "done") stats.push(ev.stats);
+        }
+      }
+      if (r > 0) perRun.push(stats);
+    }
+    const tps = perRun.map((s) =>
+      s.reduce((a, x) => a + x.completionTokens, 0) / (s.reduce((a, x) => a + x.decodeMs, 0) / 1000)
+    );
+    rows.push({
+      model: name,
+      backend: "cpu",
+      tokPerS: median(tps),
+      prefillMs: median(perRun.flat().map((s) => s.prefillMs)),
+      tokens: perRun[0].reduce((a, x) => a + x.completionTokens, 0),
+    });
+    folder.checkpoint.close();
+  }
+  console.log(
+    `Deno ${Deno.version.deno}, ${prompts.length} prompts x ${maxTokens} tokens, median of ${runs} run(s)\n`,
+  );
+  console.log("| model | method | backend | tok/s | prefill ms |");
+  console.log("|---|---|---|---:|---:|");
+  for (const r of rows) {
+    console.log(`| ${r.model} | ar | ${r.backend} | ${r.tokPerS.toFixed(1)} | ${r.prefillMs.toFixed(1)} |`);
+  }
+  if (values.json) {
+    await Deno.writeTextFile(values.json, JSON.stringify({ deno: Deno.version.deno, rows }, null, 2));
+  }
+  return 0;
+}

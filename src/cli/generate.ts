@@ -1,0 +1,132 @@
+/**
+ * `deno task generate`: stream a completion of --prompt to stdout, or print one JSON object with --json.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { generateAutoregressive, type GenerationStats } from "../engine/autoregressive.ts";
+import { DEFAULT_TARGET_DIR, loadCpuModel, openModelFolder } from "../model/loader.ts";
+import { UsageError, zodMessage } from "./usage.ts";
+
+const USAGE = `Usage: deno task generate --prompt TEXT [options]
+
+  --prompt TEXT        text to continue (required)
+  --max-tokens N       tokens to generate (default 128)
+  --temperature T      0 = greedy (default 0.7)
+  --top-k K            keep the K most likely tokens, 0 = off (default 0)
+  --top-p P            nucleus mass in (0, 1], 1 = off (default 0.95)
+  --seed S             sampling seed (default 0)
+  --model DIR          Hugging Face Llama folder (default weights/tiny/target)
+  --backend cpu        compute backend (the WebGPU backend is not built yet; cpu is the reference)
+  --json               print one object {text, tokens, stats} instead of streaming text
+`;
+
+const optionsSchema = z.object({
+  prompt: z.string({ message: "--prompt is required" }).min(1, "--prompt must not be empty"),
+  maxTokens: z.coerce.number().int().min(1).max(1_000_000),
+  temperature: z.coerce.number().min(0).max(100),
+  topK: z.coerce.number().int().min(0),
+  topP: z.coerce.number().gt(0).max(1),
+  seed: z.coerce.number().int(),
+  model: z.string().min(1),
+  backend: z.enum(["cpu"], { message: '--backend must be "cpu" (the WebGPU backend is not built yet)' }),
+  json: z.boolean(),
+});
+
+/** Parsed `generate` options. */
+export type GenerateCliOptions = z.infer<typeof optionsSchema>;
+
+/** Parse and validate `generate` arguments; throws {@link UsageError}. */
+export function parseGenerateArgs(args: string[]): GenerateCliOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        prompt: { type: "string" },
+        "max-tokens": { type: "string", default: "128" },
+        temperature: { type: "string", default: "0.7" },
+        "top-k": { type: "string", default: "0" },
+        "top-p": { type: "string", default: "0.95" },
+        seed: { type: "string", default: "0" },
+        model: { type: "string", default: DEFAULT_TARGET_DIR },
+        backend: { type: "string", default: "cpu" },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n\n${USAGE}`);
+  }
+  if (values.help) throw new UsageError(USAGE, 0);
+  const r = optionsSchema.safeParse({
+    prompt: values.prompt,
+    maxTokens: values["max-tokens"],
+    temperature: values.temperature,
+    topK: values["top-k"],
+    topP: values["top-p"],
+    seed: values.seed,
+    model: values.model,
+    backend: values.backend,
+    json: values.json,
+  });
+  if (!r.success) throw new UsageError(`${zodMessage(r.error)}\n\n${USAGE}`);
+  return r.data;
+}
+
+/** Run `generate`; returns the process exit code. */
+export async function runGenerate(args: string[]): Promise<number> {
+  const o = parseGenerateArgs(args);
+  const folder = await openModelFolder(o.model);
+  const model = await loadCpuModel(folder);
+  const tok = folder.tokenizer;
+  const prompt = tok.encode(o.prompt);
+  const ids: number[] = [];
+  const stream = tok.streamDecoder();
+  const out = new TextEncoder();
+  let stats: GenerationStats | undefined;
+  let finishReason = "";
+  if (!o.json) await Deno.stdout.write(out.encode(o.prompt));
+  for await (
+    const ev of generateAutoregressive(model, prompt, {
+      maxTokens: o.maxTokens,
+      sampling: { temperature: o.temperature, topK: o.topK, topP: o.topP },
+      seed: o.seed,
+      eosIds: tok.eosIds,
+    })
+  ) {
+    if (ev.type === "token") {
+      ids.push(ev.id);
+      const piece = stream.push(ev.id);
+      if (!o.json && piece) await Deno.stdout.write(out.encode(piece));
+    } else {
+      stats = ev.stats;
+      finishReason = ev.finishReason;
+    }
+  }
+  const tail = stream.flush();
+  if (o.json) {
+    console.log(JSON.stringify({
+      text: tok.decode(ids),
+      tokens: ids,
+      finish_reason: finishReason,
+      stats: { ...stats, backend: o.backend, method: "ar", model: o.model },
+    }));
+  } else {
+    await Deno.stdout.write(out.encode(tail + "\n"));
+    const s = stats!;
+    console.error(
+      `\n[${s.completionTokens} tokens, ${s.tokPerS.toFixed(1)} tok/s, prefill ${
+        s.prefillMs.toFixed(0)
+      } ms, ` +
+        `finish: ${finishReason}, backend: ${o.backend}]`,
+    );
+  }
+  model.dispose();
+  folder.checkpoint.close();
+  return 0;
+}

@@ -1,0 +1,137 @@
+/**
+ * The CPU reference Llama forward pass: n new tokens at explicit positions with an explicit attention
+ * mask over [cached slots + new tokens]. Slow and plain; it is the oracle for the GPU engine and for
+ * tree verification.
+ *
+ * @module
+ */
+
+import { type ModelConfig, ropeInvFreq } from "../model/config.ts";
+import type { CausalLM, ForwardInput } from "../model/types.ts";
+import type { LlamaWeightsF32 } from "../model/weights.ts";
+import { CpuKvCache } from "./kv_cache.ts";
+import { attention, matVec, rmsNorm, rope, swiGlu } from "./ops.ts";
+
+/** A Llama model running on the CPU in f32, with its own KV cache. */
+export class CpuLlama implements CausalLM {
+  readonly kv: CpuKvCache;
+  private readonly invFreq: Float64Array;
+
+  /**
+   * @param config model hyper-parameters
+   * @param w f32 weights
+   * @param capacity KV slots (defaults to the model's context length)
+   */
+  constructor(readonly config: ModelConfig, readonly w: LlamaWeightsF32, capacity = config.maxPositions) {
+    this.kv = new CpuKvCache(config.nLayers, capacity, config.kvDim);
+    this.invFreq = ropeInvFreq(config);
+  }
+
+  get cacheLength(): number {
+    return this.kv.length;
+  }
+
+  forward(input: ForwardInput): Promise<Float32Array> {
+    return Promise.resolve(this.forwardSync(input));
+  }
+
+  /** Synchronous forward; see {@link CausalLM.forward}. */
+  forwardSync(input: ForwardInput): Float32Array {
+    const c = this.config;
+    const { tokens, positions } = input;
+    const n = tokens.length;
+    const past = this.kv.length;
+    if (positions.length !== n) {
+      throw new RangeError(`forward: ${n} tokens but ${positions.length} positions`);
+    }
+    if (past + n > this.kv.capacity) {
+      throw new RangeError(
+        `forward: ${past} cached + ${n} new tokens exceed the KV capacity ${this.kv.capacity}`,
+      );
+    }
+    const w = past + n;
+    if (input.mask && input.mask.length !== n * w) {
+      throw new RangeError(`forward: mask has ${input.mask.length} entries, expected ${n} x ${w}`);
+    }
+    const d = c.hiddenSize;
+    // Visible slots of each new row: from the mask, or causal.
+    const visible: Int32Array[] = [];
+    for (let i = 0; i < n; i++) {
+      const idx: number[] = [];
+      const limit = input.mask ? w : past + i + 1;
+      for (let j = 0; j < limit; j++) if (!input.mask || input.mask[i * w + j]) idx.push(j);
+      if (idx.length === 0) throw new RangeError(`forward: mask row ${i} attends to nothing`);
+      visible.push(Int32Array.from(idx));
+    }
+    for (let i = 0; i < n; i++) {
+      if (tokens[i] < 0 || tokens[i] >= c.vocabSize) {
+        throw new RangeError(
+          `forward: token ${tokens[i]} at row ${i} outside vocabulary [0, ${c.vocabSize})`,
+        );
+      }
+    }
+
+    // x: (n, d) residual stream
+    const x = new Float32Array(n * d);
+    for (let i = 0; i < n; i++) x.set(this.w.embed.subarray(tokens[i] * d, (tokens[i] + 1) * d), i * d);
+    const xn = new Float32Array(d);
+    const q = new Float32Array(c.qDim);
+    const att = new Float32Array(c.qDim);
+    const o = new Float32Array(d);
+    const gate = new Float32Array(c.intermediateSize);
+    const up = new Float32Array(c.intermediateSize);
+    const qs = new Float32Array(n * c.qDim); // (n, qDim) queries of this layer
+
+    for (let l = 0; l < c.nLayers; l++) {
+      const L = this.w.layers[l];
+      const kc = this.kv.k[l], vc = this.kv.v[l];
+      for (let i = 0; i < n; i++) {
+        const xi = x.subarray(i * d, (i + 1) * d);
+        rmsNorm(xi, L.attnNorm, c.rmsNormEps, xn);
+        const qi = qs.subarray(i * c.qDim, (i + 1) * c.qDim);
+        matVec(L.wq, xn, c.qDim, d, qi);
+        const slot = past + i;
+        const ki = kc.subarray(slot * c.kvDim, (slot + 1) * c.kvDim);
+        matVec(L.wk, xn, c.kvDim, d, ki);
+        matVec(L.wv, xn, c.kvDim, d, vc.subarray(slot * c.kvDim, (slot + 1) * c.kvDim));
+        rope(qi, c.nHeads, c.headDim, positions[i], this.invFreq);
+        rope(ki, c.nKvHeads, c.headDim, positions[i], this.invFreq);
+      }
+      // Attention after all keys of this layer are written: tree rows may see earlier new tokens.
+      for (let i = 0; i < n; i++) {
+        const qi = qs.subarray(i * c.qDim, (i + 1) * c.qDim);
+        attention(qi, kc, vc, visible[i], c, att);
+        matVec(L.wo, att, d, c.qDim, o);
+        for (let k = 0; k < d; k++) x[i * d + k] += o[k];
+        const xi = x.subarray(i * d, (i + 1) * d);
+        rmsNorm(xi, L.mlpNorm, c.rmsNormEps, xn);
+        matVec(L.wGate, xn, c.intermediateSize, d, gate);
+        matVec(L.wUp, xn, c.intermediateSize, d, up);
+        swiGlu(gate, up, gate);
+        matVec(L.wDown, gate, d, c.intermediateSize, o);
+        for (let k = 0; k < d; k++) x[i * d + k] += o[k];
+      }
+    }
+    this.kv.length = past + n;
+
+    const rows = input.logitRows ?? Array.from({ length: n }, (_, i) => i);
+    const logits = new Float32Array(rows.length * c.vocabSize);
+    for (let r = 0; r < rows.length; r++) {
+      const i = rows[r];
+      if (i < 0 || i >= n) throw new RangeError(`forward: logit row ${i} outside [0, ${n})`);
+      rmsNorm(x.subarray(i * d, (i + 1) * d), this.w.finalNorm, c.rmsNormEps, xn);
+      matVec(this.w.lmHead, xn, c.vocabSize, d, logits.subarray(r * c.vocabSize, (r + 1) * c.vocabSize));
+    }
+    return logits;
+  }
+
+  commit(prefixLen: number, accepted: ArrayLike<number>): void {
+    this.kv.commit(prefixLen, accepted);
+  }
+
+  truncate(length: number): void {
+    this.kv.truncate(length);
+  }
+
+  dispose(): void {}
+}

@@ -1,0 +1,234 @@
+/**
+ * Hugging Face `config.json` for Llama-family models, validated with zod, plus the derived sizes every
+ * other module uses (computed once here, never re-derived elsewhere).
+ *
+ * @module
+ */
+
+import { z } from "zod";
+
+const posInt = z.number().int().positive();
+
+const ropeScalingSchema = z.union([
+  z.null(),
+  z.object({
+    rope_type: z.literal("llama3").optional(),
+    type: z.literal("llama3").optional(),
+    factor: z.number().positive(),
+    low_freq_factor: z.number().positive(),
+    high_freq_factor: z.number().positive(),
+    original_max_position_embeddings: posInt,
+  }).refine((r) => r.rope_type === "llama3" || r.type === "llama3", {
+    message: 'only rope_scaling with rope_type "llama3" is supported',
+  }),
+  z.object({
+    rope_type: z.literal("linear").optional(),
+    type: z.literal("linear").optional(),
+    factor: z.number().positive(),
+  }).refine((r) => r.rope_type === "linear" || r.type === "linear", {
+    message: 'only rope_scaling with rope_type "llama3" or "linear" is supported',
+  }),
+]);
+
+/** The fields of config.json we read; unknown fields are ignored, unsupported values refused. */
+export const hfConfigSchema = z.object({
+  architectures: z.array(z.string()).optional(),
+  model_type: z.string().optional(),
+  vocab_size: posInt,
+  hidden_size: posInt,
+  intermediate_size: posInt,
+  num_hidden_layers: posInt,
+  num_attention_heads: posInt,
+  num_key_value_heads: posInt.optional(),
+  head_dim: posInt.nullish(),
+  max_position_embeddings: posInt.default(2048),
+  rms_norm_eps: z.number().positive().max(1).default(1e-6),
+  rope_theta: z.number().positive().default(10000),
+  rope_scaling: ropeScalingSchema.optional(),
+  tie_word_embeddings: z.boolean().default(false),
+  hidden_act: z.literal("silu", { message: 'only hidden_act "silu" (SwiGLU) is supported' }).default("silu"),
+  attention_bias: z.literal(false, { message: "attention biases are not supported" }).default(false),
+  mlp_bias: z.literal(false, { message: "MLP biases are not supported" }).default(false),
+  bos_token_id: z.number().int().nonnegative().nullish(),
+  eos_token_id: z.union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative())]).nullish(),
+});
+
+/** The raw, validated config.json. */
+export type HfConfig = z.infer<typeof hfConfigSchema>;
+
+const SUPPORTED_ARCHS = ["LlamaForCausalLM", "MistralForCausalLM"];
+const SUPPORTED_TYPES = ["llama", "mistral"];
+
+/** Rope frequency scaling resolved from config.json. */
+export type RopeScaling =
+  | { kind: "none" }
+  | { kind: "linear"; factor: number }
+  | {
+    kind: "llama3";
+    factor: number;
+    lowFreqFactor: number;
+    highFreqFactor: number;
+    originalMaxPositions: number;
+  };
+
+/** Model hyper-parameters with every derived size computed once. */
+export interface ModelConfig {
+  vocabSize: number;
+  /** Model width (dim). */
+  hiddenSize: number;
+  /** SwiGLU hidden width. */
+  intermediateSize: number;
+  nLayers: number;
+  /** Query heads. */
+  nHeads: number;
+  /** Key/value heads (GQA: nHeads is a multiple of nKvHeads). */
+  nKvHeads: number;
+  headDim: number;
+  /** nHeads * headDim: width of q and of the attention output. */
+  qDim: number;
+  /** nKvHeads * headDim: width of k and v. */
+  kvDim: number;
+  /** nHeads / nKvHeads: query heads sharing one KV head. */
+  groupSize: number;
+  maxPositions: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling;
+  tieWordEmbeddings: boolean;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+}
+
+/** A config.json that cannot be used; the message names the file and the field. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/**
+ * Validate a parsed config.json object and derive sizes.
+ *
+ * @param raw the parsed JSON
+ * @param source file name used in error messages
+ */
+export function parseConfig(raw: unknown, source = "config.json"): ModelConfig {
+  const r = hfConfigSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const field = issue.path.join(".") || "(root)";
+    throw new ConfigError(`${source}: field "${field}": ${issue.message}`);
+  }
+  const c = r.data;
+  if (c.model_type !== undefined && !SUPPORTED_TYPES.includes(c.model_type)) {
+    throw new ConfigError(
+      `${source}: field "model_type": "${c.model_type}" is not supported (supported: ${
+        SUPPORTED_TYPES.join(", ")
+      })`,
+    );
+  }
+  if (c.architectures && !c.architectures.some((a) => SUPPORTED_ARCHS.includes(a))) {
+    throw new ConfigError(
+      `${source}: field "architectures": ${JSON.stringify(c.architectures)} is not supported ` +
+        `(supported: ${SUPPORTED_ARCHS.join(", ")})`,
+    );
+  }
+  const raw2 = raw as Record<string, unknown>;
+  if (typeof raw2.sliding_window === "number" && raw2.sliding_window < c.max_position_embeddings) {
+    throw new ConfigError(`${source}: field "sliding_window": sliding-window attention is not supported`);
+  }
+  const nKvHeads = c.num_key_value_heads ?? c.num_attention_heads;
+  if (c.num_attention_heads % nKvHeads !== 0) {
+    throw new ConfigError(
+      `${source}: field "num_key_value_heads": ${nKvHeads} does not divide num_attention_heads ${c.num_attention_heads}`,
+    );
+  }
+  const headDim = c.head_dim ?? c.hidden_size / c.num_attention_heads;
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
+    throw new ConfigError(
+      `${source}: field "head_dim": ${headDim} must be an even integer (RoPE rotates pairs)`,
+    );
+  }
+  let ropeScaling: RopeScaling = { kind: "none" };
+  const rs = c.rope_scaling;
+  if (rs && "low_freq_factor" in rs) {
+    ropeScaling = {
+      kind: "llama3",
+      factor: rs.factor,
+      lowFreqFactor: rs.low_freq_factor,
+      highFreqFactor: rs.high_freq_factor,
+      originalMaxPositions: rs.original_max_position_embeddings,
+    };
+  } else if (rs) {
+    ropeScaling = { kind: "linear", factor: rs.factor };
+  }
+  const eos = c.eos_token_id;
+  return {
+    vocabSize: c.vocab_size,
+    hiddenSize: c.hidden_size,
+    intermediateSize: c.intermediate_size,
+    nLayers: c.num_hidden_layers,
+    nHeads: c.num_attention_heads,
+    nKvHeads,
+    headDim,
+    qDim: c.num_attention_heads * headDim,
+    kvDim: nKvHeads * headDim,
+    groupSize: c.num_attention_heads / nKvHeads,
+    maxPositions: c.max_position_embeddings,
+    rmsNormEps: c.rms_norm_eps,
+    ropeTheta: c.rope_theta,
+    ropeScaling,
+    tieWordEmbeddings: c.tie_word_embeddings,
+    bosTokenId: c.bos_token_id ?? null,
+    eosTokenIds: eos == null ? [] : Array.isArray(eos) ? eos : [eos],
+  };
+}
+
+/** Read and validate `dir/config.json`. */
+export async function loadConfig(dir: string): Promise<ModelConfig> {
+  const path = `${dir}/config.json`;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    throw new ConfigError(`${path}: cannot read: ${(e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${path}: not valid JSON: ${(e as Error).message}`);
+  }
+  return parseConfig(raw, path);
+}
+
+/**
+ * RoPE inverse frequencies (length headDim/2) with the config's scaling applied.
+ * inv_freq[i] = theta^(-2i/headDim); llama3 scaling divides low frequencies by `factor` and blends the
+ * band between, exactly as transformers' `_compute_llama3_parameters`.
+ */
+export function ropeInvFreq(c: ModelConfig): Float64Array {
+  const half = c.headDim / 2;
+  const inv = new Float64Array(half);
+  for (let i = 0; i < half; i++) inv[i] = 1 / c.ropeTheta ** ((2 * i) / c.headDim);
+  const s = c.ropeScaling;
+  if (s.kind === "linear") {
+    for (let i = 0; i < half; i++) inv[i] /= s.factor;
+  } else if (s.kind === "llama3") {
+    const lowWavelen = s.originalMaxPositions / s.lowFreqFactor;
+    const highWavelen = s.originalMaxPositions / s.highFreqFactor;
+    for (let i = 0; i < half; i++) {
+      const wavelen = (2 * Math.PI) / inv[i];
+      if (wavelen < highWavelen) continue;
+      if (wavelen > lowWavelen) {
+        inv[i] /= s.factor;
+      } else {
+        const smooth = (s.originalMaxPositions / wavelen - s.lowFreqFactor) /
+          (s.highFreqFactor - s.lowFreqFactor);
+        inv[i] = (1 - smooth) * (inv[i] / s.factor) + smooth * inv[i];
+      }
+    }
+  }
+  return inv;
+}

@@ -1,0 +1,58 @@
+/**
+ * Opening a Hugging Face Llama-family folder (config.json, *.safetensors, tokenizer.json): the one code
+ * path for the bundled tiny models and for any model a user brings.
+ *
+ * @module
+ */
+
+import { CpuLlama } from "../cpu/llama.ts";
+import { loadConfig, type ModelConfig } from "./config.ts";
+import { SafetensorsModel } from "./safetensors.ts";
+import { ModelTokenizer } from "./tokenizer.ts";
+import { loadWeightsF32, validateCheckpoint } from "./weights.ts";
+
+/** Path of the bundled default target model, resolved against this source file (works when compiled). */
+export const DEFAULT_TARGET_DIR = new URL("../../weights/tiny/target", import.meta.url).pathname;
+/** Path of the bundled default draft model. */
+export const DEFAULT_DRAFT_DIR = new URL("../../weights/tiny/draft", import.meta.url).pathname;
+
+/** An opened, validated model folder (weights not yet read). */
+export interface ModelFolder {
+  dir: string;
+  config: ModelConfig;
+  checkpoint: SafetensorsModel;
+  tokenizer: ModelTokenizer;
+}
+
+/** Open and validate `dir`: config, every shard header, every expected tensor's presence and shape. */
+export async function openModelFolder(dir: string): Promise<ModelFolder> {
+  const config = await loadConfig(dir);
+  const checkpoint = await SafetensorsModel.open(dir);
+  try {
+    validateCheckpoint(checkpoint, config, dir);
+    let genEos: number[] = [];
+    try {
+      const g = JSON.parse(await Deno.readTextFile(`${dir}/generation_config.json`));
+      const e = g.eos_token_id;
+      genEos = Array.isArray(e) ? e.filter(Number.isInteger) : Number.isInteger(e) ? [e] : [];
+    } catch {
+      // generation_config.json is optional
+    }
+    const tokenizer = await ModelTokenizer.load(dir, [...config.eosTokenIds, ...genEos]);
+    if (tokenizer.vocabSize > config.vocabSize) {
+      throw new RangeError(
+        `${dir}: tokenizer.json has ${tokenizer.vocabSize} tokens but config.json vocab_size is ${config.vocabSize}`,
+      );
+    }
+    return { dir, config, checkpoint, tokenizer };
+  } catch (e) {
+    checkpoint.close();
+    throw e;
+  }
+}
+
+/** Load a folder's weights into a CPU reference model. */
+export async function loadCpuModel(folder: ModelFolder, capacity?: number): Promise<CpuLlama> {
+  const w = await loadWeightsF32(folder.checkpoint, folder.config);
+  return new CpuLlama(folder.config, w, capacity);
+}

@@ -1,0 +1,169 @@
+/**
+ * Text <-> token ids for a Hugging Face model folder, through @huggingface/tokenizers (tokenizer.json)
+ * and @huggingface/jinja (the chat template in tokenizer_config.json).
+ *
+ * @module
+ */
+
+import { Tokenizer } from "@huggingface/tokenizers";
+import { Template } from "@huggingface/jinja";
+
+/** One chat message. */
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+/** A tokenizer file that cannot be used; the message names the file. */
+export class TokenizerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "TokenizerError";
+  }
+}
+
+function tokenString(v: unknown): string | undefined {
+  if (typeof v === "string") return v;
+  if (v && typeof v === "object" && typeof (v as { content?: unknown }).content === "string") {
+    return (v as { content: string }).content;
+  }
+  return undefined;
+}
+
+/** A model's tokenizer: BOS/EOS ids, encoding, decoding, streaming decoding and the chat template. */
+export class ModelTokenizer {
+  private constructor(
+    private readonly tok: Tokenizer,
+    /** Id prepended to prompts, or null when the model has none. */
+    readonly bosId: number | null,
+    /** Ids that end generation. */
+    readonly eosIds: number[],
+    readonly bosToken: string | undefined,
+    readonly eosToken: string | undefined,
+    private readonly addBos: boolean,
+    private readonly chatTemplate: Template | undefined,
+    /** Vocabulary size including added tokens. */
+    readonly vocabSize: number,
+  ) {}
+
+  /**
+   * Load `dir/tokenizer.json` and `dir/tokenizer_config.json` (optional).
+   * @param extraEos EOS ids from config.json / generation_config.json, merged with the tokenizer's
+   */
+  static async load(dir: string, extraEos: number[] = []): Promise<ModelTokenizer> {
+    const path = `${dir}/tokenizer.json`;
+    let json: unknown;
+    try {
+      json = JSON.parse(await Deno.readTextFile(path));
+    } catch (e) {
+      throw new TokenizerError(`${path}: cannot read tokenizer: ${(e as Error).message}`);
+    }
+    let cfg: Record<string, unknown> = {};
+    const cfgPath = `${dir}/tokenizer_config.json`;
+    try {
+      cfg = JSON.parse(await Deno.readTextFile(cfgPath));
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) {
+        throw new TokenizerError(`${cfgPath}: cannot read: ${(e as Error).message}`);
+      }
+    }
+    let tok: Tokenizer;
+    try {
+      tok = new Tokenizer(json as object, cfg);
+    } catch (e) {
+      throw new TokenizerError(`${path}: unsupported tokenizer: ${(e as Error).message}`);
+    }
+    const bosToken = tokenString(cfg.bos_token);
+    const eosToken = tokenString(cfg.eos_token);
+    const bosId = bosToken !== undefined ? tok.token_to_id(bosToken) ?? null : null;
+    const eosIds = new Set(extraEos);
+    if (eosToken !== undefined) {
+      const id = tok.token_to_id(eosToken);
+      if (id !== undefined) eosIds.add(id);
+    }
+    // Llama tokenizers prepend BOS unless told otherwise; tokenizer.json's post-processor may do it too,
+    // so we always encode without special tokens and add BOS ourselves (exactly once).
+    const addBos = cfg.add_bos_token !== false && bosId !== null;
+    let template: Template | undefined;
+    if (typeof cfg.chat_template === "string") {
+      try {
+        template = new Template(cfg.chat_template);
+      } catch (e) {
+        throw new TokenizerError(`${cfgPath}: chat_template does not parse: ${(e as Error).message}`);
+      }
+    }
+    const vocabSize = tok.get_vocab(true).size;
+    return new ModelTokenizer(tok, bosId, [...eosIds], bosToken, eosToken, addBos, template, vocabSize);
+  }
+
+  /** Encode a prompt: BOS (when the model uses one) followed by the text's tokens. */
+  encode(text: string, opts: { addBos?: boolean } = {}): number[] {
+    const ids = this.tok.encode(text, { add_special_tokens: false }).ids;
+    return (opts.addBos ?? this.addBos) && this.bosId !== null ? [this.bosId, ...ids] : ids;
+  }
+
+  /** Decode ids to text (special tokens skipped). */
+  decode(ids: ArrayLike<number>): string {
+    return this.tok.decode(Array.from(ids), { skip_special_tokens: true });
+  }
+
+  /** True when the tokenizer config has a chat template. */
+  get hasChatTemplate(): boolean {
+    return this.chatTemplate !== undefined;
+  }
+
+  /** Render messages with the model's chat template (generation prompt added) and encode them. */
+  encodeChat(messages: ChatMessage[]): number[] {
+    if (!this.chatTemplate) {
+      throw new TokenizerError("this model's tokenizer_config.json has no chat_template");
+    }
+    const text = this.chatTemplate.render({
+      messages,
+      bos_token: this.bosToken ?? "",
+      eos_token: this.eosToken ?? "",
+      add_generation_prompt: true,
+    });
+    // The template writes BOS itself when the model wants one; the text's "<s>" is a special token.
+    return this.tok.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /** A streaming decoder for one generation. */
+  streamDecoder(): StreamDecoder {
+    return new StreamDecoder(this);
+  }
+}
+
+/**
+ * Incremental detokenization: `push(id)` returns the newly completed text. Text that ends in an
+ * incomplete UTF-8 sequence (decoded as U+FFFD) is held back until the bytes that finish it arrive.
+ * Each window is decoded with one token of left context, so decoders that strip a leading space at the
+ * start of a string (SentencePiece/Metaspace) still produce the right spacing mid-stream.
+ */
+export class StreamDecoder {
+  private ids: number[] = [];
+  private start = 0; // first id of the undecoded window
+  private ctx = -1; // index of the context token before the window, -1 = none
+
+  constructor(private readonly tok: ModelTokenizer) {}
+
+  /** Add a token; returns the text it completes (possibly ""). */
+  push(id: number): string {
+    this.ids.push(id);
+    const prefix = this.ctx >= 0 ? this.tok.decode([this.ids[this.ctx]]) : "";
+    const full = this.tok.decode(this.ids.slice(this.ctx >= 0 ? this.ctx : this.start));
+    if (full.endsWith("\uFFFD")) return ""; // wait for the rest of the character
+    const text = full.startsWith(prefix) ? full.slice(prefix.length) : full;
+    this.ctx = this.ids.length - 1;
+    this.start = this.ids.length;
+    return text;
+  }
+
+  /** Flush whatever is held back (an incomplete character at the very end becomes U+FFFD). */
+  flush(): string {
+    if (this.start >= this.ids.length) return "";
+    const prefix = this.ctx >= 0 ? this.tok.decode([this.ids[this.ctx]]) : "";
+    const full = this.tok.decode(this.ids.slice(this.ctx >= 0 ? this.ctx : this.start));
+    this.start = this.ids.length;
+    return full.startsWith(prefix) ? full.slice(prefix.length) : full;
+  }
+}
