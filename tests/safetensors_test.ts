@@ -12,6 +12,7 @@ function tmp(): string {
 }
 
 /** Rewrite the JSON header of a serialized file (keeping the data section) with `edit`. */
+// deno-lint-ignore no-explicit-any
 function editHeader(bytes: Uint8Array, edit: (h: Record<string, any>) => void): Uint8Array {
   const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
   const h = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));

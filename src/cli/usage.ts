@@ -14,9 +14,9 @@ export class UsageError extends Error {
   }
 }
 
-/** First zod issue as "field: message". */
+/** First zod issue as "--flag-name: message" (schema keys are the camelCase of the flags). */
 export function zodMessage(e: z.ZodError): string {
   const i = e.issues[0];
-  const field = i.path.join(".");
-  return field ? `${field}: ${i.message}` : i.message;
+  const field = i.path.join(".").replace(/[A-Z]/g, (m) => "-" + m.toLowerCase());
+  return field ? `--${field}: ${i.message}` : i.message;
 }

@@ -75,7 +75,6 @@ export class CpuLlama implements CausalLM {
     const x = new Float32Array(n * d);
     for (let i = 0; i < n; i++) x.set(this.w.embed.subarray(tokens[i] * d, (tokens[i] + 1) * d), i * d);
     const xn = new Float32Array(d);
-    const q = new Float32Array(c.qDim);
     const att = new Float32Array(c.qDim);
     const o = new Float32Array(d);
     const gate = new Float32Array(c.intermediateSize);
