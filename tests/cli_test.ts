@@ -15,7 +15,18 @@ async function run(...args: string[]): Promise<{ code: number; stdout: string; s
 }
 
 Deno.test("cli: generate --json prints {text, tokens, stats}", async () => {
-  const r = await run("generate", "--model", DRAFT, "--prompt", "And God said", "--max-tokens", "12", "--temperature", "0", "--json");
+  const r = await run(
+    "generate",
+    "--model",
+    DRAFT,
+    "--prompt",
+    "And God said",
+    "--max-tokens",
+    "12",
+    "--temperature",
+    "0",
+    "--json",
+  );
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout);
   assert.equal(j.tokens.length, 12);
@@ -25,7 +36,17 @@ Deno.test("cli: generate --json prints {text, tokens, stats}", async () => {
 });
 
 Deno.test("cli: generate streams the prompt and its continuation as text", async () => {
-  const r = await run("generate", "--model", DRAFT, "--prompt", "The LORD", "--max-tokens", "8", "--seed", "3");
+  const r = await run(
+    "generate",
+    "--model",
+    DRAFT,
+    "--prompt",
+    "The LORD",
+    "--max-tokens",
+    "8",
+    "--seed",
+    "3",
+  );
   assert.equal(r.code, 0, r.stderr);
   assert.ok(r.stdout.startsWith("The LORD"));
   assert.ok(r.stdout.length > "The LORD".length + 8);

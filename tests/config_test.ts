@@ -5,7 +5,9 @@ import { SMALL_CONFIG } from "./fixtures/random_model.ts";
 function refuses(raw: Record<string, unknown>, ...needles: string[]): void {
   assert.throws(() => parseConfig(raw, "x/config.json"), (e: Error) => {
     assert.ok(e instanceof ConfigError, e.message);
-    for (const s of ["x/config.json", ...needles]) assert.ok(e.message.includes(s), `"${e.message}" lacks "${s}"`);
+    for (const s of ["x/config.json", ...needles]) {
+      assert.ok(e.message.includes(s), `"${e.message}" lacks "${s}"`);
+    }
     return true;
   });
 }

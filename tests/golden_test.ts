@@ -24,9 +24,19 @@ for (const [name, dir] of [["target", DEFAULT_TARGET_DIR], ["draft", DEFAULT_DRA
     const folder = await openModelFolder(dir);
     const model = await loadCpuModel(folder);
     for (const c of golden.cases) {
-      assert.deepEqual(folder.tokenizer.encode(c.prompt), c.prompt_ids, `prompt ids of ${JSON.stringify(c.prompt)}`);
+      assert.deepEqual(
+        folder.tokenizer.encode(c.prompt),
+        c.prompt_ids,
+        `prompt ids of ${JSON.stringify(c.prompt)}`,
+      );
       const ids: number[] = [];
-      for await (const ev of generateAutoregressive(model, c.prompt_ids, { maxTokens: golden.max_tokens, sampling: GREEDY, seed: 0 })) {
+      for await (
+        const ev of generateAutoregressive(model, c.prompt_ids, {
+          maxTokens: golden.max_tokens,
+          sampling: GREEDY,
+          seed: 0,
+        })
+      ) {
         if (ev.type === "token") ids.push(ev.id);
       }
       // No eosIds: like the PyTorch reference, decoding runs through EOS for the full length.
@@ -39,7 +49,11 @@ for (const [name, dir] of [["target", DEFAULT_TARGET_DIR], ["draft", DEFAULT_DRA
 Deno.test("golden: JS tokenizer ids equal the Python trainer's", async () => {
   const folder = await openModelFolder(DEFAULT_TARGET_DIR);
   for (const t of golden.tokenizer) {
-    assert.deepEqual(folder.tokenizer.encode(t.text, { addBos: false }), t.ids, JSON.stringify(t.text.slice(0, 40)));
+    assert.deepEqual(
+      folder.tokenizer.encode(t.text, { addBos: false }),
+      t.ids,
+      JSON.stringify(t.text.slice(0, 40)),
+    );
     assert.equal(folder.tokenizer.decode(t.ids), t.text);
   }
   folder.checkpoint.close();

@@ -59,7 +59,9 @@ Deno.test("server: streaming SSE delivers the same text, then [DONE]", async () 
   const res = await post({ ...body, stream: true });
   assert.equal(res.status, 200);
   assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
-  const events = (await res.text()).split("\n\n").filter((e) => e.startsWith("data: ")).map((e) => e.slice(6));
+  const events = (await res.text()).split("\n\n").filter((e) => e.startsWith("data: ")).map((e) =>
+    e.slice(6)
+  );
   assert.equal(events.at(-1), "[DONE]");
   const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
   assert.equal(chunks.map((c) => c.text).join(""), plain.text);
@@ -76,7 +78,13 @@ Deno.test("server: invalid requests get 4xx with the field named", async () => {
   await expectError(await post({ prompt: "x", model_path: "/etc/passwd" }), 400, "model_path");
   await expectError(await post([1, 2, 3]), 400);
   const ctx = model.config.maxPositions;
-  await expectError(await post({ prompt: "x", max_tokens: ctx }), 400, "2 tokens", `max_tokens (${ctx})`, `${ctx}`);
+  await expectError(
+    await post({ prompt: "x", max_tokens: ctx }),
+    400,
+    "2 tokens",
+    `max_tokens (${ctx})`,
+    `${ctx}`,
+  );
   await expectError(await post({ prompt: "x".repeat(2 * 1024 * 1024) }), 413, "exceeds");
   await expectError(await app.request("/v1/nothing"), 404, "no route");
   await expectError(await app.request("/v1/generate"), 404);

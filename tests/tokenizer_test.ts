@@ -34,7 +34,9 @@ Deno.test("tokenizer: streaming decode holds back incomplete UTF-8 and loses not
   const pieces: string[] = [];
   for (const id of ids) pieces.push(d.push(id));
   pieces.push(d.flush());
-  for (const p of pieces) assert.ok(!p.includes("\uFFFD"), `piece ${JSON.stringify(p)} has a replacement char`);
+  for (const p of pieces) {
+    assert.ok(!p.includes("\uFFFD"), `piece ${JSON.stringify(p)} has a replacement char`);
+  }
   assert.ok(pieces.some((p) => p === ""), "some token completed no character and was held back");
   assert.equal(pieces.join(""), text);
 });

@@ -16,20 +16,35 @@ export const DEFAULT_TARGET_DIR = new URL("../../weights/tiny/target", import.me
 /** Path of the bundled default draft model. */
 export const DEFAULT_DRAFT_DIR = new URL("../../weights/tiny/draft", import.meta.url).pathname;
 
-/** An opened, validated model folder (weights not yet read). */
-export interface ModelFolder {
+/** A validated config + checkpoint (weights not yet read). */
+export interface Checkpoint {
   dir: string;
   config: ModelConfig;
   checkpoint: SafetensorsModel;
+}
+
+/** An opened, validated model folder: checkpoint and tokenizer. */
+export interface ModelFolder extends Checkpoint {
   tokenizer: ModelTokenizer;
 }
 
-/** Open and validate `dir`: config, every shard header, every expected tensor's presence and shape. */
-export async function openModelFolder(dir: string): Promise<ModelFolder> {
+/** Open and validate config.json and the weights of `dir` (every expected tensor, with its shape). */
+export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   const config = await loadConfig(dir);
   const checkpoint = await SafetensorsModel.open(dir);
   try {
     validateCheckpoint(checkpoint, config, dir);
+  } catch (e) {
+    checkpoint.close();
+    throw e;
+  }
+  return { dir, config, checkpoint };
+}
+
+/** Open and validate `dir`: config, every shard header, every expected tensor's presence and shape, tokenizer. */
+export async function openModelFolder(dir: string): Promise<ModelFolder> {
+  const { config, checkpoint } = await openCheckpoint(dir);
+  try {
     let genEos: number[] = [];
     try {
       const g = JSON.parse(await Deno.readTextFile(`${dir}/generation_config.json`));
@@ -52,7 +67,7 @@ export async function openModelFolder(dir: string): Promise<ModelFolder> {
 }
 
 /** Load a folder's weights into a CPU reference model. */
-export async function loadCpuModel(folder: ModelFolder, capacity?: number): Promise<CpuLlama> {
+export async function loadCpuModel(folder: Checkpoint, capacity?: number): Promise<CpuLlama> {
   const w = await loadWeightsF32(folder.checkpoint, folder.config);
   return new CpuLlama(folder.config, w, capacity);
 }

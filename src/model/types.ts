@@ -33,7 +33,7 @@ export interface CausalLM {
    */
   forward(input: ForwardInput): Promise<Float32Array>;
   /** Keep slots [0, prefixLen) and the `accepted` slots (moved to follow the prefix); drop the rest. */
-  commit(prefixLen: number, accepted: ArrayLike<number>): void;
+  commit(prefixLen: number, accepted: ArrayLike<number>): void | Promise<void>;
   /** Forget every slot from `length` on. */
   truncate(length: number): void;
   /** Release resources. */

@@ -1,0 +1,183 @@
+/**
+ * WebGPU device acquisition and error handling. Deno never throws WebGPU validation errors by itself:
+ * every pipeline creation and submission here runs inside error scopes and turns what they catch into a
+ * {@link GpuError} naming the shader or operation.
+ *
+ * @module
+ */
+
+/** A WebGPU validation, out-of-memory or internal error, or a missing adapter. */
+export class GpuError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "GpuError";
+  }
+}
+
+/** The adapter facts the engine and the profiler key on. */
+export interface AdapterDescription {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  isFallbackAdapter: boolean;
+}
+
+/** A device with the limits raised to what the adapter offers and the optional features it has. */
+export class Gpu {
+  /** Errors raised outside any scope (reported by the next {@link Gpu.check}). */
+  private uncaptured: string[] = [];
+
+  private constructor(
+    readonly device: GPUDevice,
+    readonly adapter: AdapterDescription,
+    /** shader-f16 is available (used only when present). */
+    readonly hasF16: boolean,
+    /** timestamp-query is available (used by benchmarks only). */
+    readonly hasTimestamps: boolean,
+  ) {
+    device.addEventListener("uncapturederror", (e) => {
+      this.uncaptured.push((e as GPUUncapturedErrorEvent).error.message);
+    });
+  }
+
+  /** Request the best adapter and a device with raised limits; throws a GpuError saying what to install. */
+  static async acquire(): Promise<Gpu> {
+    if (typeof navigator === "undefined" || !("gpu" in navigator) || !navigator.gpu) {
+      throw new GpuError(
+        "WebGPU is not available: run Deno with --unstable-webgpu (deno.json sets it for every task)",
+      );
+    }
+    const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+    if (!adapter) {
+      throw new GpuError(
+        "no WebGPU adapter found: install a GPU driver, or Mesa's software Vulkan driver " +
+          "(apt-get install -y mesa-vulkan-drivers) to run on the CPU",
+      );
+    }
+    const want: (keyof GPUSupportedLimits)[] = [
+      "maxBufferSize",
+      "maxStorageBufferBindingSize",
+      "maxStorageBuffersPerShaderStage",
+      "maxComputeWorkgroupStorageSize",
+      "maxComputeInvocationsPerWorkgroup",
+      "maxComputeWorkgroupSizeX",
+      "maxComputeWorkgroupsPerDimension",
+      "maxBindGroups",
+    ];
+    const requiredLimits: Record<string, number> = {};
+    for (const k of want) {
+      const v = adapter.limits[k];
+      if (typeof v === "number") requiredLimits[k] = v;
+    }
+    const features: GPUFeatureName[] = [];
+    const hasF16 = adapter.features.has("shader-f16");
+    const hasTimestamps = adapter.features.has("timestamp-query");
+    if (hasF16) features.push("shader-f16");
+    if (hasTimestamps) features.push("timestamp-query");
+    let device: GPUDevice;
+    try {
+      device = await adapter.requestDevice({ requiredLimits, requiredFeatures: features });
+    } catch (e) {
+      throw new GpuError(`requestDevice failed: ${(e as Error).message}`);
+    }
+    const info = adapter.info;
+    return new Gpu(
+      device,
+      {
+        vendor: info.vendor,
+        architecture: info.architecture,
+        device: info.device,
+        description: info.description,
+        isFallbackAdapter: (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+      },
+      hasF16,
+      hasTimestamps,
+    );
+  }
+
+  /** The device's limits. */
+  get limits(): GPUSupportedLimits {
+    return this.device.limits;
+  }
+
+  /**
+   * Run `fn` inside validation + out-of-memory + internal error scopes; throw a GpuError naming `what`
+   * if any fired (or if an uncaptured error arrived meanwhile).
+   */
+  async scoped<T>(what: string, fn: () => T): Promise<T> {
+    const d = this.device;
+    d.pushErrorScope("internal");
+    d.pushErrorScope("out-of-memory");
+    d.pushErrorScope("validation");
+    let value: T;
+    let thrown: unknown;
+    try {
+      value = fn();
+    } catch (e) {
+      thrown = e;
+    }
+    const errs = [await d.popErrorScope(), await d.popErrorScope(), await d.popErrorScope()]
+      .filter((e): e is GPUError => e !== null);
+    if (thrown) throw thrown;
+    this.check(what, errs.map((e) => e.message));
+    return value!;
+  }
+
+  /** Throw a GpuError for `extra` messages or any uncaptured error since the last check. */
+  check(what: string, extra: string[] = []): void {
+    const all = [...extra, ...this.uncaptured];
+    this.uncaptured = [];
+    if (all.length) throw new GpuError(`${what}: ${all.join("; ")}`);
+  }
+
+  /** Create a storage buffer holding `data` (padded to a multiple of 4 bytes). */
+  createBufferWith(label: string, data: ArrayBufferView, usage = 0): GPUBuffer {
+    const size = Math.max(4, Math.ceil(data.byteLength / 4) * 4);
+    const buf = this.device.createBuffer({
+      label,
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC | usage,
+      mappedAtCreation: true,
+    });
+    new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    buf.unmap();
+    return buf;
+  }
+
+  /** Create an uninitialised (zeroed) storage buffer of `size` bytes. */
+  createBuffer(label: string, size: number, usage = 0): GPUBuffer {
+    if (size > this.limits.maxBufferSize) {
+      throw new GpuError(
+        `buffer "${label}" needs ${size} bytes; the adapter's maxBufferSize is ${this.limits.maxBufferSize}`,
+      );
+    }
+    return this.device.createBuffer({
+      label,
+      size: Math.max(4, Math.ceil(size / 4) * 4),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC | usage,
+    });
+  }
+
+  /** Copy `size` bytes of `src` back to the CPU (one GPU->CPU sync, >= ~11 ms in Deno). */
+  async read(src: GPUBuffer, size: number, offset = 0): Promise<ArrayBuffer> {
+    const staging = this.device.createBuffer({
+      size: Math.ceil(size / 4) * 4,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(src, offset, staging, 0, Math.ceil(size / 4) * 4);
+    this.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const out = staging.getMappedRange().slice(0, size);
+    staging.unmap();
+    staging.destroy();
+    this.check("readback");
+    return out;
+  }
+
+  /** Release the device. */
+  destroy(): void {
+    this.device.destroy();
+  }
+}

@@ -1,0 +1,571 @@
+/**
+ * The Llama forward pass on WebGPU: weights in their checkpoint dtype, f32 activations and KV cache,
+ * a whole forward pass recorded into one submission, logits / argmax / samples computed on the GPU so
+ * only what the caller needs is read back.
+ *
+ * @module
+ */
+
+import { type ModelConfig, ropeInvFreq } from "../model/config.ts";
+import type { Checkpoint } from "../model/loader.ts";
+import type { CausalLM, ForwardInput } from "../model/types.ts";
+import { llamaTensorSpec } from "../model/weights.ts";
+import type { SamplingParams } from "../model/sampling.ts";
+import { type Gpu, GpuError } from "./device.ts";
+import * as ops from "./ops.ts";
+import { PipelineCache } from "./pipelines.ts";
+import { Recorder, UniformArena } from "./recorder.ts";
+import { destroyMatrix, type GpuMatrix, uploadMatrix } from "./tensor.ts";
+
+interface GpuLayer {
+  attnNorm: GPUBuffer;
+  wq: GpuMatrix;
+  wk: GpuMatrix;
+  wv: GpuMatrix;
+  wo: GpuMatrix;
+  mlpNorm: GPUBuffer;
+  wGate: GpuMatrix;
+  wUp: GpuMatrix;
+  wDown: GpuMatrix;
+}
+
+/** What a recorded forward pass produces for its logit rows. */
+export type Head =
+  | { kind: "logits" }
+  | { kind: "argmax" }
+  | { kind: "sample"; sampling: SamplingParams; uniforms: ArrayLike<number> };
+
+/** Options of {@link GpuLlama.load}. */
+export interface GpuLlamaOptions {
+  /** KV slots (default: the model's context length). */
+  capacity?: number;
+  /** Most tokens in one forward pass; longer prompts are processed in chunks (default 256). */
+  maxBatch?: number;
+}
+
+/** Counters since load (for stats: every readback is a GPU->CPU sync costing >= ~11 ms in Deno). */
+export interface GpuCounters {
+  submissions: number;
+  readbacks: number;
+  forwards: number;
+}
+
+/** A Llama model resident on the GPU with its own KV cache (one sequence). */
+export class GpuLlama implements CausalLM {
+  /** Slots in use. */
+  private length = 0;
+  readonly counters: GpuCounters = { submissions: 0, readbacks: 0, forwards: 0 };
+  private readonly ctx: ops.OpContext;
+  private readonly arena: UniformArena;
+
+  private constructor(
+    readonly gpu: Gpu,
+    readonly config: ModelConfig,
+    readonly capacity: number,
+    readonly maxBatch: number,
+    private readonly w: { embed: GpuMatrix; lmHead: GpuMatrix; finalNorm: GPUBuffer; layers: GpuLayer[] },
+    private readonly kv: { k: GPUBuffer[]; v: GPUBuffer[] },
+    private readonly buf: Record<
+      | "x"
+      | "xn"
+      | "q"
+      | "att"
+      | "gate"
+      | "up"
+      | "sel"
+      | "logits"
+      | "scratch"
+      | "tokens"
+      | "positions"
+      | "mask"
+      | "ids"
+      | "uniforms"
+      | "slots"
+      | "kvTmp"
+      | "rope",
+      GPUBuffer
+    >,
+    pipelines: PipelineCache,
+  ) {
+    this.arena = new UniformArena(gpu);
+    this.ctx = { rec: new Recorder(gpu, this.arena), pipelines };
+  }
+
+  /** Upload a model folder's weights and allocate the KV cache and activations. */
+  static async load(gpu: Gpu, folder: Checkpoint, opts: GpuLlamaOptions = {}): Promise<GpuLlama> {
+    const c = folder.config;
+    const capacity = opts.capacity ?? c.maxPositions;
+    const maxBinding = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+    let maxBatch = Math.min(opts.maxBatch ?? 256, capacity);
+    // Attention scores scratch: (maxBatch, nHeads, capacity) f32 must fit one binding.
+    while (maxBatch > 1 && maxBatch * c.nHeads * capacity * 4 > maxBinding) maxBatch >>= 1;
+    if (c.nHeads * capacity * 4 > maxBinding) {
+      throw new GpuError(
+        `KV capacity ${capacity} needs ${
+          c.nHeads * capacity * 4
+        } bytes of attention scratch per token; binding limit ${maxBinding}`,
+      );
+    }
+    const kvBytes = capacity * c.kvDim * 4;
+    if (kvBytes > maxBinding) {
+      throw new GpuError(
+        `KV cache of ${capacity} slots x ${c.kvDim} needs ${kvBytes} bytes per layer; binding limit ${maxBinding}`,
+      );
+    }
+    const st = folder.checkpoint;
+    const spec = llamaTensorSpec(c);
+    const matrix = async (name: string, shape: number[]) => {
+      const info = st.get(name)!;
+      return uploadMatrix(gpu, name, await st.readRaw(name), [shape[0], shape[1]], info.dtype);
+    };
+    const vector = async (name: string) => gpu.createBufferWith(name, await st.readF32(name));
+    const created: GpuMatrix[] = [];
+    const m = async (name: string, shape: number[]) => {
+      const x = await matrix(name, shape);
+      created.push(x);
+      return x;
+    };
+    const embed = await m(spec.global[0].name, spec.global[0].shape);
+    const lmHead = c.tieWordEmbeddings ? embed : await m("lm_head.weight", [c.vocabSize, c.hiddenSize]);
+    const finalNorm = await vector("model.norm.weight");
+    const layers: GpuLayer[] = [];
+    for (let l = 0; l < c.nLayers; l++) {
+      const s = spec.layers[l];
+      layers.push({
+        attnNorm: await vector(s[0].name),
+        wq: await m(s[1].name, s[1].shape),
+        wk: await m(s[2].name, s[2].shape),
+        wv: await m(s[3].name, s[3].shape),
+        wo: await m(s[4].name, s[4].shape),
+        mlpNorm: await vector(s[5].name),
+        wGate: await m(s[6].name, s[6].shape),
+        wUp: await m(s[7].name, s[7].shape),
+        wDown: await m(s[8].name, s[8].shape),
+      });
+    }
+    const kv = {
+      k: Array.from({ length: c.nLayers }, (_, l) => gpu.createBuffer(`k cache ${l}`, kvBytes)),
+      v: Array.from({ length: c.nLayers }, (_, l) => gpu.createBuffer(`v cache ${l}`, kvBytes)),
+    };
+    // RoPE cos/sin table (capacity, headDim/2) computed in f64, like the CPU reference.
+    const inv = ropeInvFreq(c);
+    const half = c.headDim / 2;
+    const table = new Float32Array(capacity * half * 2);
+    for (let pos = 0; pos < capacity; pos++) {
+      for (let i = 0; i < half; i++) {
+        table[(pos * half + i) * 2] = Math.cos(pos * inv[i]);
+        table[(pos * half + i) * 2 + 1] = Math.sin(pos * inv[i]);
+      }
+    }
+    const B = maxBatch;
+    const f = 4;
+    const b = (name: string, bytes: number) => gpu.createBuffer(name, bytes);
+    const buf = {
+      x: b("x", B * c.hiddenSize * f),
+      xn: b("xn", B * c.hiddenSize * f),
+      q: b("q", B * c.qDim * f),
+      att: b("att", B * c.qDim * f),
+      gate: b("gate", B * c.intermediateSize * f),
+      up: b("up", B * c.intermediateSize * f),
+      sel: b("selected rows", B * c.hiddenSize * f),
+      logits: b("logits", B * c.vocabSize * f),
+      scratch: b("attention scratch", B * c.nHeads * capacity * f),
+      tokens: b("tokens", (B + 1) * 4),
+      positions: b("positions", B * 4),
+      mask: b("mask", B * Math.ceil(capacity / 32) * 4),
+      ids: b("ids", (B + 1) * 4),
+      uniforms: b("uniforms", B * 4),
+      slots: b("slots", B * 4),
+      kvTmp: b("kv tmp", 2 * B * c.kvDim * f),
+      rope: gpu.createBufferWith("rope table", table),
+    };
+    const model = new GpuLlama(
+      gpu,
+      c,
+      capacity,
+      maxBatch,
+      { embed, lmHead, finalNorm, layers },
+      kv,
+      buf,
+      new PipelineCache(gpu),
+    );
+    gpu.check(`loading ${folder.dir}`);
+    return model;
+  }
+
+  get cacheLength(): number {
+    return this.length;
+  }
+
+  /**
+   * Record one forward pass of n tokens (already in the tokens buffer at tokOffset; positions at
+   * posOffset) after `past` cached slots, with logits for `rows` (new-token indices) left in the logits
+   * buffer as (rows.length, vocab).
+   */
+  private async recordForward(
+    a: {
+      n: number;
+      past: number;
+      tokens?: GPUBuffer;
+      tokOffset: number;
+      posOffset: number;
+      causal: boolean;
+      maskWords: number;
+      rows: number[];
+    },
+  ): Promise<void> {
+    const c = this.config, b = this.buf, ctx = this.ctx;
+    const { n, past } = a;
+    const d = c.hiddenSize;
+    const tokens = a.tokens ?? b.tokens;
+    await ops.embedding(ctx, { table: this.w.embed, tokens, tokOffset: a.tokOffset, out: b.x, n });
+    for (let l = 0; l < c.nLayers; l++) {
+      const L = this.w.layers[l];
+      const k = this.kv.k[l], v = this.kv.v[l];
+      await ops.rmsNorm(ctx, { x: b.x, w: L.attnNorm, out: b.xn, n, d, eps: c.rmsNormEps });
+      await ops.matmul(ctx, { w: L.wq, x: b.xn, y: b.q, n });
+      // New keys/values go straight into the cache at slots past .. past + n - 1.
+      await ops.matmul(ctx, { w: L.wk, x: b.xn, y: k, n, yOffset: past * c.kvDim });
+      await ops.matmul(ctx, { w: L.wv, x: b.xn, y: v, n, yOffset: past * c.kvDim });
+      const r = { n, headDim: c.headDim, positions: b.positions, posOffset: a.posOffset, table: b.rope };
+      await ops.rope(ctx, { ...r, x: b.q, offset: 0, stride: c.qDim, nHeads: c.nHeads });
+      await ops.rope(ctx, { ...r, x: k, offset: past * c.kvDim, stride: c.kvDim, nHeads: c.nKvHeads });
+      await ops.attention(ctx, {
+        q: b.q,
+        k,
+        v,
+        mask: b.mask,
+        scratch: b.scratch,
+        out: b.att,
+        n,
+        past,
+        nHeads: c.nHeads,
+        nKvHeads: c.nKvHeads,
+        headDim: c.headDim,
+        maskWords: a.maskWords,
+        causal: a.causal,
+        cap: this.capacity,
+      });
+      await ops.matmul(ctx, { w: L.wo, x: b.att, y: b.x, n, acc: true });
+      await ops.rmsNorm(ctx, { x: b.x, w: L.mlpNorm, out: b.xn, n, d, eps: c.rmsNormEps });
+      await ops.matmul(ctx, { w: L.wGate, x: b.xn, y: b.gate, n });
+      await ops.matmul(ctx, { w: L.wUp, x: b.xn, y: b.up, n });
+      await ops.swiGlu(ctx, { gate: b.gate, up: b.up, count: n * c.intermediateSize });
+      await ops.matmul(ctx, { w: L.wDown, x: b.gate, y: b.x, n, acc: true });
+    }
+    // Final norm + LM head only for the rows asked for (prefill: just the last one).
+    let src = b.x;
+    const all = a.rows.length === n && a.rows.every((r, i) => r === i);
+    if (!all) {
+      a.rows.forEach((r, i) => ctx.rec.copy(b.x, r * d * 4, b.sel, i * d * 4, d * 4));
+      src = b.sel;
+    }
+    const m = a.rows.length;
+    await ops.rmsNorm(ctx, { x: src, w: this.w.finalNorm, out: b.xn, n: m, d, eps: c.rmsNormEps });
+    await ops.matmul(ctx, { w: this.w.lmHead, x: b.xn, y: b.logits, n: m });
+    this.counters.forwards++;
+  }
+
+  /** Upload inputs, check sizes, return the forward's shape. */
+  private stage(
+    input: ForwardInput,
+  ): { n: number; past: number; causal: boolean; maskWords: number; rows: number[] } {
+    const c = this.config;
+    const n = input.tokens.length;
+    const past = this.length;
+    if (n === 0) throw new RangeError("forward: no tokens");
+    if (n > this.maxBatch) throw new RangeError(`forward: ${n} tokens exceed maxBatch ${this.maxBatch}`);
+    if (input.positions.length !== n) {
+      throw new RangeError(`forward: ${n} tokens but ${input.positions.length} positions`);
+    }
+    if (past + n > this.capacity) {
+      throw new RangeError(
+        `forward: ${past} cached + ${n} new tokens exceed the KV capacity ${this.capacity}`,
+      );
+    }
+    for (let i = 0; i < n; i++) {
+      if (input.tokens[i] < 0 || input.tokens[i] >= c.vocabSize) {
+        throw new RangeError(
+          `forward: token ${input.tokens[i]} at row ${i} outside vocabulary [0, ${c.vocabSize})`,
+        );
+      }
+      if (input.positions[i] < 0 || input.positions[i] >= this.capacity) {
+        throw new RangeError(`forward: position ${input.positions[i]} outside [0, ${this.capacity})`);
+      }
+    }
+    const q = this.gpu.device.queue;
+    q.writeBuffer(this.buf.tokens, 0, Uint32Array.from(input.tokens));
+    q.writeBuffer(this.buf.positions, 0, Uint32Array.from(input.positions));
+    const w = past + n;
+    const maskWords = Math.ceil(w / 32);
+    if (input.mask) {
+      if (input.mask.length !== n * w) {
+        throw new RangeError(`forward: mask has ${input.mask.length} entries, expected ${n} x ${w}`);
+      }
+      const bits = new Uint32Array(n * maskWords);
+      for (let i = 0; i < n; i++) {
+        let any = false;
+        for (let j = 0; j < w; j++) {
+          if (input.mask[i * w + j]) {
+            bits[i * maskWords + (j >>> 5)] |= 1 << (j & 31);
+            any = true;
+          }
+        }
+        if (!any) throw new RangeError(`forward: mask row ${i} attends to nothing`);
+      }
+      q.writeBuffer(this.buf.mask, 0, bits);
+    }
+    const rows = input.logitRows ? Array.from(input.logitRows) : Array.from({ length: n }, (_, i) => i);
+    for (const r of rows) {
+      if (r < 0 || r >= n) throw new RangeError(`forward: logit row ${r} outside [0, ${n})`);
+    }
+    return { n, past, causal: !input.mask, maskWords, rows };
+  }
+
+  /** Record the head (argmax/sample into ids) for m logit rows. */
+  private async recordHead(head: Head, m: number): Promise<void> {
+    const b = this.buf, V = this.config.vocabSize;
+    if (head.kind === "argmax" || (head.kind === "sample" && head.sampling.temperature === 0)) {
+      await ops.argmax(this.ctx, { logits: b.logits, out: b.ids, outOffset: 0, n: m, vocab: V });
+    } else if (head.kind === "sample") {
+      if (head.uniforms.length < m) throw new RangeError(`sample: ${m} rows need ${m} uniforms`);
+      this.gpu.device.queue.writeBuffer(b.uniforms, 0, Float32Array.from(head.uniforms));
+      const s = head.sampling;
+      await ops.sample(this.ctx, {
+        logits: b.logits,
+        uniforms: b.uniforms,
+        uOffset: 0,
+        out: b.ids,
+        outOffset: 0,
+        n: m,
+        vocab: V,
+        temperature: s.temperature,
+        topK: s.topK,
+        topP: s.topP,
+      });
+    }
+  }
+
+  private async submit(label: string): Promise<void> {
+    await this.ctx.rec.submit(label);
+    this.counters.submissions++;
+  }
+
+  private async readback(src: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+    this.counters.readbacks++;
+    return await this.gpu.read(src, bytes);
+  }
+
+  /**
+   * Validate a whole input, then (causal inputs longer than maxBatch only) run all but the last
+   * maxBatch-sized chunk without logits; returns what is left to run.
+   */
+  private async prefillChunks(input: ForwardInput): Promise<ForwardInput> {
+    const n = input.tokens.length;
+    const past = this.length;
+    if (past + n > this.capacity) {
+      throw new RangeError(
+        `forward: ${past} cached + ${n} new tokens exceed the KV capacity ${this.capacity}`,
+      );
+    }
+    if (n <= this.maxBatch) return input;
+    if (input.mask) {
+      throw new RangeError(`forward: a masked forward of ${n} tokens exceeds maxBatch ${this.maxBatch}`);
+    }
+    const first = n - this.maxBatch;
+    if (!input.logitRows || Array.from(input.logitRows).some((r) => r < first)) {
+      throw new RangeError(
+        `forward: a ${n}-token prefill runs in chunks of ${this.maxBatch}; ask logitRows among its last ${this.maxBatch} rows`,
+      );
+    }
+    for (let i = 0; i < n; i++) {
+      const t = input.tokens[i], p = input.positions[i];
+      if (t < 0 || t >= this.config.vocabSize) {
+        throw new RangeError(`forward: token ${t} at row ${i} outside vocabulary`);
+      }
+      if (p < 0 || p >= this.capacity) {
+        throw new RangeError(`forward: position ${p} outside [0, ${this.capacity})`);
+      }
+    }
+    // Chunk sizes r, B, B, ... so the last chunk holds the last B rows (the ones that may want logits).
+    let s = 0;
+    while (n - s > this.maxBatch) {
+      const size = (n - s) % this.maxBatch || this.maxBatch;
+      const st = this.stage({
+        tokens: input.tokens.subarray(s, s + size),
+        positions: input.positions.subarray(s, s + size),
+        logitRows: [size - 1],
+      });
+      await this.recordForward({ ...st, tokOffset: 0, posOffset: 0 });
+      await this.submit("prefill chunk");
+      this.length += st.n;
+      s += size;
+    }
+    return {
+      tokens: input.tokens.subarray(s),
+      positions: input.positions.subarray(s),
+      logitRows: Array.from(input.logitRows, (r) => r - s),
+    };
+  }
+
+  /** See {@link CausalLM.forward}: one submission, one readback of (rows, vocab) logits. */
+  async forward(input: ForwardInput): Promise<Float32Array> {
+    const last = await this.prefillChunks(input);
+    const st = this.stage(last);
+    await this.recordForward({ ...st, tokOffset: 0, posOffset: 0 });
+    await this.submit("forward");
+    this.length += st.n;
+    return new Float32Array(await this.readback(this.buf.logits, st.rows.length * this.config.vocabSize * 4));
+  }
+
+  /** Forward, then argmax or sample each logit row on the GPU: one submission, reads back only ids. */
+  async forwardIds(input: ForwardInput, head: Exclude<Head, { kind: "logits" }>): Promise<Uint32Array> {
+    const last = await this.prefillChunks(input);
+    const st = this.stage(last);
+    await this.recordForward({ ...st, tokOffset: 0, posOffset: 0 });
+    await this.recordHead(head, st.rows.length);
+    await this.submit("forward+head");
+    this.length += st.n;
+    return new Uint32Array(await this.readback(this.buf.ids, st.rows.length * 4));
+  }
+
+  /**
+   * Autoregressive decoding of `steps` tokens in ONE submission and ONE readback: step s embeds the
+   * token the head of step s-1 wrote on the GPU. `first` is the token to feed at position cacheLength.
+   * Returns the `steps` tokens produced (the caller stops at EOS and truncates the cache).
+   */
+  async decodeSteps(
+    first: number,
+    steps: number,
+    head: Exclude<Head, { kind: "logits" }>,
+  ): Promise<Uint32Array> {
+    const past = this.length;
+    if (steps < 1 || steps > this.maxBatch) {
+      throw new RangeError(`decodeSteps: steps ${steps} outside [1, ${this.maxBatch}]`);
+    }
+    if (past + steps > this.capacity) {
+      throw new RangeError(`decodeSteps: ${past} + ${steps} exceed KV capacity ${this.capacity}`);
+    }
+    if (first < 0 || first >= this.config.vocabSize) {
+      throw new RangeError(`decodeSteps: token ${first} outside vocabulary`);
+    }
+    const q = this.gpu.device.queue;
+    q.writeBuffer(this.buf.ids, 0, Uint32Array.of(first));
+    q.writeBuffer(this.buf.positions, 0, Uint32Array.from({ length: steps }, (_, s) => past + s));
+    const greedy = head.kind === "argmax" || head.sampling.temperature === 0;
+    if (!greedy) {
+      if (head.uniforms.length < steps) {
+        throw new RangeError(`decodeSteps: ${steps} steps need ${steps} uniforms`);
+      }
+      q.writeBuffer(this.buf.uniforms, 0, Float32Array.from(head.uniforms).subarray(0, steps));
+    }
+    const V = this.config.vocabSize;
+    for (let s = 0; s < steps; s++) {
+      // ids[s] holds this step's input token (written by the previous step's head); its head writes ids[s + 1].
+      await this.recordForward({
+        n: 1,
+        past: past + s,
+        tokens: this.buf.ids,
+        tokOffset: s,
+        posOffset: s,
+        causal: true,
+        maskWords: 0,
+        rows: [0],
+      });
+      if (greedy) {
+        await ops.argmax(this.ctx, {
+          logits: this.buf.logits,
+          out: this.buf.ids,
+          outOffset: s + 1,
+          n: 1,
+          vocab: V,
+        });
+      } else {
+        const p = (head as { sampling: SamplingParams }).sampling;
+        await ops.sample(this.ctx, {
+          logits: this.buf.logits,
+          uniforms: this.buf.uniforms,
+          uOffset: s,
+          out: this.buf.ids,
+          outOffset: s + 1,
+          n: 1,
+          vocab: V,
+          temperature: p.temperature,
+          topK: p.topK,
+          topP: p.topP,
+        });
+      }
+    }
+    await this.submit("decode steps");
+    this.length += steps;
+    const ids = new Uint32Array(await this.readback(this.buf.ids, (steps + 1) * 4));
+    return ids.subarray(1);
+  }
+
+  /** Keep slots [0, prefixLen) and move `accepted` after them, on the GPU (one submission, no readback). */
+  async commit(prefixLen: number, accepted: ArrayLike<number>): Promise<void> {
+    if (prefixLen > this.length) {
+      throw new RangeError(`commit: prefix ${prefixLen} exceeds cache length ${this.length}`);
+    }
+    for (let i = 0; i < accepted.length; i++) {
+      if (
+        accepted[i] < prefixLen + i || accepted[i] >= this.length || (i > 0 && accepted[i] <= accepted[i - 1])
+      ) {
+        throw new RangeError(
+          `commit: slot ${accepted[i]} is not an uncommitted slot in [${prefixLen + i}, ${this.length})`,
+        );
+      }
+    }
+    const moves = Array.from(accepted).map((s, i) => ({ s, i })).filter(({ s, i }) => s !== prefixLen + i);
+    if (moves.length) {
+      // Move the whole tail from the first displaced entry on (keeps the kernel a plain gather/scatter).
+      const from = moves[0].i;
+      const src = Uint32Array.from(Array.from(accepted).slice(from));
+      if (src.length > this.maxBatch) {
+        throw new RangeError(`commit: ${src.length} slots exceed maxBatch ${this.maxBatch}`);
+      }
+      this.gpu.device.queue.writeBuffer(this.buf.slots, 0, src);
+      for (let l = 0; l < this.config.nLayers; l++) {
+        await ops.kvCopy(this.ctx, {
+          slots: this.buf.slots,
+          k: this.kv.k[l],
+          v: this.kv.v[l],
+          tmp: this.buf.kvTmp,
+          count: src.length,
+          kvDim: this.config.kvDim,
+          dstBase: prefixLen + from,
+        });
+      }
+      await this.submit("kv commit");
+    }
+    this.length = prefixLen + accepted.length;
+  }
+
+  truncate(length: number): void {
+    if (length < 0 || length > this.length) {
+      throw new RangeError(`truncate: ${length} outside [0, ${this.length}]`);
+    }
+    this.length = length;
+  }
+
+  /** Bytes of weights resident on the GPU. */
+  get weightBytes(): number {
+    const L = this.w.layers;
+    const mats = L.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.wGate, l.wUp, l.wDown]);
+    const head = this.w.lmHead === this.w.embed ? 0 : this.w.lmHead.bytes;
+    return mats.reduce((a, m) => a + m.bytes, 0) + this.w.embed.bytes + head;
+  }
+
+  dispose(): void {
+    const L = this.w.layers;
+    for (const l of L) {
+      for (const m of [l.wq, l.wk, l.wv, l.wo, l.wGate, l.wUp, l.wDown]) destroyMatrix(m);
+      l.attnNorm.destroy();
+      l.mlpNorm.destroy();
+    }
+    destroyMatrix(this.w.embed);
+    if (this.w.lmHead !== this.w.embed) destroyMatrix(this.w.lmHead);
+    this.w.finalNorm.destroy();
+    for (const b of [...this.kv.k, ...this.kv.v, ...Object.values(this.buf)]) b.destroy();
+  }
+}

@@ -1,0 +1,221 @@
+/**
+ * One launcher per shader: checks shapes, picks defines, sizes the dispatch and records it. Launchers
+ * only record; nothing runs until the {@link Recorder} submits. Buffers are f32 unless noted; sizes are
+ * in elements.
+ *
+ * @module
+ */
+
+import type { PipelineCache } from "./pipelines.ts";
+import { type Binding, f32Bits, type Recorder } from "./recorder.ts";
+import { DTYPE_CODE, type GpuMatrix } from "./tensor.ts";
+
+/** What every launcher needs. */
+export interface OpContext {
+  rec: Recorder;
+  pipelines: PipelineCache;
+}
+
+const ceil = (a: number, b: number) => Math.ceil(a / b);
+
+/** out (n, d) = rows of `table` (vocab, d) at tokens[tokOffset .. tokOffset + n) (u32 buffer). */
+export async function embedding(
+  c: OpContext,
+  a: { table: GpuMatrix; tokens: Binding; tokOffset: number; out: Binding; n: number },
+): Promise<void> {
+  const pl = await c.pipelines.get("embedding", { DTYPE: DTYPE_CODE[a.table.dtype] });
+  for (const part of a.table.parts) {
+    c.rec.dispatch(
+      "embedding",
+      pl,
+      [a.n, a.table.cols, part.rowStart, part.rows, a.tokOffset],
+      [a.tokens, part.buffer, a.out],
+      [ceil(a.table.cols, 64), a.n],
+    );
+  }
+}
+
+/** out (n, d) = RMSNorm of x (n, d) with gain w (d). `out` may not alias `x`. */
+export async function rmsNorm(
+  c: OpContext,
+  a: { x: Binding; w: Binding; out: Binding; n: number; d: number; eps: number },
+): Promise<void> {
+  const pl = await c.pipelines.get("rmsnorm");
+  c.rec.dispatch("rmsnorm", pl, [a.n, a.d, f32Bits(a.eps)], [a.x, a.w, a.out], [a.n]);
+}
+
+/** Token rows per workgroup for n rows: weights are loaded once per tile of TN rows. */
+export function matmulTile(n: number): number {
+  return n <= 1 ? 1 : n <= 4 ? 4 : 8;
+}
+
+/**
+ * y[t, yOffset-based] (+)= W x[t] for t < n: W (out, in) in its dtype; x row t at xOffset + t * in;
+ * y element (t, col) at yOffset + t * yStride + col. `acc` adds into y (fused residual add).
+ */
+export async function matmul(
+  c: OpContext,
+  a: {
+    w: GpuMatrix;
+    x: Binding;
+    y: Binding;
+    n: number;
+    xOffset?: number;
+    yOffset?: number;
+    yStride?: number;
+    acc?: boolean;
+  },
+): Promise<void> {
+  const xOffset = a.xOffset ?? 0;
+  const vec = a.w.cols % 8 === 0 && xOffset % 4 === 0;
+  const tn = matmulTile(a.n);
+  const pl = await c.pipelines.get("matmul", {
+    DTYPE: DTYPE_CODE[a.w.dtype],
+    VEC: vec,
+    TN: tn,
+    ACC: !!a.acc,
+  });
+  for (const part of a.w.parts) {
+    c.rec.dispatch(
+      `matmul ${a.w.name}`,
+      pl,
+      [a.n, a.w.cols, part.rows, part.rowStart, xOffset, a.yOffset ?? 0, a.yStride ?? a.w.rows],
+      [part.buffer, a.x, a.y],
+      [ceil(part.rows, 4), ceil(a.n, tn)],
+    );
+  }
+}
+
+/** In-place RoPE on n rows of `x` (row t at offset + t * stride), positions[posOffset + t] (u32). */
+export async function rope(
+  c: OpContext,
+  a: {
+    x: Binding;
+    offset: number;
+    stride: number;
+    n: number;
+    nHeads: number;
+    headDim: number;
+    positions: Binding;
+    posOffset: number;
+    table: Binding;
+  },
+): Promise<void> {
+  const pl = await c.pipelines.get("rope");
+  c.rec.dispatch(
+    "rope",
+    pl,
+    [a.n, a.nHeads, a.headDim, a.stride, a.offset, a.posOffset],
+    [a.x, a.positions, a.table],
+    [ceil((a.nHeads * a.headDim) / 2, 64), a.n],
+  );
+}
+
+/**
+ * out (n, nHeads * headDim) = masked attention of q (n, nHeads * headDim) over k/v cache slots
+ * [0, past + n). `causal`: row t sees slots <= past + t; else bit j of mask row t (maskWords u32 per row).
+ * `scratch` holds n * nHeads * cap floats.
+ */
+export async function attention(
+  c: OpContext,
+  a: {
+    q: Binding;
+    k: Binding;
+    v: Binding;
+    mask: Binding;
+    scratch: Binding;
+    out: Binding;
+    n: number;
+    past: number;
+    nHeads: number;
+    nKvHeads: number;
+    headDim: number;
+    maskWords: number;
+    causal: boolean;
+    cap: number;
+  },
+): Promise<void> {
+  if (a.past + a.n > a.cap) {
+    throw new RangeError(`attention: ${a.past} + ${a.n} slots exceed capacity ${a.cap}`);
+  }
+  const pl = await c.pipelines.get("attention");
+  c.rec.dispatch(
+    "attention",
+    pl,
+    [
+      a.n,
+      a.past,
+      a.nHeads,
+      a.nHeads / a.nKvHeads,
+      a.headDim,
+      a.nKvHeads * a.headDim,
+      a.maskWords,
+      a.causal ? 1 : 0,
+      a.cap,
+      f32Bits(1 / Math.sqrt(a.headDim)),
+    ],
+    [a.q, a.k, a.v, a.mask, a.scratch, a.out],
+    [a.nHeads, a.n],
+  );
+}
+
+/** gate[i] = silu(gate[i]) * up[i] for i < count, in place. */
+export async function swiGlu(c: OpContext, a: { gate: Binding; up: Binding; count: number }): Promise<void> {
+  const pl = await c.pipelines.get("swiglu");
+  const groups = ceil(a.count, 256);
+  c.rec.dispatch("swiglu", pl, [a.count], [a.gate, a.up], [Math.min(groups, 65535), ceil(groups, 65535)]);
+}
+
+/** out[outOffset + t] = argmax of logits row t (n, vocab). */
+export async function argmax(
+  c: OpContext,
+  a: { logits: Binding; out: Binding; outOffset: number; n: number; vocab: number },
+): Promise<void> {
+  const pl = await c.pipelines.get("argmax");
+  c.rec.dispatch("argmax", pl, [a.n, a.vocab, a.outOffset], [a.logits, a.out], [a.n]);
+}
+
+/**
+ * out[outOffset + t] = a token drawn from logits row t under temperature / top-k / top-p using the
+ * uniform uniforms[uOffset + t]. temperature must be > 0 (use {@link argmax} for greedy).
+ */
+export async function sample(
+  c: OpContext,
+  a: {
+    logits: Binding;
+    uniforms: Binding;
+    uOffset: number;
+    out: Binding;
+    outOffset: number;
+    n: number;
+    vocab: number;
+    temperature: number;
+    topK: number;
+    topP: number;
+  },
+): Promise<void> {
+  if (!(a.temperature > 0)) throw new RangeError("sample: temperature must be > 0; use argmax for greedy");
+  const pl = await c.pipelines.get("sample");
+  c.rec.dispatch(
+    "sample",
+    pl,
+    [a.n, a.vocab, a.topK, a.outOffset, a.uOffset, f32Bits(1 / a.temperature), f32Bits(a.topP)],
+    [a.logits, a.uniforms, a.out],
+    [a.n],
+  );
+}
+
+/**
+ * Move cache rows slots[i] (i < count) of one layer's k and v to rows dstBase + i, through `tmp`
+ * (2 * count * kvDim floats): a gather dispatch, then a scatter dispatch.
+ */
+export async function kvCopy(
+  c: OpContext,
+  a: { slots: Binding; k: Binding; v: Binding; tmp: Binding; count: number; kvDim: number; dstBase: number },
+): Promise<void> {
+  const gather = await c.pipelines.get("kv_copy", { GATHER: true });
+  const scatter = await c.pipelines.get("kv_copy", { GATHER: false });
+  const groups: [number, number] = [ceil(a.kvDim, 64), a.count];
+  c.rec.dispatch("kv gather", gather, [a.count, a.kvDim, a.dstBase], [a.slots, a.k, a.v, a.tmp], groups);
+  c.rec.dispatch("kv scatter", scatter, [a.count, a.kvDim, a.dstBase], [a.slots, a.k, a.v, a.tmp], groups);
+}

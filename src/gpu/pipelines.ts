@@ -1,0 +1,90 @@
+/**
+ * Compute pipelines built from shaders/<name>.wgsl with a few compile-time defines, cached by
+ * name + defines. Defines become WGSL `const` declarations prepended to the source; lines between
+ * `//#if NAME`, `//#else` and `//#endif` are kept or dropped by NAME's truthiness (for the few places
+ * where the binding *types* differ, e.g. vec4 vs scalar weight loads).
+ *
+ * @module
+ */
+
+import type { Gpu } from "./device.ts";
+
+/** Define values: numbers become `const NAME: u32`, unless written as {f32: x} or {i32: x}; booleans u32 0/1. */
+export type Defines = Record<string, number | boolean | { f32: number } | { i32: number }>;
+
+const sourceCache = new Map<string, string>();
+
+/** Text of shaders/<name>.wgsl (read once). */
+export function shaderSource(name: string): string {
+  let s = sourceCache.get(name);
+  if (s === undefined) {
+    s = Deno.readTextFileSync(new URL(`../../shaders/${name}.wgsl`, import.meta.url));
+    sourceCache.set(name, s);
+  }
+  return s;
+}
+
+/** Apply defines to WGSL source: `//#if` blocks, then const declarations. */
+export function preprocess(name: string, src: string, defines: Defines): string {
+  const out: string[] = [];
+  const stack: { keep: boolean; parentKeep: boolean }[] = [];
+  let keep = true;
+  const truthy = (k: string) => {
+    if (!(k in defines)) throw new Error(`shader ${name}: //#if ${k} but ${k} is not defined`);
+    const v = defines[k];
+    return typeof v === "object" ? ("f32" in v ? v.f32 : v.i32) !== 0 : Boolean(v);
+  };
+  for (const line of src.split("\n")) {
+    const t = line.trim();
+    if (t.startsWith("//#if ")) {
+      stack.push({ keep: truthy(t.slice(6).trim()), parentKeep: keep });
+      keep = keep && stack[stack.length - 1].keep;
+    } else if (t === "//#else") {
+      const top = stack[stack.length - 1];
+      if (!top) throw new Error(`shader ${name}: //#else without //#if`);
+      keep = top.parentKeep && !top.keep;
+    } else if (t === "//#endif") {
+      const top = stack.pop();
+      if (!top) throw new Error(`shader ${name}: //#endif without //#if`);
+      keep = top.parentKeep;
+    } else if (keep) {
+      out.push(line);
+    }
+  }
+  if (stack.length) throw new Error(`shader ${name}: unterminated //#if`);
+  const consts = Object.entries(defines).map(([k, v]) => {
+    if (typeof v === "boolean") return `const ${k}: u32 = ${v ? 1 : 0}u;`;
+    if (typeof v === "number") {
+      if (!Number.isInteger(v) || v < 0) throw new Error(`shader ${name}: define ${k}=${v} must be a u32`);
+      return `const ${k}: u32 = ${v}u;`;
+    }
+    if ("f32" in v) return `const ${k}: f32 = ${Number.isInteger(v.f32) ? v.f32.toFixed(1) : v.f32};`;
+    return `const ${k}: i32 = ${v.i32}i;`;
+  });
+  return `// ${name} ${JSON.stringify(defines)}\n${consts.join("\n")}\n${out.join("\n")}`;
+}
+
+/** Pipelines by shader name + defines. */
+export class PipelineCache {
+  private readonly cache = new Map<string, GPUComputePipeline>();
+
+  constructor(private readonly gpu: Gpu) {}
+
+  /** The pipeline for `name` with `defines` (compiled on first use; WGSL errors throw with the name). */
+  async get(name: string, defines: Defines = {}): Promise<GPUComputePipeline> {
+    const key = `${name}|${JSON.stringify(Object.entries(defines).sort())}`;
+    const hit = this.cache.get(key);
+    if (hit) return hit;
+    const code = preprocess(name, shaderSource(name), defines);
+    const pipeline = await this.gpu.scoped(`shader ${name} ${JSON.stringify(defines)}`, () => {
+      const module = this.gpu.device.createShaderModule({ label: name, code });
+      return this.gpu.device.createComputePipeline({
+        label: name,
+        layout: "auto",
+        compute: { module, entryPoint: "main" },
+      });
+    });
+    this.cache.set(key, pipeline);
+    return pipeline;
+  }
+}

@@ -1,0 +1,302 @@
+/**
+ * Every WGSL kernel against its CPU twin on seeded, awkward sizes. Failures name the index and both
+ * values. Runs on whatever adapter is present (CI: Mesa lavapipe).
+ */
+import assert from "node:assert/strict";
+import { Gpu } from "../src/gpu/device.ts";
+import { PipelineCache } from "../src/gpu/pipelines.ts";
+import { Recorder, UniformArena } from "../src/gpu/recorder.ts";
+import * as ops from "../src/gpu/ops.ts";
+import { uploadMatrix } from "../src/gpu/tensor.ts";
+import { attention, matVec, rmsNorm, rope, swiGlu } from "../src/cpu/ops.ts";
+import { type DType, toF32 } from "../src/model/dtype.ts";
+import { encodeTensor } from "../src/model/safetensors_write.ts";
+import { argmax, probabilities, sampleFrom } from "../src/model/sampling.ts";
+import { Rng } from "../src/util/rng.ts";
+
+const gpu = await Gpu.acquire();
+const ctx: ops.OpContext = {
+  rec: new Recorder(gpu, new UniformArena(gpu)),
+  pipelines: new PipelineCache(gpu),
+};
+
+function rand(n: number, seed: number, scale = 1): Float32Array {
+  const r = new Rng(seed);
+  return Float32Array.from({ length: n }, () => (r.next() * 2 - 1) * scale);
+}
+
+const upload = (a: Float32Array | Uint32Array) => gpu.createBufferWith("test", a);
+const empty = (n: number) => gpu.createBuffer("test out", n * 4);
+async function readF32(b: GPUBuffer, n: number): Promise<Float32Array> {
+  return new Float32Array(await gpu.read(b, n * 4));
+}
+async function readU32(b: GPUBuffer, n: number): Promise<Uint32Array> {
+  return new Uint32Array(await gpu.read(b, n * 4));
+}
+
+function assertClose(got: Float32Array, want: ArrayLike<number>, tol: number, what: string): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i] - want[i]);
+    assert.ok(err <= tol * (1 + Math.abs(want[i])), `${what}: index ${i}: gpu ${got[i]} vs cpu ${want[i]}`);
+  }
+}
+
+/** Values as stored in `dtype` (what both sides compute with). */
+function rounded(x: Float32Array, dtype: DType): Float32Array {
+  return toF32(encodeTensor(x, dtype), dtype);
+}
+
+Deno.test("gpu: embedding gather, all dtypes, table split into row chunks", async () => {
+  const vocab = 37, d = 50;
+  const toks = Uint32Array.of(3, 0, 36, 17, 3, 20);
+  for (const dtype of ["F32", "F16", "BF16"] as DType[]) {
+    const table = rand(vocab * d, 1);
+    // Force ~4 rows per binding to exercise the split path.
+    const m = uploadMatrix(gpu, "embed", encodeTensor(table, dtype), [vocab, d], dtype, 4 * d * 4);
+    assert.ok(m.parts.length >= 5, `${m.parts.length} parts`);
+    const out = empty(toks.length * d);
+    await ops.embedding(ctx, { table: m, tokens: upload(toks), tokOffset: 0, out, n: toks.length });
+    await ctx.rec.submit();
+    const want = new Float32Array(toks.length * d);
+    const r = rounded(table, dtype);
+    toks.forEach((t, i) => want.set(r.subarray(t * d, (t + 1) * d), i * d));
+    assertClose(await readF32(out, toks.length * d), want, 0, `embedding ${dtype}`);
+  }
+});
+
+Deno.test("gpu: rmsnorm", async () => {
+  const n = 3, d = 77;
+  const x = rand(n * d, 2, 3), w = rand(d, 3);
+  const out = empty(n * d);
+  await ops.rmsNorm(ctx, { x: upload(x), w: upload(w), out, n, d, eps: 1e-5 });
+  await ctx.rec.submit();
+  const want = new Float32Array(n * d);
+  for (let t = 0; t < n; t++) {
+    rmsNorm(x.subarray(t * d, (t + 1) * d), w, 1e-5, want.subarray(t * d, (t + 1) * d));
+  }
+  assertClose(await readF32(out, n * d), want, 1e-5, "rmsnorm");
+});
+
+Deno.test("gpu: matmul, all dtypes, vec4 and scalar paths, tiles, offsets, residual, row chunks", async () => {
+  for (const dtype of ["F32", "F16", "BF16"] as DType[]) {
+    for (const inDim of [48, 70]) { // 48: vec4 path; 70: scalar path (70 % 8 != 0)
+      for (const n of [1, 3, 5, 13]) {
+        for (const acc of [false, true]) {
+          const out = 37;
+          const W = rand(out * inDim, 10 + n, 0.5);
+          const x = rand(2 * inDim + n * inDim, 20 + n); // x rows start at xOffset = 2 * inDim
+          const yStride = out + 3, yOffset = 5;
+          const y0 = rand(yOffset + n * yStride, 30 + n);
+          const m = uploadMatrix(gpu, "w", encodeTensor(W, dtype), [out, inDim], dtype, 10 * inDim * 4);
+          const y = upload(y0);
+          await ops.matmul(ctx, { w: m, x: upload(x), y, n, xOffset: 2 * inDim, yOffset, yStride, acc });
+          await ctx.rec.submit();
+          const want = y0.slice();
+          const wr = rounded(W, dtype);
+          const row = new Float32Array(out);
+          for (let t = 0; t < n; t++) {
+            matVec(wr, x.subarray((2 + t) * inDim, (3 + t) * inDim), out, inDim, row);
+            for (let o = 0; o < out; o++) {
+              want[yOffset + t * yStride + o] = (acc ? want[yOffset + t * yStride + o] : 0) + row[o];
+            }
+          }
+          assertClose(
+            await readF32(y, y0.length),
+            want,
+            2e-5,
+            `matmul ${dtype} in=${inDim} n=${n} acc=${acc}`,
+          );
+        }
+      }
+    }
+  }
+});
+
+Deno.test("gpu: rope (rotate_half) from the f64 cos/sin table", async () => {
+  const n = 3, nHeads = 5, hd = 12, cap = 40, stride = nHeads * hd + 4, offset = 7;
+  const inv = Float64Array.from({ length: hd / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / hd));
+  const table = new Float32Array(cap * hd);
+  for (let p = 0; p < cap; p++) {
+    for (let i = 0; i < hd / 2; i++) {
+      table[(p * hd / 2 + i) * 2] = Math.cos(p * inv[i]);
+      table[(p * hd / 2 + i) * 2 + 1] = Math.sin(p * inv[i]);
+    }
+  }
+  const positions = Uint32Array.of(0, 0, 33, 9, 39); // posOffset 2 -> 33, 9, 39
+  const x = rand(offset + n * stride, 4);
+  const xb = upload(x);
+  await ops.rope(ctx, {
+    x: xb,
+    offset,
+    stride,
+    n,
+    nHeads,
+    headDim: hd,
+    positions: upload(positions),
+    posOffset: 2,
+    table: upload(table),
+  });
+  await ctx.rec.submit();
+  const want = x.slice();
+  for (let t = 0; t < n; t++) {
+    rope(
+      want.subarray(offset + t * stride, offset + t * stride + nHeads * hd),
+      nHeads,
+      hd,
+      positions[2 + t],
+      inv,
+    );
+  }
+  assertClose(await readF32(xb, x.length), want, 1e-5, "rope");
+});
+
+Deno.test("gpu: attention with GQA, causal and tree masks", async () => {
+  const nHeads = 6, nKv = 2, hd = 8, kvDim = nKv * hd, past = 37, n = 5, cap = 64;
+  const q = rand(n * nHeads * hd, 5), k = rand(cap * kvDim, 6), v = rand(cap * kvDim, 7);
+  // Tree: node parents [-1, 0, 0, 1, -1] -> ancestor sets.
+  const parent = [-1, 0, 0, 1, -1];
+  const w = past + n, maskWords = Math.ceil(w / 32);
+  const vis: number[][] = [];
+  const bits = new Uint32Array(n * maskWords);
+  for (let t = 0; t < n; t++) {
+    const s = Array.from({ length: past }, (_, j) => j);
+    const anc: number[] = [];
+    for (let a = t; a >= 0; a = parent[a]) anc.unshift(past + a);
+    vis.push([...s, ...anc]);
+    for (const j of vis[t]) bits[t * maskWords + (j >>> 5)] |= 1 << (j & 31);
+  }
+  for (const causal of [true, false]) {
+    const out = empty(n * nHeads * hd);
+    await ops.attention(ctx, {
+      q: upload(q),
+      k: upload(k),
+      v: upload(v),
+      mask: upload(bits),
+      scratch: empty(n * nHeads * cap),
+      out,
+      n,
+      past,
+      nHeads,
+      nKvHeads: nKv,
+      headDim: hd,
+      maskWords,
+      causal,
+      cap,
+    });
+    await ctx.rec.submit();
+    const want = new Float32Array(n * nHeads * hd);
+    for (let t = 0; t < n; t++) {
+      const visible = causal ? Array.from({ length: past + t + 1 }, (_, j) => j) : vis[t];
+      attention(q.subarray(t * nHeads * hd, (t + 1) * nHeads * hd), k, v, visible, {
+        nHeads,
+        nKvHeads: nKv,
+        headDim: hd,
+      }, want.subarray(t * nHeads * hd, (t + 1) * nHeads * hd));
+    }
+    assertClose(await readF32(out, want.length), want, 1e-5, `attention causal=${causal}`);
+  }
+});
+
+Deno.test("gpu: swiglu", async () => {
+  const count = 1001;
+  const g = rand(count, 8, 6), u = rand(count, 9);
+  const gb = upload(g);
+  await ops.swiGlu(ctx, { gate: gb, up: upload(u), count });
+  await ctx.rec.submit();
+  const want = new Float32Array(count);
+  swiGlu(g, u, want);
+  assertClose(await readF32(gb, count), want, 1e-6, "swiglu");
+});
+
+Deno.test("gpu: argmax takes the first maximum", async () => {
+  const n = 4, vocab = 1003;
+  const l = rand(n * vocab, 11);
+  l[2 * vocab + 500] = 5;
+  l[2 * vocab + 900] = 5; // tie: first index wins
+  const out = empty(n + 2);
+  await ops.argmax(ctx, { logits: upload(l), out, outOffset: 2, n, vocab });
+  await ctx.rec.submit();
+  const got = await readU32(out, n + 2);
+  for (let t = 0; t < n; t++) {
+    assert.equal(got[2 + t], argmax(l.subarray(t * vocab, (t + 1) * vocab)), `row ${t}`);
+  }
+  assert.equal(got[4], 500);
+});
+
+Deno.test("gpu: sampling picks the same token as the CPU sampler for the same uniform", async () => {
+  const vocab = 517, n = 48;
+  const logits = rand(n * vocab, 12, 4);
+  const uRng = new Rng(13);
+  const u = Float32Array.from({ length: n }, () => uRng.next());
+  for (
+    const p of [
+      { temperature: 1, topK: 0, topP: 1 },
+      { temperature: 0.7, topK: 40, topP: 1 },
+      { temperature: 0.3, topK: 0, topP: 0.9 },
+      { temperature: 1.3, topK: 25, topP: 0.8 },
+      { temperature: 1, topK: 1, topP: 1 },
+    ]
+  ) {
+    const out = empty(n);
+    await ops.sample(ctx, {
+      logits: upload(logits),
+      uniforms: upload(u),
+      uOffset: 0,
+      out,
+      outOffset: 0,
+      n,
+      vocab,
+      ...p,
+    });
+    await ctx.rec.submit();
+    const got = await readU32(out, n);
+    for (let t = 0; t < n; t++) {
+      const probs = probabilities(logits.subarray(t * vocab, (t + 1) * vocab), p);
+      const fixed = { next: () => u[t] } as unknown as Rng;
+      assert.equal(got[t], sampleFrom(probs, fixed), `row ${t} with ${JSON.stringify(p)}`);
+      assert.ok(probs[got[t]] > 0, "never a token outside top-k/top-p");
+    }
+  }
+});
+
+Deno.test("gpu: kv copy moves an accepted path with overlapping rows", async () => {
+  const kvDim = 20, slots = 30;
+  const k = rand(slots * kvDim, 14), v = rand(slots * kvDim, 15);
+  const kb = upload(k), vb = upload(v);
+  const src = Uint32Array.of(11, 13, 14, 17); // -> rows 10, 11, 12, 13 (13 is read and written)
+  await ops.kvCopy(ctx, {
+    slots: upload(src),
+    k: kb,
+    v: vb,
+    tmp: empty(2 * src.length * kvDim),
+    count: src.length,
+    kvDim,
+    dstBase: 10,
+  });
+  await ctx.rec.submit();
+  const wk = k.slice(), wv = v.slice();
+  src.forEach((s, i) => {
+    wk.set(k.subarray(s * kvDim, (s + 1) * kvDim), (10 + i) * kvDim);
+    wv.set(v.subarray(s * kvDim, (s + 1) * kvDim), (10 + i) * kvDim);
+  });
+  assertClose(await readF32(kb, k.length), wk, 0, "k");
+  assertClose(await readF32(vb, v.length), wv, 0, "v");
+});
+
+Deno.test("gpu: a WGSL error throws with the shader named", async () => {
+  const bad = new PipelineCache(gpu);
+  await assert.rejects(
+    () =>
+      gpu.scoped("shader broken", () =>
+        gpu.device.createComputePipeline({
+          layout: "auto",
+          compute: { module: gpu.device.createShaderModule({ code: "fn main( {" }), entryPoint: "main" },
+        })),
+    /shader broken/,
+  );
+  await assert.rejects(
+    () => bad.get("matmul", { DTYPE: 1, VEC: true, TN: 4 }),
+    /ACC is not defined|shader matmul/,
+  );
+});

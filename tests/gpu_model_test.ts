@@ -1,0 +1,159 @@
+/**
+ * The whole GPU forward pass against the CPU reference: prefill, tree mask, commit, chunked prefill,
+ * GPU-side greedy decoding; and on the bundled tiny pair, token identity with golden.json.
+ */
+import assert from "node:assert/strict";
+import { Gpu } from "../src/gpu/device.ts";
+import { GpuLlama } from "../src/gpu/llama.ts";
+import {
+  DEFAULT_DRAFT_DIR,
+  DEFAULT_TARGET_DIR,
+  loadCpuModel,
+  openCheckpoint,
+  openModelFolder,
+} from "../src/model/loader.ts";
+import { argmax } from "../src/model/sampling.ts";
+import type { CausalLM, ForwardInput } from "../src/model/types.ts";
+import { randomTensors, SMALL_CONFIG, smallConfig, writeModelFolder } from "./fixtures/random_model.ts";
+
+const gpu = await Gpu.acquire();
+
+/** Largest |a - b| relative to the largest |b|: logits tolerance is stated against the row's scale. */
+function maxRelErr(a: Float32Array, b: Float32Array): number {
+  let err = 0, scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    err = Math.max(err, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return err / scale;
+}
+
+/** Tolerance for GPU vs CPU logits: f32 with different summation order, relative to the row maximum. */
+const TOL = 2e-4;
+
+async function both(input: ForwardInput, cpu: CausalLM, g: CausalLM): Promise<[Float32Array, Float32Array]> {
+  return [await cpu.forward(input), await g.forward(input)];
+}
+
+const PREFIX = [1, 17, 40, 5, 63, 22, 9, 70, 3];
+const TREE = [30, 31, 32, 33, 34, 35];
+const PARENT = [-1, 0, 0, 1, 2, -1];
+
+function treeInput(past: number): ForwardInput {
+  const n = TREE.length, w = past + n;
+  const mask = new Uint8Array(n * w);
+  const positions = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    mask.fill(1, i * w, i * w + past);
+    let depth = 0;
+    for (let a = i; a >= 0; a = PARENT[a], depth++) mask[i * w + past + a] = 1;
+    positions[i] = past + depth - 1;
+  }
+  return { tokens: Int32Array.from(TREE), positions, mask };
+}
+
+for (const dtype of ["F16", "BF16", "F32"] as const) {
+  Deno.test(`gpu model (${dtype}, GQA, odd sizes): prefill, tree mask and commit match the CPU`, async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "gpu_model_" });
+    await writeModelFolder(dir, SMALL_CONFIG, randomTensors(smallConfig(), 5, dtype));
+    const f = await openCheckpoint(dir);
+    const cpu = await loadCpuModel(f);
+    const g = await GpuLlama.load(gpu, f, { maxBatch: 8 }); // 8 < prompt: exercises chunked prefill
+    const prompt = {
+      tokens: Int32Array.from(PREFIX),
+      positions: Int32Array.from(PREFIX, (_, i) => i),
+      logitRows: [PREFIX.length - 2, PREFIX.length - 1],
+    };
+    const [c1, g1] = await both(prompt, cpu, g);
+    assert.ok(maxRelErr(g1, c1) < TOL, `prefill logits err ${maxRelErr(g1, c1)}`);
+    const [c2, g2] = await both(treeInput(PREFIX.length), cpu, g);
+    assert.ok(maxRelErr(g2, c2) < TOL, `tree logits err ${maxRelErr(g2, c2)}`);
+    const V = cpu.config.vocabSize;
+    for (let i = 0; i < TREE.length; i++) {
+      assert.equal(
+        argmax(g2.subarray(i * V, (i + 1) * V)),
+        argmax(c2.subarray(i * V, (i + 1) * V)),
+        `node ${i}`,
+      );
+    }
+    // Keep path n0 -> n2 -> n4 (slots past+0, past+2, past+4), then decode one more token.
+    const past = PREFIX.length, accepted = [past, past + 2, past + 4];
+    cpu.commit(past, accepted);
+    await g.commit(past, accepted);
+    assert.equal(g.cacheLength, past + 3);
+    const next = { tokens: Int32Array.of(50), positions: Int32Array.of(past + 3) };
+    const [c3, g3] = await both(next, cpu, g);
+    assert.ok(maxRelErr(g3, c3) < TOL, `after-commit logits err ${maxRelErr(g3, c3)}`);
+    // ... and against recomputing the accepted sequence from scratch on the GPU.
+    const fresh = await GpuLlama.load(gpu, f);
+    const seq = [...PREFIX, TREE[0], TREE[2], TREE[4], 50];
+    const all = await fresh.forward({
+      tokens: Int32Array.from(seq),
+      positions: Int32Array.from(seq, (_, i) => i),
+      logitRows: [seq.length - 1],
+    });
+    assert.ok(maxRelErr(g3, all) < TOL, `commit vs recompute err ${maxRelErr(g3, all)}`);
+    g.dispose();
+    fresh.dispose();
+    f.checkpoint.close();
+  });
+}
+
+Deno.test("gpu model: bad inputs are refused with the limit named", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "gpu_model_" });
+  await writeModelFolder(dir, SMALL_CONFIG, randomTensors(smallConfig(), 5, "F16"));
+  const f = await openCheckpoint(dir);
+  const g = await GpuLlama.load(gpu, f, { capacity: 16, maxBatch: 4 });
+  await assert.rejects(
+    g.forward({ tokens: new Int32Array(17), positions: new Int32Array(17) }),
+    /exceed the KV capacity 16/,
+  );
+  await assert.rejects(
+    g.forward({ tokens: Int32Array.of(77), positions: Int32Array.of(0) }),
+    /outside vocabulary/,
+  );
+  await assert.rejects(
+    g.forward({
+      tokens: new Int32Array(5),
+      positions: Int32Array.of(0, 1, 2, 3, 4),
+      mask: new Uint8Array(25).fill(1),
+    }),
+    /masked forward of 5 tokens exceeds maxBatch 4/,
+  );
+  g.dispose();
+  f.checkpoint.close();
+});
+
+interface Golden {
+  max_tokens: number;
+  cases: { prompt_ids: number[]; target: number[]; draft: number[] }[];
+}
+const readGolden = async (): Promise<Golden> =>
+  JSON.parse(await Deno.readTextFile(new URL("../weights/tiny/golden.json", import.meta.url)));
+
+for (const [name, dir] of [["target", DEFAULT_TARGET_DIR], ["draft", DEFAULT_DRAFT_DIR]] as const) {
+  Deno.test(`gpu model: tiny ${name} greedy decoding on the GPU equals golden.json`, async () => {
+    const golden = await readGolden();
+    const folder = await openModelFolder(dir);
+    const g = await GpuLlama.load(gpu, folder);
+    for (const c of golden.cases) {
+      g.truncate(0);
+      const ids = await g.forwardIds({
+        tokens: Int32Array.from(c.prompt_ids),
+        positions: Int32Array.from(c.prompt_ids, (_, i) => i),
+        logitRows: [c.prompt_ids.length - 1],
+      }, { kind: "argmax" });
+      const out = [ids[0]];
+      // The rest in chunks of 16 tokens per submission, argmax on the GPU.
+      while (out.length < golden.max_tokens) {
+        const steps = Math.min(16, golden.max_tokens - out.length);
+        out.push(...await g.decodeSteps(out[out.length - 1], steps, { kind: "argmax" }));
+      }
+      assert.deepEqual(out, c[name]);
+    }
+    // One submission and one readback per 16 tokens (plus the prefill's).
+    assert.equal(g.counters.readbacks, golden.cases.length * (1 + Math.ceil((golden.max_tokens - 1) / 16)));
+    g.dispose();
+    folder.checkpoint.close();
+  });
+}
