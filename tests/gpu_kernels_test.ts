@@ -300,3 +300,18 @@ Deno.test("gpu: a WGSL error throws with the shader named", async () => {
     /ACC is not defined|shader matmul/,
   );
 });
+
+Deno.test("gpu: stream_read sums every word exactly once", async () => {
+  const count = 10_007, groups = 3; // vec4 words; 768 threads
+  const data = new Uint32Array(count * 4);
+  const r = new Rng(16);
+  for (let i = 0; i < data.length; i++) data[i] = r.nextU32();
+  const out = empty(groups * 256);
+  await ops.streamRead(ctx, { data: upload(data), count, out, groups });
+  await ctx.rec.submit();
+  const partial = await readU32(out, groups * 256);
+  let got = 0, want = 0;
+  for (const x of partial) got = (got + x) >>> 0;
+  for (const x of data) want = (want + x) >>> 0;
+  assert.equal(got, want);
+});

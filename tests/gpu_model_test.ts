@@ -5,6 +5,11 @@
 import assert from "node:assert/strict";
 import { Gpu } from "../src/gpu/device.ts";
 import { GpuLlama } from "../src/gpu/llama.ts";
+import * as ops from "../src/gpu/ops.ts";
+import { PipelineCache } from "../src/gpu/pipelines.ts";
+import { Recorder, UniformArena } from "../src/gpu/recorder.ts";
+import { destroyMatrix, uploadMatrix } from "../src/gpu/tensor.ts";
+import { toF32 } from "../src/model/dtype.ts";
 import {
   DEFAULT_DRAFT_DIR,
   DEFAULT_TARGET_DIR,
@@ -157,3 +162,52 @@ for (const [name, dir] of [["target", DEFAULT_TARGET_DIR], ["draft", DEFAULT_DRA
     folder.checkpoint.close();
   });
 }
+
+Deno.test("gpu model: a 7B-sized embedding (32000 x 4096 F16, 250 MiB) loads split across bindings", async () => {
+  const rows = 32000, cols = 4096;
+  const bits = new Uint16Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let c = 0; c < cols; c++) bits[base + c] = (r * 7 + c) & 0x3bff;
+  }
+  const table = uploadMatrix(gpu, "embed_7b", new Uint8Array(bits.buffer), [rows, cols], "F16");
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  assert.ok(table.parts.length >= Math.ceil((rows * cols * 2) / limit), `${table.parts.length} parts`);
+  for (const p of table.parts) assert.ok(p.rows * cols * 2 <= limit);
+  const toks = Uint32Array.of(0, 16383, 16384, 31999, 20000);
+  const ctx = { rec: new Recorder(gpu, new UniformArena(gpu)), pipelines: new PipelineCache(gpu) };
+  const out = gpu.createBuffer("out", toks.length * cols * 4);
+  await ops.embedding(ctx, {
+    table,
+    tokens: gpu.createBufferWith("toks", toks),
+    tokOffset: 0,
+    out,
+    n: toks.length,
+  });
+  await ctx.rec.submit();
+  const got = new Float32Array(await gpu.read(out, toks.length * cols * 4));
+  toks.forEach((t, i) => {
+    const want = toF32(new Uint8Array(bits.buffer, t * cols * 2, cols * 2), "F16");
+    for (let c = 0; c < cols; c += 97) assert.equal(got[i * cols + c], want[c], `token ${t} column ${c}`);
+  });
+  destroyMatrix(table);
+  out.destroy();
+});
+
+Deno.test("gpu model: tiny target, tree-masked forward logits equal the CPU reference", async () => {
+  const folder = await openModelFolder(DEFAULT_TARGET_DIR);
+  const cpu = await loadCpuModel(folder);
+  const g = await GpuLlama.load(gpu, folder);
+  const prompt = folder.tokenizer.encode("And it came to pass, when the king heard");
+  const input = {
+    tokens: Int32Array.from(prompt),
+    positions: Int32Array.from(prompt, (_, i) => i),
+    logitRows: [prompt.length - 1],
+  };
+  const [c1, g1] = await both(input, cpu, g);
+  assert.ok(maxRelErr(g1, c1) < TOL, `prefill err ${maxRelErr(g1, c1)}`);
+  const [c2, g2] = await both(treeInput(prompt.length), cpu, g);
+  assert.ok(maxRelErr(g2, c2) < TOL, `tree err ${maxRelErr(g2, c2)}`);
+  g.dispose();
+  folder.checkpoint.close();
+});

@@ -8,14 +8,18 @@
 
 import { parseArgs } from "node:util";
 import { generateAutoregressive, type GenerationStats } from "../engine/autoregressive.ts";
-import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, loadCpuModel, openModelFolder } from "../model/loader.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
+import { type Backend, loadModel, sharedGpu } from "./backend.ts";
+import { benchKernels } from "./bench_kernels.ts";
 import { GREEDY } from "../model/sampling.ts";
 import { UsageError } from "./usage.ts";
 
-const USAGE = `Usage: deno task bench [--quick] [--max-tokens N] [--runs R] [--json PATH]
+const USAGE = `Usage: deno task bench [--quick] [--kernels] [--max-tokens N] [--runs R] [--json PATH]
 
-Measures autoregressive tok/s of the target and the draft on the CPU reference backend
-(greedy, prompts from weights/tiny/heldout.txt, median of R runs after one warm-up).
+Measures autoregressive tok/s of the tiny target and draft on the GPU (8 and 1 tokens per submission)
+and on the CPU reference (greedy, prompts from weights/tiny/heldout.txt, median of R runs after one
+warm-up). --kernels adds per-kernel times and GB/s, the matmul and target-forward t(n) curves, the
+sync cost and the adapter's streaming read bandwidth.
 `;
 
 /** Benchmark prompts: the first words of held-out chapters (never trained on). */
@@ -41,6 +45,7 @@ export async function runBench(args: string[]): Promise<number> {
       args,
       options: {
         quick: { type: "boolean", default: false },
+        kernels: { type: "boolean", default: false },
         "max-tokens": { type: "string" },
         runs: { type: "string" },
         json: { type: "string" },
@@ -59,48 +64,74 @@ export async function runBench(args: string[]): Promise<number> {
   }
   if (!Number.isInteger(runs) || runs < 1) throw new UsageError(`--runs must be a positive integer`);
   const prompts = await benchPrompts(values.quick ? 2 : 4);
-  const rows: { model: string; backend: string; tokPerS: number; prefillMs: number; tokens: number }[] = [];
+  const configs: { backend: Backend; per: number }[] = [
+    { backend: "gpu", per: 8 },
+    { backend: "gpu", per: 1 },
+    { backend: "cpu", per: 1 },
+  ];
+  const rows: {
+    model: string;
+    backend: string;
+    perSubmission: number;
+    tokPerS: number;
+    prefillMs: number;
+    syncsPerToken: number;
+  }[] = [];
+  let device = "";
   for (const [name, dir] of [["target", DEFAULT_TARGET_DIR], ["draft", DEFAULT_DRAFT_DIR]]) {
     const folder = await openModelFolder(dir);
-    const model = await loadCpuModel(folder);
-    const perRun: GenerationStats[][] = [];
-    for (let r = 0; r <= runs; r++) { // run 0 is the warm-up
-      const stats: GenerationStats[] = [];
-      for (const p of prompts) {
-        for await (
-          const ev of generateAutoregressive(model, folder.tokenizer.encode(p), {
+    for (const cfg of configs) {
+      const loaded = await loadModel(folder, cfg.backend);
+      if (cfg.backend === "gpu") device = loaded.device;
+      const perRun: GenerationStats[][] = [];
+      for (let r = 0; r <= runs; r++) { // run 0 is the warm-up
+        const stats: GenerationStats[] = [];
+        for (const p of prompts) {
+          const gen = generateAutoregressive(loaded.model, folder.tokenizer.encode(p), {
             maxTokens,
             sampling: GREEDY,
             seed: 0,
-          })
-        ) {
-          if (ev.type === "done") stats.push(ev.stats);
+            tokensPerSubmission: cfg.per,
+          });
+          for await (const ev of gen) if (ev.type === "done") stats.push(ev.stats);
         }
+        if (r > 0) perRun.push(stats);
       }
-      if (r > 0) perRun.push(stats);
+      const sum = (s: GenerationStats[], f: (x: GenerationStats) => number) =>
+        s.reduce((a, x) => a + f(x), 0);
+      rows.push({
+        model: name,
+        backend: cfg.backend,
+        perSubmission: cfg.per,
+        tokPerS: median(
+          perRun.map((s) => sum(s, (x) => x.completionTokens) / (sum(s, (x) => x.decodeMs) / 1000)),
+        ),
+        prefillMs: median(perRun.flat().map((s) => s.prefillMs)),
+        syncsPerToken: sum(perRun[0], (x) => x.syncs) / sum(perRun[0], (x) => x.completionTokens),
+      });
+      loaded.close();
     }
-    const tps = perRun.map((s) =>
-      s.reduce((a, x) => a + x.completionTokens, 0) / (s.reduce((a, x) => a + x.decodeMs, 0) / 1000)
-    );
-    rows.push({
-      model: name,
-      backend: "cpu",
-      tokPerS: median(tps),
-      prefillMs: median(perRun.flat().map((s) => s.prefillMs)),
-      tokens: perRun[0].reduce((a, x) => a + x.completionTokens, 0),
-    });
     folder.checkpoint.close();
   }
   console.log(
-    `Deno ${Deno.version.deno}, ${prompts.length} prompts x ${maxTokens} tokens, median of ${runs} run(s)\n`,
+    `Deno ${Deno.version.deno}; ${device}; ${prompts.length} prompts x ${maxTokens} tokens, greedy, median of ${runs} run(s)\n`,
   );
-  console.log("| model | method | backend | tok/s | prefill ms |");
-  console.log("|---|---|---|---:|---:|");
+  console.log("| model | method | backend | tokens/submission | tok/s | prefill ms | syncs/token |");
+  console.log("|---|---|---|---:|---:|---:|---:|");
   for (const r of rows) {
-    console.log(`| ${r.model} | ar | ${r.backend} | ${r.tokPerS.toFixed(1)} | ${r.prefillMs.toFixed(1)} |`);
+    console.log(
+      `| ${r.model} | ar | ${r.backend} | ${r.perSubmission} | ${r.tokPerS.toFixed(1)} | ${
+        r.prefillMs.toFixed(1)
+      } | ${r.syncsPerToken.toFixed(2)} |`,
+    );
   }
+  let kernels: Record<string, unknown> | undefined;
+  if (values.kernels) kernels = await benchKernels(await sharedGpu(), DEFAULT_TARGET_DIR, values.quick);
   if (values.json) {
-    await Deno.writeTextFile(values.json, JSON.stringify({ deno: Deno.version.deno, rows }, null, 2));
+    await Deno.writeTextFile(
+      values.json,
+      JSON.stringify({ deno: Deno.version.deno, device, rows, kernels }, null, 2),
+    );
   }
   return 0;
 }

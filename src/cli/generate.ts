@@ -7,7 +7,8 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { generateAutoregressive, type GenerationStats } from "../engine/autoregressive.ts";
-import { DEFAULT_TARGET_DIR, loadCpuModel, openModelFolder } from "../model/loader.ts";
+import { DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
+import { BACKENDS, loadModel } from "./backend.ts";
 import { UsageError, zodMessage } from "./usage.ts";
 
 const USAGE = `Usage: deno task generate --prompt TEXT [options]
@@ -19,7 +20,8 @@ const USAGE = `Usage: deno task generate --prompt TEXT [options]
   --top-p P            nucleus mass in (0, 1], 1 = off (default 0.95)
   --seed S             sampling seed (default 0)
   --model DIR          Hugging Face Llama folder (default weights/tiny/target)
-  --backend cpu        compute backend (the WebGPU backend is not built yet; cpu is the reference)
+  --backend gpu|cpu    WebGPU engine (default) or the CPU reference
+  --tokens-per-submission N   GPU: tokens decoded per submission / readback (default 8)
   --json               print one object {text, tokens, stats} instead of streaming text
 `;
 
@@ -31,7 +33,8 @@ const optionsSchema = z.object({
   topP: z.coerce.number().gt(0).max(1),
   seed: z.coerce.number().int(),
   model: z.string().min(1),
-  backend: z.enum(["cpu"], { message: '--backend must be "cpu" (the WebGPU backend is not built yet)' }),
+  backend: z.enum(BACKENDS, { message: '--backend must be "gpu" or "cpu"' }),
+  tokensPerSubmission: z.coerce.number().int().min(1).max(256),
   json: z.boolean(),
 });
 
@@ -52,7 +55,8 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
         "top-p": { type: "string", default: "0.95" },
         seed: { type: "string", default: "0" },
         model: { type: "string", default: DEFAULT_TARGET_DIR },
-        backend: { type: "string", default: "cpu" },
+        backend: { type: "string", default: "gpu" },
+        "tokens-per-submission": { type: "string", default: "8" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -72,6 +76,7 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
     seed: values.seed,
     model: values.model,
     backend: values.backend,
+    tokensPerSubmission: values["tokens-per-submission"],
     json: values.json,
   });
   if (!r.success) throw new UsageError(`${zodMessage(r.error)}\n\n${USAGE}`);
@@ -82,7 +87,8 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
 export async function runGenerate(args: string[]): Promise<number> {
   const o = parseGenerateArgs(args);
   const folder = await openModelFolder(o.model);
-  const model = await loadCpuModel(folder);
+  const loaded = await loadModel(folder, o.backend);
+  const model = loaded.model;
   const tok = folder.tokenizer;
   const prompt = tok.encode(o.prompt);
   const ids: number[] = [];
@@ -97,6 +103,7 @@ export async function runGenerate(args: string[]): Promise<number> {
       sampling: { temperature: o.temperature, topK: o.topK, topP: o.topP },
       seed: o.seed,
       eosIds: tok.eosIds,
+      tokensPerSubmission: o.tokensPerSubmission,
     })
   ) {
     if (ev.type === "token") {
@@ -114,7 +121,7 @@ export async function runGenerate(args: string[]): Promise<number> {
       text: tok.decode(ids),
       tokens: ids,
       finish_reason: finishReason,
-      stats: { ...stats, backend: o.backend, method: "ar", model: o.model },
+      stats: { ...stats, backend: o.backend, device: loaded.device, method: "ar", model: o.model },
     }));
   } else {
     await Deno.stdout.write(out.encode(tail + "\n"));
@@ -123,10 +130,10 @@ export async function runGenerate(args: string[]): Promise<number> {
       `\n[${s.completionTokens} tokens, ${s.tokPerS.toFixed(1)} tok/s, prefill ${
         s.prefillMs.toFixed(0)
       } ms, ` +
-        `finish: ${finishReason}, backend: ${o.backend}]`,
+        `syncs ${s.syncs}, finish: ${finishReason}, ${loaded.device}]`,
     );
   }
-  model.dispose();
+  loaded.close();
   folder.checkpoint.close();
   return 0;
 }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { CausalLM } from "../model/types.ts";
+import { type CausalLM, isDeviceSampler } from "../model/types.ts";
 import { sampleToken, type SamplingParams, validateSampling } from "../model/sampling.ts";
 import { Rng } from "../util/rng.ts";
 
@@ -18,6 +18,11 @@ export interface GenerateOptions {
   eosIds?: number[];
   /** Aborting stops generation at the next token boundary with finish reason "cancelled". */
   signal?: AbortSignal;
+  /**
+   * Device backends: tokens decoded per submission (one GPU->CPU sync each). The device samples and
+   * feeds each token to the next step itself; tokens past an EOS are computed and dropped. Default 8.
+   */
+  tokensPerSubmission?: number;
 }
 
 /** Why generation ended. */
@@ -37,6 +42,8 @@ export interface GenerationStats {
   targetForwards: number;
   /** Emitted tokens per target forward after prefill (1 for autoregressive decoding). */
   tokensPerStep: number;
+  /** GPU->CPU readbacks (each >= ~11 ms in Deno); 0 on the CPU backend. */
+  syncs: number;
 }
 
 /** One event of a generation stream. */
@@ -61,34 +68,72 @@ export async function* generateAutoregressive(
   }
   const rng = new Rng(opts.seed);
   const eos = new Set(opts.eosIds ?? []);
+  const greedy = opts.sampling.temperature === 0;
   model.truncate(0);
   const n = prompt.length;
+  const syncs0 = isDeviceSampler(model) ? model.counters.readbacks : 0;
   const t0 = performance.now();
-  let logits = await model.forward({
+  const promptInput = {
     tokens: Int32Array.from(prompt),
     positions: Int32Array.from({ length: n }, (_, i) => i),
     logitRows: [n - 1],
-  });
-  const t1 = performance.now();
+  };
   let forwards = 1;
   let produced = 0;
   let finish: FinishReason = "length";
-  while (produced < opts.maxTokens) {
-    if (opts.signal?.aborted) {
-      finish = "cancelled";
-      break;
+  let t1: number;
+
+  if (isDeviceSampler(model)) {
+    // Device path: the GPU samples (with uniforms from our seeded RNG, one per token, as on the CPU
+    // path) and chains up to `tokensPerSubmission` steps per submission.
+    const per = Math.max(1, opts.tokensPerSubmission ?? 8);
+    const head = (count: number) =>
+      greedy ? { kind: "argmax" as const } : {
+        kind: "sample" as const,
+        sampling: opts.sampling,
+        uniforms: Array.from({ length: count }, () => rng.next()),
+      };
+    let batch = Array.from(await model.forwardIds(promptInput, head(1)));
+    t1 = performance.now();
+    outer: while (true) {
+      for (const id of batch) {
+        if (opts.signal?.aborted) {
+          finish = "cancelled";
+          break outer;
+        }
+        if (eos.has(id)) {
+          finish = "stop";
+          break outer;
+        }
+        produced++;
+        yield { type: "token", id };
+        if (produced >= opts.maxTokens) break outer;
+      }
+      const steps = Math.min(per, opts.maxTokens - produced, ctx - model.cacheLength);
+      if (steps <= 0) break;
+      batch = Array.from(await model.decodeSteps(batch[batch.length - 1], steps, head(steps)));
+      forwards += steps;
     }
-    const id = sampleToken(logits, opts.sampling, rng);
-    if (eos.has(id)) {
-      finish = "stop";
-      break;
+  } else {
+    let logits = await model.forward(promptInput);
+    t1 = performance.now();
+    while (produced < opts.maxTokens) {
+      if (opts.signal?.aborted) {
+        finish = "cancelled";
+        break;
+      }
+      const id = sampleToken(logits, opts.sampling, rng);
+      if (eos.has(id)) {
+        finish = "stop";
+        break;
+      }
+      produced++;
+      yield { type: "token", id };
+      const pos = model.cacheLength;
+      if (produced >= opts.maxTokens || pos >= ctx) break;
+      logits = await model.forward({ tokens: Int32Array.of(id), positions: Int32Array.of(pos) });
+      forwards++;
     }
-    produced++;
-    yield { type: "token", id };
-    const pos = model.cacheLength;
-    if (produced >= opts.maxTokens || pos >= ctx) break;
-    logits = await model.forward({ tokens: Int32Array.of(id), positions: Int32Array.of(pos) });
-    forwards++;
   }
   const t2 = performance.now();
   const decodeMs = t2 - t1;
@@ -103,6 +148,7 @@ export async function* generateAutoregressive(
       tokPerS: decodeMs > 0 ? produced / (decodeMs / 1000) : 0,
       targetForwards: forwards,
       tokensPerStep: forwards > 1 ? (produced - 1) / (forwards - 1) : produced,
+      syncs: isDeviceSampler(model) ? model.counters.readbacks - syncs0 : 0,
     },
   };
 }

@@ -27,6 +27,8 @@ export interface AdapterDescription {
 export class Gpu {
   /** Errors raised outside any scope (reported by the next {@link Gpu.check}). */
   private uncaptured: string[] = [];
+  /** Free readback staging buffers by size (power-of-two size classes), reused across reads. */
+  private readonly staging = new Map<number, GPUBuffer[]>();
 
   private constructor(
     readonly device: GPUDevice,
@@ -161,17 +163,23 @@ export class Gpu {
 
   /** Copy `size` bytes of `src` back to the CPU (one GPU->CPU sync, >= ~11 ms in Deno). */
   async read(src: GPUBuffer, size: number, offset = 0): Promise<ArrayBuffer> {
-    const staging = this.device.createBuffer({
-      size: Math.ceil(size / 4) * 4,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
+    const bytes = Math.ceil(size / 4) * 4;
+    const cls = Math.max(256, 2 ** Math.ceil(Math.log2(bytes)));
+    const staging = this.staging.get(cls)?.pop() ??
+      this.device.createBuffer({
+        label: `staging ${cls}`,
+        size: cls,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
     const enc = this.device.createCommandEncoder();
-    enc.copyBufferToBuffer(src, offset, staging, 0, Math.ceil(size / 4) * 4);
+    enc.copyBufferToBuffer(src, offset, staging, 0, bytes);
     this.device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    const out = staging.getMappedRange().slice(0, size);
+    await staging.mapAsync(GPUMapMode.READ, 0, bytes);
+    const out = staging.getMappedRange(0, bytes).slice(0, size);
     staging.unmap();
-    staging.destroy();
+    const free = this.staging.get(cls) ?? [];
+    free.push(staging);
+    this.staging.set(cls, free);
     this.check("readback");
     return out;
   }

@@ -8,7 +8,7 @@
 
 import { type ModelConfig, ropeInvFreq } from "../model/config.ts";
 import type { Checkpoint } from "../model/loader.ts";
-import type { CausalLM, ForwardInput } from "../model/types.ts";
+import type { CausalLM, DeviceSampler, ForwardInput, IdHead } from "../model/types.ts";
 import { llamaTensorSpec } from "../model/weights.ts";
 import type { SamplingParams } from "../model/sampling.ts";
 import { type Gpu, GpuError } from "./device.ts";
@@ -30,10 +30,7 @@ interface GpuLayer {
 }
 
 /** What a recorded forward pass produces for its logit rows. */
-export type Head =
-  | { kind: "logits" }
-  | { kind: "argmax" }
-  | { kind: "sample"; sampling: SamplingParams; uniforms: ArrayLike<number> };
+export type Head = { kind: "logits" } | IdHead;
 
 /** Options of {@link GpuLlama.load}. */
 export interface GpuLlamaOptions {
@@ -51,7 +48,7 @@ export interface GpuCounters {
 }
 
 /** A Llama model resident on the GPU with its own KV cache (one sequence). */
-export class GpuLlama implements CausalLM {
+export class GpuLlama implements CausalLM, DeviceSampler {
   /** Slots in use. */
   private length = 0;
   readonly counters: GpuCounters = { submissions: 0, readbacks: 0, forwards: 0 };
@@ -419,7 +416,7 @@ export class GpuLlama implements CausalLM {
   }
 
   /** Forward, then argmax or sample each logit row on the GPU: one submission, reads back only ids. */
-  async forwardIds(input: ForwardInput, head: Exclude<Head, { kind: "logits" }>): Promise<Uint32Array> {
+  async forwardIds(input: ForwardInput, head: IdHead): Promise<Uint32Array> {
     const last = await this.prefillChunks(input);
     const st = this.stage(last);
     await this.recordForward({ ...st, tokOffset: 0, posOffset: 0 });
@@ -437,7 +434,7 @@ export class GpuLlama implements CausalLM {
   async decodeSteps(
     first: number,
     steps: number,
-    head: Exclude<Head, { kind: "logits" }>,
+    head: IdHead,
   ): Promise<Uint32Array> {
     const past = this.length;
     if (steps < 1 || steps > this.maxBatch) {

@@ -219,3 +219,12 @@ export async function kvCopy(
   c.rec.dispatch("kv gather", gather, [a.count, a.kvDim, a.dstBase], [a.slots, a.k, a.v, a.tmp], groups);
   c.rec.dispatch("kv scatter", scatter, [a.count, a.kvDim, a.dstBase], [a.slots, a.k, a.v, a.tmp], groups);
 }
+
+/** out[t] = wrapping u32 sum of data's vec4 words t, t + threads, ... (threads = groups * 256). */
+export async function streamRead(
+  c: OpContext,
+  a: { data: Binding; count: number; out: Binding; groups: number },
+): Promise<void> {
+  const pl = await c.pipelines.get("stream_read");
+  c.rec.dispatch("stream_read", pl, [a.count, a.groups * 256], [a.data, a.out], [a.groups]);
+}

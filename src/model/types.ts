@@ -47,3 +47,26 @@ export function causalMask(past: number, n: number): Uint8Array {
   for (let i = 0; i < n; i++) m.fill(1, i * w, i * w + past + i + 1);
   return m;
 }
+
+/** What a device-side head computes from each logit row. */
+export type IdHead =
+  | { kind: "argmax" }
+  | { kind: "sample"; sampling: import("./sampling.ts").SamplingParams; uniforms: ArrayLike<number> };
+
+/**
+ * A model that can pick tokens on its device, so only ids are read back, and chain several
+ * autoregressive steps in one submission (the GPU backend).
+ */
+export interface DeviceSampler {
+  /** Forward, then argmax or sample each logit row on the device. */
+  forwardIds(input: ForwardInput, head: IdHead): Promise<Uint32Array>;
+  /** Feed `first` at position cacheLength, then decode `steps` tokens in one submission. */
+  decodeSteps(first: number, steps: number, head: IdHead): Promise<Uint32Array>;
+  /** Submissions and GPU->CPU readbacks (syncs) since load. */
+  readonly counters: { submissions: number; readbacks: number };
+}
+
+/** True when `m` implements {@link DeviceSampler}. */
+export function isDeviceSampler(m: CausalLM): m is CausalLM & DeviceSampler {
+  return typeof (m as Partial<DeviceSampler>).decodeSteps === "function";
+}

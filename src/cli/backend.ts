@@ -1,0 +1,47 @@
+/**
+ * Choosing where a model runs: the WebGPU engine (default) or the CPU reference.
+ *
+ * @module
+ */
+
+import type { CausalLM } from "../model/types.ts";
+import { type Checkpoint, loadCpuModel } from "../model/loader.ts";
+import { Gpu } from "../gpu/device.ts";
+import { GpuLlama } from "../gpu/llama.ts";
+
+/** Compute backends. */
+export const BACKENDS = ["gpu", "cpu"] as const;
+/** A compute backend. */
+export type Backend = typeof BACKENDS[number];
+
+/** A loaded model and a one-line description of where it runs. */
+export interface LoadedModel {
+  model: CausalLM;
+  /** e.g. "gpu: llvmpipe (LLVM 15.0.6, 256 bits)" or "cpu reference". */
+  device: string;
+  /** Release the model and its device. */
+  close(): void;
+}
+
+let shared: Promise<Gpu> | undefined;
+
+/** The process-wide GPU device (acquired once). */
+export function sharedGpu(): Promise<Gpu> {
+  shared ??= Gpu.acquire();
+  return shared;
+}
+
+/** Load `folder`'s weights on `backend`. */
+export async function loadModel(folder: Checkpoint, backend: Backend): Promise<LoadedModel> {
+  if (backend === "cpu") {
+    const model = await loadCpuModel(folder);
+    return { model, device: "cpu reference", close: () => model.dispose() };
+  }
+  const gpu = await sharedGpu();
+  const model = await GpuLlama.load(gpu, folder);
+  return {
+    model,
+    device: `gpu: ${gpu.adapter.description || gpu.adapter.vendor}`,
+    close: () => model.dispose(),
+  };
+}
