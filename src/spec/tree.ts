@@ -80,8 +80,9 @@ export function treeAttention(
 /**
  * Attention inputs for a forward over some tree nodes `rows`, appended after `cacheLen` cached slots,
  * where earlier tree nodes already sit in the cache at slotOf[node] (-1 = not cached) and the new rows
- * go to slots cacheLen + k. Every row sees the committed prefix [0, prefixLen), its cached ancestors
- * and itself. Positions are prefixLen + depth. Used by drafters that expand a tree level by level.
+ * go to slots cacheLen + k. Every row sees the prefix [0, prefixLen) (everything before the root),
+ * its cached ancestors and itself. Positions are prefixLen + depth (the root sits at position
+ * prefixLen). Used by drafters that expand a tree level by level.
  */
 export function appendAttention(
   tree: { parent: Int32Array; depth: Int32Array },

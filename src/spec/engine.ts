@@ -1,0 +1,229 @@
+/**
+ * Speculative decoding engine: draft a tree -> one target forward over it with the ancestor mask ->
+ * verify -> compact both KV caches -> emit the accepted tokens and the bonus. An AsyncGenerator of
+ * events, with per-step stats, over any pair of {@link CausalLM} backends.
+ *
+ * Invariants between steps: the target cache holds every emitted token except the last (the root of
+ * the next tree); the draft cache holds a prefix of them and `pending` the rest (root last).
+ *
+ * @module
+ */
+
+import { argmax, probabilities, type SamplingParams, validateSampling } from "../model/sampling.ts";
+import { type CausalLM, isDeviceSampler } from "../model/types.ts";
+import { Rng } from "../util/rng.ts";
+import type { FinishReason, GenerationEvent, GenerationStats } from "../engine/autoregressive.ts";
+import type { Drafter } from "./drafters.ts";
+import { treeAttention } from "./tree.ts";
+import {
+  checkPairing,
+  type VerifierKind,
+  verifyGreedy,
+  verifyMatch,
+  type VerifyResult,
+  verifySpecInfer,
+  verifySwor,
+} from "./verify.ts";
+
+/** Options of one speculative generation. */
+export interface SpeculativeOptions {
+  drafter: Drafter;
+  /** Verification rule; must be exact for the drafter (checked). Greedy is used at temperature 0. */
+  verifier: VerifierKind;
+  maxTokens: number;
+  sampling: SamplingParams;
+  seed: number;
+  eosIds?: number[];
+  signal?: AbortSignal;
+}
+
+/** Stats of one speculative step. */
+export interface StepStats {
+  treeSize: number;
+  treeDepth: number;
+  accepted: number;
+  /** Index (draw order, 1-based) of the accepted child at the root, 0 if none. */
+  rootRank: number;
+  draftMs: number;
+  verifyMs: number;
+  draftForwards: number;
+  /** GPU->CPU readbacks in this step (draft + target). */
+  syncs: number;
+}
+
+/** Events: tokens, one "step" per speculative step, then "done". */
+export type SpeculativeEvent =
+  | GenerationEvent
+  | { type: "step"; stats: StepStats };
+
+/** Aggregate stats of a speculative generation. */
+export interface SpeculativeStats extends GenerationStats {
+  steps: number;
+  draftForwards: number;
+  draftMs: number;
+  verifyMs: number;
+}
+
+function readbacks(m: CausalLM): number {
+  return isDeviceSampler(m) ? m.counters.readbacks : 0;
+}
+
+/** Generate with speculative decoding. The caches of both models are reset first. */
+export async function* generateSpeculative(
+  target: CausalLM,
+  draft: CausalLM,
+  prompt: ArrayLike<number>,
+  opts: SpeculativeOptions,
+): AsyncGenerator<SpeculativeEvent> {
+  validateSampling(opts.sampling);
+  const greedy = opts.sampling.temperature === 0;
+  const verifier: VerifierKind = greedy ? "greedy" : opts.verifier;
+  checkPairing(opts.drafter.kind, verifier, opts.sampling.temperature);
+  if (draft.config.vocabSize !== target.config.vocabSize) {
+    throw new RangeError(
+      `draft vocabulary ${draft.config.vocabSize} != target vocabulary ${target.config.vocabSize}`,
+    );
+  }
+  if (prompt.length === 0) throw new RangeError("prompt must contain at least one token");
+  const ctx = Math.min(target.config.maxPositions, draft.config.maxPositions);
+  if (prompt.length >= ctx) throw new RangeError(`prompt has ${prompt.length} tokens; the context is ${ctx}`);
+  const rng = new Rng(opts.seed);
+  const eos = new Set(opts.eosIds ?? []);
+  const V = target.config.vocabSize;
+  target.truncate(0);
+  draft.truncate(0);
+  const sync0 = readbacks(target) + readbacks(draft);
+  const t0 = performance.now();
+
+  // Prefill: everything but the last prompt token goes into both caches; the last one is the root.
+  const n = prompt.length;
+  if (n > 1) {
+    const head = {
+      tokens: Int32Array.from(prompt).subarray(0, n - 1),
+      positions: Int32Array.from({ length: n - 1 }, (_, i) => i),
+      logitRows: [n - 2],
+    };
+    await target.forward(head);
+    await draft.forward(head);
+  }
+  let root = prompt[n - 1];
+  let pending = [root];
+  const t1 = performance.now();
+  let produced = 0, emitted = 0, steps = 0, targetForwards = 0, draftForwards = 0, draftMs = 0, verifyMs = 0;
+  let finish: FinishReason = "length";
+
+  outer: while (produced < opts.maxTokens) {
+    if (opts.signal?.aborted) {
+      finish = "cancelled";
+      break;
+    }
+    const L = target.cacheLength; // == prompt + emitted - 1
+    const room = Math.min(ctx - L, (target as { maxBatch?: number }).maxBatch ?? Infinity);
+    if (room < 1) break;
+    const s0 = readbacks(target) + readbacks(draft);
+    const ta = performance.now();
+    const prefixLen = draft.cacheLength;
+    const tree = await opts.drafter.draft({
+      draft,
+      prefixLen,
+      pending,
+      sampling: opts.sampling,
+      rng,
+      maxNodes: Math.min(room, ctx - prefixLen - pending.length + 1),
+    });
+    const tb = performance.now();
+    const size = tree.tokens.length;
+    const { positions, mask } = treeAttention(tree.parent, tree.depth, L);
+    const logits = await target.forward({ tokens: tree.tokens, positions, mask });
+    targetForwards++;
+    const row = (v: number) => logits.subarray(v * V, (v + 1) * V);
+    const pCache = new Map<number, Float64Array>();
+    const p = (v: number) => {
+      let x = pCache.get(v);
+      if (!x) pCache.set(v, x = probabilities(row(v), opts.sampling));
+      return x;
+    };
+    const q = (v: number) => {
+      const x = tree.q[v];
+      if (!x) {
+        throw new Error(`verifier needs the draft distribution at node ${v}, which the drafter did not keep`);
+      }
+      return x;
+    };
+    const vt = { tokens: tree.tokens, children: tree.children };
+    let res: VerifyResult;
+    if (verifier === "greedy") res = verifyGreedy(vt, (v) => argmax(row(v)));
+    else if (verifier === "match") res = verifyMatch(vt, p, rng);
+    else if (verifier === "swor") res = verifySwor(vt, p, q, rng);
+    else res = verifySpecInfer(vt, p, q, rng);
+    const tc = performance.now();
+
+    // Compact: target keeps the root and the accepted path; the draft keeps what it has processed.
+    await target.commit(L, [L, ...res.accepted.map((v) => L + v)]);
+    const rootDraftSlot = prefixLen + pending.length - 1;
+    const kept: number[] = [];
+    let k = 0;
+    for (; k < res.accepted.length && tree.slotOf[res.accepted[k]] >= 0; k++) {
+      kept.push(tree.slotOf[res.accepted[k]]);
+    }
+    await draft.commit(rootDraftSlot + 1, kept);
+    const acceptedTokens = res.accepted.map((v) => tree.tokens[v]);
+    pending = [...acceptedTokens.slice(k), res.bonus];
+    root = res.bonus;
+
+    const accepted = res.accepted.length;
+    steps++;
+    emitted += accepted + 1;
+    draftForwards += tree.forwards;
+    draftMs += tb - ta;
+    verifyMs += tc - tb;
+    let depth = 0;
+    for (const d of tree.depth) depth = Math.max(depth, d);
+    const rootKids = tree.children[0];
+    yield {
+      type: "step",
+      stats: {
+        treeSize: size,
+        treeDepth: depth + 1,
+        accepted,
+        rootRank: accepted ? rootKids.indexOf(res.accepted[0]) + 1 : 0,
+        draftMs: tb - ta,
+        verifyMs: tc - tb,
+        draftForwards: tree.forwards,
+        syncs: readbacks(target) + readbacks(draft) - s0,
+      },
+    };
+    for (const id of [...acceptedTokens, res.bonus]) {
+      if (opts.signal?.aborted) {
+        finish = "cancelled";
+        break outer;
+      }
+      if (eos.has(id)) {
+        finish = "stop";
+        break outer;
+      }
+      produced++;
+      yield { type: "token", id };
+      if (produced >= opts.maxTokens) break outer;
+    }
+    if (target.cacheLength + 1 >= ctx) break;
+  }
+  const t2 = performance.now();
+  const decodeMs = t2 - t1;
+  const stats: SpeculativeStats = {
+    promptTokens: n,
+    completionTokens: produced,
+    prefillMs: t1 - t0,
+    decodeMs,
+    tokPerS: decodeMs > 0 ? produced / (decodeMs / 1000) : 0,
+    targetForwards,
+    // Tokens each step emitted (accepted + bonus), before truncation at EOS / max_tokens.
+    tokensPerStep: steps ? emitted / steps : 0,
+    syncs: readbacks(target) + readbacks(draft) - sync0,
+    steps,
+    draftForwards,
+    draftMs,
+    verifyMs,
+  };
+  yield { type: "done", finishReason: finish, stats };
+}

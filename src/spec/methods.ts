@@ -1,0 +1,85 @@
+/**
+ * The decoding methods by name, with their defaults: which drafter builds the tree and which verifier
+ * is exact for it.
+ *
+ * @module
+ */
+
+import { chainShape, type Drafter, SpecExecDrafter, specInferShape, StaticTreeDrafter } from "./drafters.ts";
+import { materialize, planSequoia } from "./sequoia_plan.ts";
+import type { VerifierKind } from "./verify.ts";
+
+/** Decoding methods. */
+export const METHODS = ["ar", "chain", "specinfer", "sequoia", "specexec"] as const;
+/** A decoding method. */
+export type Method = typeof METHODS[number];
+
+/** Tree settings; unset fields take each method's default. */
+export interface TreeOptions {
+  /** Sequoia: nodes in the tree, root included (default 32). */
+  treeSize?: number;
+  /** Speculated levels below the root: chain length k (default 4), SpecInfer depth (4), Sequoia max depth (8). */
+  depth?: number;
+  /** SpecInfer: children of the root (default 4); SpecExec: children per expanded node (default 8). */
+  width?: number;
+  /** SpecExec: tree budget K, root included (default 128). */
+  budget?: number;
+}
+
+/** Defaults, in one place. */
+export const TREE_DEFAULTS = {
+  chainDepth: 4,
+  specInferWidth: 4,
+  specInferDepth: 4,
+  sequoiaSize: 32,
+  sequoiaDepth: 8,
+  specExecBudget: 128,
+  specExecWidth: 8,
+  specExecBatch: 64,
+  specExecDecay: 0.95,
+  specExecRounds: 12,
+} as const;
+
+/** A drafter and its exact verifier for `method` (not "ar"). */
+export function makeDrafter(
+  method: Exclude<Method, "ar">,
+  o: TreeOptions,
+  acceptance?: ArrayLike<number>,
+): { drafter: Drafter; verifier: VerifierKind } {
+  const D = TREE_DEFAULTS;
+  switch (method) {
+    case "chain":
+      return {
+        drafter: new StaticTreeDrafter("chain", chainShape(o.depth ?? D.chainDepth), "iid"),
+        verifier: "specinfer",
+      };
+    case "specinfer":
+      return {
+        drafter: new StaticTreeDrafter(
+          "specinfer",
+          specInferShape(o.width ?? D.specInferWidth, (o.depth ?? D.specInferDepth) + 1),
+          "iid",
+        ),
+        verifier: "specinfer",
+      };
+    case "sequoia": {
+      if (!acceptance) {
+        throw new RangeError("sequoia needs an acceptance vector (deno task profile --acceptance)");
+      }
+      const n = o.treeSize ?? D.sequoiaSize, d = (o.depth ?? D.sequoiaDepth) + 1;
+      const shape = materialize(planSequoia(acceptance, n, d), n, d);
+      return { drafter: new StaticTreeDrafter("sequoia", shape, "swor"), verifier: "swor" };
+    }
+    case "specexec":
+      return {
+        drafter: new SpecExecDrafter({
+          budget: o.budget ?? D.specExecBudget,
+          width: o.width ?? D.specExecWidth,
+          batch: D.specExecBatch,
+          decay: D.specExecDecay,
+          maxRounds: D.specExecRounds,
+        }),
+        verifier: "match",
+      };
+  }
+}
