@@ -9,6 +9,7 @@ import { runGenerate } from "./cli/generate.ts";
 import { runServe } from "./cli/serve.ts";
 import { runBench } from "./cli/bench.ts";
 import { UsageError } from "./cli/usage.ts";
+import { runProfile } from "./cli/profile.ts";
 
 const USAGE = `Usage: deno run -A src/main.ts <command> [options]
 
@@ -16,7 +17,7 @@ Commands:
   serve      start the HTTP server                 (deno task start)
   generate   complete a prompt on the command line (deno task generate --prompt "...")
   bench      measure decoding speed                (deno task bench)
-  profile    hardware-aware tree planning          (deno task profile)
+  profile    acceptance vectors for Sequoia         (deno task profile --acceptance)
 
 Run a command with --help for its options.
 `;
@@ -25,13 +26,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   serve: runServe,
   generate: runGenerate,
   bench: runBench,
-  profile: () => {
-    throw new UsageError(
-      "profile: the hardware-aware profiler needs the WebGPU engine and speculative decoding, which are not " +
-        "built yet (see the profiler issue); nothing to profile on the CPU reference.",
-      1,
-    );
-  },
+  profile: runProfile,
 };
 
 async function main(args: string[]): Promise<number> {

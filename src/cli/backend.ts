@@ -32,13 +32,13 @@ export function sharedGpu(): Promise<Gpu> {
 }
 
 /** Load `folder`'s weights on `backend`. */
-export async function loadModel(folder: Checkpoint, backend: Backend): Promise<LoadedModel> {
+export async function loadModel(folder: Checkpoint, backend: Backend, opts: { maxBatch?: number } = {}): Promise<LoadedModel> {
   if (backend === "cpu") {
     const model = await loadCpuModel(folder);
     return { model, device: "cpu reference", close: () => model.dispose() };
   }
   const gpu = await sharedGpu();
-  const model = await GpuLlama.load(gpu, folder);
+  const model = await GpuLlama.load(gpu, folder, { maxBatch: Math.max(256, opts.maxBatch ?? 0) });
   return {
     model,
     device: `gpu: ${gpu.adapter.description || gpu.adapter.vendor}`,

@@ -6,9 +6,12 @@
 
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { generateAutoregressive, type GenerationStats } from "../engine/autoregressive.ts";
-import { DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
+import type { GenerationStats } from "../engine/autoregressive.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
+import { METHODS } from "../spec/methods.ts";
+import type { StepStats } from "../spec/engine.ts";
 import { BACKENDS, loadModel } from "./backend.ts";
+import { acceptanceFor, decode } from "./decoder.ts";
 import { UsageError, zodMessage } from "./usage.ts";
 
 const USAGE = `Usage: deno task generate --prompt TEXT [options]
@@ -21,6 +24,12 @@ const USAGE = `Usage: deno task generate --prompt TEXT [options]
   --seed S             sampling seed (default 0)
   --model DIR          Hugging Face Llama folder (default weights/tiny/target)
   --backend gpu|cpu    WebGPU engine (default) or the CPU reference
+  --method M           ar (default) | chain | specinfer | sequoia | specexec
+  --draft DIR          draft model for speculative methods (default weights/tiny/draft)
+  --tree-size N        sequoia: tree nodes incl. the root (default 32)
+  --depth D            speculated levels below the root (chain 4, specinfer 4, sequoia 8)
+  --width W            specinfer: root children (4); specexec: children per expansion (8)
+  --budget K           specexec: tree budget (default 128)
   --tokens-per-submission N   GPU: tokens decoded per submission / readback (default 8)
   --json               print one object {text, tokens, stats} instead of streaming text
 `;
@@ -35,6 +44,12 @@ const optionsSchema = z.object({
   model: z.string().min(1),
   backend: z.enum(BACKENDS, { message: '--backend must be "gpu" or "cpu"' }),
   tokensPerSubmission: z.coerce.number().int().min(1).max(256),
+  method: z.enum(METHODS, { message: `--method must be one of ${METHODS.join(", ")}` }),
+  draft: z.string().min(1),
+  treeSize: z.coerce.number().int().min(1).max(1024).optional(),
+  depth: z.coerce.number().int().min(1).max(32).optional(),
+  width: z.coerce.number().int().min(1).max(64).optional(),
+  budget: z.coerce.number().int().min(1).max(2048).optional(),
   json: z.boolean(),
 });
 
@@ -57,6 +72,12 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
         model: { type: "string", default: DEFAULT_TARGET_DIR },
         backend: { type: "string", default: "gpu" },
         "tokens-per-submission": { type: "string", default: "8" },
+        method: { type: "string", default: "ar" },
+        draft: { type: "string", default: DEFAULT_DRAFT_DIR },
+        "tree-size": { type: "string" },
+        depth: { type: "string" },
+        width: { type: "string" },
+        budget: { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -77,6 +98,12 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
     model: values.model,
     backend: values.backend,
     tokensPerSubmission: values["tokens-per-submission"],
+    method: values.method,
+    draft: values.draft,
+    treeSize: values["tree-size"],
+    depth: values.depth,
+    width: values.width,
+    budget: values.budget,
     json: values.json,
   });
   if (!r.success) throw new UsageError(`${zodMessage(r.error)}\n\n${USAGE}`);
@@ -87,29 +114,41 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
 export async function runGenerate(args: string[]): Promise<number> {
   const o = parseGenerateArgs(args);
   const folder = await openModelFolder(o.model);
-  const loaded = await loadModel(folder, o.backend);
+  const spec = o.method !== "ar";
+  const log = (line: string) => console.error(line);
+  const loaded = await loadModel(folder, o.backend, { maxBatch: (o.budget ?? 0) + 1 });
+  const draftFolder = spec ? await openModelFolder(o.draft) : undefined;
+  const draftLoaded = draftFolder ? await loadModel(draftFolder, o.backend) : undefined;
   const model = loaded.model;
   const tok = folder.tokenizer;
+  const sampling = { temperature: o.temperature, topK: o.topK, topP: o.topP };
+  const acceptance = o.method === "sequoia"
+    ? await acceptanceFor({ targetFolder: folder, draftFolder: draftFolder!, target: model, draft: draftLoaded!.model }, sampling, { log })
+    : undefined;
   const prompt = tok.encode(o.prompt);
   const ids: number[] = [];
   const stream = tok.streamDecoder();
   const out = new TextEncoder();
   let stats: GenerationStats | undefined;
+  const steps: StepStats[] = [];
   let finishReason = "";
   if (!o.json) await Deno.stdout.write(out.encode(o.prompt));
-  for await (
-    const ev of generateAutoregressive(model, prompt, {
-      maxTokens: o.maxTokens,
-      sampling: { temperature: o.temperature, topK: o.topK, topP: o.topP },
-      seed: o.seed,
-      eosIds: tok.eosIds,
-      tokensPerSubmission: o.tokensPerSubmission,
-    })
-  ) {
+  const events = decode(o.method, model, draftLoaded?.model, prompt, {
+    tree: { treeSize: o.treeSize, depth: o.depth, width: o.width, budget: o.budget },
+    acceptance,
+    maxTokens: o.maxTokens,
+    sampling,
+    seed: o.seed,
+    eosIds: tok.eosIds,
+    tokensPerSubmission: o.tokensPerSubmission,
+  });
+  for await (const ev of events) {
     if (ev.type === "token") {
       ids.push(ev.id);
       const piece = stream.push(ev.id);
       if (!o.json && piece) await Deno.stdout.write(out.encode(piece));
+    } else if (ev.type === "step") {
+      steps.push(ev.stats);
     } else {
       stats = ev.stats;
       finishReason = ev.finishReason;
@@ -121,7 +160,20 @@ export async function runGenerate(args: string[]): Promise<number> {
       text: tok.decode(ids),
       tokens: ids,
       finish_reason: finishReason,
-      stats: { ...stats, backend: o.backend, device: loaded.device, method: "ar", model: o.model },
+      stats: {
+        ...stats,
+        tok_per_s: stats!.tokPerS,
+        tokens_per_step: stats!.tokensPerStep,
+        target_forwards: stats!.targetForwards,
+        syncs: stats!.syncs,
+        backend: o.backend,
+        device: loaded.device,
+        method: o.method,
+        model: o.model,
+        draft: spec ? o.draft : undefined,
+        acceptance,
+        steps,
+      },
     }));
   } else {
     await Deno.stdout.write(out.encode(tail + "\n"));
@@ -130,10 +182,12 @@ export async function runGenerate(args: string[]): Promise<number> {
       `\n[${s.completionTokens} tokens, ${s.tokPerS.toFixed(1)} tok/s, prefill ${
         s.prefillMs.toFixed(0)
       } ms, ` +
-        `syncs ${s.syncs}, finish: ${finishReason}, ${loaded.device}]`,
+        `${s.tokensPerStep.toFixed(2)} tokens/step, syncs ${s.syncs}, method ${o.method}, finish: ${finishReason}, ${loaded.device}]`,
     );
   }
   loaded.close();
+  draftLoaded?.close();
+  draftFolder?.checkpoint.close();
   folder.checkpoint.close();
   return 0;
 }

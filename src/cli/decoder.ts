@@ -1,0 +1,79 @@
+/**
+ * Everything a front end (CLI, bench, server) needs to decode with a method: load the draft when the
+ * method speculates, find (or measure and store) the acceptance vector Sequoia plans with, and run AR
+ * or speculative generation as one event stream.
+ *
+ * @module
+ */
+
+import { generateAutoregressive } from "../engine/autoregressive.ts";
+import type { ModelFolder } from "../model/loader.ts";
+import type { SamplingParams } from "../model/sampling.ts";
+import type { CausalLM } from "../model/types.ts";
+import { Rng } from "../util/rng.ts";
+import { measureAcceptance } from "../spec/acceptance.ts";
+import { loadAcceptance, modelId, saveAcceptance } from "../spec/acceptance_store.ts";
+import { generateSpeculative, type SpeculativeEvent } from "../spec/engine.ts";
+import { makeDrafter, type Method, type TreeOptions } from "../spec/methods.ts";
+
+/** Width of the star used to measure acceptance vectors (the planner's maximum fan-out). */
+export const ACCEPTANCE_WIDTH = 16;
+
+/** Token sequences for acceptance measurement: the held-out text of the bundled models (never trained on). */
+export async function acceptanceTexts(folder: ModelFolder, count = 8, length = 128): Promise<number[][]> {
+  const text = await Deno.readTextFile(new URL("../../weights/tiny/heldout.txt", import.meta.url));
+  const chapters = text.split("\n\n").filter((c) => c.trim());
+  const step = Math.max(1, Math.floor(chapters.length / count));
+  return chapters.filter((_, i) => i % step === 0).slice(0, count).map((c) => folder.tokenizer.encode(c).slice(0, length));
+}
+
+/**
+ * The stored acceptance vector for this pair and sampling, or a fresh measurement (stored beside the
+ * draft). Progress goes to `log`.
+ */
+export async function acceptanceFor(
+  pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; target: CausalLM; draft: CausalLM },
+  sampling: SamplingParams,
+  opts: { remeasure?: boolean; log?: (line: string) => void } = {},
+): Promise<number[]> {
+  const tId = await modelId(pair.targetFolder), dId = await modelId(pair.draftFolder);
+  if (!opts.remeasure) {
+    const hit = await loadAcceptance(pair.draftFolder.dir, tId, dId, sampling);
+    if (hit) return hit.acceptance;
+  }
+  const log = opts.log ?? (() => {});
+  const texts = await acceptanceTexts(pair.targetFolder);
+  log(`measuring the acceptance vector (T=${sampling.temperature}, top-k ${sampling.topK}, top-p ${sampling.topP}) ...`);
+  const v = await measureAcceptance(pair.target, pair.draft, texts, {
+    sampling,
+    width: ACCEPTANCE_WIDTH,
+    repeats: 4,
+    rng: new Rng(1234),
+  }, (done, total) => log(`  acceptance: ${done}/${total} positions`));
+  const e = await saveAcceptance(pair.draftFolder.dir, tId, dId, sampling, v);
+  log(`  p = [${e.acceptance.slice(0, 8).map((x) => x.toFixed(3)).join(", ")}, ...], reject ${e.reject.toFixed(3)}`);
+  return e.acceptance;
+}
+
+/** One generation with `method`: AR over the target, or speculative with the draft. */
+export function decode(
+  method: Method,
+  target: CausalLM,
+  draft: CausalLM | undefined,
+  prompt: number[],
+  o: {
+    tree: TreeOptions;
+    acceptance?: number[];
+    maxTokens: number;
+    sampling: SamplingParams;
+    seed: number;
+    eosIds: number[];
+    signal?: AbortSignal;
+    tokensPerSubmission?: number;
+  },
+): AsyncGenerator<SpeculativeEvent> {
+  if (method === "ar") return generateAutoregressive(target, prompt, o);
+  if (!draft) throw new RangeError(`method "${method}" needs a draft model`);
+  const { drafter, verifier } = makeDrafter(method, o.tree, o.acceptance);
+  return generateSpeculative(target, draft, prompt, { ...o, drafter, verifier });
+}
