@@ -2,15 +2,17 @@
 // col = row_start + r. W is an HF Linear weight (out, in), row-major; a matrix bigger than one binding
 // is split into row chunks, one dispatch each (row_start, rows). f32 accumulation.
 //
-// Each workgroup: 4 weight rows x TN token rows; 16 lanes per weight row split the `in` dimension and
-// reduce in workgroup memory. Each weight element is loaded once per TN token rows: that is what makes
-// verifying n tree tokens cost little more than 1 while n <= TN.
+// Each workgroup: 4 row groups x 16 lanes; a row group owns RPT weight rows, its 16 lanes split the
+// `in` dimension and reduce in workgroup memory. Each weight element is loaded once per TN token rows
+// and each x chunk once per RPT weight rows: loads per multiply-add fall as 1/TN + 1/RPT, which is what
+// makes verifying n tree tokens cost far less than n single-token passes.
 //
 // bindings: 0 params; 1 w: the chunk, (rows, in): VEC -> array<vec4<u32>> (8 halves or 4 f32 per load,
 //           needs in % 8 == 0), else array<u32>; 2 x: array<f32>, row t at x_offset + t * in
 //           (VEC: array<vec4<f32>>); 3 y: array<f32>, element (t, col) at y_offset + t * y_stride + col
-// dispatch: (ceil(rows / 4), ceil(n / TN))
-// defines: DTYPE (0 F32, 1 F16, 2 BF16), VEC (bool), TN (token rows per workgroup), ACC (bool: y += ...)
+// dispatch: (ceil(rows / (4 * RPT)), ceil(n / TN))
+// defines: DTYPE (0 F32, 1 F16, 2 BF16), VEC (bool), TN (token rows per workgroup), RPT (weight rows per
+//          thread), ACC (bool: y += ...)
 struct Params { n: u32, in_dim: u32, rows: u32, row_start: u32, x_offset: u32, y_offset: u32, y_stride: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 //#if VEC
@@ -23,7 +25,8 @@ struct Params { n: u32, in_dim: u32, rows: u32, row_start: u32, x_offset: u32, y
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 const LANES: u32 = 16u;
-var<workgroup> red: array<f32, 64 * TN>;
+const ROWS: u32 = 4u * RPT; // weight rows per workgroup
+var<workgroup> red: array<f32, 64 * RPT * TN>;
 
 fn unpack2(word: u32) -> vec2<f32> {
   if (DTYPE == 1u) { return unpack2x16float(word); }
@@ -33,69 +36,95 @@ fn unpack2(word: u32) -> vec2<f32> {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let lane = lid % LANES;
-  let r = wg.x * 4u + lid / LANES;
+  let r0 = wg.x * ROWS + (lid / LANES) * RPT; // this thread's first weight row
   let t0 = wg.y * TN;
-  var acc: array<f32, TN>;
-  for (var t = 0u; t < TN; t++) { acc[t] = 0.0; }
-  if (r < p.rows) {
+  var acc: array<f32, RPT * TN>;
+  for (var k = 0u; k < RPT * TN; k++) { acc[k] = 0.0; }
 //#if VEC
-    if (DTYPE == 0u) {
-      // 4 f32 weights per vec4<u32> load
-      let per_row = p.in_dim / 4u;
-      for (var c = lane; c < per_row; c += LANES) {
-        let a = bitcast<vec4<f32>>(w[r * per_row + c]);
-        for (var t = 0u; t < TN; t++) {
-          if (t0 + t < p.n) { acc[t] += dot(a, x[(p.x_offset + (t0 + t) * p.in_dim) / 4u + c]); }
-        }
-      }
-    } else {
-      // 8 16-bit weights per vec4<u32> load
-      let per_row = p.in_dim / 8u;
-      for (var c = lane; c < per_row; c += LANES) {
-        let q = w[r * per_row + c];
-        let a = vec4<f32>(unpack2(q.x), unpack2(q.y));
-        let b = vec4<f32>(unpack2(q.z), unpack2(q.w));
-        for (var t = 0u; t < TN; t++) {
-          if (t0 + t < p.n) {
-            let xb = (p.x_offset + (t0 + t) * p.in_dim) / 4u + 2u * c;
-            acc[t] += dot(a, x[xb]) + dot(b, x[xb + 1u]);
-          }
-        }
-      }
-    }
-//#else
-    for (var i = lane; i < p.in_dim; i += LANES) {
-      let e = r * p.in_dim + i;
-      var wv: f32;
-      if (DTYPE == 0u) {
-        wv = bitcast<f32>(w[e]);
-      } else {
-        let pair = unpack2(w[e >> 1u]);
-        wv = select(pair.x, pair.y, (e & 1u) == 1u);
-      }
+  if (DTYPE == 0u) {
+    // 4 f32 weights per vec4<u32> load
+    let per_row = p.in_dim / 4u;
+    for (var c = lane; c < per_row; c += LANES) {
+      // x chunks of the TN token rows, loaded once and reused for all RPT weight rows
+      var xs: array<vec4<f32>, TN>;
       for (var t = 0u; t < TN; t++) {
-        if (t0 + t < p.n) { acc[t] += wv * x[p.x_offset + (t0 + t) * p.in_dim + i]; }
+        if (t0 + t < p.n) { xs[t] = x[(p.x_offset + (t0 + t) * p.in_dim) / 4u + c]; } else { xs[t] = vec4<f32>(0.0); }
+      }
+      for (var j = 0u; j < RPT; j++) {
+        if (r0 + j < p.rows) {
+          let a = bitcast<vec4<f32>>(w[(r0 + j) * per_row + c]);
+          for (var t = 0u; t < TN; t++) { acc[j * TN + t] += dot(a, xs[t]); }
+        }
       }
     }
-//#endif
+  } else {
+    // 8 16-bit weights per vec4<u32> load
+    let per_row = p.in_dim / 8u;
+    for (var c = lane; c < per_row; c += LANES) {
+      var xa: array<vec4<f32>, TN>;
+      var xb: array<vec4<f32>, TN>;
+      for (var t = 0u; t < TN; t++) {
+        if (t0 + t < p.n) {
+          let xi = (p.x_offset + (t0 + t) * p.in_dim) / 4u + 2u * c;
+          xa[t] = x[xi];
+          xb[t] = x[xi + 1u];
+        } else {
+          xa[t] = vec4<f32>(0.0);
+          xb[t] = vec4<f32>(0.0);
+        }
+      }
+      for (var j = 0u; j < RPT; j++) {
+        if (r0 + j < p.rows) {
+          let q = w[(r0 + j) * per_row + c];
+          let a = vec4<f32>(unpack2(q.x), unpack2(q.y));
+          let b = vec4<f32>(unpack2(q.z), unpack2(q.w));
+          for (var t = 0u; t < TN; t++) { acc[j * TN + t] += dot(a, xa[t]) + dot(b, xb[t]); }
+        }
+      }
+    }
   }
-  for (var t = 0u; t < TN; t++) { red[lid * TN + t] = acc[t]; }
+//#else
+  for (var i = lane; i < p.in_dim; i += LANES) {
+    var xs: array<f32, TN>;
+    for (var t = 0u; t < TN; t++) {
+      if (t0 + t < p.n) { xs[t] = x[p.x_offset + (t0 + t) * p.in_dim + i]; } else { xs[t] = 0.0; }
+    }
+    for (var j = 0u; j < RPT; j++) {
+      if (r0 + j < p.rows) {
+        let e = (r0 + j) * p.in_dim + i;
+        var wv: f32;
+        if (DTYPE == 0u) {
+          wv = bitcast<f32>(w[e]);
+        } else {
+          let pair = unpack2(w[e >> 1u]);
+          wv = select(pair.x, pair.y, (e & 1u) == 1u);
+        }
+        for (var t = 0u; t < TN; t++) { acc[j * TN + t] += wv * xs[t]; }
+      }
+    }
+  }
+//#endif
+  for (var k = 0u; k < RPT * TN; k++) { red[lid * RPT * TN + k] = acc[k]; }
   workgroupBarrier();
   for (var s = LANES / 2u; s > 0u; s >>= 1u) {
     if (lane < s) {
-      for (var t = 0u; t < TN; t++) { red[lid * TN + t] += red[(lid + s) * TN + t]; }
+      for (var k = 0u; k < RPT * TN; k++) { red[lid * RPT * TN + k] += red[(lid + s) * RPT * TN + k]; }
     }
     workgroupBarrier();
   }
-  if (lane == 0u && r < p.rows) {
-    for (var t = 0u; t < TN; t++) {
-      if (t0 + t < p.n) {
-        let o = p.y_offset + (t0 + t) * p.y_stride + p.row_start + r;
+  if (lane == 0u) {
+    for (var j = 0u; j < RPT; j++) {
+      if (r0 + j >= p.rows) { continue; }
+      for (var t = 0u; t < TN; t++) {
+        if (t0 + t < p.n) {
+          let o = p.y_offset + (t0 + t) * p.y_stride + p.row_start + r0 + j;
+          let v = red[lid * RPT * TN + j * TN + t];
 //#if ACC
-        y[o] += red[lid * TN + t];
+          y[o] += v;
 //#else
-        y[o] = red[lid * TN + t];
+          y[o] = v;
 //#endif
+        }
       }
     }
   }

@@ -32,7 +32,11 @@ export function sharedGpu(): Promise<Gpu> {
 }
 
 /** Load `folder`'s weights on `backend`. */
-export async function loadModel(folder: Checkpoint, backend: Backend, opts: { maxBatch?: number } = {}): Promise<LoadedModel> {
+export async function loadModel(
+  folder: Checkpoint,
+  backend: Backend,
+  opts: { maxBatch?: number } = {},
+): Promise<LoadedModel> {
   if (backend === "cpu") {
     const model = await loadCpuModel(folder);
     return { model, device: "cpu reference", close: () => model.dispose() };

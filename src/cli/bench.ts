@@ -9,17 +9,21 @@
 import { parseArgs } from "node:util";
 import { generateAutoregressive, type GenerationStats } from "../engine/autoregressive.ts";
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
-import { type Backend, loadModel, sharedGpu } from "./backend.ts";
+import { type Backend, BACKENDS, loadModel, sharedGpu } from "./backend.ts";
 import { benchKernels } from "./bench_kernels.ts";
+import { benchSpeculative, type SpecCase } from "./bench_spec.ts";
 import { GREEDY } from "../model/sampling.ts";
 import { UsageError } from "./usage.ts";
 
-const USAGE = `Usage: deno task bench [--quick] [--kernels] [--max-tokens N] [--runs R] [--json PATH]
+const USAGE =
+  `Usage: deno task bench [--quick] [--kernels] [--spec] [--backend gpu|cpu] [--max-tokens N] [--runs R] [--json PATH]
 
 Measures autoregressive tok/s of the tiny target and draft on the GPU (8 and 1 tokens per submission)
 and on the CPU reference (greedy, prompts from weights/tiny/heldout.txt, median of R runs after one
 warm-up). --kernels adds per-kernel times and GB/s, the matmul and target-forward t(n) curves, the
-sync cost and the adapter's streaming read bandwidth.
+sync cost and the adapter's streaming read bandwidth. --spec runs AR, chain, SpecInfer, Sequoia and
+SpecExec side by side at T = 0 and 0.7 on --backend (default gpu), with the planner's G(n, d) next to
+Sequoia's measured tokens per step.
 `;
 
 /** Benchmark prompts: the first words of held-out chapters (never trained on). */
@@ -46,6 +50,8 @@ export async function runBench(args: string[]): Promise<number> {
       options: {
         quick: { type: "boolean", default: false },
         kernels: { type: "boolean", default: false },
+        spec: { type: "boolean", default: false },
+        backend: { type: "string", default: "gpu" },
         "max-tokens": { type: "string" },
         runs: { type: "string" },
         json: { type: "string" },
@@ -63,7 +69,40 @@ export async function runBench(args: string[]): Promise<number> {
     throw new UsageError(`--max-tokens must be a positive integer`);
   }
   if (!Number.isInteger(runs) || runs < 1) throw new UsageError(`--runs must be a positive integer`);
+  if (!BACKENDS.includes(values.backend as Backend)) throw new UsageError(`--backend must be "gpu" or "cpu"`);
   const prompts = await benchPrompts(values.quick ? 2 : 4);
+  if (values.spec) {
+    const backend = values.backend as Backend;
+    const targetFolder = await openModelFolder(DEFAULT_TARGET_DIR);
+    const draftFolder = await openModelFolder(DEFAULT_DRAFT_DIR);
+    const t = await loadModel(targetFolder, backend, { maxBatch: 1025 });
+    const d = await loadModel(draftFolder, backend);
+    const cases: SpecCase[] = [
+      { method: "ar", tree: {}, label: "ar" },
+      { method: "chain", tree: { depth: 4 }, label: "chain k=4" },
+      { method: "specinfer", tree: { width: 4, depth: 4 }, label: "specinfer 4x4" },
+      { method: "sequoia", tree: { treeSize: 16, depth: 6 }, label: "sequoia n=16 d=6" },
+      { method: "sequoia", tree: { treeSize: 32, depth: 8 }, label: "sequoia n=32 d=8" },
+      { method: "sequoia", tree: { treeSize: 64, depth: 10 }, label: "sequoia n=64 d=10" },
+      { method: "specexec", tree: { budget: 64 }, label: "specexec K=64" },
+      { method: "specexec", tree: { budget: 256 }, label: "specexec K=256" },
+    ];
+    if (!values.quick) cases.push({ method: "specexec", tree: { budget: 1024 }, label: "specexec K=1024" });
+    const specRows = await benchSpeculative(
+      { targetFolder, draftFolder, target: t.model, draft: d.model, device: t.device },
+      prompts.map((p) => targetFolder.tokenizer.encode(p)),
+      { temperatures: [0, 0.7], maxTokens, runs, cases },
+    );
+    if (values.json) {
+      await Deno.writeTextFile(
+        values.json,
+        JSON.stringify({ deno: Deno.version.deno, device: t.device, rows: specRows }, null, 2),
+      );
+    }
+    t.close();
+    d.close();
+    return 0;
+  }
   const configs: { backend: Backend; per: number }[] = [
     { backend: "gpu", per: 8 },
     { backend: "gpu", per: 1 },

@@ -24,7 +24,9 @@ export async function acceptanceTexts(folder: ModelFolder, count = 8, length = 1
   const text = await Deno.readTextFile(new URL("../../weights/tiny/heldout.txt", import.meta.url));
   const chapters = text.split("\n\n").filter((c) => c.trim());
   const step = Math.max(1, Math.floor(chapters.length / count));
-  return chapters.filter((_, i) => i % step === 0).slice(0, count).map((c) => folder.tokenizer.encode(c).slice(0, length));
+  return chapters.filter((_, i) => i % step === 0).slice(0, count).map((c) =>
+    folder.tokenizer.encode(c).slice(0, length)
+  );
 }
 
 /**
@@ -43,7 +45,9 @@ export async function acceptanceFor(
   }
   const log = opts.log ?? (() => {});
   const texts = await acceptanceTexts(pair.targetFolder);
-  log(`measuring the acceptance vector (T=${sampling.temperature}, top-k ${sampling.topK}, top-p ${sampling.topP}) ...`);
+  log(
+    `measuring the acceptance vector (T=${sampling.temperature}, top-k ${sampling.topK}, top-p ${sampling.topP}) ...`,
+  );
   const v = await measureAcceptance(pair.target, pair.draft, texts, {
     sampling,
     width: ACCEPTANCE_WIDTH,
@@ -51,7 +55,11 @@ export async function acceptanceFor(
     rng: new Rng(1234),
   }, (done, total) => log(`  acceptance: ${done}/${total} positions`));
   const e = await saveAcceptance(pair.draftFolder.dir, tId, dId, sampling, v);
-  log(`  p = [${e.acceptance.slice(0, 8).map((x) => x.toFixed(3)).join(", ")}, ...], reject ${e.reject.toFixed(3)}`);
+  log(
+    `  p = [${e.acceptance.slice(0, 8).map((x) => x.toFixed(3)).join(", ")}, ...], reject ${
+      e.reject.toFixed(3)
+    }`,
+  );
   return e.acceptance;
 }
 

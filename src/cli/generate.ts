@@ -123,7 +123,11 @@ export async function runGenerate(args: string[]): Promise<number> {
   const tok = folder.tokenizer;
   const sampling = { temperature: o.temperature, topK: o.topK, topP: o.topP };
   const acceptance = o.method === "sequoia"
-    ? await acceptanceFor({ targetFolder: folder, draftFolder: draftFolder!, target: model, draft: draftLoaded!.model }, sampling, { log })
+    ? await acceptanceFor(
+      { targetFolder: folder, draftFolder: draftFolder!, target: model, draft: draftLoaded!.model },
+      sampling,
+      { log },
+    )
     : undefined;
   const prompt = tok.encode(o.prompt);
   const ids: number[] = [];
@@ -182,7 +186,9 @@ export async function runGenerate(args: string[]): Promise<number> {
       `\n[${s.completionTokens} tokens, ${s.tokPerS.toFixed(1)} tok/s, prefill ${
         s.prefillMs.toFixed(0)
       } ms, ` +
-        `${s.tokensPerStep.toFixed(2)} tokens/step, syncs ${s.syncs}, method ${o.method}, finish: ${finishReason}, ${loaded.device}]`,
+        `${
+          s.tokensPerStep.toFixed(2)
+        } tokens/step, syncs ${s.syncs}, method ${o.method}, finish: ${finishReason}, ${loaded.device}]`,
     );
   }
   loaded.close();

@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
 import { validateSampling } from "../model/sampling.ts";
 import { expectedTokens, planSequoia } from "../spec/sequoia_plan.ts";
-import { BACKENDS, type Backend, loadModel } from "./backend.ts";
+import { type Backend, BACKENDS, loadModel } from "./backend.ts";
 import { acceptanceFor } from "./decoder.ts";
 import { UsageError } from "./usage.ts";
 
@@ -52,7 +52,11 @@ export async function runProfile(args: string[]): Promise<number> {
     throw new UsageError(`profile: only --acceptance is available so far\n\n${USAGE}`);
   }
   if (!BACKENDS.includes(values.backend as Backend)) throw new UsageError(`--backend must be "gpu" or "cpu"`);
-  const sampling = { temperature: Number(values.temperature), topK: Number(values["top-k"]), topP: Number(values["top-p"]) };
+  const sampling = {
+    temperature: Number(values.temperature),
+    topK: Number(values["top-k"]),
+    topP: Number(values["top-p"]),
+  };
   try {
     validateSampling(sampling);
   } catch (e) {
@@ -79,13 +83,21 @@ export async function runProfile(args: string[]): Promise<number> {
       g: Object.fromEntries(depths.map((dd) => [dd - 1, sizes.map((n) => expectedTokens(plan, n, dd))])),
     }));
   } else {
-    console.log(`acceptance p_1..p_${acc.length} at T=${sampling.temperature}: ${acc.map((x) => x.toFixed(3)).join(" ")}`);
+    console.log(
+      `acceptance p_1..p_${acc.length} at T=${sampling.temperature}: ${
+        acc.map((x) => x.toFixed(3)).join(" ")
+      }`,
+    );
     console.log(`measured in ${(ms / 1000).toFixed(1)} s; stored in ${draftFolder.dir}/acceptance.json\n`);
     console.log(`G(n, d): expected tokens per step (rows: speculated depth d; columns: tree size n)\n`);
     console.log(`| d \\ n | ${sizes.join(" | ")} |`);
     console.log(`|---|${sizes.map(() => "---:").join("|")}|`);
     for (const dd of depths) {
-      console.log(`| ${dd - 1} | ${sizes.map((n) => expectedTokens(plan, n, dd).toFixed(2).replace("-Infinity", "-")).join(" | ")} |`);
+      console.log(
+        `| ${dd - 1} | ${
+          sizes.map((n) => expectedTokens(plan, n, dd).toFixed(2).replace("-Infinity", "-")).join(" | ")
+        } |`,
+      );
     }
   }
   t.close();

@@ -44,9 +44,13 @@ export async function rmsNorm(
   c.rec.dispatch("rmsnorm", pl, [a.n, a.d, f32Bits(a.eps)], [a.x, a.w, a.out], [a.n]);
 }
 
-/** Token rows per workgroup for n rows: weights are loaded once per tile of TN rows. */
-export function matmulTile(n: number): number {
-  return n <= 1 ? 1 : n <= 4 ? 4 : 8;
+/**
+ * Tile of a matmul over n token rows: TN token rows per workgroup (weights loaded once per TN rows)
+ * and RPT weight rows per thread (x loaded once per RPT rows). n = 1 keeps RPT = 1: a matvec is
+ * bandwidth-bound and wants as many workgroups as possible.
+ */
+export function matmulTile(n: number): { tn: number; rpt: number } {
+  return n <= 1 ? { tn: 1, rpt: 1 } : n <= 4 ? { tn: 4, rpt: 4 } : { tn: 8, rpt: 4 };
 }
 
 /**
@@ -68,11 +72,12 @@ export async function matmul(
 ): Promise<void> {
   const xOffset = a.xOffset ?? 0;
   const vec = a.w.cols % 8 === 0 && xOffset % 4 === 0;
-  const tn = matmulTile(a.n);
+  const { tn, rpt } = matmulTile(a.n);
   const pl = await c.pipelines.get("matmul", {
     DTYPE: DTYPE_CODE[a.w.dtype],
     VEC: vec,
     TN: tn,
+    RPT: rpt,
     ACC: !!a.acc,
   });
   for (const part of a.w.parts) {
@@ -81,7 +86,7 @@ export async function matmul(
       pl,
       [a.n, a.w.cols, part.rows, part.rowStart, xOffset, a.yOffset ?? 0, a.yStride ?? a.w.rows],
       [part.buffer, a.x, a.y],
-      [ceil(part.rows, 4), ceil(a.n, tn)],
+      [ceil(part.rows, 4 * rpt), ceil(a.n, tn)],
     );
   }
 }

@@ -58,8 +58,11 @@ export function preprocess(name: string, src: string, defines: Defines): string 
       if (!Number.isInteger(v) || v < 0) throw new Error(`shader ${name}: define ${k}=${v} must be a u32`);
       return `const ${k}: u32 = ${v}u;`;
     }
-    if ("f32" in v) return `const ${k}: f32 = ${Number.isInteger(v.f32) ? v.f32.toFixed(1) : v.f32};`;
-    return `const ${k}: i32 = ${v.i32}i;`;
+    if ("f32" in v && Number.isFinite(v.f32)) {
+      return `const ${k}: f32 = ${Number.isInteger(v.f32) ? v.f32.toFixed(1) : v.f32};`;
+    }
+    if ("i32" in v && Number.isInteger(v.i32)) return `const ${k}: i32 = ${v.i32}i;`;
+    throw new Error(`shader ${name}: define ${k}=${JSON.stringify(v)} is not a u32, {f32} or {i32}`);
   });
   return `// ${name} ${JSON.stringify(defines)}\n${consts.join("\n")}\n${out.join("\n")}`;
 }
