@@ -38,77 +38,84 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let lane = lid % LANES;
   let r0 = wg.x * ROWS + (lid / LANES) * RPT; // this thread's first weight row
   let t0 = wg.y * TN;
-  var acc: array<f32, RPT * TN>;
-  for (var k = 0u; k < RPT * TN; k++) { acc[k] = 0.0; }
+  // Rows past the end are clamped for loading and skipped when writing; token rows past n read zeros.
+  let last = p.rows - 1u;
+//#unroll j RPT
+  let r_$j = min(r0 + $ju, last);
+//#unroll t TN
+  var acc_$j_$t = 0.0;
+//#end
+//#end
 //#if VEC
   if (DTYPE == 0u) {
     // 4 f32 weights per vec4<u32> load
     let per_row = p.in_dim / 4u;
     for (var c = lane; c < per_row; c += LANES) {
-      // x chunks of the TN token rows, loaded once and reused for all RPT weight rows
-      var xs: array<vec4<f32>, TN>;
-      for (var t = 0u; t < TN; t++) {
-        if (t0 + t < p.n) { xs[t] = x[(p.x_offset + (t0 + t) * p.in_dim) / 4u + c]; } else { xs[t] = vec4<f32>(0.0); }
-      }
-      for (var j = 0u; j < RPT; j++) {
-        if (r0 + j < p.rows) {
-          let a = bitcast<vec4<f32>>(w[(r0 + j) * per_row + c]);
-          for (var t = 0u; t < TN; t++) { acc[j * TN + t] += dot(a, xs[t]); }
-        }
-      }
+//#unroll t TN
+      var x_$t = vec4<f32>(0.0);
+      if (t0 + $tu < p.n) { x_$t = x[(p.x_offset + (t0 + $tu) * p.in_dim) / 4u + c]; }
+//#end
+//#unroll j RPT
+      let a_$j = bitcast<vec4<f32>>(w[r_$j * per_row + c]);
+//#unroll t TN
+      acc_$j_$t += dot(a_$j, x_$t);
+//#end
+//#end
     }
   } else {
     // 8 16-bit weights per vec4<u32> load
     let per_row = p.in_dim / 8u;
     for (var c = lane; c < per_row; c += LANES) {
-      var xa: array<vec4<f32>, TN>;
-      var xb: array<vec4<f32>, TN>;
-      for (var t = 0u; t < TN; t++) {
-        if (t0 + t < p.n) {
-          let xi = (p.x_offset + (t0 + t) * p.in_dim) / 4u + 2u * c;
-          xa[t] = x[xi];
-          xb[t] = x[xi + 1u];
-        } else {
-          xa[t] = vec4<f32>(0.0);
-          xb[t] = vec4<f32>(0.0);
-        }
+//#unroll t TN
+      var xa_$t = vec4<f32>(0.0);
+      var xb_$t = vec4<f32>(0.0);
+      if (t0 + $tu < p.n) {
+        let xi_$t = (p.x_offset + (t0 + $tu) * p.in_dim) / 4u + 2u * c;
+        xa_$t = x[xi_$t];
+        xb_$t = x[xi_$t + 1u];
       }
-      for (var j = 0u; j < RPT; j++) {
-        if (r0 + j < p.rows) {
-          let q = w[(r0 + j) * per_row + c];
-          let a = vec4<f32>(unpack2(q.x), unpack2(q.y));
-          let b = vec4<f32>(unpack2(q.z), unpack2(q.w));
-          for (var t = 0u; t < TN; t++) { acc[j * TN + t] += dot(a, xa[t]) + dot(b, xb[t]); }
-        }
-      }
+//#end
+//#unroll j RPT
+      let q_$j = w[r_$j * per_row + c];
+      let a_$j = vec4<f32>(unpack2(q_$j.x), unpack2(q_$j.y));
+      let b_$j = vec4<f32>(unpack2(q_$j.z), unpack2(q_$j.w));
+//#unroll t TN
+      acc_$j_$t += dot(a_$j, xa_$t) + dot(b_$j, xb_$t);
+//#end
+//#end
     }
   }
 //#else
   for (var i = lane; i < p.in_dim; i += LANES) {
-    var xs: array<f32, TN>;
-    for (var t = 0u; t < TN; t++) {
-      if (t0 + t < p.n) { xs[t] = x[p.x_offset + (t0 + t) * p.in_dim + i]; } else { xs[t] = 0.0; }
+//#unroll t TN
+    var x_$t = 0.0;
+    if (t0 + $tu < p.n) { x_$t = x[p.x_offset + (t0 + $tu) * p.in_dim + i]; }
+//#end
+//#unroll j RPT
+    let e_$j = r_$j * p.in_dim + i;
+    var w_$j: f32;
+    if (DTYPE == 0u) {
+      w_$j = bitcast<f32>(w[e_$j]);
+    } else {
+      let pair_$j = unpack2(w[e_$j >> 1u]);
+      w_$j = select(pair_$j.x, pair_$j.y, (e_$j & 1u) == 1u);
     }
-    for (var j = 0u; j < RPT; j++) {
-      if (r0 + j < p.rows) {
-        let e = (r0 + j) * p.in_dim + i;
-        var wv: f32;
-        if (DTYPE == 0u) {
-          wv = bitcast<f32>(w[e]);
-        } else {
-          let pair = unpack2(w[e >> 1u]);
-          wv = select(pair.x, pair.y, (e & 1u) == 1u);
-        }
-        for (var t = 0u; t < TN; t++) { acc[j * TN + t] += wv * xs[t]; }
-      }
-    }
+//#unroll t TN
+    acc_$j_$t += w_$j * x_$t;
+//#end
+//#end
   }
 //#endif
-  for (var k = 0u; k < RPT * TN; k++) { red[lid * RPT * TN + k] = acc[k]; }
+  let base = lid * RPT * TN;
+//#unroll j RPT
+//#unroll t TN
+  red[base + $ju * TN + $tu] = acc_$j_$t;
+//#end
+//#end
   workgroupBarrier();
   for (var s = LANES / 2u; s > 0u; s >>= 1u) {
     if (lane < s) {
-      for (var k = 0u; k < RPT * TN; k++) { red[lid * RPT * TN + k] += red[(lid + s) * RPT * TN + k]; }
+      for (var k = 0u; k < RPT * TN; k++) { red[base + k] += red[(lid + s) * RPT * TN + k]; }
     }
     workgroupBarrier();
   }
@@ -118,7 +125,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       for (var t = 0u; t < TN; t++) {
         if (t0 + t < p.n) {
           let o = p.y_offset + (t0 + t) * p.y_stride + p.row_start + r0 + j;
-          let v = red[lid * RPT * TN + j * TN + t];
+          let v = red[base + j * TN + t];
 //#if ACC
           y[o] += v;
 //#else

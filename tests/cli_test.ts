@@ -32,7 +32,12 @@ Deno.test("cli: generate --json prints {text, tokens, stats}", async () => {
   assert.equal(j.tokens.length, 12);
   assert.equal(typeof j.text, "string");
   assert.equal(j.stats.completionTokens, 12);
-  assert.equal(j.stats.backend, "cpu");
+  assert.equal(j.stats.backend, "gpu");
+  assert.equal(j.stats.method, "ar");
+  assert.ok(
+    j.stats.syncs >= 1 && j.stats.syncs <= 3,
+    `syncs ${j.stats.syncs}: prefill + 11 tokens at 8 per submission`,
+  );
 });
 
 Deno.test("cli: generate streams the prompt and its continuation as text", async () => {

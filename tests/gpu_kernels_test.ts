@@ -81,7 +81,7 @@ Deno.test("gpu: rmsnorm", async () => {
 Deno.test("gpu: matmul, all dtypes, vec4 and scalar paths, tiles, offsets, residual, row chunks", async () => {
   for (const dtype of ["F32", "F16", "BF16"] as DType[]) {
     for (const inDim of [48, 70]) { // 48: vec4 path; 70: scalar path (70 % 8 != 0)
-      for (const n of [1, 3, 5, 13]) {
+      for (const n of [1, 3, 5, 13, 37]) {
         for (const acc of [false, true]) {
           const out = 37;
           const W = rand(out * inDim, 10 + n, 0.5);

@@ -2,7 +2,10 @@
  * Compute pipelines built from shaders/<name>.wgsl with a few compile-time defines, cached by
  * name + defines. Defines become WGSL `const` declarations prepended to the source; lines between
  * `//#if NAME`, `//#else` and `//#endif` are kept or dropped by NAME's truthiness (for the few places
- * where the binding *types* differ, e.g. vec4 vs scalar weight loads).
+ * where the binding *types* differ, e.g. vec4 vs scalar weight loads); lines between
+ * `//#unroll V COUNT` and `//#end` are repeated COUNT times (a number or a define) with `$V` replaced
+ * by 0, 1, ... — register-resident accumulators instead of private arrays, which some compilers
+ * (Mesa llvmpipe) keep in memory.
  *
  * @module
  */
@@ -24,7 +27,36 @@ export function shaderSource(name: string): string {
   return s;
 }
 
-/** Apply defines to WGSL source: `//#if` blocks, then const declarations. */
+/** Expand `//#unroll V COUNT` ... `//#end` blocks (nestable). */
+function unroll(name: string, lines: string[], defines: Defines): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const t = lines[i].trim();
+    if (!t.startsWith("//#unroll ")) {
+      if (t === "//#end") throw new Error(`shader ${name}: //#end without //#unroll`);
+      out.push(lines[i]);
+      continue;
+    }
+    const [, v, countSrc] = t.split(/\s+/);
+    const count = /^\d+$/.test(countSrc) ? Number(countSrc) : defines[countSrc];
+    if (typeof count !== "number") {
+      throw new Error(`shader ${name}: //#unroll count ${countSrc} is not a number define`);
+    }
+    let depth = 1, j = i + 1;
+    for (; j < lines.length; j++) {
+      const u = lines[j].trim();
+      if (u.startsWith("//#unroll ")) depth++;
+      else if (u === "//#end" && --depth === 0) break;
+    }
+    if (j >= lines.length) throw new Error(`shader ${name}: unterminated //#unroll ${v}`);
+    const body = unroll(name, lines.slice(i + 1, j), defines);
+    for (let k = 0; k < count; k++) for (const b of body) out.push(b.replaceAll(`$${v}`, String(k)));
+    i = j;
+  }
+  return out;
+}
+
+/** Apply defines to WGSL source: `//#if` blocks, `//#unroll` blocks, then const declarations. */
 export function preprocess(name: string, src: string, defines: Defines): string {
   const out: string[] = [];
   const stack: { keep: boolean; parentKeep: boolean }[] = [];
@@ -52,6 +84,7 @@ export function preprocess(name: string, src: string, defines: Defines): string 
     }
   }
   if (stack.length) throw new Error(`shader ${name}: unterminated //#if`);
+  const body = unroll(name, out, defines);
   const consts = Object.entries(defines).map(([k, v]) => {
     if (typeof v === "boolean") return `const ${k}: u32 = ${v ? 1 : 0}u;`;
     if (typeof v === "number") {
@@ -64,7 +97,7 @@ export function preprocess(name: string, src: string, defines: Defines): string 
     if ("i32" in v && Number.isInteger(v.i32)) return `const ${k}: i32 = ${v.i32}i;`;
     throw new Error(`shader ${name}: define ${k}=${JSON.stringify(v)} is not a u32, {f32} or {i32}`);
   });
-  return `// ${name} ${JSON.stringify(defines)}\n${consts.join("\n")}\n${out.join("\n")}`;
+  return `// ${name} ${JSON.stringify(defines)}\n${consts.join("\n")}\n${body.join("\n")}`;
 }
 
 /** Pipelines by shader name + defines. */
