@@ -4,12 +4,12 @@
 // (the tree's ancestor mask). Scores go through a scratch buffer so any context length fits.
 //
 // bindings: 0 params; 1 q: array<f32> (n, n_heads * head_dim); 2 k, 3 v: array<f32> (slots, kv_dim);
-//           4 mask: array<u32> (n, mask_words) bits over slots; 5 scratch: array<f32> (n, n_heads, cap);
+//           4 mask: array<u32>, row t at mask_offset + t * mask_words, bits over slots; 5 scratch: array<f32> (n, n_heads, cap);
 //           6 out: array<f32> (n, n_heads * head_dim)
 // dispatch: (n_heads, n)    one workgroup of 64 threads per (row, head)
 struct Params {
   n: u32, past: u32, n_heads: u32, group: u32, head_dim: u32, kv_dim: u32,
-  mask_words: u32, causal: u32, cap: u32, scale: f32,
+  mask_words: u32, causal: u32, cap: u32, scale: f32, mask_offset: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -23,7 +23,7 @@ var<workgroup> red: array<f32, 64>;
 
 fn visible(t: u32, j: u32) -> bool {
   if (p.causal == 1u) { return j <= p.past + t; }
-  return ((mask[t * p.mask_words + j / 32u] >> (j % 32u)) & 1u) == 1u;
+  return ((mask[p.mask_offset + t * p.mask_words + j / 32u] >> (j % 32u)) & 1u) == 1u;
 }
 
 @compute @workgroup_size(64)

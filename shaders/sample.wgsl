@@ -14,88 +14,15 @@ struct Params { n: u32, vocab: u32, top_k: u32, out_offset: u32, u_offset: u32, 
 @group(0) @binding(2) var<storage, read> uniforms: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<u32>;
 
-var<workgroup> red: array<f32, 256>;
-var<workgroup> redu: array<u32, 256>;
 var<workgroup> chosen: u32;
-
-fn key(v: f32) -> u32 {
-  let b = bitcast<u32>(v);
-  return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
-}
-
-fn reduce_sum(lid: u32, x: f32) -> f32 {
-  red[lid] = x;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn reduce_count(lid: u32, x: u32) -> u32 {
-  redu[lid] = x;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (lid < s) { redu[lid] += redu[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = redu[0];
-  workgroupBarrier();
-  return r;
-}
+//#include sampling_common
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t = wg.x;
   let base = t * p.vocab;
-  // max logit (for a stable exp)
-  var m = -3.4e38;
-  for (var i = lid; i < p.vocab; i += 256u) { m = max(m, logits[base + i]); }
-  red[lid] = m;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
-  let mx = red[0];
-  workgroupBarrier();
-
-  // top-k: the k-th largest key = the largest T with count(key >= T) >= k
-  var tk = 0u;
-  if (p.top_k > 0u && p.top_k < p.vocab) {
-    for (var bit = 31i; bit >= 0i; bit--) {
-      let cand = tk | (1u << u32(bit));
-      var c = 0u;
-      for (var i = lid; i < p.vocab; i += 256u) { c += select(0u, 1u, key(logits[base + i]) >= cand); }
-      if (reduce_count(lid, c) >= p.top_k) { tk = cand; }
-    }
-  }
-  // mass of the top-k set
-  var zk = 0.0;
-  for (var i = lid; i < p.vocab; i += 256u) {
-    let l = logits[base + i];
-    if (key(l) >= tk) { zk += exp((l - mx) * p.inv_temp); }
-  }
-  zk = reduce_sum(lid, zk);
-  // top-p: the largest T with mass(key >= T) >= top_p * zk (it is >= tk)
-  var tp = tk;
-  if (p.top_p < 1.0) {
-    let goal = p.top_p * zk;
-    tp = 0u;
-    for (var bit = 31i; bit >= 0i; bit--) {
-      let cand = tp | (1u << u32(bit));
-      var z = 0.0;
-      for (var i = lid; i < p.vocab; i += 256u) {
-        let l = logits[base + i];
-        if (key(l) >= cand) { z += exp((l - mx) * p.inv_temp); }
-      }
-      if (reduce_sum(lid, z) >= goal) { tp = cand; }
-    }
-    tp = max(tp, tk);
-  }
+  let mx = row_max(lid, base, p.vocab);
+  let tp = keep_threshold(lid, base, p.vocab, mx, p.inv_temp, p.top_k, p.top_p);
   // mass of each thread's contiguous chunk of the kept set, then pick by cumulative mass in index order
   let chunk = (p.vocab + 255u) / 256u;
   let lo = lid * chunk;

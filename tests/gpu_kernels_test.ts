@@ -13,6 +13,7 @@ import { type DType, toF32 } from "../src/model/dtype.ts";
 import { encodeTensor } from "../src/model/safetensors_write.ts";
 import { argmax, probabilities, sampleFrom } from "../src/model/sampling.ts";
 import { Rng } from "../src/util/rng.ts";
+import { topIndices } from "../src/spec/draw.ts";
 
 const gpu = await Gpu.acquire();
 const ctx: ops.OpContext = {
@@ -314,4 +315,60 @@ Deno.test("gpu: stream_read sums every word exactly once", async () => {
   for (const x of partial) got = (got + x) >>> 0;
   for (const x of data) want = (want + x) >>> 0;
   assert.equal(got, want);
+});
+
+Deno.test("gpu: tree_draw greedy picks the top-b by logit into the planned slots", async () => {
+  const rows = 3, vocab = 301;
+  const logits = rand(rows * vocab, 17, 3);
+  const plan = Uint32Array.of(1, 4, 0, 5, 1, 0, 6, 7, 0); // (child_start, count, q_index)
+  const tokens = empty(13);
+  await ops.treeDraw(ctx, {
+    logits: upload(logits),
+    plan: upload(plan),
+    tokens,
+    q: empty(vocab),
+    rows,
+    vocab,
+    temperature: 0,
+    topK: 0,
+    topP: 1,
+    seed: 1,
+  });
+  await ctx.rec.submit();
+  const got = await readU32(tokens, 13);
+  for (let r = 0; r < rows; r++) {
+    const want = topIndices(logits.subarray(r * vocab, (r + 1) * vocab), plan[r * 3 + 1]);
+    assert.deepEqual([...got.subarray(plan[r * 3], plan[r * 3] + plan[r * 3 + 1])], want, `row ${r}`);
+  }
+});
+
+Deno.test("gpu: tree_draw samples distinct children from q (statistical) and writes q", async () => {
+  const vocab = 10, rows = 200, b = 3;
+  const row = rand(vocab, 18, 2);
+  const logits = new Float32Array(rows * vocab);
+  for (let r = 0; r < rows; r++) logits.set(row, r * vocab);
+  const params = { temperature: 0.8, topK: 8, topP: 1 };
+  const qWant = probabilities(row, params);
+  const plan = new Uint32Array(rows * 3);
+  for (let r = 0; r < rows; r++) plan.set([r * b, b, r], r * 3);
+  const counts = new Array(vocab).fill(0);
+  const lb = upload(logits), pb = upload(plan), tokens = empty(rows * b), q = empty(rows * vocab);
+  for (let seed = 0; seed < 25; seed++) {
+    await ops.treeDraw(ctx, { logits: lb, plan: pb, tokens, q, rows, vocab, ...params, seed });
+    await ctx.rec.submit();
+    const t = await readU32(tokens, rows * b);
+    for (let r = 0; r < rows; r++) {
+      const kids = [...t.subarray(r * b, (r + 1) * b)];
+      assert.equal(new Set(kids).size, b, `row ${r} children ${kids} are distinct`);
+      for (const k of kids) assert.ok(qWant[k] > 0, `child ${k} outside top-k`);
+      counts[kids[0]]++;
+    }
+  }
+  const qGot = await readF32(q, vocab);
+  assertClose(qGot, Array.from(qWant), 1e-5, "q row");
+  const n = counts.reduce((a, x) => a + x, 0);
+  let chi = 0;
+  for (let i = 0; i < vocab; i++) if (qWant[i] > 0) chi += (counts[i] - n * qWant[i]) ** 2 / (n * qWant[i]);
+  // 7 degrees of freedom: P(chi-square > 40) < 1e-6.
+  assert.ok(chi < 40, `first child vs q: chi-square ${chi.toFixed(1)}, counts ${counts}`);
 });

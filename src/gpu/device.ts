@@ -184,6 +184,36 @@ export class Gpu {
     return out;
   }
 
+  /** Copy several buffer ranges (from offset 0) into one staging buffer and map it once: one sync. */
+  async readMany(parts: { buffer: GPUBuffer; size: number }[]): Promise<ArrayBuffer[]> {
+    const sizes = parts.map((p) => Math.ceil(p.size / 4) * 4);
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const staging = this.device.createBuffer({
+      label: "staging many",
+      size: Math.max(4, total),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const enc = this.device.createCommandEncoder();
+    let off = 0;
+    parts.forEach((p, i) => {
+      if (sizes[i]) enc.copyBufferToBuffer(p.buffer, 0, staging, off, sizes[i]);
+      off += sizes[i];
+    });
+    this.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const all = staging.getMappedRange();
+    off = 0;
+    const out = parts.map((p, i) => {
+      const r = all.slice(off, off + p.size);
+      off += sizes[i];
+      return r;
+    });
+    staging.unmap();
+    staging.destroy();
+    this.check("readback");
+    return out;
+  }
+
   /** Release the device. */
   destroy(): void {
     this.device.destroy();

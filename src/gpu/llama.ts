@@ -208,6 +208,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
       posOffset: number;
       causal: boolean;
       maskWords: number;
+      maskOffset?: number;
       rows: number[];
     },
   ): Promise<void> {
@@ -240,6 +241,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
         nKvHeads: c.nKvHeads,
         headDim: c.headDim,
         maskWords: a.maskWords,
+        maskOffset: a.maskOffset,
         causal: a.causal,
         cap: this.capacity,
       });
@@ -499,6 +501,92 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     return ids.subarray(1);
   }
 
+  /** Draft-side buffers of a device-drafted tree: token ids (u32) and q rows (f32, maxBatch x vocab). */
+  treeBuffers(): { tokens: GPUBuffer; q: GPUBuffer } {
+    this.tree ??= {
+      tokens: this.gpu.createBuffer("tree tokens", (2 * this.maxBatch + 8) * 4),
+      q: this.gpu.createBuffer("tree q", this.maxBatch * this.config.vocabSize * 4),
+    };
+    return this.tree;
+  }
+  private tree?: { tokens: GPUBuffer; q: GPUBuffer };
+
+  /** The op context whose recorder this model submits (to add kernels to the same submission). */
+  get opContext(): ops.OpContext {
+    return this.ctx;
+  }
+
+  /** The logits buffer: (rows, vocab) of the last recorded forward. */
+  get logitsBuffer(): GPUBuffer {
+    return this.buf.logits;
+  }
+
+  /**
+   * Record (not submit) a forward over n tokens read on the GPU from `tokens` at `tokOffset`, appended
+   * after the cache; positions and the optional (n, past + n) mask are uploaded at `posOffset` /
+   * `maskOffset` (words) so several forwards can share one submission. Logits of all n rows.
+   * Returns the mask words used.
+   */
+  async recordTreeForward(a: {
+    tokens: GPUBuffer;
+    tokOffset: number;
+    positions: Int32Array;
+    posOffset: number;
+    mask?: Uint8Array;
+    maskOffset: number;
+  }): Promise<number> {
+    const n = a.positions.length, past = this.length, w = past + n;
+    if (n < 1 || n > this.maxBatch) {
+      throw new RangeError(`tree forward: ${n} rows outside [1, ${this.maxBatch}]`);
+    }
+    if (w > this.capacity) {
+      throw new RangeError(`tree forward: ${past} + ${n} exceed the KV capacity ${this.capacity}`);
+    }
+    if (a.posOffset + n > this.maxBatch) {
+      throw new RangeError(`tree forward: positions past maxBatch ${this.maxBatch}`);
+    }
+    const q = this.gpu.device.queue;
+    q.writeBuffer(this.buf.positions, a.posOffset * 4, Uint32Array.from(a.positions));
+    const maskWords = Math.ceil(w / 32);
+    if (a.mask) {
+      if (a.mask.length !== n * w) {
+        throw new RangeError(`tree forward: mask has ${a.mask.length} entries, expected ${n} x ${w}`);
+      }
+      if (a.maskOffset + n * maskWords > this.maxBatch * Math.ceil(this.capacity / 32)) {
+        throw new RangeError("tree forward: mask buffer full");
+      }
+      const bits = new Uint32Array(n * maskWords);
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < w; j++) if (a.mask[i * w + j]) bits[i * maskWords + (j >>> 5)] |= 1 << (j & 31);
+      }
+      q.writeBuffer(this.buf.mask, a.maskOffset * 4, bits);
+    }
+    await this.recordForward({
+      n,
+      past,
+      tokens: a.tokens,
+      tokOffset: a.tokOffset,
+      posOffset: a.posOffset,
+      causal: !a.mask,
+      maskWords,
+      maskOffset: a.maskOffset,
+      rows: Array.from({ length: n }, (_, i) => i),
+    });
+    this.length += n;
+    return a.mask ? n * maskWords : 0;
+  }
+
+  /** Submit what was recorded (no readback). */
+  async submitRecorded(label: string): Promise<void> {
+    await this.submit(label);
+  }
+
+  /** Read several buffer ranges back with ONE GPU->CPU sync (counted on this model). */
+  async readMany(parts: { buffer: GPUBuffer; size: number }[]): Promise<ArrayBuffer[]> {
+    this.counters.readbacks++;
+    return await this.gpu.readMany(parts);
+  }
+
   /** Keep slots [0, prefixLen) and move `accepted` after them, on the GPU (one submission, no readback). */
   async commit(prefixLen: number, accepted: ArrayLike<number>): Promise<void> {
     if (prefixLen > this.length) {
@@ -564,5 +652,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     if (this.w.lmHead !== this.w.embed) destroyMatrix(this.w.lmHead);
     this.w.finalNorm.destroy();
     for (const b of [...this.kv.k, ...this.kv.v, ...Object.values(this.buf)]) b.destroy();
+    this.tree?.tokens.destroy();
+    this.tree?.q.destroy();
   }
 }

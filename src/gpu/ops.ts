@@ -143,6 +143,8 @@ export async function attention(
     nKvHeads: number;
     headDim: number;
     maskWords: number;
+    /** First word of row 0 in `mask` (default 0). */
+    maskOffset?: number;
     causal: boolean;
     cap: number;
   },
@@ -165,6 +167,7 @@ export async function attention(
       a.causal ? 1 : 0,
       a.cap,
       f32Bits(1 / Math.sqrt(a.headDim)),
+      a.maskOffset ?? 0,
     ],
     [a.q, a.k, a.v, a.mask, a.scratch, a.out],
     [a.nHeads, a.n],
@@ -239,4 +242,46 @@ export async function streamRead(
 ): Promise<void> {
   const pl = await c.pipelines.get("stream_read");
   c.rec.dispatch("stream_read", pl, [a.count, a.groups * 256], [a.data, a.out], [a.groups]);
+}
+
+/** Most children per node that {@link treeDraw} chooses (a workgroup-memory bound). */
+export const MAX_CHILDREN = 32;
+
+/**
+ * For each of `rows` draft logit rows: choose children tokens (top-b at temperature 0, else without
+ * replacement from q with GPU-hashed uniforms) into tokens[child_start ...] and, when sampling, write
+ * q into row q_index of `q`. `plan` holds (child_start, child_count, q_index) per row (u32).
+ */
+export async function treeDraw(
+  c: OpContext,
+  a: {
+    logits: Binding;
+    plan: Binding;
+    tokens: Binding;
+    q: Binding;
+    rows: number;
+    vocab: number;
+    temperature: number;
+    topK: number;
+    topP: number;
+    seed: number;
+  },
+): Promise<void> {
+  const pl = await c.pipelines.get("tree_draw", { MAX_CHILDREN });
+  const greedy = a.temperature === 0;
+  c.rec.dispatch(
+    "tree_draw",
+    pl,
+    [
+      a.rows,
+      a.vocab,
+      a.topK,
+      greedy ? 1 : 0,
+      f32Bits(greedy ? 1 : 1 / a.temperature),
+      f32Bits(a.topP),
+      a.seed >>> 0,
+    ],
+    [a.logits, a.plan, a.tokens, a.q],
+    [a.rows],
+  );
 }

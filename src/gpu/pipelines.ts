@@ -5,7 +5,7 @@
  * where the binding *types* differ, e.g. vec4 vs scalar weight loads); lines between
  * `//#unroll V COUNT` and `//#end` are repeated COUNT times (a number or a define) with `$V` replaced
  * by 0, 1, ... — register-resident accumulators instead of private arrays, which some compilers
- * (Mesa llvmpipe) keep in memory.
+ * (Mesa llvmpipe) keep in memory; `//#include NAME` inlines shaders/NAME.wgsl (shared helpers).
  *
  * @module
  */
@@ -66,7 +66,14 @@ export function preprocess(name: string, src: string, defines: Defines): string 
     const v = defines[k];
     return typeof v === "object" ? ("f32" in v ? v.f32 : v.i32) !== 0 : Boolean(v);
   };
-  for (const line of src.split("\n")) {
+  const included = src.split("\n").flatMap((line) => {
+    const t = line.trim();
+    if (!t.startsWith("//#include ")) return [line];
+    const inc = t.slice(11).trim();
+    if (!/^[a-z0-9_]+$/.test(inc)) throw new Error(`shader ${name}: bad //#include ${inc}`);
+    return shaderSource(inc).split("\n");
+  });
+  for (const line of included) {
     const t = line.trim();
     if (t.startsWith("//#if ")) {
       stack.push({ keep: truthy(t.slice(6).trim()), parentKeep: keep });

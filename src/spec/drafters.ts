@@ -15,6 +15,8 @@ import type { Rng } from "../util/rng.ts";
 import { drawIid, drawWithoutReplacement, topIndices } from "./draw.ts";
 import { appendAttention, childrenOf, type TreeShape } from "./tree.ts";
 import type { DrafterKind } from "./verify.ts";
+import { GpuLlama } from "../gpu/llama.ts";
+import { deviceTreeStep } from "../gpu/tree_step.ts";
 
 /** What a drafter gets for one step. */
 export interface DraftInput {
@@ -48,6 +50,14 @@ export interface DraftOutput {
 export interface Drafter {
   readonly kind: DrafterKind;
   draft(input: DraftInput): Promise<DraftOutput>;
+  /**
+   * Optional: draft AND run the target over the tree in one device round trip (both models on the
+   * GPU). Returns undefined when the models cannot do it; the engine then drafts and verifies apart.
+   */
+  draftAndScore?(
+    input: DraftInput,
+    target: CausalLM,
+  ): Promise<{ tree: DraftOutput; logits: Float32Array } | undefined>;
 }
 
 /** Run the pending tokens through the draft (causally); returns the root's logits and its slot. */
@@ -130,6 +140,50 @@ export class StaticTreeDrafter implements Drafter {
       rows.forEach((r, k) => expand(r, logits.subarray(k * V, (k + 1) * V)));
     }
     return { tokens, parent: shape.parent, depth: shape.depth, children, q, slotOf, forwards };
+  }
+
+  /**
+   * GPU models: the whole step (draft levels with GPU-side child drawing, target verification) in one
+   * readback. Children are drawn without replacement (top-b at T = 0) whatever `draw` says for the
+   * CPU path, so only drafters whose verifier is exact for SWOR trees (Sequoia, chain) take it.
+   */
+  async draftAndScore(
+    input: DraftInput,
+    target: CausalLM,
+  ): Promise<{ tree: DraftOutput; logits: Float32Array } | undefined> {
+    if (!(target instanceof GpuLlama) || !(input.draft instanceof GpuLlama)) return undefined;
+    if (this.draw !== "swor" && this.kind !== "chain") return undefined;
+    const shape = truncateShape(this.shape, Math.max(1, input.maxNodes));
+    const n = shape.parent.length;
+    if (n + input.pending.length + 1 > input.draft.maxBatch || n > target.maxBatch) return undefined;
+    const children = childrenOf(shape.parent);
+    const r = await deviceTreeStep(
+      target,
+      input.draft,
+      { ...shape, children },
+      input.pending,
+      input.sampling,
+      input.rng.nextU32(),
+    );
+    const V = target.config.vocabSize;
+    const q: (Float64Array | undefined)[] = new Array(n);
+    if (r.q) {
+      for (let i = 0; i < n; i++) {
+        if (children[i].length) q[i] = Float64Array.from(r.q.subarray(i * V, (i + 1) * V));
+      }
+    }
+    return {
+      tree: {
+        tokens: r.tokens,
+        parent: shape.parent,
+        depth: shape.depth,
+        children,
+        q,
+        slotOf: r.slotOf,
+        forwards: r.draftForwards,
+      },
+      logits: r.targetLogits,
+    };
   }
 }
 

@@ -123,18 +123,27 @@ export async function* generateSpeculative(
     const s0 = readbacks(target) + readbacks(draft);
     const ta = performance.now();
     const prefixLen = draft.cacheLength;
-    const tree = await opts.drafter.draft({
+    const draftInput = {
       draft,
       prefixLen,
       pending,
       sampling: opts.sampling,
       rng,
       maxNodes: Math.min(room, ctx - prefixLen - pending.length + 1),
-    });
-    const tb = performance.now();
+    };
+    // One device round trip when the drafter and backends can (GPU: draft + verify, one readback).
+    const fused = await opts.drafter.draftAndScore?.(draftInput, target);
+    let tree, logits: Float32Array, tb: number;
+    if (fused) {
+      ({ tree, logits } = fused);
+      tb = performance.now(); // the fused step's draft and target time are reported together as draft ms
+    } else {
+      tree = await opts.drafter.draft(draftInput);
+      tb = performance.now();
+      const { positions, mask } = treeAttention(tree.parent, tree.depth, L);
+      logits = await target.forward({ tokens: tree.tokens, positions, mask });
+    }
     const size = tree.tokens.length;
-    const { positions, mask } = treeAttention(tree.parent, tree.depth, L);
-    const logits = await target.forward({ tokens: tree.tokens, positions, mask });
     targetForwards++;
     const row = (v: number) => logits.subarray(v * V, (v + 1) * V);
     const pCache = new Map<number, Float64Array>();
