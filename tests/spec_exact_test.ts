@@ -80,35 +80,56 @@ Deno.test("exactness: greedy speculative output equals AR greedy on the WebGPU e
   for (const m of SPEC) assert.deepEqual((await run(gpuPair, m, p, 96)).ids, ar, `${m} on the GPU`);
 });
 
-Deno.test("exactness: sampled first token of every method follows the target distribution", async () => {
-  const sampling = { temperature: 0.8, topK: 0, topP: 1 };
-  const prompt = targetFolder.tokenizer.encode("And the LORD said unto");
+/** Exact target distribution after `ids` (CPU reference, fresh cache). */
+async function targetDist(ids: number[], sampling: { temperature: number; topK: number; topP: number }) {
   cpuPair.target.truncate(0);
   const logits = await cpuPair.target.forward({
-    tokens: Int32Array.from(prompt),
-    positions: Int32Array.from(prompt, (_, i) => i),
-    logitRows: [prompt.length - 1],
+    tokens: Int32Array.from(ids),
+    positions: Int32Array.from(ids, (_, i) => i),
+    logitRows: [ids.length - 1],
   });
-  const p = probabilities(logits, sampling);
-  // Categories: the 5 most likely tokens and "everything else".
-  const top = Array.from(p.keys()).sort((a, b) => p[b] - p[a]).slice(0, 5);
-  const probs = [...top.map((t) => p[t]), 1 - top.reduce((a, t) => a + p[t], 0)];
+  return probabilities(logits, sampling);
+}
+
+/** Categories: the `k` most likely tokens, then "everything else"; returns [tokens, probabilities]. */
+function categories(p: Float64Array, k: number): [number[], number[]] {
+  const top = Array.from(p.keys()).sort((a, b) => p[b] - p[a]).slice(0, k);
+  return [top, [...top.map((t) => p[t]), 1 - top.reduce((a, t) => a + p[t], 0)]];
+}
+
+function chiSquare(counts: number[], probs: number[]): number {
+  const n = counts.reduce((a, b) => a + b, 0);
+  return counts.reduce((a, c, k) => a + (c - n * probs[k]) ** 2 / (n * probs[k]), 0);
+}
+
+Deno.test("exactness: sampled first and second tokens of every method follow the target distribution", async () => {
+  const sampling = { temperature: 0.8, topK: 0, topP: 1 };
+  const prompt = targetFolder.tokenizer.encode("And the LORD said unto");
+  const [top1, p1] = categories(await targetDist(prompt, sampling), 5);
+  // Second token, conditioned on the most likely first token.
+  const [top2, p2] = categories(await targetDist([...prompt, top1[0]], sampling), 3);
   const N = 240;
   for (const m of ["ar", ...SPEC] as Method[]) {
-    const counts = new Array(probs.length).fill(0);
+    const c1 = new Array(p1.length).fill(0), c2 = new Array(p2.length).fill(0);
     for (let s = 0; s < N; s++) {
-      const { ids } = await run(cpuPair, m, prompt, 1, sampling, 1000 + s);
-      const k = top.indexOf(ids[0]);
-      counts[k < 0 ? probs.length - 1 : k]++;
+      const { ids } = await run(cpuPair, m, prompt, 2, sampling, 1000 + s);
+      const k = top1.indexOf(ids[0]);
+      c1[k < 0 ? p1.length - 1 : k]++;
+      if (ids[0] === top1[0]) {
+        const k2 = top2.indexOf(ids[1]);
+        c2[k2 < 0 ? p2.length - 1 : k2]++;
+      }
     }
-    let chi = 0;
-    for (let k = 0; k < probs.length; k++) chi += (counts[k] - N * probs[k]) ** 2 / (N * probs[k]);
-    // 5 degrees of freedom: P(chi-square > 36) < 1e-6.
+    // 1e-6 upper quantiles: chi-square(5) 35.9 -> 36; chi-square(3) 30.7 -> 31.
+    const x1 = chiSquare(c1, p1), x2 = chiSquare(c2, p2);
     assert.ok(
-      chi < 36,
-      `${m}: first-token chi-square ${chi.toFixed(1)}, counts ${counts}, expected ${
-        probs.map((x) => (x * N).toFixed(0))
-      }`,
+      x1 < 36,
+      `${m}: first-token chi-square ${x1.toFixed(1)}, counts ${c1}, p ${p1.map((x) => x.toFixed(3))}`,
+    );
+    assert.ok(c2.reduce((a, b) => a + b, 0) > 40, `${m}: too few samples with the likeliest first token`);
+    assert.ok(
+      x2 < 31,
+      `${m}: second-token chi-square ${x2.toFixed(1)}, counts ${c2}, p ${p2.map((x) => x.toFixed(3))}`,
     );
   }
 });

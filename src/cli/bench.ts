@@ -6,6 +6,7 @@
  * @module
  */
 
+import { median } from "../util/stats.ts";
 import { parseArgs } from "node:util";
 import { generateAutoregressive, type GenerationStats } from "../engine/autoregressive.ts";
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
@@ -36,11 +37,6 @@ export async function benchPrompts(count: number): Promise<string[]> {
   );
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
-
 /** Run the benchmark; returns the exit code. */
 export async function runBench(args: string[]): Promise<number> {
   let values;
@@ -51,6 +47,7 @@ export async function runBench(args: string[]): Promise<number> {
         quick: { type: "boolean", default: false },
         kernels: { type: "boolean", default: false },
         spec: { type: "boolean", default: false },
+        methods: { type: "string" },
         backend: { type: "string", default: "gpu" },
         "max-tokens": { type: "string" },
         runs: { type: "string" },
@@ -88,10 +85,13 @@ export async function runBench(args: string[]): Promise<number> {
       { method: "specexec", tree: { budget: 256 }, label: "specexec K=256" },
     ];
     if (!values.quick) cases.push({ method: "specexec", tree: { budget: 1024 }, label: "specexec K=1024" });
+    // --methods ar,sequoia: keep those methods (AR always stays: it is the speedup's baseline).
+    const only = values.methods?.split(",").map((m) => m.trim());
+    const selected = only ? cases.filter((c) => c.method === "ar" || only.includes(c.method)) : cases;
     const specRows = await benchSpeculative(
       { targetFolder, draftFolder, target: t.model, draft: d.model, device: t.device },
       prompts.map((p) => targetFolder.tokenizer.encode(p)),
-      { temperatures: [0, 0.7], maxTokens, runs, cases },
+      { temperatures: [0, 0.7], maxTokens, runs, cases: selected },
     );
     if (values.json) {
       await Deno.writeTextFile(

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { median } from "../util/stats.ts";
 import type { Gpu } from "../gpu/device.ts";
 import * as ops from "../gpu/ops.ts";
 import { PipelineCache } from "../gpu/pipelines.ts";
@@ -27,11 +28,6 @@ export interface KernelRow {
   /** Bytes the kernel must read at least (weights, KV), for effective bandwidth. */
   bytes: number;
   gbps: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
 }
 
 /** Median wall time of an empty submission + onSubmittedWorkDone, and of a 4-byte readback. */

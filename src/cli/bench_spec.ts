@@ -6,6 +6,7 @@
  * @module
  */
 
+import { median } from "../util/stats.ts";
 import type { ModelFolder } from "../model/loader.ts";
 import type { CausalLM } from "../model/types.ts";
 import type { SpeculativeStats } from "../spec/engine.ts";
@@ -34,11 +35,6 @@ export interface SpecRow {
   draftMsPerStep: number;
   verifyMsPerStep: number;
   speedup: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
 }
 
 /** Run every case at every temperature over `prompts`; prints a Markdown table. */
