@@ -32,14 +32,23 @@ export async function measureAcceptance(
   target: CausalLM,
   draft: CausalLM,
   sequences: number[][],
-  opts: { sampling: SamplingParams; width: number; repeats: number; rng: Rng; chunk?: number },
+  opts: {
+    sampling: SamplingParams;
+    width: number;
+    repeats: number;
+    rng: Rng;
+    chunk?: number;
+    /** Positions before this index of each sequence are context only (not measured). */
+    skip?: number;
+  },
   onProgress?: (done: number, total: number) => void,
 ): Promise<AcceptanceVector> {
   const W = opts.width;
   const counts = new Float64Array(W + 1); // [0] = reject
   const chunk = Math.min(opts.chunk ?? 128, target.config.maxPositions, draft.config.maxPositions);
   const V = target.config.vocabSize;
-  const total = sequences.reduce((a, s) => a + Math.min(s.length, chunk), 0);
+  const skip = opts.skip ?? 0;
+  const total = sequences.reduce((a, s) => a + Math.max(0, Math.min(s.length, chunk) - skip), 0);
   let done = 0, trials = 0;
   for (const seq of sequences) {
     const ids = seq.slice(0, chunk);
@@ -48,7 +57,7 @@ export async function measureAcceptance(
     draft.truncate(0);
     const pl = await target.forward(input);
     const ql = await draft.forward(input);
-    for (let i = 0; i < ids.length; i++) {
+    for (let i = Math.max(0, skip - 1); i < ids.length; i++) {
       const pr = pl.subarray(i * V, (i + 1) * V), qr = ql.subarray(i * V, (i + 1) * V);
       const greedy = opts.sampling.temperature === 0;
       const P = greedy ? undefined : probabilities(pr, opts.sampling);
@@ -63,7 +72,7 @@ export async function measureAcceptance(
         trials++;
       }
     }
-    done += ids.length;
+    done += Math.max(0, ids.length - skip);
     onProgress?.(done, total);
   }
   return {
