@@ -12,6 +12,11 @@ import { METHODS } from "../spec/methods.ts";
 import type { StepStats } from "../spec/engine.ts";
 import { BACKENDS, loadModel } from "./backend.ts";
 import { acceptanceFor, decode } from "./decoder.ts";
+import { loadOrMeasureCosts } from "./hardware_profile.ts";
+import { sharedGpu } from "./backend.ts";
+import type { GpuLlama } from "../gpu/llama.ts";
+import { planSequoia } from "../spec/sequoia_plan.ts";
+import { rankTrees } from "../spec/tree_choice.ts";
 import { UsageError, zodMessage } from "./usage.ts";
 
 const USAGE = `Usage: deno task generate --prompt TEXT [options]
@@ -129,6 +134,23 @@ export async function runGenerate(args: string[]): Promise<number> {
       { log },
     )
     : undefined;
+  // Sequoia on the GPU without an explicit shape: the hardware-aware pick for this adapter (cached).
+  let tree = { treeSize: o.treeSize, depth: o.depth, width: o.width, budget: o.budget };
+  if (o.method === "sequoia" && o.backend === "gpu" && o.treeSize === undefined && o.depth === undefined) {
+    const { costs } = await loadOrMeasureCosts(await sharedGpu(), {
+      targetFolder: folder,
+      draftFolder: draftFolder!,
+      target: model as GpuLlama,
+      draft: draftLoaded!.model as GpuLlama,
+    }, { log });
+    const pick = rankTrees(planSequoia(acceptance!, 256, 17), costs)[0];
+    tree = { ...tree, treeSize: pick.n, depth: pick.depth };
+    log(
+      `sequoia tree for this adapter: n=${pick.n}, depth=${pick.depth} (predicted ${
+        pick.speedup.toFixed(2)
+      }x AR)`,
+    );
+  }
   const prompt = tok.encode(o.prompt);
   const ids: number[] = [];
   const stream = tok.streamDecoder();
@@ -138,7 +160,7 @@ export async function runGenerate(args: string[]): Promise<number> {
   let finishReason = "";
   if (!o.json) await Deno.stdout.write(out.encode(o.prompt));
   const events = decode(o.method, model, draftLoaded?.model, prompt, {
-    tree: { treeSize: o.treeSize, depth: o.depth, width: o.width, budget: o.budget },
+    tree,
     acceptance,
     maxTokens: o.maxTokens,
     sampling,

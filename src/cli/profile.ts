@@ -11,18 +11,26 @@ import { validateSampling } from "../model/sampling.ts";
 import { expectedTokens, planSequoia } from "../spec/sequoia_plan.ts";
 import { type Backend, BACKENDS, loadModel } from "./backend.ts";
 import { acceptanceFor } from "./decoder.ts";
+import { loadOrMeasureCosts } from "./hardware_profile.ts";
+import { sharedGpu } from "./backend.ts";
+import { GpuLlama } from "../gpu/llama.ts";
+import type { ModelFolder } from "../model/loader.ts";
+import type { SamplingParams } from "../model/sampling.ts";
+import { rankTrees } from "../spec/tree_choice.ts";
 import { UsageError } from "./usage.ts";
 
-const USAGE = `Usage: deno task profile --acceptance [options]
+const USAGE = `Usage: deno task profile [--acceptance] [options]
 
-  --acceptance       measure (or re-measure) the acceptance vector and store it beside the draft
+  (default)          measure t_target(n), t_draft(n) and the sync cost on this adapter (cached beside
+                     the draft; --reprofile forces a new measurement), combine them with the acceptance
+                     vector (stored, or measured now) and pick Sequoia's tree size and depth
+  --acceptance       only (re-)measure the acceptance vector and store it beside the draft
+  --reprofile        ignore the cached hardware profile
   --model DIR        target (default weights/tiny/target)
   --draft DIR        draft (default weights/tiny/draft)
   --temperature T    (default 0.7)   --top-k K (default 0)   --top-p P (default 0.95)
   --backend gpu|cpu  (default gpu)
   --json             print one JSON object
-
-The hardware-aware part (t(n) curves, picking the tree for the adapter) is not built yet.
 `;
 
 /** Run `profile`; returns the exit code. */
@@ -33,6 +41,7 @@ export async function runProfile(args: string[]): Promise<number> {
       args,
       options: {
         acceptance: { type: "boolean", default: false },
+        reprofile: { type: "boolean", default: false },
         model: { type: "string", default: DEFAULT_TARGET_DIR },
         draft: { type: "string", default: DEFAULT_DRAFT_DIR },
         temperature: { type: "string", default: "0.7" },
@@ -48,9 +57,6 @@ export async function runProfile(args: string[]): Promise<number> {
     throw new UsageError(`${(e as Error).message}\n\n${USAGE}`);
   }
   if (values.help) throw new UsageError(USAGE, 0);
-  if (!values.acceptance) {
-    throw new UsageError(`profile: only --acceptance is available so far\n\n${USAGE}`);
-  }
   if (!BACKENDS.includes(values.backend as Backend)) throw new UsageError(`--backend must be "gpu" or "cpu"`);
   const sampling = {
     temperature: Number(values.temperature),
@@ -64,6 +70,15 @@ export async function runProfile(args: string[]): Promise<number> {
   }
   const targetFolder = await openModelFolder(values.model);
   const draftFolder = await openModelFolder(values.draft);
+  if (!values.acceptance) {
+    if (values.backend !== "gpu") {
+      throw new UsageError("profile: the hardware profile measures the WebGPU engine (--backend gpu)");
+    }
+    return await hardwareProfile(targetFolder, draftFolder, sampling, {
+      json: values.json,
+      reprofile: values.reprofile,
+    });
+  }
   const t = await loadModel(targetFolder, values.backend as Backend);
   const d = await loadModel(draftFolder, values.backend as Backend);
   const t0 = performance.now();
@@ -102,5 +117,74 @@ export async function runProfile(args: string[]): Promise<number> {
   }
   t.close();
   d.close();
+  return 0;
+}
+
+async function hardwareProfile(
+  targetFolder: ModelFolder,
+  draftFolder: ModelFolder,
+  sampling: SamplingParams,
+  o: { json: boolean; reprofile: boolean },
+): Promise<number> {
+  const log = (l: string) => console.error(l);
+  const t0 = performance.now();
+  const gpu = await sharedGpu();
+  const target = await GpuLlama.load(gpu, targetFolder);
+  const draft = await GpuLlama.load(gpu, draftFolder);
+  const pair = { targetFolder, draftFolder, target, draft };
+  const { costs, cached } = await loadOrMeasureCosts(gpu, pair, { reprofile: o.reprofile, log });
+  const acceptance = await acceptanceFor(pair, sampling, { log });
+  const plan = planSequoia(acceptance, 256, 17);
+  const ranked = rankTrees(plan, costs);
+  const pick = ranked[0];
+  const seconds = (performance.now() - t0) / 1000;
+  if (o.json) {
+    console.log(
+      JSON.stringify({
+        adapter: gpu.adapter,
+        deno: Deno.version.deno,
+        cached,
+        seconds,
+        costs,
+        acceptance,
+        sampling,
+        pick,
+        ranked: ranked.slice(0, 10),
+      }),
+    );
+  } else {
+    console.log(
+      `adapter: ${gpu.adapter.description || gpu.adapter.vendor}; profile ${
+        cached ? "from cache" : "measured"
+      } (${seconds.toFixed(1)} s)`,
+    );
+    console.log(`sync (GPU->CPU readback): ${costs.sync.toFixed(2)} ms\n`);
+    console.log("| n | t_target(n) ms | t_draft(n) ms |");
+    console.log("|---:|---:|---:|");
+    costs.sizes.forEach((n, i) =>
+      console.log(`| ${n} | ${costs.target[i].toFixed(2)} | ${costs.draft[i].toFixed(2)} |`)
+    );
+    console.log(
+      `\nacceptance at T=${sampling.temperature}: ${
+        acceptance.slice(0, 8).map((x) => x.toFixed(3)).join(" ")
+      } ...\n`,
+    );
+    console.log("| n | depth | G(n, d) tokens/step | step ms | tok/s | vs AR |");
+    console.log("|---:|---:|---:|---:|---:|---:|");
+    for (const r of ranked.slice(0, 8)) {
+      console.log(
+        `| ${r.n} | ${r.depth} | ${r.tokensPerStep.toFixed(2)} | ${r.stepMs.toFixed(1)} | ${
+          r.tokPerS.toFixed(1)
+        } | ${r.speedup.toFixed(2)}x |`,
+      );
+    }
+    console.log(
+      `\npick: --tree-size ${pick.n} --depth ${pick.depth} (predicted ${pick.tokPerS.toFixed(1)} tok/s, ` +
+        `${pick.speedup.toFixed(2)}x the AR baseline's ${pick.arTokPerS.toFixed(1)} tok/s)` +
+        (pick.speedup < 1 ? "; speculation does not pay on this adapter: use --method ar" : ""),
+    );
+  }
+  target.dispose();
+  draft.dispose();
   return 0;
 }

@@ -1,0 +1,122 @@
+/**
+ * Measuring what the tree choice needs on the running adapter — t_target(n), t_draft(n) and the sync
+ * cost — and caching it beside the draft model, keyed by adapter, Deno version and both models, so a
+ * restart reuses it.
+ *
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import type { GpuLlama } from "../gpu/llama.ts";
+import type { ModelFolder } from "../model/loader.ts";
+import { modelId } from "../spec/acceptance_store.ts";
+import type { MeasuredCosts } from "../spec/tree_choice.ts";
+import { median } from "../util/stats.ts";
+import { syncCost } from "./bench_kernels.ts";
+
+/** What a cached profile is valid for. */
+export interface ProfileKey {
+  adapter: string;
+  deno: string;
+  target: string;
+  draft: string;
+}
+
+interface ProfileEntry extends MeasuredCosts {
+  key: ProfileKey;
+  measured_at: string;
+}
+
+/** The cache key for this adapter, Deno and model pair. */
+export async function profileKey(
+  gpu: Gpu,
+  targetFolder: ModelFolder,
+  draftFolder: ModelFolder,
+): Promise<ProfileKey> {
+  const a = gpu.adapter;
+  return {
+    adapter: [a.vendor, a.architecture, a.device, a.description].join("|"),
+    deno: Deno.version.deno,
+    target: await modelId(targetFolder),
+    draft: await modelId(draftFolder),
+  };
+}
+
+const sameKey = (a: ProfileKey, b: ProfileKey) =>
+  a.adapter === b.adapter && a.deno === b.deno && a.target === b.target && a.draft === b.draft;
+
+async function readEntries(path: string): Promise<ProfileEntry[]> {
+  try {
+    const j = JSON.parse(await Deno.readTextFile(path));
+    return Array.isArray(j.entries) ? j.entries : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Median compute time (ms) of one forward of n tokens after `past` cached ones, sync excluded. */
+async function forwardMs(
+  model: GpuLlama,
+  n: number,
+  past: number,
+  sync: number,
+  reps: number,
+): Promise<number> {
+  const samples: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    model.truncate(0);
+    await model.forward({
+      tokens: new Int32Array(past).fill(5),
+      positions: Int32Array.from({ length: past }, (_, i) => i),
+      logitRows: [past - 1],
+    });
+    const t0 = performance.now();
+    await model.forwardIds({
+      tokens: new Int32Array(n).fill(7),
+      positions: Int32Array.from({ length: n }, (_, i) => past + i),
+    }, { kind: "argmax" });
+    samples.push(Math.max(0.01, performance.now() - t0 - sync));
+  }
+  model.truncate(0);
+  return median(samples);
+}
+
+/** Measure t_target(n), t_draft(n) for n = 1, 2, 4, ... maxN and the sync cost. */
+export async function measureCosts(
+  gpu: Gpu,
+  target: GpuLlama,
+  draft: GpuLlama,
+  opts: { maxN: number; log?: (l: string) => void },
+): Promise<MeasuredCosts> {
+  const sync = (await syncCost(gpu)).readbackMs;
+  const sizes: number[] = [];
+  for (let n = 1; n <= Math.min(opts.maxN, target.maxBatch, draft.maxBatch); n *= 2) sizes.push(n);
+  const past = Math.min(64, target.capacity - sizes[sizes.length - 1] - 1);
+  const t: number[] = [], d: number[] = [];
+  for (const n of sizes) {
+    t.push(await forwardMs(target, n, past, sync, 3));
+    d.push(await forwardMs(draft, n, past, sync, 3));
+    opts.log?.(`  n=${n}: target ${t[t.length - 1].toFixed(1)} ms, draft ${d[d.length - 1].toFixed(1)} ms`);
+  }
+  return { sizes, target: t, draft: d, sync, arTokensPerSubmission: 8 };
+}
+
+/** The cached costs for `key`, or a fresh measurement (cached at `<draft>/profile.json`). */
+export async function loadOrMeasureCosts(
+  gpu: Gpu,
+  pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; target: GpuLlama; draft: GpuLlama },
+  opts: { reprofile?: boolean; maxN?: number; log?: (l: string) => void } = {},
+): Promise<{ costs: MeasuredCosts; cached: boolean; key: ProfileKey }> {
+  const key = await profileKey(gpu, pair.targetFolder, pair.draftFolder);
+  const path = `${pair.draftFolder.dir}/profile.json`;
+  const entries = await readEntries(path);
+  const hit = entries.find((e) => sameKey(e.key, key));
+  if (hit && !opts.reprofile) return { costs: hit, cached: true, key };
+  opts.log?.(`profiling ${gpu.adapter.description || gpu.adapter.vendor} ...`);
+  const costs = await measureCosts(gpu, pair.target, pair.draft, { maxN: opts.maxN ?? 128, log: opts.log });
+  const kept = entries.filter((e) => !sameKey(e.key, key));
+  kept.push({ ...costs, key, measured_at: new Date().toISOString() });
+  await Deno.writeTextFile(`${path}.tmp`, JSON.stringify({ version: 1, entries: kept }, null, 2) + "\n");
+  await Deno.rename(`${path}.tmp`, path);
+  return { costs, cached: false, key };
+}

@@ -1,0 +1,82 @@
+/**
+ * Sequoia's hardware-aware choice (section 3.3 of the paper, done automatically): given the planner's
+ * G(n, d) and measured costs on the running adapter, pick the tree size n and depth d that maximise
+ * tokens per second, and compare with the autoregressive baseline on the same engine.
+ *
+ * Cost of one fused GPU step (draft levels + target + one readback):
+ *   t_step(n, d) = t_target(n) + d * t_draft(ceil(n / d)) + t_sync
+ * AR with k tokens per submission costs t_target(1) + t_sync / k per token.
+ *
+ * @module
+ */
+
+import { expectedTokens, type SequoiaPlan } from "./sequoia_plan.ts";
+
+/** Measured costs, milliseconds. `target` / `draft` map a batch size to one forward's compute time. */
+export interface MeasuredCosts {
+  /** Batch sizes measured (ascending), e.g. 1, 2, 4, ... */
+  sizes: number[];
+  /** t_target(sizes[i]) compute time, excluding the sync. */
+  target: number[];
+  /** t_draft(sizes[i]) compute time, excluding the sync. */
+  draft: number[];
+  /** One GPU->CPU sync. */
+  sync: number;
+  /** Tokens per submission the AR baseline uses. */
+  arTokensPerSubmission: number;
+}
+
+/** The chosen tree and its predicted performance. */
+export interface TreeChoice {
+  n: number;
+  /** Speculated depth below the root (planner levels - 1). */
+  depth: number;
+  /** G(n, depth + 1). */
+  tokensPerStep: number;
+  stepMs: number;
+  tokPerS: number;
+  arTokPerS: number;
+  /** tokPerS / arTokPerS; below 1 means speculation does not pay on this adapter. */
+  speedup: number;
+}
+
+/** Linear interpolation of a measured cost curve at batch size x (clamped at the ends). */
+export function costAt(sizes: number[], ms: number[], x: number): number {
+  if (x <= sizes[0]) return ms[0];
+  for (let i = 1; i < sizes.length; i++) {
+    if (x <= sizes[i]) {
+      return ms[i - 1] + (ms[i] - ms[i - 1]) * (x - sizes[i - 1]) / (sizes[i] - sizes[i - 1]);
+    }
+  }
+  const k = sizes.length - 1;
+  return ms[k] * (x / sizes[k]); // beyond the last measurement: proportional
+}
+
+/**
+ * Every (n, d) with n in the measured sizes up to the plan's maximum and d in 1 .. plan depth - 1,
+ * ranked by predicted tok/s; the first is the pick.
+ */
+export function rankTrees(plan: SequoiaPlan, costs: MeasuredCosts): TreeChoice[] {
+  const arMs = costAt(costs.sizes, costs.target, 1) + costs.sync / costs.arTokensPerSubmission;
+  const out: TreeChoice[] = [];
+  for (const n of costs.sizes) {
+    if (n < 2 || n > plan.maxNodes) continue;
+    for (let d = 1; d < plan.maxDepth && d < n; d++) {
+      const g = expectedTokens(plan, n, d + 1);
+      if (!Number.isFinite(g)) continue;
+      const stepMs = costAt(costs.sizes, costs.target, n) +
+        d * costAt(costs.sizes, costs.draft, Math.ceil(n / d)) + costs.sync;
+      const tokPerS = (1000 * g) / stepMs;
+      out.push({
+        n,
+        depth: d,
+        tokensPerStep: g,
+        stepMs,
+        tokPerS,
+        arTokPerS: 1000 / arMs,
+        speedup: tokPerS / (1000 / arMs),
+      });
+    }
+  }
+  return out.sort((a, b) => b.tokPerS - a.tokPerS || a.n - b.n || a.depth - b.depth);
+}
