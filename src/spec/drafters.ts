@@ -29,6 +29,8 @@ export interface DraftInput {
   rng: Rng;
   /** Most nodes the target may verify in this step (context room); drafters shrink to fit. */
   maxNodes: number;
+  /** Free KV slots in the draft cache after the pending tokens; drafters never forward more nodes. */
+  draftRoom: number;
 }
 
 /** A drafted tree. */
@@ -279,7 +281,12 @@ export class SpecExecDrafter implements Drafter {
         this.opts.batch,
       );
       // Expanding v adds children with scores < score[v]; only worth it if they can beat the K-th.
-      const useful = frontier.filter(({ s }) => sorted.length < K || s + logDecay > kth);
+      // The draft cache must hold every expanded node: never expand past its free slots.
+      const free = input.draftRoom - (input.draft.cacheLength - (input.prefixLen + input.pending.length));
+      const useful = frontier.filter(({ s }) => sorted.length < K || s + logDecay > kth).slice(
+        0,
+        Math.max(0, free),
+      );
       if (useful.length === 0) break;
       const rows = useful.map(({ i }) => i);
       const shape = { parent: Int32Array.from(parent), depth: Int32Array.from(depth) };

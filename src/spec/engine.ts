@@ -130,6 +130,7 @@ export async function* generateSpeculative(
       sampling: opts.sampling,
       rng,
       maxNodes: Math.min(room, ctx - prefixLen - pending.length + 1),
+      draftRoom: ctx - prefixLen - pending.length,
     };
     // One device round trip when the drafter and backends can (GPU: draft + verify, one readback).
     const fused = await opts.drafter.draftAndScore?.(draftInput, target);
@@ -215,7 +216,7 @@ export async function* generateSpeculative(
       yield { type: "token", id };
       if (produced >= opts.maxTokens) break outer;
     }
-    if (target.cacheLength + 1 >= ctx) break;
+    if (target.cacheLength >= ctx) break; // the next root would have no position left
   }
   const t2 = performance.now();
   const decodeMs = t2 - t1;
