@@ -13,6 +13,8 @@ import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model
 import { type Backend, BACKENDS, loadModel, sharedGpu } from "./backend.ts";
 import { benchKernels } from "./bench_kernels.ts";
 import { benchSpeculative, type SpecCase } from "./bench_spec.ts";
+import { benchSweep } from "./bench_sweep.ts";
+import { GpuLlama } from "../gpu/llama.ts";
 import { GREEDY } from "../model/sampling.ts";
 import { UsageError } from "./usage.ts";
 
@@ -24,7 +26,8 @@ and on the CPU reference (greedy, prompts from weights/tiny/heldout.txt, median 
 warm-up). --kernels adds per-kernel times and GB/s, the matmul and target-forward t(n) curves, the
 sync cost and the adapter's streaming read bandwidth. --spec runs AR, chain, SpecInfer, Sequoia and
 SpecExec side by side at T = 0 and 0.7 on --backend (default gpu), with the planner's G(n, d) next to
-Sequoia's measured tokens per step.
+Sequoia's measured tokens per step. --sweep runs Sequoia over a grid of (n, d) at T = 0.7 and prints
+the hardware-aware profiler's pick beside the best found.
 `;
 
 /** Benchmark prompts: the first words of held-out chapters (never trained on). */
@@ -47,6 +50,7 @@ export async function runBench(args: string[]): Promise<number> {
         quick: { type: "boolean", default: false },
         kernels: { type: "boolean", default: false },
         spec: { type: "boolean", default: false },
+        sweep: { type: "boolean", default: false },
         methods: { type: "string" },
         backend: { type: "string", default: "gpu" },
         "max-tokens": { type: "string" },
@@ -68,6 +72,27 @@ export async function runBench(args: string[]): Promise<number> {
   if (!Number.isInteger(runs) || runs < 1) throw new UsageError(`--runs must be a positive integer`);
   if (!BACKENDS.includes(values.backend as Backend)) throw new UsageError(`--backend must be "gpu" or "cpu"`);
   const prompts = await benchPrompts(values.quick ? 2 : 4);
+  if (values.sweep) {
+    const targetFolder = await openModelFolder(DEFAULT_TARGET_DIR);
+    const draftFolder = await openModelFolder(DEFAULT_DRAFT_DIR);
+    const gpu = await sharedGpu();
+    const target = await GpuLlama.load(gpu, targetFolder);
+    const draft = await GpuLlama.load(gpu, draftFolder);
+    const r = await benchSweep(
+      { targetFolder, draftFolder, target, draft },
+      prompts.map((p) => targetFolder.tokenizer.encode(p)),
+      {
+        sizes: values.quick ? [2, 4, 8, 16] : [2, 4, 8, 16, 32, 64],
+        depths: values.quick ? [1, 2, 4] : [1, 2, 3, 4, 6, 8],
+        maxTokens,
+        sampling: { temperature: 0.7, topK: 0, topP: 1 },
+      },
+    );
+    if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(r, null, 2));
+    target.dispose();
+    draft.dispose();
+    return 0;
+  }
   if (values.spec) {
     const backend = values.backend as Backend;
     const targetFolder = await openModelFolder(DEFAULT_TARGET_DIR);

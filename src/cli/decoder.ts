@@ -15,6 +15,8 @@ import { measureAcceptance } from "../spec/acceptance.ts";
 import { loadAcceptance, modelId, saveAcceptance } from "../spec/acceptance_store.ts";
 import { generateSpeculative, type SpeculativeEvent } from "../spec/engine.ts";
 import { makeDrafter, type Method, type TreeOptions } from "../spec/methods.ts";
+import type { AdaptiveSequoiaPlan } from "../spec/adaptive.ts";
+import { StaticTreeDrafter } from "../spec/drafters.ts";
 
 /** Width of the star used to measure acceptance vectors (the planner's maximum fan-out). */
 export const ACCEPTANCE_WIDTH = 16;
@@ -96,10 +98,41 @@ export function decode(
     eosIds: number[];
     signal?: AbortSignal;
     tokensPerSubmission?: number;
+    /** Sequoia only: a self-re-planning tree (kept across generations by long-lived callers). */
+    adaptive?: AdaptiveSequoiaPlan;
+    log?: (line: string) => void;
   },
 ): AsyncGenerator<SpeculativeEvent> {
   if (method === "ar") return generateAutoregressive(target, prompt, o);
   if (!draft) throw new RangeError(`method "${method}" needs a draft model`);
+  if (method === "sequoia" && o.adaptive) {
+    return adaptiveSequoia(target, draft, prompt, { ...o, adaptive: o.adaptive });
+  }
   const { drafter, verifier } = makeDrafter(method, o.tree, o.acceptance);
   return generateSpeculative(target, draft, prompt, { ...o, drafter, verifier });
+}
+
+/** Sequoia whose tree follows the online acceptance estimate (re-planned between steps, logged). */
+async function* adaptiveSequoia(
+  target: CausalLM,
+  draft: CausalLM,
+  prompt: number[],
+  o: Parameters<typeof decode>[4] & { adaptive: AdaptiveSequoiaPlan },
+): AsyncGenerator<SpeculativeEvent> {
+  const drafter = new StaticTreeDrafter("sequoia", o.adaptive.shape, "swor");
+  for await (const ev of generateSpeculative(target, draft, prompt, { ...o, drafter, verifier: "swor" })) {
+    if (ev.type === "step" && ev.visits) {
+      const r = o.adaptive.observe(ev.visits);
+      if (r) {
+        drafter.setShape(r.shape);
+        o.log?.(
+          `sequoia: acceptance drifted by ${r.distance.toFixed(2)} (p1 ${r.from[0].toFixed(2)} -> ${
+            r.to[0].toFixed(2)
+          }); ` +
+            `re-planned the ${o.adaptive.n}-node tree`,
+        );
+      }
+    }
+    yield ev;
+  }
 }

@@ -8,7 +8,8 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import type { GenerationStats } from "../engine/autoregressive.ts";
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
-import { METHODS } from "../spec/methods.ts";
+import { METHODS, TREE_DEFAULTS } from "../spec/methods.ts";
+import { AdaptiveSequoiaPlan } from "../spec/adaptive.ts";
 import type { StepStats } from "../spec/engine.ts";
 import { BACKENDS, loadModel } from "./backend.ts";
 import { acceptanceFor, decode } from "./decoder.ts";
@@ -167,6 +168,15 @@ export async function runGenerate(args: string[]): Promise<number> {
     seed: o.seed,
     eosIds: tok.eosIds,
     tokensPerSubmission: o.tokensPerSubmission,
+    // Sequoia re-plans its tree when the observed acceptance drifts from the stored vector.
+    adaptive: o.method === "sequoia"
+      ? new AdaptiveSequoiaPlan(
+        acceptance!,
+        tree.treeSize ?? TREE_DEFAULTS.sequoiaSize,
+        tree.depth ?? TREE_DEFAULTS.sequoiaDepth,
+      )
+      : undefined,
+    log,
   });
   for await (const ev of events) {
     if (ev.type === "token") {

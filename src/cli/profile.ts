@@ -8,9 +8,9 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
 import { validateSampling } from "../model/sampling.ts";
-import { expectedTokens, planSequoia } from "../spec/sequoia_plan.ts";
+import { expectedTokens, planSequoia, type SequoiaPlan } from "../spec/sequoia_plan.ts";
 import { type Backend, BACKENDS, loadModel } from "./backend.ts";
-import { acceptanceFor } from "./decoder.ts";
+import { acceptanceFor, acceptanceTexts, decode } from "./decoder.ts";
 import { loadOrMeasureCosts } from "./hardware_profile.ts";
 import { sharedGpu } from "./backend.ts";
 import { GpuLlama } from "../gpu/llama.ts";
@@ -104,16 +104,7 @@ export async function runProfile(args: string[]): Promise<number> {
       }`,
     );
     console.log(`measured in ${(ms / 1000).toFixed(1)} s; stored in ${draftFolder.dir}/acceptance.json\n`);
-    console.log(`G(n, d): expected tokens per step (rows: speculated depth d; columns: tree size n)\n`);
-    console.log(`| d \\ n | ${sizes.join(" | ")} |`);
-    console.log(`|---|${sizes.map(() => "---:").join("|")}|`);
-    for (const dd of depths) {
-      console.log(
-        `| ${dd - 1} | ${
-          sizes.map((n) => expectedTokens(plan, n, dd).toFixed(2).replace("-Infinity", "-")).join(" | ")
-        } |`,
-      );
-    }
+    printGTable(plan, sizes, depths);
   }
   t.close();
   d.close();
@@ -137,6 +128,28 @@ async function hardwareProfile(
   const plan = planSequoia(acceptance, 256, 17);
   const ranked = rankTrees(plan, costs);
   const pick = ranked[0];
+  // SpecExec's budget: no closed form for its tokens per step, so measure a few budgets briefly.
+  const [specPrompt] = await acceptanceTexts(targetFolder, 1, 12);
+  const budgets: { budget: number; tokPerS: number; tokensPerStep: number }[] = [];
+  for (const budget of [32, 64, 128, 256]) {
+    let st: { tokPerS: number; tokensPerStep: number } | undefined;
+    const t = await GpuLlama.load(gpu, targetFolder, { maxBatch: budget + 1 });
+    for await (
+      const ev of decode("specexec", t, draft, specPrompt, {
+        tree: { budget },
+        maxTokens: 24,
+        sampling,
+        seed: 1,
+        eosIds: [],
+      })
+    ) if (ev.type === "done") st = ev.stats;
+    t.dispose();
+    budgets.push({ budget, tokPerS: st!.tokPerS, tokensPerStep: st!.tokensPerStep });
+    log(
+      `  specexec K=${budget}: ${st!.tokPerS.toFixed(1)} tok/s, ${st!.tokensPerStep.toFixed(2)} tokens/step`,
+    );
+  }
+  const bestK = [...budgets].sort((a, b) => b.tokPerS - a.tokPerS)[0];
   const seconds = (performance.now() - t0) / 1000;
   if (o.json) {
     console.log(
@@ -150,6 +163,8 @@ async function hardwareProfile(
         sampling,
         pick,
         ranked: ranked.slice(0, 10),
+        specexec: budgets,
+        specexec_budget: bestK.budget,
       }),
     );
   } else {
@@ -169,6 +184,8 @@ async function hardwareProfile(
         acceptance.slice(0, 8).map((x) => x.toFixed(3)).join(" ")
       } ...\n`,
     );
+    printGTable(plan, [1, 2, 4, 8, 16, 32, 64, 128, 256], [2, 3, 5, 9, 17]);
+    console.log("\nBest trees for this adapter (predicted):\n");
     console.log("| n | depth | G(n, d) tokens/step | step ms | tok/s | vs AR |");
     console.log("|---:|---:|---:|---:|---:|---:|");
     for (const r of ranked.slice(0, 8)) {
@@ -183,8 +200,25 @@ async function hardwareProfile(
         `${pick.speedup.toFixed(2)}x the AR baseline's ${pick.arTokPerS.toFixed(1)} tok/s)` +
         (pick.speedup < 1 ? "; speculation does not pay on this adapter: use --method ar" : ""),
     );
+    console.log(
+      `specexec: --budget ${bestK.budget} (measured ${bestK.tokPerS.toFixed(1)} tok/s, ` +
+        `${bestK.tokensPerStep.toFixed(2)} tokens/step, among K = ${
+          budgets.map((b) => b.budget).join(", ")
+        })`,
+    );
   }
   target.dispose();
   draft.dispose();
   return 0;
+}
+
+/** Print G(n, d) as a Markdown table (rows: speculated depth = planner levels - 1; columns: tree size). */
+function printGTable(plan: SequoiaPlan, sizes: number[], levels: number[]): void {
+  console.log(`G(n, d): expected tokens per step (rows: speculated depth d; columns: tree size n)\n`);
+  console.log(`| d \\ n | ${sizes.join(" | ")} |`);
+  console.log(`|---|${sizes.map(() => "---:").join("|")}|`);
+  for (const l of levels) {
+    const row = sizes.map((n) => expectedTokens(plan, n, l).toFixed(2).replace("-Infinity", "-"));
+    console.log(`| ${l - 1} | ${row.join(" | ")} |`);
+  }
 }

@@ -90,12 +90,18 @@ export class StaticTreeDrafter implements Drafter {
   constructor(
     readonly kind: DrafterKind,
     /** Breadth-first shape, root included. */
-    readonly shape: TreeShape,
+    public shape: TreeShape,
     private readonly draw: "swor" | "iid",
   ) {
+    this.setShape(shape);
+  }
+
+  /** Replace the shape (re-planning); takes effect at the next step. */
+  setShape(shape: TreeShape): void {
     if (shape.parent.length < 1 || shape.parent[0] !== -1) {
       throw new RangeError("drafter: shape must start with the root");
     }
+    this.shape = shape;
   }
 
   async draft(input: DraftInput): Promise<DraftOutput> {

@@ -54,7 +54,7 @@ export interface StepStats {
 /** Events: tokens, one "step" per speculative step, then "done". */
 export type SpeculativeEvent =
   | GenerationEvent
-  | { type: "step"; stats: StepStats };
+  | { type: "step"; stats: StepStats; visits?: [number, number][] };
 
 /** Aggregate stats of a speculative generation. */
 export interface SpeculativeStats extends GenerationStats {
@@ -202,6 +202,7 @@ export async function* generateSpeculative(
         draftForwards: tree.forwards,
         syncs: readbacks(target) + readbacks(draft) - s0,
       },
+      visits: res.visits,
     };
     for (const id of [...acceptedTokens, res.bonus]) {
       if (opts.signal?.aborted) {

@@ -60,18 +60,31 @@ export interface VerifyResult {
   accepted: number[];
   /** Token drawn from the target after the last accepted node. */
   bonus: number;
+  /**
+   * Every visited node that had children: [children, rank of the accepted child (1-based, draw
+   * order) or 0 if none] — the raw material of an online acceptance-vector estimate.
+   */
+  visits: [number, number][];
 }
 
 /** Greedy (T = 0): accept the child equal to the target's argmax; bonus = argmax at the last node. */
 export function verifyGreedy(tree: VerifyTree, targetArgmax: (node: number) => number): VerifyResult {
+  return walkMatching(tree, targetArgmax);
+}
+
+/** Walk accepting the child whose token equals pick(v) (greedy: argmax; match rule: a sample). */
+function walkMatching(tree: VerifyTree, pick: (node: number) => number): VerifyResult {
   const accepted: number[] = [];
+  const visits: [number, number][] = [];
   let v = 0;
   for (;;) {
-    const t = targetArgmax(v);
-    const next = tree.children[v].find((c) => tree.tokens[c] === t);
-    if (next === undefined) return { accepted, bonus: t };
-    accepted.push(next);
-    v = next;
+    const t = pick(v);
+    const kids = tree.children[v];
+    const k = kids.findIndex((c) => tree.tokens[c] === t);
+    if (kids.length) visits.push([kids.length, k + 1]);
+    if (k < 0) return { accepted, bonus: t, visits };
+    accepted.push(kids[k]);
+    v = kids[k];
   }
 }
 
@@ -81,15 +94,7 @@ export function verifyMatch(
   p: (node: number) => ArrayLike<number>,
   rng: Rng,
 ): VerifyResult {
-  const accepted: number[] = [];
-  let v = 0;
-  for (;;) {
-    const s = sampleFrom(p(v), rng);
-    const next = tree.children[v].find((c) => tree.tokens[c] === s);
-    if (next === undefined) return { accepted, bonus: s };
-    accepted.push(next);
-    v = next;
-  }
+  return walkMatching(tree, (v) => sampleFrom(p(v), rng));
 }
 
 /**
@@ -106,10 +111,11 @@ function verifyRejection(
   withoutReplacement: boolean,
 ): VerifyResult {
   const accepted: number[] = [];
+  const visits: [number, number][] = [];
   let v = 0;
   for (;;) {
     const kids = tree.children[v];
-    if (kids.length === 0) return { accepted, bonus: sampleFrom(p(v), rng) };
+    if (kids.length === 0) return { accepted, bonus: sampleFrom(p(v), rng), visits };
     let pr = Float64Array.from(p(v));
     let qr = Float64Array.from(q(v));
     let next = -1;
@@ -141,7 +147,8 @@ function verifyRejection(
         else qr = new Float64Array(qr.length);
       }
     }
-    if (next < 0) return { accepted, bonus: sampleFrom(pr, rng) };
+    visits.push([kids.length, next < 0 ? 0 : kids.indexOf(next) + 1]);
+    if (next < 0) return { accepted, bonus: sampleFrom(pr, rng), visits };
     accepted.push(next);
     v = next;
   }
