@@ -89,3 +89,45 @@ Deno.test("server: invalid requests get 4xx with the field named", async () => {
   await expectError(await app.request("/v1/nothing"), 404, "no route");
   await expectError(await app.request("/v1/generate"), 404);
 });
+
+Deno.test("server: speculative methods answer exactly like AR at T=0; /v1/status and /ready", async () => {
+  const { DEFAULT_TARGET_DIR } = await import("../src/model/loader.ts");
+  const { AdaptiveSequoiaPlan } = await import("../src/spec/adaptive.ts");
+  const tf = await openModelFolder(DEFAULT_TARGET_DIR);
+  const target = await loadCpuModel(tf);
+  const acc = [0.6, 0.12, 0.06, 0.04];
+  const spec = createApp({
+    name: "tiny",
+    model: target,
+    tokenizer: tf.tokenizer,
+    draft: model,
+    defaultMethod: "ar",
+    tree: { treeSize: 12, depth: 4 },
+    acceptance: acc,
+    adaptive: new AdaptiveSequoiaPlan(acc, 12, 4),
+    status: { note: "test" },
+  });
+  const ask = async (body: Record<string, unknown>) =>
+    await (await spec.request("/v1/generate", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "And God said", max_tokens: 24, temperature: 0, ...body }),
+    })).json();
+  const ar = await ask({});
+  assert.equal(ar.method, "ar");
+  for (const method of ["chain", "specinfer", "sequoia", "specexec"]) {
+    const r = await ask({ method, budget: 16 });
+    assert.equal(r.method, method);
+    assert.deepEqual(r.tokens, ar.tokens, method);
+    assert.ok(r.stats.tokensPerStep > 1, `${method} accepted drafts`);
+  }
+  const st = await (await spec.request("/v1/status")).json();
+  assert.equal(st.default_method, "ar");
+  assert.deepEqual(st.tree, { treeSize: 12, depth: 4 });
+  assert.equal(st.acceptance.length, 4);
+  assert.deepEqual(st.profile, { note: "test" });
+  assert.equal((await spec.request("/ready")).status, 200);
+  // Without a draft, speculative methods are refused with the field named.
+  await expectError(await post({ prompt: "x", method: "sequoia" }), 400, "draft");
+  tf.checkpoint.close();
+});

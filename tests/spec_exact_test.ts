@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { sharedGpu } from "../src/cli/backend.ts";
-import { acceptanceTexts, decode } from "../src/cli/decoder.ts";
+import { acceptanceTexts, decode } from "../src/engine/decoder.ts";
 import { GpuLlama } from "../src/gpu/llama.ts";
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, loadCpuModel, openModelFolder } from "../src/model/loader.ts";
 import type { CausalLM } from "../src/model/types.ts";

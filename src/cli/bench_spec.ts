@@ -13,7 +13,7 @@ import type { SpeculativeStats } from "../spec/engine.ts";
 import type { Method, TreeOptions } from "../spec/methods.ts";
 import { TREE_DEFAULTS } from "../spec/methods.ts";
 import { expectedTokens, planSequoia } from "../spec/sequoia_plan.ts";
-import { acceptanceFor, decode } from "./decoder.ts";
+import { acceptanceFor, decode } from "../engine/decoder.ts";
 
 /** One benchmark configuration. */
 export interface SpecCase {

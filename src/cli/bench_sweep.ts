@@ -12,7 +12,7 @@ import type { SamplingParams } from "../model/sampling.ts";
 import { planSequoia } from "../spec/sequoia_plan.ts";
 import { rankTrees } from "../spec/tree_choice.ts";
 import { sharedGpu } from "./backend.ts";
-import { acceptanceFor, decode } from "./decoder.ts";
+import { acceptanceFor, decode } from "../engine/decoder.ts";
 import { loadOrMeasureCosts } from "./hardware_profile.ts";
 
 /** One measured configuration. */

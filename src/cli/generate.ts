@@ -12,7 +12,7 @@ import { METHODS, TREE_DEFAULTS } from "../spec/methods.ts";
 import { AdaptiveSequoiaPlan } from "../spec/adaptive.ts";
 import type { StepStats } from "../spec/engine.ts";
 import { BACKENDS, loadModel } from "./backend.ts";
-import { acceptanceFor, decode } from "./decoder.ts";
+import { acceptanceFor, decode } from "../engine/decoder.ts";
 import { loadOrMeasureCosts } from "./hardware_profile.ts";
 import { sharedGpu } from "./backend.ts";
 import type { GpuLlama } from "../gpu/llama.ts";

@@ -10,7 +10,7 @@ import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model
 import { validateSampling } from "../model/sampling.ts";
 import { expectedTokens, planSequoia, type SequoiaPlan } from "../spec/sequoia_plan.ts";
 import { type Backend, BACKENDS, loadModel } from "./backend.ts";
-import { acceptanceFor, acceptanceTexts, decode } from "./decoder.ts";
+import { acceptanceFor, acceptanceTexts, decode } from "../engine/decoder.ts";
 import { loadOrMeasureCosts } from "./hardware_profile.ts";
 import { sharedGpu } from "./backend.ts";
 import { GpuLlama } from "../gpu/llama.ts";

@@ -13,13 +13,27 @@ import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import type { CausalLM } from "../model/types.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
-import { type FinishReason, generateAutoregressive, type GenerationStats } from "../engine/autoregressive.ts";
+import type { FinishReason, GenerationStats } from "../engine/autoregressive.ts";
+import { decode } from "../engine/decoder.ts";
+import { type Method, METHODS, type TreeOptions } from "../spec/methods.ts";
+import type { AdaptiveSequoiaPlan } from "../spec/adaptive.ts";
 
-/** What the app serves: one model, its tokenizer, and a name. */
+/** What the app serves: one target model, its tokenizer, and optionally a draft for speculation. */
 export interface ModelService {
   name: string;
   model: CausalLM;
   tokenizer: ModelTokenizer;
+  /** Draft model; without it only "ar" is available. */
+  draft?: CausalLM;
+  /** Method used when a request names none. */
+  defaultMethod?: Method;
+  /** Default tree settings (e.g. the hardware-aware pick) and Sequoia's acceptance vector. */
+  tree?: TreeOptions;
+  acceptance?: number[];
+  /** Sequoia's self-re-planning tree, shared by all requests. */
+  adaptive?: AdaptiveSequoiaPlan;
+  /** What GET /v1/status reports about the startup profile. */
+  status?: Record<string, unknown>;
 }
 
 /** Largest accepted request body. */
@@ -33,6 +47,10 @@ const generateSchema = z.object({
   top_k: z.number().int().min(0).max(1_000_000).default(0),
   seed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
   stream: z.boolean().default(false),
+  method: z.enum(METHODS).optional(),
+  tree_size: z.number().int().min(1).max(256).optional(),
+  depth: z.number().int().min(1).max(32).optional(),
+  budget: z.number().int().min(1).max(1024).optional(),
 }).strict();
 
 /** Body of POST /v1/generate. */
@@ -69,6 +87,17 @@ export function createApp(svc: ModelService): Hono {
   );
 
   app.get("/health", (c) => c.json({ status: "ok" }));
+  // The app exists only once the models are loaded (and profiled): ready as soon as it answers.
+  app.get("/ready", (c) => c.json({ status: "ready" }));
+  app.get("/v1/status", (c) =>
+    c.json({
+      model: svc.name,
+      methods: svc.draft ? [...METHODS] : ["ar"],
+      default_method: svc.defaultMethod ?? "ar",
+      tree: svc.tree ?? {},
+      acceptance: svc.adaptive?.acceptance ?? svc.acceptance ?? null,
+      profile: svc.status ?? null,
+    }));
 
   app.get(
     "/v1/models",
@@ -90,6 +119,27 @@ export function createApp(svc: ModelService): Hono {
       return c.json(errorBody(`${param ?? "body"}: ${i.message}`, "invalid_request_error", param), 400);
     }
     const req = r.data;
+    const method = req.method ?? svc.defaultMethod ?? "ar";
+    if (method !== "ar" && !svc.draft) {
+      return c.json(
+        errorBody(
+          `method "${method}" needs a draft model; this server has none`,
+          "invalid_request_error",
+          "method",
+        ),
+        400,
+      );
+    }
+    if (method === "sequoia" && !svc.acceptance) {
+      return c.json(
+        errorBody(
+          `method "sequoia" needs an acceptance vector; start the server with a draft`,
+          "invalid_request_error",
+          "method",
+        ),
+        400,
+      );
+    }
     const prompt = svc.tokenizer.encode(req.prompt);
     if (prompt.length + req.max_tokens > ctx) {
       return c.json(
@@ -110,8 +160,20 @@ export function createApp(svc: ModelService): Hono {
         const ids: number[] = [];
         let finish: FinishReason = "length";
         let stats: GenerationStats | undefined;
+        const tree = {
+          ...svc.tree,
+          treeSize: req.tree_size ?? svc.tree?.treeSize,
+          depth: req.depth ?? svc.tree?.depth,
+          budget: req.budget ?? svc.tree?.budget,
+        };
+        // The shared adaptive plan only serves requests that keep the server's tree.
+        const adaptive = req.tree_size === undefined && req.depth === undefined ? svc.adaptive : undefined;
         for await (
-          const ev of generateAutoregressive(svc.model, prompt, {
+          const ev of decode(method, svc.model, svc.draft, prompt, {
+            tree,
+            acceptance: svc.acceptance,
+            adaptive,
+            log: (l) => console.error(`[server] ${l}`),
             maxTokens: req.max_tokens,
             sampling: { temperature: req.temperature, topK: req.top_k, topP: req.top_p },
             seed: req.seed ?? crypto.getRandomValues(new Uint32Array(1))[0],
@@ -119,6 +181,7 @@ export function createApp(svc: ModelService): Hono {
             signal: abort.signal,
           })
         ) {
+          if (ev.type === "step") continue;
           if (ev.type === "token") {
             ids.push(ev.id);
             await onToken(ev.id, dec.push(ev.id));
@@ -141,6 +204,7 @@ export function createApp(svc: ModelService): Hono {
           completion_tokens: out.ids.length,
           total_tokens: prompt.length + out.ids.length,
         },
+        method,
         stats: out.stats,
       });
     }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { generateAutoregressive } from "../engine/autoregressive.ts";
+import { generateAutoregressive } from "./autoregressive.ts";
 import type { ModelFolder } from "../model/loader.ts";
 import type { SamplingParams } from "../model/sampling.ts";
 import type { CausalLM } from "../model/types.ts";
