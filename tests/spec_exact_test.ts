@@ -133,3 +133,20 @@ Deno.test("exactness: sampled first and second tokens of every method follow the
     );
   }
 });
+
+Deno.test("exactness: a star wider than the GPU child-drawing kernel falls back and stays exact", async () => {
+  const [p] = await acceptanceTexts(targetFolder, 1, 12);
+  const ar = (await run(gpuPair, "ar", p, 12)).ids;
+  const ids: number[] = [];
+  for await (
+    const ev of decode("sequoia", gpuPair.target, gpuPair.draft, p, {
+      tree: { treeSize: 40, depth: 1 }, // a root with 39 children
+      acceptance: ACC,
+      maxTokens: 12,
+      sampling: GREEDY,
+      seed: 0,
+      eosIds: [],
+    })
+  ) if (ev.type === "token") ids.push(ev.id);
+  assert.deepEqual(ids, ar);
+});

@@ -17,6 +17,7 @@ import { appendAttention, childrenOf, type TreeShape } from "./tree.ts";
 import type { DrafterKind } from "./verify.ts";
 import { GpuLlama } from "../gpu/llama.ts";
 import { deviceTreeStep } from "../gpu/tree_step.ts";
+import { MAX_CHILDREN } from "../gpu/ops.ts";
 
 /** What a drafter gets for one step. */
 export interface DraftInput {
@@ -165,6 +166,8 @@ export class StaticTreeDrafter implements Drafter {
     const n = shape.parent.length;
     if (n + input.pending.length + 1 > input.draft.maxBatch || n > target.maxBatch) return undefined;
     const children = childrenOf(shape.parent);
+    // The GPU child-drawing kernel keeps at most MAX_CHILDREN choices in workgroup memory.
+    if (children.some((c) => c.length > MAX_CHILDREN)) return undefined;
     const r = await deviceTreeStep(
       target,
       input.draft,
