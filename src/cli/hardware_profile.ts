@@ -7,7 +7,9 @@
  */
 
 import type { Gpu } from "../gpu/device.ts";
-import type { GpuLlama } from "../gpu/llama.ts";
+import { GpuLlama } from "../gpu/llama.ts";
+import type { SamplingParams } from "../model/sampling.ts";
+import { acceptanceTexts, decode } from "../engine/decoder.ts";
 import type { ModelFolder } from "../model/loader.ts";
 import { modelId } from "../spec/acceptance_store.ts";
 import type { MeasuredCosts } from "../spec/tree_choice.ts";
@@ -22,9 +24,54 @@ export interface ProfileKey {
   draft: string;
 }
 
-interface ProfileEntry extends MeasuredCosts {
+/** SpecExec at one budget, measured briefly. */
+export interface BudgetRow {
+  budget: number;
+  tokPerS: number;
+  tokensPerStep: number;
+}
+
+/** Measured costs plus SpecExec's measured budgets. */
+export interface HardwareCosts extends MeasuredCosts {
+  specexec?: BudgetRow[];
+}
+
+interface ProfileEntry extends HardwareCosts {
   key: ProfileKey;
   measured_at: string;
+}
+
+/**
+ * SpecExec's tokens per step has no closed form (its tree follows the draft's own probabilities), so
+ * its budget is chosen by measurement: a short greedy-or-sampled run per budget on one held-out prompt.
+ */
+export async function measureSpecExecBudgets(
+  gpu: Gpu,
+  pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; draft: GpuLlama },
+  sampling: SamplingParams,
+  log?: (l: string) => void,
+  budgets = [32, 64, 128],
+): Promise<BudgetRow[]> {
+  const [prompt] = await acceptanceTexts(pair.targetFolder, 1, 12);
+  const rows: BudgetRow[] = [];
+  for (const budget of budgets) {
+    const t = await GpuLlama.load(gpu, pair.targetFolder, { maxBatch: Math.max(256, budget + 1) });
+    let st: { tokPerS: number; tokensPerStep: number } | undefined;
+    const events = decode("specexec", t, pair.draft, prompt, {
+      tree: { budget },
+      maxTokens: 16,
+      sampling,
+      seed: 1,
+      eosIds: [],
+    });
+    for await (const ev of events) if (ev.type === "done") st = ev.stats;
+    t.dispose();
+    rows.push({ budget, tokPerS: st!.tokPerS, tokensPerStep: st!.tokensPerStep });
+    log?.(
+      `  specexec K=${budget}: ${st!.tokPerS.toFixed(1)} tok/s, ${st!.tokensPerStep.toFixed(2)} tokens/step`,
+    );
+  }
+  return rows;
 }
 
 /** The cache key for this adapter, Deno and model pair. */
@@ -94,8 +141,10 @@ export async function measureCosts(
   const past = Math.min(64, target.capacity - sizes[sizes.length - 1] - 1);
   const t: number[] = [], d: number[] = [];
   for (const n of sizes) {
-    t.push(await forwardMs(target, n, past, sync, 3));
-    d.push(await forwardMs(draft, n, past, sync, 3));
+    // n = 1 sets the AR baseline every prediction is compared with: measure it most carefully.
+    const reps = n === 1 ? 7 : n <= 16 ? 3 : 2;
+    t.push(await forwardMs(target, n, past, sync, reps));
+    d.push(await forwardMs(draft, n, past, sync, reps));
     opts.log?.(`  n=${n}: target ${t[t.length - 1].toFixed(1)} ms, draft ${d[d.length - 1].toFixed(1)} ms`);
   }
   return { sizes, target: t, draft: d, sync, arTokensPerSubmission: 8 };
@@ -106,14 +155,21 @@ export async function loadOrMeasureCosts(
   gpu: Gpu,
   pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; target: GpuLlama; draft: GpuLlama },
   opts: { reprofile?: boolean; maxN?: number; log?: (l: string) => void } = {},
-): Promise<{ costs: MeasuredCosts; cached: boolean; key: ProfileKey }> {
+): Promise<{ costs: HardwareCosts; cached: boolean; key: ProfileKey }> {
   const key = await profileKey(gpu, pair.targetFolder, pair.draftFolder);
   const path = `${pair.draftFolder.dir}/profile.json`;
   const entries = await readEntries(path);
   const hit = entries.find((e) => sameKey(e.key, key));
   if (hit && !opts.reprofile) return { costs: hit, cached: true, key };
   opts.log?.(`profiling ${gpu.adapter.description || gpu.adapter.vendor} ...`);
-  const costs = await measureCosts(gpu, pair.target, pair.draft, { maxN: opts.maxN ?? 128, log: opts.log });
+  const measured = await measureCosts(gpu, pair.target, pair.draft, {
+    maxN: opts.maxN ?? 128,
+    log: opts.log,
+  });
+  const costs: HardwareCosts = {
+    ...measured,
+    specexec: await measureSpecExecBudgets(gpu, pair, { temperature: 0.7, topK: 0, topP: 1 }, opts.log),
+  };
   const kept = entries.filter((e) => !sameKey(e.key, key));
   kept.push({ ...costs, key, measured_at: new Date().toISOString() });
   await Deno.writeTextFile(`${path}.tmp`, JSON.stringify({ version: 1, entries: kept }, null, 2) + "\n");

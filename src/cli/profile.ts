@@ -10,8 +10,8 @@ import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model
 import { validateSampling } from "../model/sampling.ts";
 import { expectedTokens, planSequoia, type SequoiaPlan } from "../spec/sequoia_plan.ts";
 import { type Backend, BACKENDS, loadModel } from "./backend.ts";
-import { acceptanceFor, acceptanceTexts, decode } from "../engine/decoder.ts";
-import { loadOrMeasureCosts } from "./hardware_profile.ts";
+import { acceptanceFor } from "../engine/decoder.ts";
+import { loadOrMeasureCosts, measureSpecExecBudgets } from "./hardware_profile.ts";
 import { sharedGpu } from "./backend.ts";
 import { GpuLlama } from "../gpu/llama.ts";
 import type { ModelFolder } from "../model/loader.ts";
@@ -128,27 +128,7 @@ async function hardwareProfile(
   const plan = planSequoia(acceptance, 256, 17);
   const ranked = rankTrees(plan, costs);
   const pick = ranked[0];
-  // SpecExec's budget: no closed form for its tokens per step, so measure a few budgets briefly.
-  const [specPrompt] = await acceptanceTexts(targetFolder, 1, 12);
-  const budgets: { budget: number; tokPerS: number; tokensPerStep: number }[] = [];
-  for (const budget of [32, 64, 128, 256]) {
-    let st: { tokPerS: number; tokensPerStep: number } | undefined;
-    const t = await GpuLlama.load(gpu, targetFolder, { maxBatch: budget + 1 });
-    for await (
-      const ev of decode("specexec", t, draft, specPrompt, {
-        tree: { budget },
-        maxTokens: 24,
-        sampling,
-        seed: 1,
-        eosIds: [],
-      })
-    ) if (ev.type === "done") st = ev.stats;
-    t.dispose();
-    budgets.push({ budget, tokPerS: st!.tokPerS, tokensPerStep: st!.tokensPerStep });
-    log(
-      `  specexec K=${budget}: ${st!.tokPerS.toFixed(1)} tok/s, ${st!.tokensPerStep.toFixed(2)} tokens/step`,
-    );
-  }
+  const budgets = costs.specexec ?? await measureSpecExecBudgets(gpu, pair, sampling, log);
   const bestK = [...budgets].sort((a, b) => b.tokPerS - a.tokPerS)[0];
   const seconds = (performance.now() - t0) / 1000;
   if (o.json) {

@@ -77,7 +77,7 @@ export async function runServe(args: string[]): Promise<number> {
   // Startup profile (GPU): t(n) on this adapter (cached) + the acceptance vector for the default
   // sampling of requests -> Sequoia's tree, and whether speculation pays here at all.
   let method: Method = values.method === "auto" ? "ar" : values.method as Method;
-  let tree: { treeSize?: number; depth?: number } = {};
+  let tree: { treeSize?: number; depth?: number; budget?: number } = {};
   let acceptance: number[] | undefined;
   let adaptive: AdaptiveSequoiaPlan | undefined;
   let status: Record<string, unknown> | undefined;
@@ -96,7 +96,8 @@ export async function runServe(args: string[]): Promise<number> {
         log,
       });
       const pick = rankTrees(planSequoia(acceptance, 256, 17), costs)[0];
-      tree = { treeSize: pick.n, depth: pick.depth };
+      const bestK = costs.specexec?.slice().sort((a, b) => b.tokPerS - a.tokPerS)[0]?.budget;
+      tree = { treeSize: pick.n, depth: pick.depth, budget: bestK };
       if (values.method === "auto") method = pick.speedup > 1 ? "sequoia" : "ar";
       status = { adapter: gpu.adapter, deno: Deno.version.deno, cached, costs, pick };
       log(

@@ -21,7 +21,7 @@ import { StaticTreeDrafter } from "../spec/drafters.ts";
 /** Width of the star used to measure acceptance vectors (the planner's maximum fan-out). */
 export const ACCEPTANCE_WIDTH = 16;
 /** Held-out prompt tokens, and total tokens per sequence, of the acceptance measurement. */
-const ACCEPTANCE_PROMPT = 12, ACCEPTANCE_LENGTH = 128;
+const ACCEPTANCE_PROMPT = 12, ACCEPTANCE_LENGTH = 96;
 
 /** Token sequences for acceptance measurement: the held-out text of the bundled models (never trained on). */
 export async function acceptanceTexts(folder: ModelFolder, count = 8, length = 128): Promise<number[][]> {
@@ -54,7 +54,7 @@ export async function acceptanceFor(
   // Measure on what the target itself generates at these settings (from held-out prompts): speculation
   // drafts against the target's own text, which the draft predicts better than human text, so a vector
   // from teacher-forced human text under-predicts tokens per step (measured: by 11-20%).
-  const prompts = await acceptanceTexts(pair.targetFolder, 8, ACCEPTANCE_PROMPT);
+  const prompts = await acceptanceTexts(pair.targetFolder, 6, ACCEPTANCE_PROMPT);
   const texts: number[][] = [];
   for (const [i, p] of prompts.entries()) {
     const ids = [...p];
