@@ -1,36 +1,11 @@
 import assert from "node:assert/strict";
 import { CpuLlama } from "../src/cpu/llama.ts";
 import { causalMask } from "../src/model/types.ts";
-import type { LlamaWeightsF32 } from "../src/model/weights.ts";
-import { randomTensors, smallConfig } from "./fixtures/random_model.ts";
+import { randomCpuModel, smallConfig } from "./fixtures/random_model.ts";
 
 const config = smallConfig();
 
-function weights(seed: number): LlamaWeightsF32 {
-  const t = randomTensors(config, seed);
-  const g = (n: string) => t[n].data;
-  return {
-    embed: g("model.embed_tokens.weight"),
-    finalNorm: g("model.norm.weight"),
-    lmHead: g("lm_head.weight"),
-    layers: Array.from({ length: config.nLayers }, (_, l) => {
-      const p = `model.layers.${l}.`;
-      return {
-        attnNorm: g(p + "input_layernorm.weight"),
-        wq: g(p + "self_attn.q_proj.weight"),
-        wk: g(p + "self_attn.k_proj.weight"),
-        wv: g(p + "self_attn.v_proj.weight"),
-        wo: g(p + "self_attn.o_proj.weight"),
-        mlpNorm: g(p + "post_attention_layernorm.weight"),
-        wGate: g(p + "mlp.gate_proj.weight"),
-        wUp: g(p + "mlp.up_proj.weight"),
-        wDown: g(p + "mlp.down_proj.weight"),
-      };
-    }),
-  };
-}
-
-const W = weights(3);
+const W = randomCpuModel(config, 3).w;
 const V = config.vocabSize;
 const PREFIX = [1, 17, 40, 5, 63, 22, 9];
 

@@ -3,40 +3,15 @@
  * EOS, max_tokens, and drafters never overflowing the draft's KV cache.
  */
 import assert from "node:assert/strict";
-import { CpuLlama } from "../src/cpu/llama.ts";
 import { generateAutoregressive } from "../src/engine/autoregressive.ts";
 import { GREEDY } from "../src/model/sampling.ts";
-import type { LlamaWeightsF32 } from "../src/model/weights.ts";
 import { generateSpeculative } from "../src/spec/engine.ts";
 import { makeDrafter, type Method } from "../src/spec/methods.ts";
-import { randomTensors, smallConfig } from "./fixtures/random_model.ts";
+import { randomCpuModel, smallConfig } from "./fixtures/random_model.ts";
 
 const config = smallConfig(); // vocab 77, context 64
 
-function model(seed: number): CpuLlama {
-  const t = randomTensors(config, seed);
-  const g = (n: string) => t[n].data;
-  const w: LlamaWeightsF32 = {
-    embed: g("model.embed_tokens.weight"),
-    finalNorm: g("model.norm.weight"),
-    lmHead: g("lm_head.weight"),
-    layers: Array.from({ length: config.nLayers }, (_, l) => {
-      const p = `model.layers.${l}.`;
-      return {
-        attnNorm: g(p + "input_layernorm.weight"),
-        wq: g(p + "self_attn.q_proj.weight"),
-        wk: g(p + "self_attn.k_proj.weight"),
-        wv: g(p + "self_attn.v_proj.weight"),
-        wo: g(p + "self_attn.o_proj.weight"),
-        mlpNorm: g(p + "post_attention_layernorm.weight"),
-        wGate: g(p + "mlp.gate_proj.weight"),
-        wUp: g(p + "mlp.up_proj.weight"),
-        wDown: g(p + "mlp.down_proj.weight"),
-      };
-    }),
-  };
-  return new CpuLlama(config, w);
-}
+const model = (seed: number) => randomCpuModel(config, seed);
 
 const target = model(1), draft = model(1); // the same weights: every draft token is accepted at T = 0
 const ACC = [0.7, 0.1, 0.05, 0.03];

@@ -19,6 +19,7 @@ import { GpuLlama } from "../gpu/llama.ts";
 import { encodeTensor } from "../model/safetensors_write.ts";
 import { openCheckpoint } from "../model/loader.ts";
 import { Rng } from "../util/rng.ts";
+import { forwardMs } from "./hardware_profile.ts";
 
 /** One measured row. */
 export interface KernelRow {
@@ -203,22 +204,7 @@ export async function benchKernels(
   // Whole target forward t(n): n new tokens after `past` cached ones, one submission + one readback.
   const fwd: { n: number; ms: number }[] = [];
   for (const n of quick ? [1, 8, 32] : [1, 2, 4, 8, 16, 32, 64, 128]) {
-    const samples: number[] = [];
-    for (let r = 0; r < (quick ? 2 : 4); r++) {
-      model.truncate(0);
-      await model.forward({
-        tokens: new Int32Array(past).fill(5),
-        positions: Int32Array.from({ length: past }, (_, i) => i),
-        logitRows: [past - 1],
-      });
-      const t0 = performance.now();
-      await model.forwardIds({
-        tokens: new Int32Array(n).fill(7),
-        positions: Int32Array.from({ length: n }, (_, i) => past + i),
-      }, { kind: "argmax" });
-      samples.push(performance.now() - t0);
-    }
-    fwd.push({ n, ms: median(samples.slice(1)) });
+    fwd.push({ n, ms: sync.readbackMs + await forwardMs(model, n, past, sync.readbackMs, quick ? 2 : 3) });
   }
   model.dispose();
   folder.checkpoint.close();

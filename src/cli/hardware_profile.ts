@@ -102,7 +102,7 @@ async function readEntries(path: string): Promise<ProfileEntry[]> {
 }
 
 /** Median compute time (ms) of one forward of n tokens after `past` cached ones, sync excluded. */
-async function forwardMs(
+export async function forwardMs(
   model: GpuLlama,
   n: number,
   past: number,
