@@ -1,6 +1,7 @@
 // Drafting a static tree on the GPU: for each parent row r of a draft forward, choose its children
 // tokens from the draft distribution q = softmax(logits / T) restricted by top-k / top-p —
 //   GREEDY: the top-b tokens by logit (ties by index), as src/spec/draw.ts topIndices;
+//   IID:    b tokens drawn i.i.d. from q by inverse CDF in index order (SpecInfer; src/spec/draw.ts drawIid);
 //   else:   b tokens without replacement by the exponential race, key_i = log(u_i) / q_i, top-b keys
 //           (src/spec/draw.ts drawWithoutReplacement), u_i from a PCG hash of (seed, r, i);
 // write them to tokens[child_start + k] (feeding the next level's forward without a readback) and the
@@ -9,7 +10,7 @@
 // bindings: 0 params; 1 logits: array<f32> (rows, vocab); 2 plan: array<u32> (rows, 3) of
 //           (child_start, child_count, q_index); 3 tokens: array<u32> read_write; 4 q: array<f32>
 //           (q rows, vocab) read_write
-// dispatch: (rows)    workgroup: 256 threads per row     defines: MAX_CHILDREN
+// dispatch: (rows)    workgroup: 256 threads per row     defines: MAX_CHILDREN, IID (bool)
 struct Params { rows: u32, vocab: u32, top_k: u32, greedy: u32, inv_temp: f32, top_p: f32, seed: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
@@ -52,6 +53,47 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
   }
   let row_seed = pcg(p.seed ^ pcg(r + 0x9e3779b9u));
+  if (IID == 1u && p.greedy == 0u) {
+    // Kept mass of each thread's contiguous chunk, then thread 0 inverts the CDF once per child.
+    let chunk = (p.vocab + 255u) / 256u;
+    let lo = lid * chunk;
+    let hi = min(lo + chunk, p.vocab);
+    var cz = 0.0;
+    for (var i = lo; i < hi; i++) {
+      let l = logits[base + i];
+      if (key(l) >= tp) { cz += exp((l - mx) * p.inv_temp); }
+    }
+    best_v[lid] = cz;
+    workgroupBarrier();
+    if (lid == 0u) {
+      var total = 0.0;
+      for (var c = 0u; c < 256u; c++) { total += best_v[c]; }
+      for (var k = 0u; k < count; k++) {
+        let u = (f32(pcg(row_seed ^ pcg(0x7f4a7c15u + k)) >> 8u) + 0.5) / 16777216.0;
+        let goal = u * total;
+        var acc = 0.0;
+        var found = 0xffffffffu;
+        for (var c = 0u; c < 256u && found == 0xffffffffu; c++) {
+          if (best_v[c] <= 0.0) { continue; }
+          if (acc + best_v[c] <= goal) { acc += best_v[c]; continue; }
+          for (var i = c * chunk; i < min(c * chunk + chunk, p.vocab); i++) {
+            let l = logits[base + i];
+            if (key(l) >= tp) {
+              acc += exp((l - mx) * p.inv_temp);
+              found = i;
+              if (goal < acc) { break; }
+            }
+          }
+        }
+        if (found == 0xffffffffu) {
+          // rounding put the goal past the last chunk: take the last kept token
+          for (var i = 0u; i < p.vocab; i++) { if (key(logits[base + i]) >= tp) { found = i; } }
+        }
+        tokens[child_start + k] = found;
+      }
+    }
+    return;
+  }
   for (var k = 0u; k < count; k++) {
     var bv = -3.4e38;
     var bi = 0xffffffffu;

@@ -372,3 +372,41 @@ Deno.test("gpu: tree_draw samples distinct children from q (statistical) and wri
   // 7 degrees of freedom: P(chi-square > 40) < 1e-6.
   assert.ok(chi < 40, `first child vs q: chi-square ${chi.toFixed(1)}, counts ${counts}`);
 });
+
+Deno.test("gpu: tree_draw i.i.d. mode draws every child from q (statistical), repeats allowed", async () => {
+  const vocab = 9, rows = 150, b = 4;
+  const row = rand(vocab, 19, 1.5);
+  const logits = new Float32Array(rows * vocab);
+  for (let r = 0; r < rows; r++) logits.set(row, r * vocab);
+  const params = { temperature: 1.1, topK: 0, topP: 0.9 };
+  const qWant = probabilities(row, params);
+  const plan = new Uint32Array(rows * 3);
+  for (let r = 0; r < rows; r++) plan.set([r * b, b, r], r * 3);
+  const counts = new Array(vocab).fill(0);
+  let repeats = 0;
+  const lb = upload(logits), pb = upload(plan), tokens = empty(rows * b), q = empty(rows * vocab);
+  for (let seed = 0; seed < 20; seed++) {
+    await ops.treeDraw(ctx, { logits: lb, plan: pb, tokens, q, rows, vocab, ...params, seed, iid: true });
+    await ctx.rec.submit();
+    const t = await readU32(tokens, rows * b);
+    for (let r = 0; r < rows; r++) {
+      const kids = [...t.subarray(r * b, (r + 1) * b)];
+      if (new Set(kids).size < b) repeats++;
+      for (const k of kids) {
+        assert.ok(qWant[k] > 0, `child ${k} outside top-p`);
+        counts[k]++;
+      }
+    }
+  }
+  assert.ok(repeats > 0, "i.i.d. draws repeat sometimes");
+  const n = counts.reduce((a, x) => a + x, 0);
+  let chi = 0, df = -1;
+  for (let i = 0; i < vocab; i++) {
+    if (qWant[i] > 0) {
+      chi += (counts[i] - n * qWant[i]) ** 2 / (n * qWant[i]);
+      df++;
+    }
+  }
+  // df <= 8: P(chi-square(8) > 43) < 1e-6.
+  assert.ok(chi < 43, `children vs q: chi-square ${chi.toFixed(1)} (df ${df}), counts ${counts}`);
+});

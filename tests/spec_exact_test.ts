@@ -150,3 +150,23 @@ Deno.test("exactness: a star wider than the GPU child-drawing kernel falls back 
   ) if (ev.type === "token") ids.push(ev.id);
   assert.deepEqual(ids, ar);
 });
+
+Deno.test("exactness: on the GPU's one-readback path, sampled first tokens follow the target (sequoia, specinfer)", async () => {
+  const sampling = { temperature: 0.8, topK: 0, topP: 1 };
+  const prompt = targetFolder.tokenizer.encode("And the LORD said unto");
+  const [top1, p1] = categories(await targetDist(prompt, sampling), 5);
+  const N = 200;
+  for (const m of ["sequoia", "specinfer"] as Method[]) {
+    const c1 = new Array(p1.length).fill(0);
+    for (let s = 0; s < N; s++) {
+      const { ids } = await run(gpuPair, m, prompt, 1, sampling, 5000 + s);
+      const k = top1.indexOf(ids[0]);
+      c1[k < 0 ? p1.length - 1 : k]++;
+    }
+    const x1 = chiSquare(c1, p1);
+    assert.ok(
+      x1 < 36,
+      `${m} (GPU): first-token chi-square ${x1.toFixed(1)}, counts ${c1}, p ${p1.map((x) => x.toFixed(3))}`,
+    );
+  }
+});

@@ -265,9 +265,11 @@ export async function treeDraw(
     topK: number;
     topP: number;
     seed: number;
+    /** Children i.i.d. from q (SpecInfer) instead of without replacement. */
+    iid?: boolean;
   },
 ): Promise<void> {
-  const pl = await c.pipelines.get("tree_draw", { MAX_CHILDREN });
+  const pl = await c.pipelines.get("tree_draw", { MAX_CHILDREN, IID: !!a.iid });
   const greedy = a.temperature === 0;
   c.rec.dispatch(
     "tree_draw",

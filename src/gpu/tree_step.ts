@@ -42,6 +42,7 @@ export async function deviceTreeStep(
   pending: number[],
   sampling: SamplingParams,
   seed: number,
+  draw: "swor" | "iid" = "swor",
 ): Promise<DeviceTreeResult> {
   const n = shape.parent.length, k = pending.length, V = draft.config.vocabSize;
   if (n + k + 1 > draft.maxBatch) {
@@ -94,6 +95,7 @@ export async function deviceTreeStep(
       topK: sampling.topK,
       topP: sampling.topP,
       seed: (seed ^ Math.imul(level + 1, 0x9e3779b1)) >>> 0,
+      iid: draw === "iid",
     });
     return buf;
   };

@@ -153,15 +153,13 @@ export class StaticTreeDrafter implements Drafter {
 
   /**
    * GPU models: the whole step (draft levels with GPU-side child drawing, target verification) in one
-   * readback. Children are drawn without replacement (top-b at T = 0) whatever `draw` says for the
-   * CPU path, so only drafters whose verifier is exact for SWOR trees (Sequoia, chain) take it.
+   * readback. Children are drawn as on the CPU path (without replacement, or i.i.d.; top-b at T = 0).
    */
   async draftAndScore(
     input: DraftInput,
     target: CausalLM,
   ): Promise<{ tree: DraftOutput; logits: Float32Array } | undefined> {
     if (!(target instanceof GpuLlama) || !(input.draft instanceof GpuLlama)) return undefined;
-    if (this.draw !== "swor" && this.kind !== "chain") return undefined;
     const shape = truncateShape(this.shape, Math.max(1, input.maxNodes));
     const n = shape.parent.length;
     if (n + input.pending.length + 1 > input.draft.maxBatch || n > target.maxBatch) return undefined;
@@ -175,6 +173,7 @@ export class StaticTreeDrafter implements Drafter {
       input.pending,
       input.sampling,
       input.rng.nextU32(),
+      this.draw,
     );
     const V = target.config.vocabSize;
     const q: (Float64Array | undefined)[] = new Array(n);
