@@ -24,45 +24,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let mx = row_max(lid, base, p.vocab);
   let tp = keep_threshold(lid, base, p.vocab, mx, p.inv_temp, p.top_k, p.top_p);
   // mass of each thread's contiguous chunk of the kept set, then pick by cumulative mass in index order
-  let chunk = (p.vocab + 255u) / 256u;
-  let lo = lid * chunk;
-  let hi = min(lo + chunk, p.vocab);
-  var cz = 0.0;
-  for (var i = lo; i < hi; i++) {
-    let l = logits[base + i];
-    if (key(l) >= tp) { cz += exp((l - mx) * p.inv_temp); }
-  }
-  red[lid] = cz;
-  workgroupBarrier();
-  if (lid == 0u) {
-    var total = 0.0;
-    for (var c = 0u; c < 256u; c++) { total += red[c]; }
-    let goal = uniforms[p.u_offset + t] * total;
-    var acc = 0.0;
-    var last = 0xffffffffu;
-    var found = 0xffffffffu;
-    for (var c = 0u; c < 256u && found == 0xffffffffu; c++) {
-      if (red[c] <= 0.0) { continue; }
-      if (acc + red[c] <= goal) { acc += red[c]; last = c; continue; }
-      let clo = c * chunk;
-      let chi = min(clo + chunk, p.vocab);
-      for (var i = clo; i < chi; i++) {
-        let l = logits[base + i];
-        if (key(l) >= tp) {
-          acc += exp((l - mx) * p.inv_temp);
-          found = i;
-          if (goal < acc) { break; }
-        }
-      }
-    }
-    if (found == 0xffffffffu) {
-      // rounding: target landed at the very top; take the last kept token
-      let clo = last * chunk;
-      let chi = min(clo + chunk, p.vocab);
-      for (var i = clo; i < chi; i++) { if (key(logits[base + i]) >= tp) { found = i; } }
-    }
-    chosen = found;
-  }
+  chunk_masses(lid, base, p.vocab, mx, p.inv_temp, tp);
+  if (lid == 0u) { chosen = pick_by_mass(base, p.vocab, mx, p.inv_temp, tp, uniforms[p.u_offset + t]); }
   workgroupBarrier();
   if (lid == 0u) { out[p.out_offset + t] = chosen; }
 }

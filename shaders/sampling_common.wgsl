@@ -85,3 +85,47 @@ fn keep_threshold(lid: u32, base: u32, vocab: u32, mx: f32, inv_temp: f32, top_k
   }
   return max(tp, tk);
 }
+
+// Kept mass of each thread's contiguous chunk of the row into red[lid] (then a barrier), for
+// pick_by_mass: sampling by cumulative mass in index order, like src/model/sampling.ts sampleFrom.
+fn chunk_masses(lid: u32, base: u32, vocab: u32, mx: f32, inv_temp: f32, tp: u32) {
+  let chunk = (vocab + 255u) / 256u;
+  let lo = lid * chunk;
+  let hi = min(lo + chunk, vocab);
+  var cz = 0.0;
+  for (var i = lo; i < hi; i++) {
+    let l = logits[base + i];
+    if (key(l) >= tp) { cz += exp((l - mx) * inv_temp); }
+  }
+  red[lid] = cz;
+  workgroupBarrier();
+}
+
+// One thread, after chunk_masses: the kept token at cumulative mass fraction u in [0, 1) (index order).
+fn pick_by_mass(base: u32, vocab: u32, mx: f32, inv_temp: f32, tp: u32, u: f32) -> u32 {
+  let chunk = (vocab + 255u) / 256u;
+  var total = 0.0;
+  for (var c = 0u; c < 256u; c++) { total += red[c]; }
+  let goal = u * total;
+  var acc = 0.0;
+  var last = 0u;
+  var found = 0xffffffffu;
+  for (var c = 0u; c < 256u && found == 0xffffffffu; c++) {
+    if (red[c] <= 0.0) { continue; }
+    last = c;
+    if (acc + red[c] <= goal) { acc += red[c]; continue; }
+    for (var i = c * chunk; i < min(c * chunk + chunk, vocab); i++) {
+      let l = logits[base + i];
+      if (key(l) >= tp) {
+        acc += exp((l - mx) * inv_temp);
+        found = i;
+        if (goal < acc) { break; }
+      }
+    }
+  }
+  if (found == 0xffffffffu) {
+    // rounding put the goal past the last chunk's mass: take the last kept token
+    for (var i = last * chunk; i < min(last * chunk + chunk, vocab); i++) { if (key(logits[base + i]) >= tp) { found = i; } }
+  }
+  return found;
+}

@@ -55,41 +55,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let row_seed = pcg(p.seed ^ pcg(r + 0x9e3779b9u));
   if (IID == 1u && p.greedy == 0u) {
     // Kept mass of each thread's contiguous chunk, then thread 0 inverts the CDF once per child.
-    let chunk = (p.vocab + 255u) / 256u;
-    let lo = lid * chunk;
-    let hi = min(lo + chunk, p.vocab);
-    var cz = 0.0;
-    for (var i = lo; i < hi; i++) {
-      let l = logits[base + i];
-      if (key(l) >= tp) { cz += exp((l - mx) * p.inv_temp); }
-    }
-    best_v[lid] = cz;
-    workgroupBarrier();
+    chunk_masses(lid, base, p.vocab, mx, p.inv_temp, tp);
     if (lid == 0u) {
-      var total = 0.0;
-      for (var c = 0u; c < 256u; c++) { total += best_v[c]; }
       for (var k = 0u; k < count; k++) {
         let u = (f32(pcg(row_seed ^ pcg(0x7f4a7c15u + k)) >> 8u) + 0.5) / 16777216.0;
-        let goal = u * total;
-        var acc = 0.0;
-        var found = 0xffffffffu;
-        for (var c = 0u; c < 256u && found == 0xffffffffu; c++) {
-          if (best_v[c] <= 0.0) { continue; }
-          if (acc + best_v[c] <= goal) { acc += best_v[c]; continue; }
-          for (var i = c * chunk; i < min(c * chunk + chunk, p.vocab); i++) {
-            let l = logits[base + i];
-            if (key(l) >= tp) {
-              acc += exp((l - mx) * p.inv_temp);
-              found = i;
-              if (goal < acc) { break; }
-            }
-          }
-        }
-        if (found == 0xffffffffu) {
-          // rounding put the goal past the last chunk: take the last kept token
-          for (var i = 0u; i < p.vocab; i++) { if (key(logits[base + i]) >= tp) { found = i; } }
-        }
-        tokens[child_start + k] = found;
+        tokens[child_start + k] = pick_by_mass(base, p.vocab, mx, p.inv_temp, tp, u);
       }
     }
     return;
