@@ -111,17 +111,10 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     }
     const st = folder.checkpoint;
     const spec = llamaTensorSpec(c);
-    const matrix = async (name: string, shape: number[]) => {
-      const info = st.get(name)!;
-      return uploadMatrix(gpu, name, await st.readRaw(name), [shape[0], shape[1]], info.dtype);
-    };
+    // Weights keep their checkpoint dtype on the GPU (one seek + read per tensor); norms become f32.
+    const m = async (name: string, shape: number[]) =>
+      uploadMatrix(gpu, name, await st.readRaw(name), [shape[0], shape[1]], st.get(name)!.dtype);
     const vector = async (name: string) => gpu.createBufferWith(name, await st.readF32(name));
-    const created: GpuMatrix[] = [];
-    const m = async (name: string, shape: number[]) => {
-      const x = await matrix(name, shape);
-      created.push(x);
-      return x;
-    };
     const embed = await m(spec.global[0].name, spec.global[0].shape);
     const lmHead = c.tieWordEmbeddings ? embed : await m("lm_head.weight", [c.vocabSize, c.hiddenSize]);
     const finalNorm = await vector("model.norm.weight");

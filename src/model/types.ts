@@ -27,6 +27,8 @@ export interface CausalLM {
   readonly config: ModelConfig;
   /** Committed + appended KV slots. */
   readonly cacheLength: number;
+  /** Most tokens one forward may take (undefined: no limit but the KV capacity). */
+  readonly maxBatch?: number;
   /**
    * Run the new tokens, append their keys/values at slots [cacheLength, cacheLength + n), return logits
    * (rows, vocab) for `logitRows` in that order.

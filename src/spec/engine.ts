@@ -118,7 +118,7 @@ export async function* generateSpeculative(
       break;
     }
     const L = target.cacheLength; // == prompt + emitted - 1
-    const room = Math.min(ctx - L, (target as { maxBatch?: number }).maxBatch ?? Infinity);
+    const room = Math.min(ctx - L, target.maxBatch ?? Infinity);
     if (room < 1) break;
     const s0 = readbacks(target) + readbacks(draft);
     const ta = performance.now();
