@@ -52,6 +52,43 @@ export type GenerationEvent =
   | { type: "done"; finishReason: FinishReason; stats: GenerationStats };
 
 /**
+ * The output side of one generation, shared by every decoding loop: emits tokens in order and decides
+ * when generation ends — cancellation, an EOS id (not emitted), or max_tokens.
+ */
+export class TokenSink {
+  /** Tokens emitted so far. */
+  produced = 0;
+  /** Set once generation must end. */
+  finish: FinishReason | undefined;
+
+  constructor(
+    private readonly maxTokens: number,
+    private readonly eos: ReadonlySet<number>,
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  /** Emit `ids` in order until one of the ending conditions holds (then `finish` is set). */
+  *emit(ids: Iterable<number>): Generator<GenerationEvent> {
+    for (const id of ids) {
+      if (this.signal?.aborted) {
+        this.finish = "cancelled";
+        return;
+      }
+      if (this.eos.has(id)) {
+        this.finish = "stop";
+        return;
+      }
+      this.produced++;
+      yield { type: "token", id };
+      if (this.produced >= this.maxTokens) {
+        this.finish = "length";
+        return;
+      }
+    }
+  }
+}
+
+/**
  * Generate up to `maxTokens` tokens after `prompt`, one target forward per token.
  * The model's cache is reset first. Yields each token id, then a final "done" event.
  */
@@ -67,7 +104,7 @@ export async function* generateAutoregressive(
     throw new RangeError(`prompt has ${prompt.length} tokens; the model's context is ${ctx}`);
   }
   const rng = new Rng(opts.seed);
-  const eos = new Set(opts.eosIds ?? []);
+  const sink = new TokenSink(opts.maxTokens, new Set(opts.eosIds ?? []), opts.signal);
   const greedy = opts.sampling.temperature === 0;
   model.truncate(0);
   const n = prompt.length;
@@ -79,8 +116,6 @@ export async function* generateAutoregressive(
     logitRows: [n - 1],
   };
   let forwards = 1;
-  let produced = 0;
-  let finish: FinishReason = "length";
   let t1: number;
 
   if (isDeviceSampler(model)) {
@@ -95,21 +130,10 @@ export async function* generateAutoregressive(
       };
     let batch = Array.from(await model.forwardIds(promptInput, head(1)));
     t1 = performance.now();
-    outer: while (true) {
-      for (const id of batch) {
-        if (opts.signal?.aborted) {
-          finish = "cancelled";
-          break outer;
-        }
-        if (eos.has(id)) {
-          finish = "stop";
-          break outer;
-        }
-        produced++;
-        yield { type: "token", id };
-        if (produced >= opts.maxTokens) break outer;
-      }
-      const steps = Math.min(per, opts.maxTokens - produced, ctx - model.cacheLength);
+    while (sink.produced < opts.maxTokens) {
+      yield* sink.emit(batch);
+      if (sink.finish) break;
+      const steps = Math.min(per, opts.maxTokens - sink.produced, ctx - model.cacheLength);
       if (steps <= 0) break;
       batch = Array.from(await model.decodeSteps(batch[batch.length - 1], steps, head(steps)));
       forwards += steps;
@@ -117,29 +141,25 @@ export async function* generateAutoregressive(
   } else {
     let logits = await model.forward(promptInput);
     t1 = performance.now();
-    while (produced < opts.maxTokens) {
-      if (opts.signal?.aborted) {
-        finish = "cancelled";
+    while (sink.produced < opts.maxTokens) {
+      if (opts.signal?.aborted) { // before sampling: a cancelled stream draws no more random numbers
+        sink.finish = "cancelled";
         break;
       }
       const id = sampleToken(logits, opts.sampling, rng);
-      if (eos.has(id)) {
-        finish = "stop";
-        break;
-      }
-      produced++;
-      yield { type: "token", id };
+      yield* sink.emit([id]);
       const pos = model.cacheLength;
-      if (produced >= opts.maxTokens || pos >= ctx) break;
+      if (sink.finish || pos >= ctx) break;
       logits = await model.forward({ tokens: Int32Array.of(id), positions: Int32Array.of(pos) });
       forwards++;
     }
   }
   const t2 = performance.now();
   const decodeMs = t2 - t1;
+  const produced = sink.produced;
   yield {
     type: "done",
-    finishReason: finish,
+    finishReason: sink.finish ?? "length",
     stats: {
       promptTokens: n,
       completionTokens: produced,

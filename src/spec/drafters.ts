@@ -77,6 +77,29 @@ async function feedPending(input: DraftInput): Promise<{ logits: Float32Array; r
   return { logits, rootSlot: prefixLen + pending.length - 1 };
 }
 
+/**
+ * One batched draft forward over tree nodes `rows` (appended after the draft cache; slotOf updated);
+ * returns each row's logits. Tree nodes see everything before the root (committed prefix and the
+ * other pending tokens), their cached ancestors and themselves.
+ */
+async function forwardNodes(
+  input: DraftInput,
+  tree: { parent: Int32Array; depth: Int32Array },
+  tokens: ArrayLike<number>,
+  rootSlot: number,
+  rows: number[],
+  slotOf: Int32Array,
+): Promise<Float32Array[]> {
+  const { positions, mask } = appendAttention(tree, rootSlot, input.draft.cacheLength, rows, slotOf);
+  const logits = await input.draft.forward({
+    tokens: Int32Array.from(rows, (r) => tokens[r]),
+    positions,
+    mask,
+  });
+  const V = logits.length / rows.length;
+  return rows.map((_, k) => logits.subarray(k * V, (k + 1) * V));
+}
+
 /** Keep the first nodes of a shape (breadth-first numbering: any prefix is a connected subtree). */
 function truncateShape(shape: TreeShape, n: number): TreeShape {
   if (shape.parent.length <= n) return shape;
@@ -137,16 +160,9 @@ export class StaticTreeDrafter implements Drafter {
       const rows: number[] = [];
       for (let i = 0; i < n; i++) if (shape.depth[i] === d && children[i].length > 0) rows.push(i);
       if (rows.length === 0) break;
-      // Tree nodes see everything before the root (committed prefix + other pending tokens).
-      const { positions, mask } = appendAttention(shape, rootSlot, input.draft.cacheLength, rows, slotOf);
-      const logits = await input.draft.forward({
-        tokens: Int32Array.from(rows, (r) => tokens[r]),
-        positions,
-        mask,
-      });
+      const rowLogits = await forwardNodes(input, shape, tokens, rootSlot, rows, slotOf);
       forwards++;
-      const V = logits.length / rows.length;
-      rows.forEach((r, k) => expand(r, logits.subarray(k * V, (k + 1) * V)));
+      rows.forEach((r, k) => expand(r, rowLogits[k]));
     }
     return { tokens, parent: shape.parent, depth: shape.depth, children, q, slotOf, forwards };
   }
@@ -299,16 +315,10 @@ export class SpecExecDrafter implements Drafter {
       const rows = useful.map(({ i }) => i);
       const shape = { parent: Int32Array.from(parent), depth: Int32Array.from(depth) };
       const slotOf = Int32Array.from(slot);
-      const { positions, mask } = appendAttention(shape, rootSlot, input.draft.cacheLength, rows, slotOf);
+      const rowLogits = await forwardNodes(input, shape, tokens, rootSlot, rows, slotOf);
       rows.forEach((r) => (slot[r] = slotOf[r]));
-      const logits = await input.draft.forward({
-        tokens: Int32Array.from(rows, (r) => tokens[r]),
-        positions,
-        mask,
-      });
       forwards++;
-      const V = logits.length / rows.length;
-      rows.forEach((r, k) => addChildren(r, logits.subarray(k * V, (k + 1) * V)));
+      rows.forEach((r, k) => addChildren(r, rowLogits[k]));
     }
     // Keep the top K (root first; ties by creation order keep parents before children).
     const keep = score.map((s, i) => ({ s, i })).sort((a, b) => b.s - a.s || a.i - b.i).slice(0, K).map((x) =>

@@ -12,7 +12,7 @@
 import { argmax, probabilities, type SamplingParams, validateSampling } from "../model/sampling.ts";
 import { type CausalLM, isDeviceSampler } from "../model/types.ts";
 import { Rng } from "../util/rng.ts";
-import type { FinishReason, GenerationEvent, GenerationStats } from "../engine/autoregressive.ts";
+import { type GenerationEvent, type GenerationStats, TokenSink } from "../engine/autoregressive.ts";
 import type { Drafter } from "./drafters.ts";
 import { treeAttention } from "./tree.ts";
 import {
@@ -88,7 +88,7 @@ export async function* generateSpeculative(
   const ctx = Math.min(target.config.maxPositions, draft.config.maxPositions);
   if (prompt.length >= ctx) throw new RangeError(`prompt has ${prompt.length} tokens; the context is ${ctx}`);
   const rng = new Rng(opts.seed);
-  const eos = new Set(opts.eosIds ?? []);
+  const sink = new TokenSink(opts.maxTokens, new Set(opts.eosIds ?? []), opts.signal);
   const V = target.config.vocabSize;
   target.truncate(0);
   draft.truncate(0);
@@ -109,12 +109,11 @@ export async function* generateSpeculative(
   let root = prompt[n - 1];
   let pending = [root];
   const t1 = performance.now();
-  let produced = 0, emitted = 0, steps = 0, targetForwards = 0, draftForwards = 0, draftMs = 0, verifyMs = 0;
-  let finish: FinishReason = "length";
+  let emitted = 0, steps = 0, targetForwards = 0, draftForwards = 0, draftMs = 0, verifyMs = 0;
 
-  outer: while (produced < opts.maxTokens) {
+  while (sink.produced < opts.maxTokens) {
     if (opts.signal?.aborted) {
-      finish = "cancelled";
+      sink.finish = "cancelled";
       break;
     }
     const L = target.cacheLength; // == prompt + emitted - 1
@@ -204,23 +203,13 @@ export async function* generateSpeculative(
       },
       visits: res.visits,
     };
-    for (const id of [...acceptedTokens, res.bonus]) {
-      if (opts.signal?.aborted) {
-        finish = "cancelled";
-        break outer;
-      }
-      if (eos.has(id)) {
-        finish = "stop";
-        break outer;
-      }
-      produced++;
-      yield { type: "token", id };
-      if (produced >= opts.maxTokens) break outer;
-    }
+    yield* sink.emit([...acceptedTokens, res.bonus]);
+    if (sink.finish) break;
     if (target.cacheLength >= ctx) break; // the next root would have no position left
   }
   const t2 = performance.now();
   const decodeMs = t2 - t1;
+  const produced = sink.produced;
   const stats: SpeculativeStats = {
     promptTokens: n,
     completionTokens: produced,
@@ -236,5 +225,5 @@ export async function* generateSpeculative(
     draftMs,
     verifyMs,
   };
-  yield { type: "done", finishReason: finish, stats };
+  yield { type: "done", finishReason: sink.finish ?? "length", stats };
 }
