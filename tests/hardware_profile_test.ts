@@ -16,9 +16,10 @@ const adapter = (description: string) =>
       throw new Error("measured although a valid cached profile exists");
     },
   }) as Gpu;
-/** A model that fails the test if anything tries to measure it. */
+/** A resident model that fails the test if anything tries to measure it (only its paging plan is read). */
 const untouchable = new Proxy({}, {
-  get: () => {
+  get: (_, prop) => {
+    if (prop === "paging") return undefined;
     throw new Error("measured although a valid cached profile exists");
   },
 }) as GpuLlama;
@@ -47,6 +48,15 @@ Deno.test("hardware profile: reused from cache; invalidated by adapter, Deno ver
   // Another adapter, or --reprofile: a measurement is attempted (and the untouchable models object).
   await assert.rejects(loadOrMeasureCosts(adapter("gpu B"), pair), /measured although/);
   await assert.rejects(loadOrMeasureCosts(adapter("gpu A"), pair, { reprofile: true }), /measured although/);
+  // A paged target (its forward cost is dominated by streaming weights) is profiled on its own.
+  const paged = new Proxy({}, {
+    get: (_, prop) => {
+      if (prop === "paging") return { residentLayers: 0, ringSlots: 2 };
+      throw new Error("measured although a valid cached profile exists");
+    },
+  }) as GpuLlama;
+  assert.equal((await profileKey(adapter("gpu A"), targetFolder, draftFolder, paged)).paging, "paged r0 s2");
+  await assert.rejects(loadOrMeasureCosts(adapter("gpu A"), { ...pair, target: paged }), /measured although/);
   // A profile made under another Deno version is not reused.
   await Deno.writeTextFile(
     `${dir}/draft/profile.json`,

@@ -8,6 +8,7 @@ import type { CausalLM } from "../model/types.ts";
 import { type Checkpoint, loadCpuModel } from "../model/loader.ts";
 import { Gpu } from "../gpu/device.ts";
 import { GpuLlama } from "../gpu/llama.ts";
+import { formatBytes } from "./bytes.ts";
 
 /** Compute backends. */
 export const BACKENDS = ["gpu", "cpu"] as const;
@@ -35,17 +36,30 @@ export function sharedGpu(): Promise<Gpu> {
 export async function loadModel(
   folder: Checkpoint,
   backend: Backend,
-  opts: { maxBatch?: number } = {},
+  opts: { maxBatch?: number; gpuMemoryBudget?: number; hostMemoryBudget?: number } = {},
 ): Promise<LoadedModel> {
   if (backend === "cpu") {
+    if (opts.gpuMemoryBudget !== undefined) {
+      throw new RangeError("a GPU memory budget (paged weights) needs the gpu backend");
+    }
     const model = await loadCpuModel(folder);
     return { model, device: "cpu reference", close: () => model.dispose() };
   }
   const gpu = await sharedGpu();
-  const model = await GpuLlama.load(gpu, folder, { maxBatch: Math.max(256, opts.maxBatch ?? 0) });
+  const model = await GpuLlama.load(gpu, folder, {
+    maxBatch: Math.max(256, opts.maxBatch ?? 0),
+    gpuMemoryBudget: opts.gpuMemoryBudget,
+    hostMemoryBudget: opts.hostMemoryBudget,
+  });
+  const p = model.paging;
+  const paging = p
+    ? `, paged: ${p.residentLayers} resident layers + ${p.ringSlots}-slot ring of ${
+      formatBytes(p.layerBytes)
+    }`
+    : "";
   return {
     model,
-    device: `gpu: ${gpu.adapter.description || gpu.adapter.vendor}`,
+    device: `gpu: ${gpu.adapter.description || gpu.adapter.vendor}${paging}`,
     close: () => model.dispose(),
   };
 }

@@ -15,7 +15,9 @@ import { BACKENDS, loadModel } from "./backend.ts";
 import { acceptanceFor, decode } from "../engine/decoder.ts";
 import { loadOrMeasureCosts } from "./hardware_profile.ts";
 import { sharedGpu } from "./backend.ts";
-import type { GpuLlama } from "../gpu/llama.ts";
+import { GpuLlama } from "../gpu/llama.ts";
+import { pagingReport } from "../gpu/pager.ts";
+import { formatBytes, parseBytes } from "./bytes.ts";
 import { planSequoia } from "../spec/sequoia_plan.ts";
 import { rankTrees } from "../spec/tree_choice.ts";
 import { UsageError, zodMessage } from "./usage.ts";
@@ -37,6 +39,9 @@ const USAGE = `Usage: deno task generate --prompt TEXT [options]
   --width W            specinfer: root children (4); specexec: children per expansion (8)
   --budget K           specexec: tree budget (default 128)
   --tokens-per-submission N   GPU: tokens decoded per submission / readback (default 8)
+  --gpu-memory-budget B       GPU bytes for the target's weights (e.g. 256MB); when the target does not
+                              fit, its decoder layers are streamed from disk through a ring of layer slots
+  --host-memory-budget B      host RAM for caching streamed layers (default: all, up to half the free RAM)
   --json               print one object {text, tokens, stats} instead of streaming text
 `;
 
@@ -57,6 +62,8 @@ const optionsSchema = z.object({
   width: z.coerce.number().int().min(1).max(64).optional(),
   budget: z.coerce.number().int().min(1).max(2048).optional(),
   json: z.boolean(),
+  gpuMemoryBudget: z.number().int().min(0).optional(),
+  hostMemoryBudget: z.number().int().min(0).optional(),
 });
 
 /** Parsed `generate` options. */
@@ -85,6 +92,8 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
         width: { type: "string" },
         budget: { type: "string" },
         json: { type: "boolean", default: false },
+        "gpu-memory-budget": { type: "string" },
+        "host-memory-budget": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -111,9 +120,15 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
     width: values.width,
     budget: values.budget,
     json: values.json,
+    gpuMemoryBudget: optionalBytes("--gpu-memory-budget", values["gpu-memory-budget"]),
+    hostMemoryBudget: optionalBytes("--host-memory-budget", values["host-memory-budget"]),
   });
   if (!r.success) throw new UsageError(`${zodMessage(r.error)}\n\n${USAGE}`);
   return r.data;
+}
+
+function optionalBytes(flag: string, v: string | undefined): number | undefined {
+  return v === undefined ? undefined : parseBytes(flag, v);
 }
 
 /** Run `generate`; returns the process exit code. */
@@ -122,7 +137,11 @@ export async function runGenerate(args: string[]): Promise<number> {
   const folder = await openModelFolder(o.model);
   const spec = o.method !== "ar";
   const log = (line: string) => console.error(line);
-  const loaded = await loadModel(folder, o.backend, { maxBatch: (o.budget ?? 0) + 1 });
+  const loaded = await loadModel(folder, o.backend, {
+    maxBatch: (o.budget ?? 0) + 1,
+    gpuMemoryBudget: o.gpuMemoryBudget,
+    hostMemoryBudget: o.hostMemoryBudget,
+  });
   const draftFolder = spec ? await openModelFolder(o.draft) : undefined;
   const draftLoaded = draftFolder ? await loadModel(draftFolder, o.backend) : undefined;
   const model = loaded.model;
@@ -160,6 +179,10 @@ export async function runGenerate(args: string[]): Promise<number> {
   const steps: StepStats[] = [];
   let finishReason = "";
   if (!o.json) await Deno.stdout.write(out.encode(o.prompt));
+  const pagedModel = loaded.model instanceof GpuLlama && loaded.model.paging ? loaded.model : undefined;
+  await pagedModel?.pagingIdle();
+  const pagingBefore = pagedModel?.pagingStats();
+  const t0 = performance.now();
   const events = decode(o.method, model, draftLoaded?.model, prompt, {
     tree,
     acceptance,
@@ -191,6 +214,9 @@ export async function runGenerate(args: string[]): Promise<number> {
     }
   }
   const tail = stream.flush();
+  const paging = pagedModel && pagingBefore
+    ? pagingReport(pagingBefore, pagedModel.pagingStats()!, performance.now() - t0)
+    : undefined;
   if (o.json) {
     console.log(JSON.stringify({
       text: tok.decode(ids),
@@ -208,12 +234,21 @@ export async function runGenerate(args: string[]): Promise<number> {
         model: o.model,
         draft: spec ? o.draft : undefined,
         acceptance,
+        paging,
         steps,
       },
     }));
   } else {
     await Deno.stdout.write(out.encode(tail + "\n"));
     const s = stats!;
+    if (paging) {
+      console.error(
+        `[paged: ${paging.uploads} layer uploads, ${
+          formatBytes(paging.bytes_uploaded)
+        } at ${paging.upload_gb_per_s} GB/s, ` +
+          `stalled ${paging.stall_ms.toFixed(0)} ms, overlap ${(paging.overlap * 100).toFixed(0)}%]`,
+      );
+    }
     console.error(
       `\n[${s.completionTokens} tokens, ${s.tokPerS.toFixed(1)} tok/s, prefill ${
         s.prefillMs.toFixed(0)

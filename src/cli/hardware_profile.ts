@@ -22,6 +22,8 @@ export interface ProfileKey {
   deno: string;
   target: string;
   draft: string;
+  /** How the target's weights are held: "resident", or "paged r<resident layers> s<ring slots>". */
+  paging?: string;
 }
 
 /** SpecExec at one budget, measured briefly. */
@@ -47,15 +49,20 @@ interface ProfileEntry extends HardwareCosts {
  */
 export async function measureSpecExecBudgets(
   gpu: Gpu,
-  pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; draft: GpuLlama },
+  pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; draft: GpuLlama; target?: GpuLlama },
   sampling: SamplingParams,
   log?: (l: string) => void,
-  budgets = [32, 64, 128],
+  // A paged target's forward costs about the same for any n (it is bound by streaming the weights), so
+  // its useful budgets are larger.
+  budgets = pair.target?.paging ? [64, 128, 256] : [32, 64, 128],
 ): Promise<BudgetRow[]> {
   const [prompt] = await acceptanceTexts(pair.targetFolder, 1, 12);
   const rows: BudgetRow[] = [];
   for (const budget of budgets) {
-    const t = await GpuLlama.load(gpu, pair.targetFolder, { maxBatch: Math.max(256, budget + 1) });
+    const t = await GpuLlama.load(gpu, pair.targetFolder, {
+      ...pair.target?.options,
+      maxBatch: Math.max(256, budget + 1),
+    });
     let st: { tokPerS: number; tokensPerStep: number } | undefined;
     const events = decode("specexec", t, pair.draft, prompt, {
       tree: { budget },
@@ -79,18 +86,22 @@ export async function profileKey(
   gpu: Gpu,
   targetFolder: ModelFolder,
   draftFolder: ModelFolder,
+  target?: GpuLlama,
 ): Promise<ProfileKey> {
   const a = gpu.adapter;
+  const p = target?.paging;
   return {
     adapter: [a.vendor, a.architecture, a.device, a.description].join("|"),
     deno: Deno.version.deno,
     target: await modelId(targetFolder),
     draft: await modelId(draftFolder),
+    paging: p ? `paged r${p.residentLayers} s${p.ringSlots}` : "resident",
   };
 }
 
 const sameKey = (a: ProfileKey, b: ProfileKey) =>
-  a.adapter === b.adapter && a.deno === b.deno && a.target === b.target && a.draft === b.draft;
+  a.adapter === b.adapter && a.deno === b.deno && a.target === b.target && a.draft === b.draft &&
+  (a.paging ?? "resident") === (b.paging ?? "resident");
 
 async function readEntries(path: string): Promise<ProfileEntry[]> {
   try {
@@ -156,14 +167,14 @@ export async function loadOrMeasureCosts(
   pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; target: GpuLlama; draft: GpuLlama },
   opts: { reprofile?: boolean; maxN?: number; log?: (l: string) => void } = {},
 ): Promise<{ costs: HardwareCosts; cached: boolean; key: ProfileKey }> {
-  const key = await profileKey(gpu, pair.targetFolder, pair.draftFolder);
+  const key = await profileKey(gpu, pair.targetFolder, pair.draftFolder, pair.target);
   const path = `${pair.draftFolder.dir}/profile.json`;
   const entries = await readEntries(path);
   const hit = entries.find((e) => sameKey(e.key, key));
   if (hit && !opts.reprofile) return { costs: hit, cached: true, key };
   opts.log?.(`profiling ${gpu.adapter.description || gpu.adapter.vendor} ...`);
   const measured = await measureCosts(gpu, pair.target, pair.draft, {
-    maxN: opts.maxN ?? 128,
+    maxN: opts.maxN ?? (pair.target.paging ? 256 : 128),
     log: opts.log,
   });
   const costs: HardwareCosts = {

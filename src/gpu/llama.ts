@@ -16,17 +16,20 @@ import * as ops from "./ops.ts";
 import { PipelineCache } from "./pipelines.ts";
 import { Recorder, UniformArena } from "./recorder.ts";
 import { destroyMatrix, type GpuMatrix, uploadMatrix } from "./tensor.ts";
+import {
+  LAYER_MATRICES,
+  type LayerMatrices,
+  layerMatrixBytes,
+  LayerPager,
+  type PagingPlan,
+  type PagingStats,
+  planPaging,
+} from "./pager.ts";
 
-interface GpuLayer {
+/** A layer's two norms (f32, always resident). */
+interface LayerNorms {
   attnNorm: GPUBuffer;
-  wq: GpuMatrix;
-  wk: GpuMatrix;
-  wv: GpuMatrix;
-  wo: GpuMatrix;
   mlpNorm: GPUBuffer;
-  wGate: GpuMatrix;
-  wUp: GpuMatrix;
-  wDown: GpuMatrix;
 }
 
 /** What a recorded forward pass produces for its logit rows. */
@@ -38,7 +41,20 @@ export interface GpuLlamaOptions {
   capacity?: number;
   /** Most tokens in one forward pass; longer prompts are processed in chunks (default 256). */
   maxBatch?: number;
+  /**
+   * Bytes of GPU memory the weights may use (default: no limit). When the model does not fit, decoder
+   * layers are streamed through a ring of layer slots (see gpu/pager.ts); KV cache and activations are
+   * sized by `capacity` and `maxBatch` and not counted here.
+   */
+  gpuMemoryBudget?: number;
+  /** Bytes of host RAM for caching streamed layers (default: all of them, up to half the free RAM). */
+  hostMemoryBudget?: number;
+  /** Most ring slots when paging (default {@link MAX_RING_SLOTS}, at least 2). */
+  maxRingSlots?: number;
 }
+
+export { MAX_RING_SLOTS } from "./pager.ts";
+export type { PagingPlan, PagingStats } from "./pager.ts";
 
 /** Counters since load (for stats: every readback is a GPU->CPU sync costing >= ~11 ms in Deno). */
 export interface GpuCounters {
@@ -52,6 +68,8 @@ export class GpuLlama implements CausalLM, DeviceSampler {
   /** Slots in use. */
   private length = 0;
   readonly counters: GpuCounters = { submissions: 0, readbacks: 0, forwards: 0 };
+  /** The options this model was loaded with (to load it again the same way, e.g. with a bigger batch). */
+  options: GpuLlamaOptions = {};
   private readonly ctx: ops.OpContext;
   private readonly arena: UniformArena;
 
@@ -60,7 +78,14 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     readonly config: ModelConfig,
     readonly capacity: number,
     readonly maxBatch: number,
-    private readonly w: { embed: GpuMatrix; lmHead: GpuMatrix; finalNorm: GPUBuffer; layers: GpuLayer[] },
+    private readonly w: {
+      embed: GpuMatrix;
+      lmHead: GpuMatrix;
+      finalNorm: GPUBuffer;
+      norms: LayerNorms[];
+      /** Matrices of the resident layers 0 .. layers.length - 1; the rest come from the pager. */
+      layers: LayerMatrices[];
+    },
     private readonly kv: { k: GPUBuffer[]; v: GPUBuffer[] },
     private readonly buf: Record<
       | "x"
@@ -83,6 +108,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
       GPUBuffer
     >,
     pipelines: PipelineCache,
+    private readonly pager?: LayerPager,
   ) {
     this.arena = new UniformArena(gpu);
     this.ctx = { rec: new Recorder(gpu, this.arena), pipelines };
@@ -115,24 +141,38 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     const m = async (name: string, shape: number[]) =>
       uploadMatrix(gpu, name, await st.readRaw(name), [shape[0], shape[1]], st.get(name)!.dtype);
     const vector = async (name: string) => gpu.createBufferWith(name, await st.readF32(name));
+    // Paging plan: resident bytes besides layers are the embeddings, an untied LM head and the f32 norms.
+    let plan: PagingPlan | undefined;
+    if (opts.gpuMemoryBudget !== undefined) {
+      const bytesOf = (name: string) => st.get(name)!.byteLength;
+      const baseBytes = bytesOf(spec.global[0].name) + (c.tieWordEmbeddings ? 0 : bytesOf("lm_head.weight")) +
+        (2 * c.nLayers + 1) * c.hiddenSize * 4;
+      plan = planPaging({
+        nLayers: c.nLayers,
+        layerBytes: Math.max(...Array.from({ length: c.nLayers }, (_, l) => layerMatrixBytes(st, c, l))),
+        baseBytes,
+        budget: opts.gpuMemoryBudget,
+        maxRingSlots: opts.maxRingSlots,
+        what: folder.dir,
+      });
+    }
     const embed = await m(spec.global[0].name, spec.global[0].shape);
     const lmHead = c.tieWordEmbeddings ? embed : await m("lm_head.weight", [c.vocabSize, c.hiddenSize]);
     const finalNorm = await vector("model.norm.weight");
-    const layers: GpuLayer[] = [];
+    const norms: LayerNorms[] = [];
+    const layers: LayerMatrices[] = [];
     for (let l = 0; l < c.nLayers; l++) {
       const s = spec.layers[l];
-      layers.push({
-        attnNorm: await vector(s[0].name),
-        wq: await m(s[1].name, s[1].shape),
-        wk: await m(s[2].name, s[2].shape),
-        wv: await m(s[3].name, s[3].shape),
-        wo: await m(s[4].name, s[4].shape),
-        mlpNorm: await vector(s[5].name),
-        wGate: await m(s[6].name, s[6].shape),
-        wUp: await m(s[7].name, s[7].shape),
-        wDown: await m(s[8].name, s[8].shape),
-      });
+      norms.push({ attnNorm: await vector(s[0].name), mlpNorm: await vector(s[5].name) });
+      if (plan && l >= plan.residentLayers) continue;
+      // One tensor at a time: reads share the file handle's seek position.
+      const done: GpuMatrix[] = [];
+      for (const i of [1, 2, 3, 4, 6, 7, 8]) done.push(await m(s[i].name, s[i].shape));
+      layers.push(Object.fromEntries(LAYER_MATRICES.map((k, j) => [k, done[j]])) as LayerMatrices);
     }
+    const hostBudget = opts.hostMemoryBudget ??
+      Math.floor(Math.max(0, Deno.systemMemoryInfo().available) / 2);
+    const pager = plan ? await LayerPager.create(gpu, c, st, plan, hostBudget) : undefined;
     const kv = {
       k: Array.from({ length: c.nLayers }, (_, l) => gpu.createBuffer(`k cache ${l}`, kvBytes)),
       v: Array.from({ length: c.nLayers }, (_, l) => gpu.createBuffer(`v cache ${l}`, kvBytes)),
@@ -174,11 +214,13 @@ export class GpuLlama implements CausalLM, DeviceSampler {
       c,
       capacity,
       maxBatch,
-      { embed, lmHead, finalNorm, layers },
+      { embed, lmHead, finalNorm, norms, layers },
       kv,
       buf,
       new PipelineCache(gpu),
+      pager,
     );
+    model.options = { ...opts, capacity, maxBatch };
     gpu.check(`loading ${folder.dir}`);
     return model;
   }
@@ -211,7 +253,16 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     const tokens = a.tokens ?? b.tokens;
     await ops.embedding(ctx, { table: this.w.embed, tokens, tokOffset: a.tokOffset, out: b.x, n });
     for (let l = 0; l < c.nLayers; l++) {
-      const L = this.w.layers[l];
+      const streamed = l >= this.w.layers.length;
+      let mats: LayerMatrices;
+      try {
+        mats = streamed ? await this.pager!.acquire(l) : this.w.layers[l];
+      } catch (e) {
+        // The layer's bytes could not be read: drop what this forward recorded; the caller sees the error.
+        ctx.rec.discard();
+        throw e;
+      }
+      const L = { ...mats, ...this.w.norms[l] };
       const k = this.kv.k[l], v = this.kv.v[l];
       await ops.rmsNorm(ctx, { x: b.x, w: L.attnNorm, out: b.xn, n, d, eps: c.rmsNormEps });
       await ops.matmul(ctx, { w: L.wq, x: b.xn, y: b.q, n });
@@ -244,6 +295,11 @@ export class GpuLlama implements CausalLM, DeviceSampler {
       await ops.matmul(ctx, { w: L.wUp, x: b.xn, y: b.up, n });
       await ops.swiGlu(ctx, { gate: b.gate, up: b.up, count: n * c.intermediateSize });
       await ops.matmul(ctx, { w: L.wDown, x: b.gate, y: b.x, n, acc: true });
+      if (streamed) {
+        // Submit now so the slot can be refilled (queue order) while the GPU runs this layer.
+        await this.submit(`layer ${l}`);
+        this.pager!.release(l);
+      }
     }
     // Final norm + LM head only for the rows asked for (prefill: just the last one).
     let src = b.x;
@@ -626,21 +682,36 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     this.length = length;
   }
 
-  /** Bytes of weights resident on the GPU. */
+  /** Bytes of weight matrices on the GPU (resident layers, ring slots, embeddings, LM head). */
   get weightBytes(): number {
-    const L = this.w.layers;
-    const mats = L.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.wGate, l.wUp, l.wDown]);
+    const mats = this.w.layers.flatMap((l) => LAYER_MATRICES.map((k) => l[k]));
     const head = this.w.lmHead === this.w.embed ? 0 : this.w.lmHead.bytes;
-    return mats.reduce((a, m) => a + m.bytes, 0) + this.w.embed.bytes + head;
+    const ring = this.pager ? this.pager.plan.ringSlots * this.pager.plan.layerBytes : 0;
+    return mats.reduce((a, m) => a + m.bytes, 0) + this.w.embed.bytes + head + ring;
+  }
+
+  /** The paging plan, or undefined when every layer is resident. */
+  get paging(): PagingPlan | undefined {
+    return this.pager?.plan;
+  }
+
+  /** Cumulative paging counters since load (a copy), or undefined when every layer is resident. */
+  pagingStats(): PagingStats | undefined {
+    return this.pager ? { ...this.pager.stats } : undefined;
+  }
+
+  /** Wait until no layer refill is in flight (paged models; resolves at once otherwise). */
+  async pagingIdle(): Promise<void> {
+    await this.pager?.idle();
   }
 
   dispose(): void {
-    const L = this.w.layers;
-    for (const l of L) {
-      for (const m of [l.wq, l.wk, l.wv, l.wo, l.wGate, l.wUp, l.wDown]) destroyMatrix(m);
-      l.attnNorm.destroy();
-      l.mlpNorm.destroy();
+    for (const l of this.w.layers) for (const k of LAYER_MATRICES) destroyMatrix(l[k]);
+    for (const n of this.w.norms) {
+      n.attnNorm.destroy();
+      n.mlpNorm.destroy();
     }
+    this.pager?.dispose();
     destroyMatrix(this.w.embed);
     if (this.w.lmHead !== this.w.embed) destroyMatrix(this.w.lmHead);
     this.w.finalNorm.destroy();

@@ -112,6 +112,12 @@ export class Recorder {
     if (size > 0) this.commands.push({ kind: "copy", src, srcOffset, dst, dstOffset, size });
   }
 
+  /** Drop everything recorded since the last submit (after a failure half-way through a recording). */
+  discard(): void {
+    this.commands.length = 0;
+    this.slots = 0;
+  }
+
   /** Encode everything into one command buffer and submit it (one queue submission). */
   async submit(label = "step"): Promise<void> {
     const { device } = this.gpu;

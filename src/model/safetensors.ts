@@ -37,9 +37,18 @@ export class CheckpointError extends Error {
   }
 }
 
-/** Read exactly `length` bytes at `offset`, or throw naming the file. */
-async function readRange(f: Deno.FsFile, path: string, offset: number, length: number): Promise<Uint8Array> {
-  const buf = new Uint8Array(length);
+/** Read exactly `length` bytes at `offset` (into `into` when given), or throw naming the file. */
+async function readRange(
+  f: Deno.FsFile,
+  path: string,
+  offset: number,
+  length: number,
+  into?: Uint8Array,
+): Promise<Uint8Array> {
+  const buf = into ?? new Uint8Array(length);
+  if (buf.byteLength !== length) {
+    throw new RangeError(`${path}: destination of ${buf.byteLength} bytes for a ${length}-byte read`);
+  }
   await f.seek(offset, Deno.SeekMode.Start);
   let got = 0;
   while (got < length) {
@@ -128,8 +137,20 @@ export class SafetensorsFile {
     return this.tensors.get(name);
   }
 
-  /** Read the raw bytes of tensor `name` (one seek + read of exactly its byte range). */
-  async readRaw(name: string): Promise<Uint8Array> {
+  /**
+   * Read the raw bytes of tensor `name` (one seek + read of exactly its byte range), into `into` when
+   * given (it must be exactly the tensor's size: the pager reuses one staging buffer per tensor).
+   */
+  readRaw(name: string, into?: Uint8Array): Promise<Uint8Array> {
+    // Reads are serialised per file: each is a seek + read on the one shared handle, and two interleaved
+    // reads would get each other's bytes (the pager reads while other code may load tensors).
+    const result = this.lock.then(() => this.readRawNow(name, into));
+    this.lock = result.then(() => {}, () => {});
+    return result;
+  }
+  private lock: Promise<void> = Promise.resolve();
+
+  private async readRawNow(name: string, into?: Uint8Array): Promise<Uint8Array> {
     const t = this.tensors.get(name);
     if (!t) throw new CheckpointError(`${this.path}: no tensor "${name}"`);
     const now = (await this.file.stat()).size;
@@ -140,7 +161,7 @@ export class SafetensorsFile {
       );
     }
     try {
-      return await readRange(this.file, this.path, t.offset, t.byteLength);
+      return await readRange(this.file, this.path, t.offset, t.byteLength, into);
     } catch (e) {
       throw new CheckpointError(`${(e as Error).message} (tensor "${name}")`);
     }
@@ -312,11 +333,11 @@ export class SafetensorsModel {
     return [...this.index.keys()];
   }
 
-  /** Raw bytes of `name`. */
-  async readRaw(name: string): Promise<Uint8Array> {
+  /** Raw bytes of `name` (into `into`, exactly the tensor's size, when given). */
+  async readRaw(name: string, into?: Uint8Array): Promise<Uint8Array> {
     const f = this.index.get(name);
     if (!f) throw new CheckpointError(`checkpoint has no tensor "${name}"`);
-    return await f.readRaw(name);
+    return await f.readRaw(name, into);
   }
 
   /** Tensor `name` as f32. */

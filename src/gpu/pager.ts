@@ -1,0 +1,349 @@
+/**
+ * Paged decoder layers: a target whose weights do not fit the GPU memory budget keeps its embeddings,
+ * LM head, norms (and as many whole layers as fit) resident, and streams the other decoder layers
+ * through a ring of S >= 2 layer slots.
+ *
+ * Schedule. Streamed layers are used in a fixed cycle (R, R+1, .., L-1, R, ..), forward after forward;
+ * use number u runs in slot u % S. Right after the commands of use u are SUBMITTED, the slot is refilled
+ * with the layer of use u + S (`queue.writeBuffer` is ordered after every earlier submission and before
+ * every later one, so no fence is needed). The refill's disk read runs while the GPU computes the next
+ * S - 1 layers, and the last layers of a forward refill the slots with the NEXT forward's first layers.
+ *
+ * Host side: the bytes come from a host-RAM cache (the first layers that fit `hostBudget`, pinned; with a
+ * cyclic access pattern a fixed set beats LRU, which would evict exactly the layer needed next) or from
+ * disk with one seek + read per tensor into ONE reused staging set, so peak RSS stays near the host
+ * budget plus one layer. Refills run one at a time, in schedule order.
+ *
+ * A failed read (file truncated or changed on disk) rejects the forward that needs the layer with the
+ * checkpoint's error; the ring then forgets what its slots hold and the next forward reloads them.
+ *
+ * @module
+ */
+
+import type { ModelConfig } from "../model/config.ts";
+import type { SafetensorsModel } from "../model/safetensors.ts";
+import { llamaTensorSpec } from "../model/weights.ts";
+import type { Gpu } from "./device.ts";
+import { allocMatrix, destroyMatrix, type GpuMatrix, writeMatrix } from "./tensor.ts";
+
+/** Most ring slots the planner gives a paged model (more only adds look-ahead, not fewer bytes). */
+export const MAX_RING_SLOTS = 3;
+
+/** How a model's weights are split between resident buffers and the layer ring. */
+export interface PagingPlan {
+  /** Decoder layers 0 .. residentLayers - 1 stay on the GPU. */
+  residentLayers: number;
+  /** Ring slots for the other layers (>= 2). */
+  ringSlots: number;
+  /** Bytes of one decoder layer's seven matrices (what a slot holds). */
+  layerBytes: number;
+  /** Resident bytes besides layers: embeddings, LM head, every norm. */
+  baseBytes: number;
+  /** Weight bytes on the GPU under this plan. */
+  gpuWeightBytes: number;
+  /** Bytes uploaded per forward pass (every streamed layer once). */
+  bytesPerForward: number;
+}
+
+/**
+ * Split a model under `budget` bytes of GPU weight memory, or return undefined when every weight fits.
+ * Keeps as many whole layers resident as the budget allows after a ring of min(maxRingSlots, what fits)
+ * slots; throws a RangeError stating the bytes needed when not even two slots fit.
+ */
+export function planPaging(a: {
+  nLayers: number;
+  layerBytes: number;
+  baseBytes: number;
+  budget: number;
+  maxRingSlots?: number;
+  what?: string;
+}): PagingPlan | undefined {
+  const { nLayers, layerBytes, baseBytes, budget } = a;
+  const maxSlots = Math.max(2, a.maxRingSlots ?? MAX_RING_SLOTS);
+  if (!(budget >= 0)) throw new RangeError(`GPU memory budget must be a non-negative number, got ${budget}`);
+  if (baseBytes + nLayers * layerBytes <= budget) return undefined;
+  const fit = Math.floor((budget - baseBytes) / layerBytes);
+  if (fit < 2) {
+    const need = baseBytes + 2 * layerBytes;
+    throw new RangeError(
+      `GPU memory budget of ${budget} bytes is too small${a.what ? ` for ${a.what}` : ""}: the embeddings, ` +
+        `LM head and norms need ${baseBytes} bytes resident and streaming needs at least 2 layer slots of ` +
+        `${layerBytes} bytes, ${need} bytes in all`,
+    );
+  }
+  const ringSlots = Math.min(maxSlots, fit, nLayers);
+  // Whole resident layers beyond the ring, but never so many that the ring would cover every streamed layer.
+  const residentLayers = Math.min(fit - ringSlots, nLayers - ringSlots - 1);
+  return {
+    residentLayers,
+    ringSlots,
+    layerBytes,
+    baseBytes,
+    gpuWeightBytes: baseBytes + (residentLayers + ringSlots) * layerBytes,
+    bytesPerForward: (nLayers - residentLayers) * layerBytes,
+  };
+}
+
+/** Cumulative paging counters (since load). */
+export interface PagingStats {
+  /** Layer refills and their bytes. */
+  uploads: number;
+  bytesUploaded: number;
+  /** Refills served from the host-RAM cache. */
+  hostHits: number;
+  /** Time reading layer bytes from disk (runs while the GPU computes, unless it is stalled on). */
+  readMs: number;
+  /** Host time copying bytes into the queue (writeBuffer). */
+  writeMs: number;
+  /** Time a forward waited for a slot's refill: the part of reading and writing NOT hidden by compute. */
+  stallMs: number;
+  /** The plan in force. */
+  plan: PagingPlan;
+  /** Layers pinned in host RAM and their bytes. */
+  hostCachedLayers: number;
+  hostCachedBytes: number;
+}
+
+/** The seven matrices of a decoder layer, in llamaTensorSpec order (indices 1-4 and 6-8). */
+export const LAYER_MATRICES = ["wq", "wk", "wv", "wo", "wGate", "wUp", "wDown"] as const;
+/** A layer's matrices by role. */
+export type LayerMatrices = Record<typeof LAYER_MATRICES[number], GpuMatrix>;
+const SPEC_INDEX = [1, 2, 3, 4, 6, 7, 8];
+
+/** Bytes of decoder layer `l`'s seven matrices in `st`, checking every streamed layer has the same layout. */
+export function layerMatrixBytes(st: SafetensorsModel, c: ModelConfig, l: number): number {
+  const s = llamaTensorSpec(c).layers[l];
+  return SPEC_INDEX.reduce((a, i) => a + st.get(s[i].name)!.byteLength, 0);
+}
+
+/** The ring of layer slots and its refill schedule (see the module doc). */
+export class LayerPager {
+  private readonly slots: LayerMatrices[];
+  /** Layer whose bytes a slot holds (after pending writes), or -1 when unknown. */
+  private readonly slotLayer: number[];
+  /** A slot's refill in flight (resolves once written to the queue). */
+  private readonly pending: (Promise<void> | undefined)[];
+  /** Refills run one after another, in schedule order. */
+  private chain: Promise<void> = Promise.resolve();
+  /** Next use index (see the module doc). */
+  private next = 0;
+  private disposed = false;
+  private readonly staging: Uint8Array[];
+  private readonly hostCache = new Map<number, Uint8Array[]>();
+  private readonly hostCacheLimit: number;
+  private readonly streamed: number;
+  readonly stats: PagingStats;
+
+  /** Allocate the slots and fill them with the first streamed layers (awaits the reads). */
+  static async create(
+    gpu: Gpu,
+    config: ModelConfig,
+    st: SafetensorsModel,
+    plan: PagingPlan,
+    hostBudget: number,
+  ): Promise<LayerPager> {
+    const p = new LayerPager(gpu, config, st, plan, hostBudget);
+    for (let s = 0; s < plan.ringSlots; s++) await p.fill(s, plan.residentLayers + s);
+    return p;
+  }
+
+  private constructor(
+    private readonly gpu: Gpu,
+    private readonly config: ModelConfig,
+    private readonly st: SafetensorsModel,
+    readonly plan: PagingPlan,
+    hostBudget: number,
+  ) {
+    const spec = llamaTensorSpec(config);
+    const R = plan.residentLayers;
+    this.streamed = config.nLayers - R;
+    // Every streamed layer must have layer R's matrix shapes and dtypes (slots are allocated once).
+    const first = spec.layers[R];
+    for (let l = R + 1; l < config.nLayers; l++) {
+      SPEC_INDEX.forEach((i) => {
+        const a = st.get(first[i].name)!, b = st.get(spec.layers[l][i].name)!;
+        if (a.dtype !== b.dtype || a.byteLength !== b.byteLength) {
+          throw new RangeError(
+            `cannot page ${spec.layers[l][i].name}: ${b.dtype} ${b.byteLength} bytes, but ${
+              first[i].name
+            } is ${a.dtype} ${a.byteLength} bytes (streamed layers must share one layout)`,
+          );
+        }
+      });
+    }
+    this.slots = Array.from({ length: plan.ringSlots }, (_, s) => {
+      const m = SPEC_INDEX.map((i) => {
+        const t = first[i];
+        return allocMatrix(gpu, `ring slot ${s} ${LAYER_MATRICES[SPEC_INDEX.indexOf(i)]}`, [
+          t.shape[0],
+          t.shape[1],
+        ], st.get(t.name)!.dtype);
+      });
+      return Object.fromEntries(LAYER_MATRICES.map((k, j) => [k, m[j]])) as LayerMatrices;
+    });
+    this.slotLayer = new Array(plan.ringSlots).fill(-1);
+    this.pending = new Array(plan.ringSlots).fill(undefined);
+    this.staging = SPEC_INDEX.map((i) => new Uint8Array(st.get(first[i].name)!.byteLength));
+    this.hostCacheLimit = Math.min(this.streamed, Math.floor(Math.max(0, hostBudget) / plan.layerBytes));
+    this.stats = {
+      uploads: 0,
+      bytesUploaded: 0,
+      hostHits: 0,
+      readMs: 0,
+      writeMs: 0,
+      stallMs: 0,
+      plan,
+      hostCachedLayers: 0,
+      hostCachedBytes: 0,
+    };
+  }
+
+  /** Decoder layer of use `u`. */
+  private layerOf(u: number): number {
+    return this.plan.residentLayers + (u % this.streamed);
+  }
+
+  /** Read layer `l`'s bytes (host cache, or disk into the staging set) and queue them into slot `s`. */
+  private async fill(s: number, l: number): Promise<void> {
+    if (this.disposed) return;
+    this.slotLayer[s] = -1; // unknown until the write is queued
+    const spec = llamaTensorSpec(this.config).layers[l];
+    let bytes = this.hostCache.get(l);
+    if (bytes) {
+      this.stats.hostHits++;
+    } else {
+      const t0 = performance.now();
+      const pin = l - this.plan.residentLayers < this.hostCacheLimit;
+      bytes = [];
+      for (let j = 0; j < SPEC_INDEX.length; j++) {
+        const name = spec[SPEC_INDEX[j]].name;
+        bytes.push(await this.st.readRaw(name, pin ? undefined : this.staging[j]));
+      }
+      this.stats.readMs += performance.now() - t0;
+      if (pin) {
+        this.hostCache.set(l, bytes);
+        this.stats.hostCachedLayers++;
+        this.stats.hostCachedBytes += this.plan.layerBytes;
+      }
+    }
+    if (this.disposed) return;
+    const t1 = performance.now();
+    const slot = this.slots[s];
+    LAYER_MATRICES.forEach((k, j) => writeMatrix(this.gpu, slot[k], bytes[j]));
+    this.stats.writeMs += performance.now() - t1;
+    this.stats.uploads++;
+    this.stats.bytesUploaded += this.plan.layerBytes;
+    this.slotLayer[s] = l;
+  }
+
+  /**
+   * The slot holding streamed layer `l` (>= residentLayers), waiting for its refill if needed. Uses
+   * arrive in cycle order; after an aborted forward the schedule re-aligns and missing layers load now.
+   */
+  async acquire(l: number): Promise<LayerMatrices> {
+    const m = l - this.plan.residentLayers;
+    if (m < 0 || m >= this.streamed) throw new RangeError(`layer ${l} is not a streamed layer`);
+    const skip = (m - (this.next % this.streamed) + this.streamed) % this.streamed;
+    this.next += skip;
+    const s = this.next % this.plan.ringSlots;
+    const t0 = performance.now();
+    try {
+      await this.pending[s];
+      this.pending[s] = undefined;
+      if (this.slotLayer[s] !== l) {
+        // Through the chain: refills share the staging buffers and the files' seek position.
+        const p = this.chain.then(() => this.fill(s, l));
+        this.chain = p.catch(() => {});
+        await p;
+      }
+    } catch (e) {
+      await this.forget();
+      throw e;
+    } finally {
+      this.stats.stallMs += performance.now() - t0;
+    }
+    return this.slots[s];
+  }
+
+  /**
+   * Call right after the commands that use layer `l`'s slot were submitted: schedules the slot's refill
+   * with the layer it serves S uses later (for the last layers of a forward: the next forward's first).
+   */
+  release(l: number): void {
+    const u = this.next++;
+    if (this.layerOf(u) !== l) throw new Error(`pager: released layer ${l} out of order`);
+    const s = u % this.plan.ringSlots;
+    const nextLayer = this.layerOf(u + this.plan.ringSlots);
+    if (nextLayer === l) return; // the slot already holds it (only when the ring covers every streamed layer)
+    const p = this.chain.then(() => this.fill(s, nextLayer));
+    this.pending[s] = p;
+    this.chain = p.catch(() => {});
+  }
+
+  /** After a failed refill: wait for refills in flight, then treat every slot as unknown. */
+  private async forget(): Promise<void> {
+    await this.chain;
+    this.pending.fill(undefined);
+    this.slotLayer.fill(-1);
+  }
+
+  /** Wait for refills in flight (e.g. before timing or disposing). */
+  async idle(): Promise<void> {
+    await this.chain;
+  }
+
+  /** Free the slots (after in-flight refills; the caller makes sure no forward is running). */
+  dispose(): void {
+    this.disposed = true;
+    for (const slot of this.slots) for (const k of LAYER_MATRICES) destroyMatrix(slot[k]);
+    this.hostCache.clear();
+  }
+}
+
+/** What a paged run did between two {@link PagingStats} snapshots, for reports (JSON-friendly). */
+export interface PagingReport {
+  resident_layers: number;
+  ring_slots: number;
+  layer_bytes: number;
+  gpu_weight_bytes: number;
+  host_cached_layers: number;
+  uploads: number;
+  bytes_uploaded: number;
+  host_hits: number;
+  /** Reading (disk or host cache) + writing layer bytes into the queue. */
+  upload_ms: number;
+  /** Time forwards waited for a refill. */
+  stall_ms: number;
+  /** Wall time not spent waiting for weights: the GPU's compute, readbacks, host work. */
+  compute_ms: number;
+  /**
+   * Share of the upload time hidden behind compute: 1 - stall / upload (a refill that finished before
+   * its layer was needed ran while the GPU worked on the layers already submitted).
+   */
+  overlap: number;
+  /** Upload bandwidth of the refills: bytes / upload time. */
+  upload_gb_per_s: number;
+}
+
+/** Summarise the paging work between `before` and `after` over `wallMs` of wall time. */
+export function pagingReport(before: PagingStats, after: PagingStats, wallMs: number): PagingReport {
+  const read = after.readMs - before.readMs, write = after.writeMs - before.writeMs;
+  const stall = after.stallMs - before.stallMs;
+  const upload = read + write, bytes = after.bytesUploaded - before.bytesUploaded;
+  const r = (x: number) => Math.round(x * 100) / 100;
+  return {
+    resident_layers: after.plan.residentLayers,
+    ring_slots: after.plan.ringSlots,
+    layer_bytes: after.plan.layerBytes,
+    gpu_weight_bytes: after.plan.gpuWeightBytes,
+    host_cached_layers: after.hostCachedLayers,
+    uploads: after.uploads - before.uploads,
+    bytes_uploaded: bytes,
+    host_hits: after.hostHits - before.hostHits,
+    upload_ms: r(upload),
+    stall_ms: r(stall),
+    compute_ms: r(Math.max(0, wallMs - stall)),
+    overlap: upload > 0 ? r(Math.min(1, Math.max(0, 1 - stall / upload))) : 1,
+    upload_gb_per_s: upload > 0 ? r(bytes / upload / 1e6) : 0,
+  };
+}

@@ -1,0 +1,223 @@
+/**
+ * Paged decoder layers: the planner's arithmetic, paged == resident forward passes with 2- and 3-slot
+ * rings (prefill, multi-token decoding in one submission, tree masks, the speculative engine), budget
+ * errors that state the bytes needed, and a checkpoint truncated on disk mid-run.
+ */
+import assert from "node:assert/strict";
+import { Gpu } from "../src/gpu/device.ts";
+import { GpuLlama } from "../src/gpu/llama.ts";
+import { planPaging } from "../src/gpu/pager.ts";
+import { openCheckpoint, openModelFolder } from "../src/model/loader.ts";
+import type { ForwardInput } from "../src/model/types.ts";
+import { argmax } from "../src/model/sampling.ts";
+import { generateSpeculative } from "../src/spec/engine.ts";
+import { makeDrafter } from "../src/spec/methods.ts";
+import { randomTensors, SMALL_CONFIG, smallConfig, writeModelFolder } from "./fixtures/random_model.ts";
+
+Deno.test("planPaging: resident when it fits, ring of 2..3 slots, resident layers, errors with bytes", () => {
+  const base = { nLayers: 6, layerBytes: 100, baseBytes: 50 };
+  assert.equal(planPaging({ ...base, budget: 650 }), undefined);
+  assert.deepEqual(planPaging({ ...base, budget: 250 }), {
+    residentLayers: 0,
+    ringSlots: 2,
+    layerBytes: 100,
+    baseBytes: 50,
+    gpuWeightBytes: 250,
+    bytesPerForward: 600,
+  });
+  assert.equal(planPaging({ ...base, budget: 399 })!.ringSlots, 3);
+  const p = planPaging({ ...base, budget: 550 })!; // 5 layers fit: 3 slots + 2 resident
+  assert.equal(p.ringSlots, 3);
+  assert.equal(p.residentLayers, 2);
+  assert.equal(p.bytesPerForward, 400);
+  assert.equal(planPaging({ ...base, budget: 550, maxRingSlots: 2 })!.residentLayers, 3);
+  assert.throws(
+    () => planPaging({ ...base, budget: 200, what: "weights/x" }),
+    /budget of 200 bytes is too small for weights\/x.*need 50 bytes resident.*2 layer slots of 100 bytes, 250 bytes in all/,
+  );
+});
+
+const gpu = await Gpu.acquire();
+const config = smallConfig({ num_hidden_layers: 5 });
+const raw = { ...SMALL_CONFIG, num_hidden_layers: 5 };
+const dir = await Deno.makeTempDir({ prefix: "paging_" });
+await writeModelFolder(dir, raw, randomTensors(config, 11, "F16"));
+const ckpt = await openCheckpoint(dir);
+const resident = await GpuLlama.load(gpu, ckpt, { maxBatch: 32 });
+const layerBytes = 2 * config.hiddenSize *
+  (config.qDim * 2 + config.kvDim * 2 + config.intermediateSize * 3);
+const baseBytes = 2 * 2 * config.vocabSize * config.hiddenSize + (2 * 5 + 1) * config.hiddenSize * 4;
+
+const PROMPT = [1, 17, 40, 5, 63, 22, 9, 70, 3, 12, 44];
+
+function treeInput(past: number): ForwardInput {
+  const tokens = [30, 31, 32, 33, 34, 35], parent = [-1, 0, 0, 1, 2, -1];
+  const n = tokens.length, w = past + n;
+  const mask = new Uint8Array(n * w);
+  const positions = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    mask.fill(1, i * w, i * w + past);
+    let depth = 0;
+    for (let a = i; a >= 0; a = parent[a], depth++) mask[i * w + past + a] = 1;
+    positions[i] = past + depth - 1;
+  }
+  return { tokens: Int32Array.from(tokens), positions, mask };
+}
+
+/** Prefill, 3 rounds of 4-token GPU decoding, a tree forward: logits and ids of every stage. */
+async function trace(m: GpuLlama): Promise<{ logits: Float32Array[]; ids: number[] }> {
+  m.truncate(0);
+  const logits: Float32Array[] = [];
+  const ids: number[] = [];
+  const n = PROMPT.length;
+  const pre = await m.forward({
+    tokens: Int32Array.from(PROMPT),
+    positions: Int32Array.from(PROMPT, (_, i) => i),
+    logitRows: [n - 1],
+  });
+  logits.push(pre);
+  let last = argmax(pre);
+  for (let r = 0; r < 3; r++) {
+    const got = await m.decodeSteps(last, 4, { kind: "argmax" });
+    ids.push(...got);
+    last = got[3];
+  }
+  logits.push(await m.forward(treeInput(m.cacheLength)));
+  return { logits, ids };
+}
+
+const want = await trace(resident);
+
+for (const [slots, budget] of [[2, baseBytes + 2 * layerBytes], [3, baseBytes + 3 * layerBytes + 7]]) {
+  Deno.test(`paged forward (${slots}-slot ring, 5 layers, host cache off) equals resident`, async () => {
+    const paged = await GpuLlama.load(gpu, ckpt, {
+      maxBatch: 32,
+      gpuMemoryBudget: budget,
+      hostMemoryBudget: 0,
+    });
+    try {
+      assert.equal(paged.paging?.ringSlots, slots);
+      assert.equal(paged.paging?.residentLayers, 0);
+      assert.equal(paged.paging?.layerBytes, layerBytes);
+      assert.ok(paged.weightBytes <= budget, `${paged.weightBytes} <= ${budget}`);
+      for (let rep = 0; rep < 2; rep++) { // twice: the second run starts from a ring the first left wrapped
+        const got = await trace(paged);
+        assert.deepEqual(got.ids, want.ids);
+        got.logits.forEach((l, i) => {
+          assert.equal(l.length, want.logits[i].length);
+          for (let j = 0; j < l.length; j++) assert.ok(Math.abs(l[j] - want.logits[i][j]) <= 1e-5);
+        });
+      }
+      const s = paged.pagingStats()!;
+      // Every forward streams all 5 layers; 1 prefill + 12 decode + 1 tree = 14 forwards per trace.
+      assert.ok(s.uploads >= 2 * 14 * 5, `uploads ${s.uploads}`);
+      assert.equal(s.bytesUploaded, s.uploads * layerBytes);
+      assert.equal(s.hostHits, 0);
+    } finally {
+      paged.dispose();
+    }
+  });
+}
+
+Deno.test("paged: resident layers + ring, host cache serves refills from RAM", async () => {
+  const paged = await GpuLlama.load(gpu, ckpt, {
+    maxBatch: 32,
+    gpuMemoryBudget: baseBytes + 4 * layerBytes,
+    maxRingSlots: 2,
+    hostMemoryBudget: 10 * layerBytes,
+  });
+  try {
+    assert.equal(paged.paging?.residentLayers, 2);
+    const got = await trace(paged);
+    assert.deepEqual(got.ids, want.ids);
+    const s = paged.pagingStats()!;
+    assert.equal(s.hostCachedLayers, 3);
+    assert.ok(s.hostHits > 0);
+    assert.equal(s.bytesUploaded, s.uploads * layerBytes);
+  } finally {
+    paged.dispose();
+  }
+});
+
+Deno.test("paged: a budget below two layer slots fails naming the bytes needed", async () => {
+  await assert.rejects(
+    () => GpuLlama.load(gpu, ckpt, { gpuMemoryBudget: baseBytes + layerBytes }),
+    new RegExp(`too small for ${dir}.*${baseBytes + 2 * layerBytes} bytes in all`),
+  );
+});
+
+Deno.test("paged speculative decoding (Sequoia) is token-identical to resident", async () => {
+  const draftDir = `${dir}_draft`;
+  const dcfg = smallConfig({ num_hidden_layers: 1 });
+  await writeModelFolder(draftDir, { ...SMALL_CONFIG, num_hidden_layers: 1 }, randomTensors(dcfg, 12, "F16"));
+  const draftCkpt = await openCheckpoint(draftDir);
+  const draft = await GpuLlama.load(gpu, draftCkpt, { maxBatch: 64 });
+  const paged = await GpuLlama.load(gpu, ckpt, { maxBatch: 32, gpuMemoryBudget: baseBytes + 2 * layerBytes });
+  try {
+    const run = async (target: GpuLlama) => {
+      const out: number[] = [];
+      const { drafter, verifier } = makeDrafter("sequoia", { treeSize: 8, depth: 3 }, [0.6, 0.2, 0.1, 0.05]);
+      const opts = {
+        drafter,
+        verifier,
+        maxTokens: 20,
+        sampling: { temperature: 0, topK: 0, topP: 1 },
+        seed: 3,
+      };
+      for await (const ev of generateSpeculative(target, draft, PROMPT, opts)) {
+        if (ev.type === "token") out.push(ev.id);
+      }
+      return out;
+    };
+    assert.deepEqual(await run(paged), await run(resident));
+  } finally {
+    paged.dispose();
+    draft.dispose();
+    draftCkpt.checkpoint.close();
+  }
+});
+
+Deno.test("paged: a checkpoint truncated on disk fails the forward with the file's name, then recovers", async () => {
+  const copy = `${dir}_copy`;
+  await Deno.mkdir(copy);
+  for (const f of ["config.json", "model.safetensors"]) await Deno.copyFile(`${dir}/${f}`, `${copy}/${f}`);
+  const c2 = await openCheckpoint(copy);
+  const paged = await GpuLlama.load(gpu, c2, {
+    maxBatch: 32,
+    gpuMemoryBudget: baseBytes + 2 * layerBytes,
+    hostMemoryBudget: 0,
+  });
+  const file = `${copy}/model.safetensors`;
+  const good = await Deno.readFile(file);
+  try {
+    await trace(paged);
+    await Deno.truncate(file, good.byteLength - 1000);
+    await assert.rejects(() => trace(paged), /model\.safetensors.*(changed on disk|truncated)/);
+    await Deno.writeFile(file, good); // restored: the next request works and matches again
+    const got = await trace(paged);
+    assert.deepEqual(got.ids, want.ids);
+  } finally {
+    paged.dispose();
+    c2.checkpoint.close();
+    await Deno.remove(copy, { recursive: true });
+  }
+});
+
+Deno.test("paged model from a folder keeps its tokenizer-facing config", async () => {
+  // The loader path users take: openModelFolder + budget (the tiny target, all 6 layers streamed).
+  const folder = await openModelFolder(new URL("../weights/tiny/target", import.meta.url).pathname);
+  const m = await GpuLlama.load(gpu, folder, { gpuMemoryBudget: 6 * 1024 * 1024, maxBatch: 16 });
+  try {
+    assert.ok(m.paging);
+    const ids = folder.tokenizer.encode("And God said");
+    const r = await m.forwardIds({
+      tokens: Int32Array.from(ids),
+      positions: Int32Array.from(ids, (_, i) => i),
+      logitRows: [ids.length - 1],
+    }, { kind: "argmax" });
+    assert.equal(r.length, 1);
+  } finally {
+    m.dispose();
+    folder.checkpoint.close();
+  }
+});
