@@ -58,3 +58,37 @@ export function serializeSafetensors(
   }
   return out;
 }
+
+/** A tensor's place in a file being written piece by piece. */
+export interface TensorLayout {
+  name: string;
+  dtype: DType;
+  shape: number[];
+}
+
+/**
+ * The header block (8-byte length + JSON padded to 8 bytes) for tensors written in `layout` order
+ * right after it, and each tensor's byte offset from the start of the file: for writers that stream
+ * tensor data (multi-GB files never held in memory).
+ */
+export function safetensorsHeader(
+  layout: TensorLayout[],
+  metadata: Record<string, string> = { format: "pt" },
+): { header: Uint8Array; offsets: number[]; fileBytes: number } {
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  const rel: number[] = [];
+  let off = 0;
+  for (const t of layout) {
+    const bytes = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + bytes] };
+    rel.push(off);
+    off += bytes;
+  }
+  let h = JSON.stringify(header);
+  h += " ".repeat((8 - (new TextEncoder().encode(h).length % 8)) % 8);
+  const hb = new TextEncoder().encode(h);
+  const out = new Uint8Array(8 + hb.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(hb.length), true);
+  out.set(hb, 8);
+  return { header: out, offsets: rel.map((r) => r + out.length), fileBytes: out.length + off };
+}

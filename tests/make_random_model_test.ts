@@ -1,0 +1,76 @@
+/**
+ * scripts/make_random_model.ts writes a loadable HF folder (single file or sharded), refuses to overwrite,
+ * and the byte-size flags parse the way the usage text says.
+ */
+import assert from "node:assert/strict";
+import { makeRandomModel, PRESETS } from "../scripts/make_random_model.ts";
+import { loadCpuModel, openModelFolder } from "../src/model/loader.ts";
+import { formatBytes, parseBytes } from "../src/cli/bytes.ts";
+
+const RAW = {
+  architectures: ["LlamaForCausalLM"],
+  model_type: "llama",
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  bos_token_id: 1,
+  eos_token_id: 2,
+  ...PRESETS.test,
+};
+
+for (const shardBytes of [1e9, 100_000]) {
+  Deno.test(`make_random_model: ${shardBytes > 1e6 ? "one file" : "sharded"} folder loads and runs`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "random_model_" });
+    const bytes = await makeRandomModel(dir, RAW, { dtype: "F16", seed: 5, shardBytes });
+    const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    if (shardBytes > 1e6) {
+      assert.ok(files.includes("model.safetensors"));
+    } else {
+      assert.ok(files.includes("model.safetensors.index.json"));
+      assert.ok(files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f)).length >= 2);
+    }
+    const folder = await openModelFolder(dir);
+    try {
+      const t = folder.checkpoint.get("model.layers.0.mlp.up_proj.weight")!;
+      assert.equal(t.dtype, "F16");
+      assert.deepEqual(t.shape, [176, 64]);
+      const total = folder.checkpoint.names().reduce((a, n) => a + folder.checkpoint.get(n)!.byteLength, 0);
+      assert.equal(total, bytes);
+      assert.match(folder.checkpoint.files[0].metadata.generator, /random weights/);
+      const m = await loadCpuModel(folder);
+      const logits = await m.forward({ tokens: Int32Array.of(1, 5, 9), positions: Int32Array.of(0, 1, 2) });
+      assert.equal(logits.length, 3 * 2048);
+      assert.ok(logits.every(Number.isFinite));
+      // The same seed gives the same weights; another seed others.
+      const again = await Deno.makeTempDir();
+      await makeRandomModel(again, RAW, { dtype: "F16", seed: 5, shardBytes: 1e9 });
+      const other = await Deno.makeTempDir();
+      await makeRandomModel(other, RAW, { dtype: "F16", seed: 6, shardBytes: 1e9 });
+      const name = "model.layers.1.self_attn.q_proj.weight";
+      const a = await folder.checkpoint.readRaw(name);
+      const b = await (await openModelFolder(again)).checkpoint.readRaw(name);
+      const c = await (await openModelFolder(other)).checkpoint.readRaw(name);
+      assert.deepEqual(a, b);
+      assert.notDeepEqual(a, c);
+    } finally {
+      folder.checkpoint.close();
+    }
+    await assert.rejects(
+      () => makeRandomModel(dir, RAW, { dtype: "F16", seed: 5, shardBytes }),
+      /not empty; refusing to overwrite/,
+    );
+  });
+}
+
+Deno.test("byte sizes: plain, decimal and binary units; errors name the flag", () => {
+  assert.equal(parseBytes("--x", "268435456"), 268435456);
+  assert.equal(parseBytes("--x", "256MB"), 256e6);
+  assert.equal(parseBytes("--x", "256MiB"), 256 * 2 ** 20);
+  assert.equal(parseBytes("--x", "1.5GiB"), 1.5 * 2 ** 30);
+  assert.equal(parseBytes("--x", "2g"), 2e9);
+  assert.equal(parseBytes("--x", "0"), 0);
+  assert.throws(() => parseBytes("--gpu-memory-budget", "lots"), /--gpu-memory-budget: expected a byte size/);
+  assert.throws(() => parseBytes("--x", "-5MB"), /expected a byte size/);
+  assert.throws(() => parseBytes("--x", "5 parsecs"), /expected a byte size/);
+  assert.equal(formatBytes(1_409_024), "1.41 MB");
+  assert.equal(formatBytes(512), "512 B");
+});
