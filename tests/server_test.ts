@@ -87,7 +87,7 @@ Deno.test("server: invalid requests get 4xx with the field named", async () => {
   );
   await expectError(await post({ prompt: "x".repeat(2 * 1024 * 1024) }), 413, "exceeds");
   await expectError(await app.request("/v1/nothing"), 404, "no route");
-  await expectError(await app.request("/v1/generate"), 404);
+  await expectError(await app.request("/v1/generate"), 405, "GET", "POST");
 });
 
 Deno.test("server: speculative methods answer exactly like AR at T=0; /v1/status and /ready", async () => {

@@ -1,94 +1,100 @@
 /**
  * The HTTP app (hono), with no socket: `createApp(service)` is served by `Deno.serve` in cli/serve.ts and
- * tested with `app.request()`. Every body is zod-validated; errors use the OpenAI error envelope.
+ * tested with `app.request()`. Every body is zod-validated; every error uses the OpenAI envelope.
  *
- * Routes: GET /health, GET /v1/models, POST /v1/generate (JSON or SSE with `stream: true`).
+ * Routes: GET /health (live), GET /ready (loaded, profiled, not draining), GET /metrics (Prometheus),
+ * GET /v1/models, GET /v1/status, POST /v1/generate (native), POST /v1/completions and
+ * POST /v1/chat/completions (OpenAI). Unknown paths answer 404, known paths with another method 405.
  *
  * @module
  */
 
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
-import { streamSSE } from "hono/streaming";
-import { z } from "zod";
-import type { CausalLM } from "../model/types.ts";
-import type { ModelTokenizer } from "../model/tokenizer.ts";
-import type { FinishReason, GenerationStats } from "../engine/autoregressive.ts";
-import { decode } from "../engine/decoder.ts";
-import { type Method, METHODS, type TreeOptions } from "../spec/methods.ts";
-import type { AdaptiveSequoiaPlan } from "../spec/adaptive.ts";
+import { METHODS } from "../spec/methods.ts";
+import { bearerAuth } from "./auth.ts";
+import { MAX_BODY_BYTES } from "./body.ts";
+import { ApiError } from "./errors.ts";
+import { Generations, type ModelService } from "./generation.ts";
+import { ServerMetrics } from "./metrics.ts";
+import { nativeRoutes } from "./native.ts";
+import { openaiRoutes } from "./openai.ts";
+import { Scheduler } from "./queue.ts";
 
-/** What the app serves: one target model, its tokenizer, and optionally a draft for speculation. */
-export interface ModelService {
-  name: string;
-  model: CausalLM;
-  tokenizer: ModelTokenizer;
-  /** Draft model; without it only "ar" is available. */
-  draft?: CausalLM;
-  /** Method used when a request names none. */
-  defaultMethod?: Method;
-  /** Default tree settings (e.g. the hardware-aware pick) and Sequoia's acceptance vector. */
-  tree?: TreeOptions;
-  acceptance?: number[];
-  /** Sequoia's self-re-planning tree, shared by all requests. */
-  adaptive?: AdaptiveSequoiaPlan;
-  /** What GET /v1/status reports about the startup profile. */
-  status?: Record<string, unknown>;
+export type { ModelService } from "./generation.ts";
+export { MAX_BODY_BYTES } from "./body.ts";
+
+/** Default number of generations that may wait behind the running one. */
+export const DEFAULT_MAX_QUEUE = 16;
+
+/** Options of {@link createApp}; every field has a default. */
+export interface AppOptions {
+  /** Generations waiting behind the running one before 429 (default {@link DEFAULT_MAX_QUEUE}). */
+  maxQueue?: number;
+  /** Largest request body in bytes (default {@link MAX_BODY_BYTES}); larger ones get 413. */
+  maxBodyBytes?: number;
+  /** When set, /v1/* and /metrics need `Authorization: Bearer <apiKey>` (401 otherwise). */
+  apiKey?: string;
+  /** The queue, when the caller drains it at shutdown (default: a new one of `maxQueue`). */
+  scheduler?: Scheduler;
+  /** The metrics registry (default: a new one). */
+  metrics?: ServerMetrics;
 }
 
-/** Largest accepted request body. */
-export const MAX_BODY_BYTES = 1024 * 1024;
+/** Every route and its methods, for 405 answers and bounded metric labels. */
+const ROUTES: Record<string, string[]> = {
+  "/health": ["GET"],
+  "/ready": ["GET"],
+  "/metrics": ["GET"],
+  "/v1/models": ["GET"],
+  "/v1/status": ["GET"],
+  "/v1/generate": ["POST"],
+  "/v1/completions": ["POST"],
+  "/v1/chat/completions": ["POST"],
+};
 
-const generateSchema = z.object({
-  prompt: z.string().min(1).max(200_000),
-  max_tokens: z.number().int().min(1).max(100_000).default(128),
-  temperature: z.number().min(0).max(100).default(0.7),
-  top_p: z.number().gt(0).max(1).default(1),
-  top_k: z.number().int().min(0).max(1_000_000).default(0),
-  seed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
-  stream: z.boolean().default(false),
-  method: z.enum(METHODS).optional(),
-  tree_size: z.number().int().min(1).max(256).optional(),
-  depth: z.number().int().min(1).max(32).optional(),
-  budget: z.number().int().min(1).max(1024).optional(),
-}).strict();
-
-/** Body of POST /v1/generate. */
-export type GenerateRequest = z.infer<typeof generateSchema>;
-
-function errorBody(message: string, type: string, param: string | null = null, code: string | null = null) {
-  return { error: { message, type, param, code } };
-}
-
-/** Serialises generations: one GPU (or CPU model), one sequence at a time, in arrival order. */
-class Fifo {
-  private tail: Promise<void> = Promise.resolve();
-
-  run<T>(fn: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(fn);
-    this.tail = result.then(() => {}, () => {});
-    return result;
-  }
-}
-
-/** Build the hono app for `svc`. */
-export function createApp(svc: ModelService): Hono {
+/**
+ * Build the hono app for `svc`.
+ *
+ * @example
+ * ```ts
+ * const app = createApp(service, { maxQueue: 8, apiKey: Deno.env.get("SPECDEC_API_KEY") });
+ * Deno.serve({ port: 8000 }, app.fetch);
+ * ```
+ */
+export function createApp(svc: ModelService, opts: AppOptions = {}): Hono {
   const app = new Hono();
-  const queue = new Fifo();
-  const ctx = svc.model.config.maxPositions;
-
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: (c) =>
-        c.json(errorBody(`request body exceeds ${MAX_BODY_BYTES} bytes`, "invalid_request_error"), 413),
-    }),
+  const scheduler = opts.scheduler ?? new Scheduler({ maxQueue: opts.maxQueue ?? DEFAULT_MAX_QUEUE });
+  const metrics = opts.metrics ?? new ServerMetrics();
+  const maxBody = opts.maxBodyBytes ?? MAX_BODY_BYTES;
+  const gen = new Generations(svc, scheduler, metrics);
+  const created = Math.floor(Date.now() / 1000);
+  metrics.gauge("specdec_queue_depth", "Generations waiting for the model.", () => scheduler.waiting);
+  metrics.gauge("specdec_queue_running", "Generations running (0 or 1).", () => scheduler.running);
+  metrics.gauge(
+    "specdec_queue_limit",
+    "Most generations that may wait (more get 429).",
+    () => scheduler.maxQueue,
   );
 
+  // Count every answer, errors included, by route (unknown paths share one label: bounded cardinality).
+  app.use("*", async (c, next) => {
+    await next();
+    const route = c.req.path in ROUTES ? c.req.path : "other";
+    metrics.requests.inc({ route, status: String(c.res.status) });
+  });
+  if (opts.apiKey !== undefined) {
+    const auth = bearerAuth(opts.apiKey);
+    app.use("/v1/*", auth);
+    app.use("/metrics", auth);
+  }
+
   app.get("/health", (c) => c.json({ status: "ok" }));
-  // The app exists only once the models are loaded (and profiled): ready as soon as it answers.
-  app.get("/ready", (c) => c.json({ status: "ready" }));
+  // The app exists only once the models are loaded and profiled; it stops being ready when draining.
+  app.get(
+    "/ready",
+    (c) => scheduler.isDraining ? c.json({ status: "draining" }, 503) : c.json({ status: "ready" }),
+  );
+  app.get("/metrics", (c) => c.text(metrics.render(), 200, { "Content-Type": "text/plain; version=0.0.4" }));
   app.get("/v1/status", (c) =>
     c.json({
       model: svc.name,
@@ -97,131 +103,31 @@ export function createApp(svc: ModelService): Hono {
       tree: svc.tree ?? {},
       acceptance: svc.adaptive?.acceptance ?? svc.acceptance ?? null,
       profile: svc.status ?? null,
+      queue: { waiting: scheduler.waiting, running: scheduler.running, limit: scheduler.maxQueue },
+      context: gen.context,
     }));
-
   app.get(
     "/v1/models",
     (c) =>
-      c.json({ object: "list", data: [{ id: svc.name, object: "model", created: 0, owned_by: "local" }] }),
+      c.json({ object: "list", data: [{ id: svc.name, object: "model", created, owned_by: "specdec" }] }),
   );
+  nativeRoutes(app, gen, maxBody);
+  openaiRoutes(app, gen, maxBody);
 
-  app.post("/v1/generate", async (c) => {
-    let raw: unknown;
-    try {
-      raw = await c.req.json();
-    } catch {
-      return c.json(errorBody("request body is not valid JSON", "invalid_request_error"), 400);
-    }
-    const r = generateSchema.safeParse(raw);
-    if (!r.success) {
-      const i = r.error.issues[0];
-      const param = i.path.join(".") || null;
-      return c.json(errorBody(`${param ?? "body"}: ${i.message}`, "invalid_request_error", param), 400);
-    }
-    const req = r.data;
-    const method = req.method ?? svc.defaultMethod ?? "ar";
-    if (method !== "ar" && !svc.draft) {
-      return c.json(
-        errorBody(
-          `method "${method}" needs a draft model; this server has none`,
-          "invalid_request_error",
-          "method",
-        ),
-        400,
-      );
-    }
-    if (method === "sequoia" && !svc.acceptance) {
-      return c.json(
-        errorBody(
-          `method "sequoia" needs an acceptance vector; start the server with a draft`,
-          "invalid_request_error",
-          "method",
-        ),
-        400,
-      );
-    }
-    const prompt = svc.tokenizer.encode(req.prompt);
-    if (prompt.length + req.max_tokens > ctx) {
-      return c.json(
-        errorBody(
-          `prompt (${prompt.length} tokens) + max_tokens (${req.max_tokens}) exceeds the context of ${ctx} tokens`,
-          "invalid_request_error",
-          "max_tokens",
-          "context_length_exceeded",
-        ),
-        400,
-      );
-    }
-    const abort = new AbortController();
-    c.req.raw.signal?.addEventListener("abort", () => abort.abort());
-    const events = (onToken: (id: number, text: string) => Promise<void>) =>
-      queue.run(async () => {
-        const dec = svc.tokenizer.streamDecoder();
-        const ids: number[] = [];
-        let finish: FinishReason = "length";
-        let stats: GenerationStats | undefined;
-        const tree = {
-          ...svc.tree,
-          treeSize: req.tree_size ?? svc.tree?.treeSize,
-          depth: req.depth ?? svc.tree?.depth,
-          budget: req.budget ?? svc.tree?.budget,
-        };
-        // The shared adaptive plan only serves requests that keep the server's tree.
-        const adaptive = req.tree_size === undefined && req.depth === undefined ? svc.adaptive : undefined;
-        for await (
-          const ev of decode(method, svc.model, svc.draft, prompt, {
-            tree,
-            acceptance: svc.acceptance,
-            adaptive,
-            log: (l) => console.error(`[server] ${l}`),
-            maxTokens: req.max_tokens,
-            sampling: { temperature: req.temperature, topK: req.top_k, topP: req.top_p },
-            seed: req.seed ?? crypto.getRandomValues(new Uint32Array(1))[0],
-            eosIds: svc.tokenizer.eosIds,
-            signal: abort.signal,
-          })
-        ) {
-          if (ev.type === "step") continue;
-          if (ev.type === "token") {
-            ids.push(ev.id);
-            await onToken(ev.id, dec.push(ev.id));
-          } else {
-            finish = ev.finishReason;
-            stats = ev.stats;
-          }
-        }
-        return { ids, tail: dec.flush(), finish, stats: stats! };
+  // A known path with another method: 405 naming the allowed ones (hono answers HEAD with GET routes).
+  for (const [path, methods] of Object.entries(ROUTES)) {
+    const allow = methods.includes("GET") ? [...methods, "HEAD"] : methods;
+    app.all(path, (c) => {
+      throw new ApiError(405, `method ${c.req.method} is not allowed on ${path}; use ${allow.join(" or ")}`, {
+        headers: { Allow: allow.join(", ") },
       });
-
-    if (!req.stream) {
-      const out = await events(() => Promise.resolve());
-      return c.json({
-        text: svc.tokenizer.decode(out.ids),
-        tokens: out.ids,
-        finish_reason: out.finish,
-        usage: {
-          prompt_tokens: prompt.length,
-          completion_tokens: out.ids.length,
-          total_tokens: prompt.length + out.ids.length,
-        },
-        method,
-        stats: out.stats,
-      });
-    }
-    return streamSSE(c, async (s) => {
-      s.onAbort(() => abort.abort());
-      const out = await events((id, text) => s.writeSSE({ data: JSON.stringify({ token: id, text }) }));
-      await s.writeSSE({
-        data: JSON.stringify({ text: out.tail, finish_reason: out.finish, stats: out.stats }),
-      });
-      await s.writeSSE({ data: "[DONE]" });
     });
-  });
-
-  app.notFound((c) => c.json(errorBody(`no route ${c.req.method} ${c.req.path}`, "not_found_error"), 404));
+  }
+  app.notFound((c) => c.json(new ApiError(404, `no route ${c.req.method} ${c.req.path}`).envelope(), 404));
   app.onError((err, c) => {
-    console.error(`[server] ${c.req.method} ${c.req.path}: ${err.message}`);
-    return c.json(errorBody("internal server error", "server_error"), 500);
+    if (err instanceof ApiError) return c.json(err.envelope(), err.status, err.options.headers);
+    console.error(`[server] ${c.req.method} ${c.req.path}: ${err.stack ?? err.message}`);
+    return c.json(new ApiError(500, "internal server error").envelope(), 500);
   });
   return app;
 }
