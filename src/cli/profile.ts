@@ -18,6 +18,7 @@ import type { ModelFolder } from "../model/loader.ts";
 import type { SamplingParams } from "../model/sampling.ts";
 import { rankTrees } from "../spec/tree_choice.ts";
 import { UsageError } from "./usage.ts";
+import { formatBytes, parseBytes } from "./bytes.ts";
 
 const USAGE = `Usage: deno task profile [--acceptance] [options]
 
@@ -30,6 +31,9 @@ const USAGE = `Usage: deno task profile [--acceptance] [options]
   --draft DIR        draft (default weights/tiny/draft)
   --temperature T    (default 0.7)   --top-k K (default 0)   --top-p P (default 0.95)
   --backend gpu|cpu  (default gpu)
+  --gpu-memory-budget B   profile the target paged under B bytes of GPU weight memory (its own
+                          cached profile: t(n) is nearly flat when streaming weights dominates)
+  --host-memory-budget B  host RAM for caching streamed layers
   --json             print one JSON object
 `;
 
@@ -49,6 +53,8 @@ export async function runProfile(args: string[]): Promise<number> {
         "top-p": { type: "string", default: "0.95" },
         backend: { type: "string", default: "gpu" },
         json: { type: "boolean", default: false },
+        "gpu-memory-budget": { type: "string" },
+        "host-memory-budget": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -74,9 +80,12 @@ export async function runProfile(args: string[]): Promise<number> {
     if (values.backend !== "gpu") {
       throw new UsageError("profile: the hardware profile measures the WebGPU engine (--backend gpu)");
     }
+    const bytes = (flag: string, v: string | undefined) => v === undefined ? undefined : parseBytes(flag, v);
     return await hardwareProfile(targetFolder, draftFolder, sampling, {
       json: values.json,
       reprofile: values.reprofile,
+      gpuMemoryBudget: bytes("--gpu-memory-budget", values["gpu-memory-budget"]),
+      hostMemoryBudget: bytes("--host-memory-budget", values["host-memory-budget"]),
     });
   }
   const t = await loadModel(targetFolder, values.backend as Backend);
@@ -115,14 +124,25 @@ async function hardwareProfile(
   targetFolder: ModelFolder,
   draftFolder: ModelFolder,
   sampling: SamplingParams,
-  o: { json: boolean; reprofile: boolean },
+  o: { json: boolean; reprofile: boolean; gpuMemoryBudget?: number; hostMemoryBudget?: number },
 ): Promise<number> {
   const log = (l: string) => console.error(l);
   const t0 = performance.now();
   const gpu = await sharedGpu();
-  const target = await GpuLlama.load(gpu, targetFolder);
+  const target = await GpuLlama.load(gpu, targetFolder, {
+    gpuMemoryBudget: o.gpuMemoryBudget,
+    hostMemoryBudget: o.hostMemoryBudget,
+  });
   const draft = await GpuLlama.load(gpu, draftFolder);
   const pair = { targetFolder, draftFolder, target, draft };
+  const p = target.paging;
+  if (p) {
+    log(
+      `target paged: ${p.residentLayers} resident layers + ${p.ringSlots}-slot ring, ${
+        formatBytes(p.bytesPerForward)
+      } streamed per forward`,
+    );
+  }
   const { costs, cached } = await loadOrMeasureCosts(gpu, pair, { reprofile: o.reprofile, log });
   const acceptance = await acceptanceFor(pair, sampling, { log });
   const plan = planSequoia(acceptance, 256, 17);
@@ -136,6 +156,7 @@ async function hardwareProfile(
       JSON.stringify({
         adapter: gpu.adapter,
         deno: Deno.version.deno,
+        paging: target.paging,
         cached,
         seconds,
         costs,

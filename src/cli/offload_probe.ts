@@ -1,0 +1,135 @@
+/**
+ * Paging at a real size: a 1B-shaped random target (scripts/make_random_model.ts) decoded under a GPU
+ * memory budget, with the upload bandwidth the ring reached next to this machine's plain copy bandwidth
+ * (a host memcpy, and writeBuffer into a GPU buffer). Used by `deno task bench --offload`.
+ *
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import { GpuLlama } from "../gpu/llama.ts";
+import { type PagingReport, pagingReport } from "../gpu/pager.ts";
+import { openCheckpoint } from "../model/loader.ts";
+import { makeRandomModel, PRESETS } from "../../scripts/make_random_model.ts";
+import { median } from "../util/stats.ts";
+
+/** What {@link probePagedModel} measured. */
+export interface OffloadProbe {
+  model: string;
+  preset: string;
+  modelBytes: number;
+  budget: number;
+  hostBudget: number;
+  tokens: number;
+  tokPerS: number;
+  msPerToken: number;
+  paging: PagingReport;
+  /** Host memcpy GB/s (256 MB Uint8Array.set, median of 3). */
+  memcpyGBps: number;
+  /** queue.writeBuffer into one GPU buffer, GB/s (median of 3, includes the submit that applies it). */
+  writeBufferGBps: number;
+  /** Resident set size at the end, bytes (on a software adapter it includes the "GPU" buffers). */
+  rssBytes: number;
+}
+
+/** Host memcpy and writeBuffer bandwidth on this machine (GB/s). */
+export async function copyBandwidth(
+  gpu: Gpu,
+  bytes = 256 * 1024 * 1024,
+): Promise<{ memcpy: number; write: number }> {
+  const src = new Uint8Array(bytes).fill(7), dst = new Uint8Array(bytes);
+  const memcpy: number[] = [], write: number[] = [];
+  const buf = gpu.createBuffer("copy bandwidth probe", Math.min(bytes, gpu.limits.maxBufferSize));
+  const n = Math.min(bytes, buf.size);
+  for (let r = 0; r < 3; r++) {
+    let t = performance.now();
+    dst.set(src);
+    memcpy.push(bytes / (performance.now() - t) / 1e6);
+    await gpu.device.queue.onSubmittedWorkDone();
+    t = performance.now();
+    gpu.device.queue.writeBuffer(buf, 0, src, 0, n);
+    gpu.device.queue.submit([]);
+    await gpu.device.queue.onSubmittedWorkDone();
+    write.push(n / (performance.now() - t) / 1e6);
+  }
+  buf.destroy();
+  return { memcpy: median(memcpy), write: median(write) };
+}
+
+/**
+ * Make (once, into `dir`) a random model of `preset` and decode `tokens` tokens greedily with its
+ * target paged under `budget` bytes (host cache `hostBudget`). Token ids only: no tokenizer involved.
+ */
+export async function probePagedModel(
+  gpu: Gpu,
+  o: {
+    dir: string;
+    preset: string;
+    budget: number;
+    hostBudget: number;
+    tokens: number;
+    log?: (l: string) => void;
+  },
+): Promise<OffloadProbe> {
+  let exists = false;
+  try {
+    exists = (await Deno.stat(`${o.dir}/config.json`)).isFile;
+  } catch {
+    // not made yet
+  }
+  if (!exists) {
+    o.log?.(`making a ${o.preset}-shaped random model in ${o.dir} (once) ...`);
+    await makeRandomModel(o.dir, {
+      architectures: ["LlamaForCausalLM"],
+      model_type: "llama",
+      rms_norm_eps: 1e-5,
+      rope_theta: 10000,
+      bos_token_id: 1,
+      eos_token_id: 2,
+      ...PRESETS[o.preset],
+    }, { dtype: "F16", seed: 1, shardBytes: 2e9 });
+  }
+  const ckpt = await openCheckpoint(o.dir);
+  const modelBytes = ckpt.checkpoint.names().reduce((a, n) => a + ckpt.checkpoint.get(n)!.byteLength, 0);
+  const m = await GpuLlama.load(gpu, ckpt, {
+    gpuMemoryBudget: o.budget,
+    hostMemoryBudget: o.hostBudget,
+    maxBatch: 16,
+    capacity: 256,
+  });
+  try {
+    if (!m.paging) throw new RangeError(`${o.dir}: a budget of ${o.budget} bytes holds the whole model`);
+    const prompt = Int32Array.from({ length: 8 }, (_, i) => 10 + i);
+    let last = (await m.forwardIds(
+      { tokens: prompt, positions: Int32Array.from(prompt, (_, i) => i), logitRows: [7] },
+      { kind: "argmax" },
+    ))[0];
+    await m.pagingIdle();
+    const before = m.pagingStats()!;
+    const t0 = performance.now();
+    for (let i = 0; i < o.tokens; i++) {
+      // One token per submission: a paged forward streams every layer anyway.
+      last = (await m.decodeSteps(last, 1, { kind: "argmax" }))[0];
+    }
+    const ms = performance.now() - t0;
+    const paging = pagingReport(before, m.pagingStats()!, ms);
+    const bw = await copyBandwidth(gpu);
+    return {
+      model: o.dir,
+      preset: o.preset,
+      modelBytes,
+      budget: o.budget,
+      hostBudget: o.hostBudget,
+      tokens: o.tokens,
+      tokPerS: o.tokens / (ms / 1000),
+      msPerToken: ms / o.tokens,
+      paging,
+      memcpyGBps: bw.memcpy,
+      writeBufferGBps: bw.write,
+      rssBytes: Deno.memoryUsage().rss,
+    };
+  } finally {
+    m.dispose();
+    ckpt.checkpoint.close();
+  }
+}
