@@ -93,6 +93,11 @@ export interface PendingGeneration {
   run(onToken?: OnToken): Promise<GenerationResult>;
 }
 
+/** The error a generation cancelled by shutdown answers with (503; an error event when streaming). */
+export function shutdownError(): ApiError {
+  return new ApiError(503, "generation cancelled: the server is shutting down", { code: "shutting_down" });
+}
+
 /** Runs generations for the routes of one app. */
 export class Generations {
   /** The model's context length (tokens). */
@@ -154,6 +159,10 @@ export class Generations {
         slot.run((signal) => {
           this.metrics.queueSeconds.observe((performance.now() - queuedAt) / 1000);
           return this.generate(method, req, slot, signal, onToken);
+        }).catch((e) => {
+          // Cancelled by shutdown before its turn: the client hears why.
+          if (slot.cause === "shutdown") throw shutdownError();
+          throw e;
         }),
     };
   }

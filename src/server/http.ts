@@ -67,8 +67,3 @@ export function sse(
     }
   });
 }
-
-/** The error a generation cancelled by shutdown answers with. */
-export function shutdownError(): ApiError {
-  return new ApiError(503, "generation cancelled: the server is shutting down", { code: "shutting_down" });
-}

@@ -8,8 +8,8 @@
 import type { Hono } from "hono";
 import { z } from "zod";
 import { METHODS } from "../spec/methods.ts";
-import type { Generations } from "./generation.ts";
-import { clientAbort, clientGone, parseBody, shutdownError, sse } from "./http.ts";
+import { type Generations, shutdownError } from "./generation.ts";
+import { clientAbort, clientGone, parseBody, sse } from "./http.ts";
 
 /** Stop sequences: one string or up to 16 (each 1..256 characters). */
 export const stopSchema = z.union([

@@ -15,8 +15,14 @@ import { z } from "zod";
 import { METHODS } from "../spec/methods.ts";
 import type { ChatMessage } from "../model/tokenizer.ts";
 import { ApiError } from "./errors.ts";
-import type { GenerationRequest, GenerationResult, Generations, PendingGeneration } from "./generation.ts";
-import { clientAbort, clientGone, parseBody, shutdownError, sse } from "./http.ts";
+import {
+  type GenerationRequest,
+  type GenerationResult,
+  type Generations,
+  type PendingGeneration,
+  shutdownError,
+} from "./generation.ts";
+import { clientAbort, clientGone, parseBody, sse } from "./http.ts";
 import { stopList, stopSchema } from "./native.ts";
 
 /** OpenAI's default max_tokens of /v1/completions. */
