@@ -221,3 +221,13 @@ Deno.test("paged model from a folder keeps its tokenizer-facing config", async (
     folder.checkpoint.close();
   }
 });
+
+Deno.test("minPagedBudget is the smallest budget that loads paged", async () => {
+  const { minPagedBudget } = await import("../src/gpu/pager.ts");
+  const min = minPagedBudget(ckpt.checkpoint, ckpt.config);
+  assert.equal(min, baseBytes + 2 * layerBytes);
+  const m = await GpuLlama.load(gpu, ckpt, { gpuMemoryBudget: min, maxBatch: 8 });
+  assert.equal(m.paging?.ringSlots, 2);
+  m.dispose();
+  await assert.rejects(() => GpuLlama.load(gpu, ckpt, { gpuMemoryBudget: min - 1 }), /too small/);
+});

@@ -19,11 +19,11 @@ import { destroyMatrix, type GpuMatrix, uploadMatrix } from "./tensor.ts";
 import {
   LAYER_MATRICES,
   type LayerMatrices,
-  layerMatrixBytes,
   LayerPager,
   type PagingPlan,
   type PagingStats,
   planPaging,
+  weightSizes,
 } from "./pager.ts";
 
 /** A layer's two norms (f32, always resident). */
@@ -144,13 +144,8 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     // Paging plan: resident bytes besides layers are the embeddings, an untied LM head and the f32 norms.
     let plan: PagingPlan | undefined;
     if (opts.gpuMemoryBudget !== undefined) {
-      const bytesOf = (name: string) => st.get(name)!.byteLength;
-      const baseBytes = bytesOf(spec.global[0].name) + (c.tieWordEmbeddings ? 0 : bytesOf("lm_head.weight")) +
-        (2 * c.nLayers + 1) * c.hiddenSize * 4;
       plan = planPaging({
-        nLayers: c.nLayers,
-        layerBytes: Math.max(...Array.from({ length: c.nLayers }, (_, l) => layerMatrixBytes(st, c, l))),
-        baseBytes,
+        ...weightSizes(st, c),
         budget: opts.gpuMemoryBudget,
         maxRingSlots: opts.maxRingSlots,
         what: folder.dir,

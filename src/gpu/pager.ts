@@ -110,10 +110,28 @@ export const LAYER_MATRICES = ["wq", "wk", "wv", "wo", "wGate", "wUp", "wDown"] 
 export type LayerMatrices = Record<typeof LAYER_MATRICES[number], GpuMatrix>;
 const SPEC_INDEX = [1, 2, 3, 4, 6, 7, 8];
 
-/** Bytes of decoder layer `l`'s seven matrices in `st`, checking every streamed layer has the same layout. */
-export function layerMatrixBytes(st: SafetensorsModel, c: ModelConfig, l: number): number {
-  const s = llamaTensorSpec(c).layers[l];
-  return SPEC_INDEX.reduce((a, i) => a + st.get(s[i].name)!.byteLength, 0);
+/**
+ * What paging needs to know about a checkpoint's GPU footprint: the largest decoder layer's seven
+ * matrices (a slot's size) and the always-resident rest (embeddings, an untied LM head, the norms as f32).
+ */
+export function weightSizes(
+  st: SafetensorsModel,
+  c: ModelConfig,
+): { nLayers: number; layerBytes: number; baseBytes: number } {
+  const spec = llamaTensorSpec(c);
+  const bytesOf = (name: string) => st.get(name)!.byteLength;
+  const layerBytes = Math.max(
+    ...spec.layers.map((s) => SPEC_INDEX.reduce((a, i) => a + bytesOf(s[i].name), 0)),
+  );
+  const baseBytes = bytesOf(spec.global[0].name) + (c.tieWordEmbeddings ? 0 : bytesOf("lm_head.weight")) +
+    (2 * c.nLayers + 1) * c.hiddenSize * 4;
+  return { nLayers: c.nLayers, layerBytes, baseBytes };
+}
+
+/** The smallest GPU memory budget under which `st` can run paged: the resident part plus two layer slots. */
+export function minPagedBudget(st: SafetensorsModel, c: ModelConfig): number {
+  const w = weightSizes(st, c);
+  return w.baseBytes + 2 * w.layerBytes;
 }
 
 /** The ring of layer slots and its refill schedule (see the module doc). */
