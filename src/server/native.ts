@@ -11,10 +11,21 @@ import { METHODS } from "../spec/methods.ts";
 import { type Generations, shutdownError } from "./generation.ts";
 import { clientAbort, clientGone, parseBody, sse } from "./http.ts";
 
+/**
+ * A string of at most `max` characters that is valid Unicode: JSON may carry unpaired UTF-16 surrogates
+ * ("\ud800"), which no tokenizer can encode faithfully.
+ */
+export function text(max: number, min = 0): z.ZodString {
+  return z.string().min(min).max(max).refine(
+    (s) => s.isWellFormed(),
+    "contains an unpaired UTF-16 surrogate (not valid Unicode)",
+  );
+}
+
 /** Stop sequences: one string or up to 16 (each 1..256 characters). */
 export const stopSchema = z.union([
-  z.string().min(1).max(256),
-  z.array(z.string().min(1).max(256)).max(16),
+  text(256, 1),
+  z.array(text(256, 1)).max(16),
 ], {
   error:
     "expected a non-empty string or an array of up to 16 non-empty strings (each at most 256 characters)",
@@ -22,7 +33,7 @@ export const stopSchema = z.union([
 
 /** Body of POST /v1/generate. Unknown fields are refused: no request can name a file or a model. */
 export const generateSchema = z.object({
-  prompt: z.string().min(1).max(200_000),
+  prompt: text(200_000, 1),
   max_tokens: z.number().int().min(1).max(1_000_000).default(128),
   temperature: z.number().min(0).max(100).default(0.7),
   top_p: z.number().gt(0).max(1).default(1),

@@ -23,7 +23,7 @@ import {
   shutdownError,
 } from "./generation.ts";
 import { clientAbort, clientGone, parseBody, sse } from "./http.ts";
-import { stopList, stopSchema } from "./native.ts";
+import { stopList, stopSchema, text } from "./native.ts";
 
 /** OpenAI's default max_tokens of /v1/completions. */
 const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
@@ -63,8 +63,8 @@ const tokenIds = z.array(z.number().int().min(0).max(2 ** 31 - 1)).min(1).max(20
 export const completionsSchema = z.object({
   ...common,
   prompt: z.union([
-    z.string().min(1).max(200_000),
-    z.array(z.string().min(1).max(200_000)).length(1),
+    text(200_000, 1),
+    z.array(text(200_000, 1)).length(1),
     tokenIds,
     z.array(tokenIds).length(1),
   ], { error: "expected a string or an array of token ids (one prompt per request)" }),
@@ -73,7 +73,7 @@ export const completionsSchema = z.object({
   echo: z.literal(false, { error: "echo is not supported" }).nullish(),
 }).strict();
 
-const textPart = z.object({ type: z.literal("text"), text: z.string().max(200_000) }).strict();
+const textPart = z.object({ type: z.literal("text"), text: text(200_000) }).strict();
 
 /** Body of POST /v1/chat/completions. */
 export const chatSchema = z.object({
@@ -81,7 +81,7 @@ export const chatSchema = z.object({
   messages: z.array(
     z.object({
       role: z.enum(["system", "developer", "user", "assistant"]),
-      content: z.union([z.string().max(200_000), z.array(textPart).min(1).max(64)], {
+      content: z.union([text(200_000), z.array(textPart).min(1).max(64)], {
         error: 'expected a string or an array of {"type": "text", "text": string} parts',
       }),
       name: z.string().max(64).nullish(),

@@ -1,0 +1,271 @@
+/**
+ * Fuzz: >= 1000 malformed bodies (random JSON, wrong types, huge numbers, deep nesting, invalid UTF-8,
+ * unpaired surrogates, truncated JSON) against every POST route. Each body is invalid by construction,
+ * so every answer must be a 4xx in the OpenAI error envelope, and the server must answer a valid
+ * request exactly as before afterwards.
+ */
+import assert from "node:assert/strict";
+import { createApp } from "../src/server/app.ts";
+import { Scheduler } from "../src/server/queue.ts";
+import { DEFAULT_DRAFT_DIR, loadCpuModel, openModelFolder } from "../src/model/loader.ts";
+import { Rng } from "../src/util/rng.ts";
+
+const CASES = 1500;
+
+const folder = await openModelFolder(DEFAULT_DRAFT_DIR);
+const model = await loadCpuModel(folder);
+const scheduler = new Scheduler({ maxQueue: 4 });
+const app = createApp({ name: "tiny-draft", model, tokenizer: folder.tokenizer }, {
+  scheduler,
+  maxBodyBytes: 256 * 1024,
+});
+
+const rng = new Rng(20240607);
+const int = (n: number) => Math.floor(rng.next() * n);
+const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
+
+function randomString(max = 12): string {
+  const chars = 'abcXYZ019 _-"\\/\n\t\u00e9\u4e2d\u{1F600}{}[],:';
+  return Array.from({ length: int(max) }, () => pick([...chars])).join("");
+}
+
+/** A random JSON value (never a valid body on its own: see the callers). */
+function randomJson(depth = 0): unknown {
+  const k = int(depth > 3 ? 5 : 7);
+  switch (k) {
+    case 0:
+      return null;
+    case 1:
+      return rng.next() < 0.5;
+    case 2:
+      return pick([0, -1, 1.5, 1e308, -1e308, 2 ** 53 + 2, Number.MIN_VALUE, 7]);
+    case 3:
+      return randomString();
+    case 4:
+      return [];
+    case 5:
+      return Array.from({ length: int(4) }, () => randomJson(depth + 1));
+    default:
+      return Object.fromEntries(
+        Array.from({ length: int(4) }, () => [randomString(6), randomJson(depth + 1)]),
+      );
+  }
+}
+
+/** Values of the wrong type or out of range, per kind of field. */
+const BAD: Record<string, unknown[]> = {
+  int: ["5", true, [], {}, 1.5, -1, 0, 1e308, -1e308, 2 ** 53 + 2, "1e999"],
+  num: ["0.5", false, [0.5], { v: 1 }, -1, 1e308, -1e-300],
+  prob: ["1", 0, -0.1, 1.0000001, 1e308, [1]],
+  bool: [0, 1, "true", "false", [], {}],
+  text: [5, true, [], {}, ["x"], "", "\ud800 unpaired", "a\udfffb"],
+  stop: [5, true, {}, [1], [""], ["ok", 7], Array(17).fill("s"), "x".repeat(300), "\udc00"],
+  method: ["fast", 1, "AR", "", ["ar"]],
+  model: [1, true, [], {}, "x".repeat(300)],
+  seed: [-1, 2 ** 32, 1.5, "7", 2 ** 60],
+};
+
+interface Route {
+  path: string;
+  base: Record<string, unknown>;
+  fields: Record<string, keyof typeof BAD | unknown[]>;
+}
+
+const ROUTES: Route[] = [
+  {
+    path: "/v1/generate",
+    base: { prompt: "And God said", max_tokens: 2, temperature: 0 },
+    fields: {
+      prompt: [...BAD.text, null],
+      max_tokens: [...BAD.int, null],
+      temperature: [...BAD.num, 101, null],
+      top_p: [...BAD.prob, null],
+      top_k: [...BAD.int.filter((v) => v !== 0), null],
+      seed: [...BAD.seed, null],
+      stop: [...BAD.stop, null],
+      stream: [...BAD.bool, null],
+      method: [...BAD.method, null],
+      tree_size: [...BAD.int, 257],
+      depth: [...BAD.int, 33],
+      budget: [...BAD.int, 1025],
+    },
+  },
+  {
+    path: "/v1/completions",
+    base: { model: "tiny-draft", prompt: "And God said", max_tokens: 2, temperature: 0 },
+    fields: {
+      // ["x"] is a valid completions prompt (a one-string batch).
+      prompt: [
+        ...BAD.text.filter((v) => !Array.isArray(v)),
+        null,
+        [],
+        [1.5],
+        [-1],
+        ["a", "b"],
+        [[1], [2]],
+        [[]],
+        [5000],
+        [{}],
+      ],
+      model: BAD.model,
+      max_tokens: BAD.int,
+      temperature: [...BAD.num, 2.01],
+      top_p: BAD.prob,
+      n: [2, 0, "1", true],
+      stream: BAD.bool,
+      stream_options: [5, "x", [], { include_usage: 1 }, { other: true }],
+      stop: BAD.stop,
+      seed: BAD.seed,
+      frequency_penalty: [0.1, -2, "0", true],
+      presence_penalty: [0.1, 2, [], {}],
+      logprobs: [true, 1, 5, "x"],
+      echo: [true, 1, "no"],
+      method: BAD.method,
+    },
+  },
+  {
+    path: "/v1/chat/completions",
+    base: { messages: [{ role: "user", content: "Hello" }], max_tokens: 2, temperature: 0 },
+    fields: {
+      messages: [
+        ...BAD.text,
+        null,
+        [],
+        [{}],
+        [{ role: "user" }],
+        [{ role: "robot", content: "x" }],
+        [{ role: "user", content: 5 }],
+        [{ role: "user", content: "x", extra: 1 }],
+        [{ role: "user", content: [{ type: "image_url", image_url: "file:///etc/passwd" }] }],
+        [{ role: "user", content: [] }],
+        [{ role: "user", content: "\ud800" }],
+        Array(257).fill({ role: "user", content: "x" }),
+      ],
+      max_tokens: BAD.int,
+      max_completion_tokens: BAD.int,
+      temperature: BAD.num,
+      top_p: BAD.prob,
+      stop: BAD.stop,
+      n: [3],
+      tools: [[], [{ type: "function" }]],
+    },
+  },
+];
+
+/** One malformed body (bytes or text) for `route`; `kind` says how it was made. */
+function malformed(route: Route): { kind: string; body: string | Uint8Array } {
+  const valid = JSON.stringify(route.base);
+  switch (int(9)) {
+    case 0: { // a random non-object at the top
+      let v = randomJson();
+      while (v !== null && typeof v === "object" && !Array.isArray(v)) v = randomJson();
+      return { kind: "top-level non-object", body: JSON.stringify(v) };
+    }
+    case 1: { // random keys: every one unknown
+      const o = Object.fromEntries(
+        Array.from({ length: 1 + int(4) }, (_, i) => [`fz${i}_${randomString(5)}`, randomJson()]),
+      );
+      return { kind: "unknown keys", body: JSON.stringify(rng.next() < 0.5 ? o : { ...route.base, ...o }) };
+    }
+    case 2:
+    case 3: { // one field with a wrong type or out of range
+      const [field, bad] = pick(Object.entries(route.fields));
+      const values = Array.isArray(bad) ? bad : BAD[bad];
+      const v = pick(values);
+      // "1e999" goes in as a bare number token (JSON.stringify cannot write Infinity).
+      const body = v === "1e999"
+        ? valid.replace(/}$/, `,"${field}":1e999}`).replace(
+          `"${field}":${JSON.stringify(route.base[field])},`,
+          "",
+        )
+        : JSON.stringify({ ...route.base, [field]: v });
+      return { kind: `bad ${field}`, body };
+    }
+    case 4: { // a required field missing
+      const o = { ...route.base };
+      delete o[route.path.includes("chat") ? "messages" : "prompt"];
+      return { kind: "missing required", body: JSON.stringify(o) };
+    }
+    case 5: { // deep nesting, in a field or at the top
+      const depth = 100 + int(20_000);
+      const open = pick(["[", '{"a":']);
+      const close = open === "[" ? "]" : "}";
+      const nested = open.repeat(depth) + "1" + close.repeat(depth);
+      // In a field (a duplicate key's last value wins in JSON.parse) or as the whole body.
+      const field = pick(Object.keys(route.fields));
+      const body = rng.next() < 0.5 ? nested : `${valid.slice(0, -1)},"${field}":${nested}}`;
+      return { kind: "deep nesting", body };
+    }
+    case 6: { // invalid UTF-8 inside a string value
+      const bytes = new TextEncoder().encode(valid);
+      const seqs = [[0xff], [0xc3, 0x28], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [
+        0xe2,
+        0x82,
+      ]];
+      const seq = pick(seqs);
+      const at = valid.indexOf('"', valid.indexOf(":") + 1) + 1; // inside the first string value
+      const out = new Uint8Array(bytes.length + seq.length);
+      out.set(bytes.subarray(0, at));
+      out.set(seq, at);
+      out.set(bytes.subarray(at), at + seq.length);
+      return { kind: "invalid UTF-8", body: out };
+    }
+    case 7: // a proper prefix of an object is never valid JSON
+      return { kind: "truncated JSON", body: valid.slice(0, int(valid.length)) };
+    default: // not JSON at all
+      return {
+        kind: "not JSON",
+        body: pick(["@", "'", "NaN", "{'a': 1}", "undefined", "<xml/>", "\u0000"]) + randomString(),
+      };
+  }
+}
+
+Deno.test(`fuzz: ${CASES} malformed bodies get 4xx envelopes only; the server is healthy after`, async () => {
+  const ask = async (body: unknown) =>
+    await (await app.request("/v1/generate", { method: "POST", body: JSON.stringify(body) })).json();
+  const before = await ask({ prompt: "And God said", max_tokens: 8, temperature: 0 });
+  const kinds = new Map<string, number>();
+  const statuses = new Map<number, number>();
+  for (let i = 0; i < CASES; i++) {
+    const route = ROUTES[i % ROUTES.length];
+    const { kind, body } = malformed(route);
+    const res = await app.request(route.path, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: body as BodyInit,
+    });
+    const text = await res.text();
+    const shown = typeof body === "string" ? body.slice(0, 200) : `${body.length} bytes`;
+    assert.ok(
+      res.status >= 400 && res.status < 500,
+      `#${i} ${kind} on ${route.path}: ${res.status} ${text}\n${shown}`,
+    );
+    const j = JSON.parse(text);
+    assert.equal(typeof j.error?.message, "string", `#${i} ${kind}: envelope`);
+    assert.ok(
+      j.error.message.length > 0 && j.error.message.length < 1000,
+      `#${i} ${kind}: message ${j.error.message}`,
+    );
+    const k = kind.startsWith("bad ") ? "bad field" : kind;
+    kinds.set(k, (kinds.get(k) ?? 0) + 1);
+    statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+  }
+  console.log(
+    `  statuses ${JSON.stringify(Object.fromEntries(statuses))}, kinds ${
+      JSON.stringify(Object.fromEntries(kinds))
+    }`,
+  );
+  assert.ok(kinds.size >= 8, `every kind of malformation was tried: ${[...kinds.keys()]}`);
+  // Healthy afterwards: live, ready, nothing queued, and the same answer to the same valid request.
+  assert.equal((await app.request("/health")).status, 200);
+  assert.equal((await app.request("/ready")).status, 200);
+  assert.equal(scheduler.running + scheduler.waiting, 0);
+  assert.deepEqual(
+    (await ask({ prompt: "And God said", max_tokens: 8, temperature: 0 })).tokens,
+    before.tokens,
+  );
+  const m = await (await app.request("/metrics")).text();
+  const fourxx = [...m.matchAll(/^specdec_requests_total\{route="[^"]+",status="4\d\d"\} (\d+)$/gm)]
+    .reduce((a, x) => a + Number(x[1]), 0);
+  assert.equal(fourxx, CASES, "every malformed request was counted as a 4xx");
+});
