@@ -183,7 +183,12 @@ export async function loadOrMeasureCosts(
   };
   const kept = entries.filter((e) => !sameKey(e.key, key));
   kept.push({ ...costs, key, measured_at: new Date().toISOString() });
-  await Deno.writeTextFile(`${path}.tmp`, JSON.stringify({ version: 1, entries: kept }, null, 2) + "\n");
-  await Deno.rename(`${path}.tmp`, path);
+  try {
+    await Deno.writeTextFile(`${path}.tmp`, JSON.stringify({ version: 1, entries: kept }, null, 2) + "\n");
+    await Deno.rename(`${path}.tmp`, path);
+  } catch (e) {
+    // A read-only model folder (e.g. the weights embedded in the compiled binary) only loses the cache.
+    opts.log?.(`profile not cached: cannot write ${path}: ${(e as Error).message}`);
+  }
   return { costs, cached: false, key };
 }
