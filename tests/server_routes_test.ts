@@ -120,6 +120,8 @@ Deno.test("routes: 400s name the field, the limit or the numbers; 413 over the b
     ["/v1/completions", { prompt: "x", echo: true }, ["echo"]],
     ["/v1/completions", { prompt: "x", suffix: "y" }, ["suffix: unknown field"]],
     ["/v1/completions", { prompt: "x", temperature: 2.5 }, ["temperature", "2"]],
+    ["/v1/completions", { prompt: "x", method: "sequoia" }, ["method", "draft"]],
+    ["/v1/completions", { prompt: "x", method: "beam" }, ["method"]],
     ["/v1/chat/completions", { messages: [] }, ["messages", "1"]],
     ["/v1/chat/completions", { messages: [{ role: "user", content: 5 }] }, ["messages[0].content"]],
     ["/v1/chat/completions", { messages: [{ role: "tool", content: "x" }] }, ["messages[0].role"]],
