@@ -8,7 +8,7 @@ import OpenAI from "openai";
 
 const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 const KEY = "e2e-key";
-const QUEUE_DEPTH = 6;
+const QUEUE_DEPTH = 12;
 
 interface Server {
   url: string;
