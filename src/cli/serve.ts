@@ -17,6 +17,7 @@ import { loadOrMeasureCosts } from "./hardware_profile.ts";
 import { createApp, DEFAULT_MAX_QUEUE } from "../server/app.ts";
 import { Scheduler } from "../server/queue.ts";
 import { UsageError } from "./usage.ts";
+import { parseBytes } from "./bytes.ts";
 
 const USAGE = `Usage: deno task start [options]
 
@@ -32,6 +33,9 @@ const USAGE = `Usage: deno task start [options]
   --queue-depth N     generations that may wait behind the running one; more get 429 (default ${DEFAULT_MAX_QUEUE})
   --drain-timeout S   on SIGINT/SIGTERM, let queued work finish for up to S seconds, then cancel it
                       (default 30; a second signal cancels at once)
+  --gpu-memory-budget B   GPU bytes for the target's weights (e.g. 256MB); a target that does not fit
+                          streams its decoder layers from disk through a ring of layer slots
+  --host-memory-budget B  host RAM for caching streamed layers (default: all, up to half the free RAM)
 `;
 
 /** Startup progress on stderr: numbered stages with their time. */
@@ -81,6 +85,8 @@ export async function runServe(args: string[]): Promise<number> {
         "api-key": { type: "string", default: Deno.env.get("SPECDEC_API_KEY") },
         "queue-depth": { type: "string", default: String(DEFAULT_MAX_QUEUE) },
         "drain-timeout": { type: "string", default: "30" },
+        "gpu-memory-budget": { type: "string" },
+        "host-memory-budget": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -105,16 +111,22 @@ export async function runServe(args: string[]): Promise<number> {
     );
   }
   const backend = values.backend as Backend;
+  const bytes = (flag: string, v: string | undefined) => v === undefined ? undefined : parseBytes(flag, v);
+  const paging = {
+    gpuMemoryBudget: bytes("--gpu-memory-budget", values["gpu-memory-budget"]),
+    hostMemoryBudget: bytes("--host-memory-budget", values["host-memory-budget"]),
+  };
   const log = (l: string) => console.error(`  ${l}`);
   const withDraft = values.draft !== "none";
   const progress = new Progress(withDraft ? (backend === "gpu" ? 4 : 3) : 1);
-  const load = async (dir: string) => {
+  // The budget is the target's (the draft is small and always resident).
+  const load = async (dir: string, opts: Parameters<typeof loadModel>[2] = {}) => {
     const folder = await openModelFolder(dir);
-    return { folder, loaded: await loadModel(folder, backend) };
+    return { folder, loaded: await loadModel(folder, backend, opts) };
   };
   const described = (m: Awaited<ReturnType<typeof load>>) =>
     `${m.folder.config.nLayers} layers, width ${m.folder.config.hiddenSize} on ${m.loaded.device}`;
-  const target = await progress.stage(`target ${values.model}`, () => load(values.model), described);
+  const target = await progress.stage(`target ${values.model}`, () => load(values.model, paging), described);
   const { folder, loaded } = target;
   const model = loaded.model;
   const draftPart = withDraft
@@ -156,7 +168,15 @@ export async function runServe(args: string[]): Promise<number> {
       const bestK = costs.specexec?.slice().sort((a, b) => b.tokPerS - a.tokPerS)[0]?.budget;
       tree = { treeSize: pick.n, depth: pick.depth, budget: bestK };
       if (values.method === "auto") method = pick.speedup > 1 ? "sequoia" : "ar";
-      status = { adapter: gpu.adapter, deno: Deno.version.deno, cached, costs, pick };
+      const paged = (model as GpuLlama).paging;
+      status = {
+        adapter: gpu.adapter,
+        deno: Deno.version.deno,
+        cached,
+        costs,
+        pick,
+        paging: paged ?? "resident",
+      };
       log(
         `sequoia n=${pick.n} depth=${pick.depth}, predicted ${
           pick.speedup.toFixed(2)

@@ -13,7 +13,7 @@ import { Hono } from "hono";
 import { METHODS } from "../spec/methods.ts";
 import { bearerAuth } from "./auth.ts";
 import { MAX_BODY_BYTES } from "./body.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError, unexpectedError } from "./errors.ts";
 import { Generations, type ModelService } from "./generation.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { nativeRoutes } from "./native.ts";
@@ -127,7 +127,8 @@ export function createApp(svc: ModelService, opts: AppOptions = {}): Hono {
   app.onError((err, c) => {
     if (err instanceof ApiError) return c.json(err.envelope(), err.status, err.options.headers);
     console.error(`[server] ${c.req.method} ${c.req.path}: ${err.stack ?? err.message}`);
-    return c.json(new ApiError(500, "internal server error").envelope(), 500);
+    const api = unexpectedError(err);
+    return c.json(api.envelope(), api.status);
   });
   return app;
 }

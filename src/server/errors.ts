@@ -8,6 +8,7 @@
 
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
+import { CheckpointError } from "../model/safetensors.ts";
 
 /** The body of every error answer. */
 export interface ErrorEnvelope {
@@ -86,4 +87,21 @@ export function fromZod(e: z.ZodError): ApiError {
     }`
     : `${param || "body"}: ${issue.message}`;
   return new ApiError(400, message, { param: param || null });
+}
+
+/**
+ * What a client is told about an unexpected failure (the full error goes to the server log). Weights
+ * that could not be read (a paged checkpoint truncated or changed on disk) are a 503 with their own code:
+ * the server stays up and later requests work once the file is back; file paths are not disclosed.
+ */
+export function unexpectedError(e: unknown): ApiError {
+  if (e instanceof CheckpointError) {
+    return new ApiError(
+      503,
+      "the model's weights could not be read from disk (the checkpoint was truncated or changed while " +
+        "serving); see the server log",
+      { code: "weights_unavailable" },
+    );
+  }
+  return new ApiError(500, "internal server error");
 }

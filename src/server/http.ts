@@ -9,7 +9,7 @@
 import type { Context } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import type { z } from "zod";
-import { ApiError, fromZod } from "./errors.ts";
+import { ApiError, fromZod, unexpectedError } from "./errors.ts";
 import { readJson } from "./body.ts";
 
 /** Read the body as JSON and validate it with `schema`; 413/400 as {@link ApiError}. */
@@ -59,7 +59,7 @@ export function sse(
       await write(s);
     } catch (e) {
       if (client.signal.aborted && isAbort(e)) return; // nobody is listening
-      const err = e instanceof ApiError ? e : new ApiError(500, "internal server error");
+      const err = e instanceof ApiError ? e : unexpectedError(e);
       if (!(e instanceof ApiError)) {
         console.error(`[server] stream ${c.req.path}: ${(e as Error)?.stack ?? e}`);
       }
