@@ -1,7 +1,6 @@
 /**
- * `deno task bench`: autoregressive decoding speed of the model pair on the CPU reference, over prompts
- * taken from the held-out text. Speculative methods, GPU kernels, sweeps and plots join this command as
- * the engine grows; numbers here are a baseline, not a speculative speedup.
+ * `deno task bench`: command-line parsing and dispatch. The default is the side-by-side benchmark of
+ * every method ({@link runSideBySide}); --kernels, --sweep and --ar run the narrower benchmarks.
  *
  * @module
  */
@@ -12,22 +11,40 @@ import { generateAutoregressive, type GenerationStats } from "../engine/autoregr
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
 import { type Backend, BACKENDS, loadModel, sharedGpu } from "./backend.ts";
 import { benchKernels } from "./bench_kernels.ts";
-import { benchSpeculative, type SpecCase } from "./bench_spec.ts";
+import { BENCH_METHODS, type BenchSizes, FULL_SIZES, QUICK_SIZES, runSideBySide } from "./bench_spec.ts";
+import { type Mode, MODES } from "./bench_report.ts";
+import type { Method } from "../spec/methods.ts";
 import { benchSweep } from "./bench_sweep.ts";
 import { GpuLlama } from "../gpu/llama.ts";
 import { GREEDY } from "../model/sampling.ts";
 import { UsageError } from "./usage.ts";
 
 const USAGE =
-  `Usage: deno task bench [--quick] [--kernels] [--spec] [--backend gpu|cpu] [--max-tokens N] [--runs R] [--json PATH]
+  `Usage: deno task bench [--quick] [--offload | --resident-only] [--methods LIST] [--temperatures LIST]
+                       [--runs R] [--max-tokens N] [--prompts N] [--backend gpu|cpu] [--json PATH] [--out DIR]
+       deno task bench --kernels | --sweep | --ar  [--quick] [--json PATH]
 
-Measures autoregressive tok/s of the tiny target and draft on the GPU (8 and 1 tokens per submission)
-and on the CPU reference (greedy, prompts from weights/tiny/heldout.txt, median of R runs after one
-warm-up). --kernels adds per-kernel times and GB/s, the matmul and target-forward t(n) curves, the
-sync cost and the adapter's streaming read bandwidth. --spec runs AR, chain, SpecInfer, Sequoia and
-SpecExec side by side at T = 0 and 0.7 on --backend (default gpu), with the planner's G(n, d) next to
-Sequoia's measured tokens per step. --sweep runs Sequoia over a grid of (n, d) at T = 0.7 and prints
-the hardware-aware profiler's pick beside the best found.
+Default: AR, chain (k = 4), SpecInfer (4 x 4), Sequoia (the hardware profiler's pick for this adapter,
+plus a sweep of tree sizes n = 4 .. 64 at the profiler's depth for each) and SpecExec (K = 64, 256,
+1024) side by side at T = 0 and 0.7, with the target's weights resident and paged (loaded under a GPU
+memory budget of a quarter of its weights, or the least that pages). Reports tok/s (median of R runs,
+default 3, after a warm-up generation), speedup vs AR measured in the same run, tokens/step (with the
+planner's G(n, d) for Sequoia), tree nodes, target forwards and syncs per token, draft and verify ms per
+step, and for paged rows the weight MB uploaded per token and how much of the upload compute hid.
+Prompts: bench/prompts.json (held-out text the tiny models never trained on). Prints Markdown tables;
+writes SVG plots (tokens/step vs tree size with the planner's prediction, tok/s by method, t(n)) to
+--out (default bench/out) and the JSON report to --json. Full run: under 20 minutes on 2 CPU cores.
+
+  --quick          smoke run: 1 prompt, few tokens, 1 run, K = 64 and 256 only (under 2 minutes)
+  --offload        paged mode only          --resident-only   resident mode only
+  --methods LIST   e.g. chain,sequoia (AR always runs: it is the baseline)
+  --temperatures   e.g. 0,0.7 (default)     --max-tokens / --prompts   override the main cases' sizes
+  --backend cpu    the CPU reference (resident only; Sequoia without a hardware profile)
+
+Other benchmarks:
+  --kernels   per-kernel ms and GB/s, matmul and target-forward t(n), sync cost, streaming bandwidth
+  --sweep     Sequoia over a grid of (n, d) at T = 0.7, the profiler's pick beside the best found
+  --ar        AR tok/s of the target and draft: GPU at 8 and 1 tokens per submission, CPU reference
 `;
 
 /** Benchmark prompts: the first words of held-out chapters (never trained on). */
@@ -49,13 +66,19 @@ export async function runBench(args: string[]): Promise<number> {
       options: {
         quick: { type: "boolean", default: false },
         kernels: { type: "boolean", default: false },
-        spec: { type: "boolean", default: false },
+        spec: { type: "boolean", default: false }, // the default now; kept for old command lines
         sweep: { type: "boolean", default: false },
+        ar: { type: "boolean", default: false },
+        offload: { type: "boolean", default: false },
+        "resident-only": { type: "boolean", default: false },
         methods: { type: "string" },
+        temperatures: { type: "string" },
         backend: { type: "string", default: "gpu" },
         "max-tokens": { type: "string" },
+        prompts: { type: "string" },
         runs: { type: "string" },
         json: { type: "string" },
+        out: { type: "string", default: "bench/out" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -64,14 +87,29 @@ export async function runBench(args: string[]): Promise<number> {
     throw new UsageError(`${(e as Error).message}\n\n${USAGE}`);
   }
   if (values.help) throw new UsageError(USAGE, 0);
-  const maxTokens = Number(values["max-tokens"] ?? (values.quick ? 32 : 64));
-  const runs = Number(values.runs ?? (values.quick ? 1 : 3));
-  if (!Number.isInteger(maxTokens) || maxTokens < 1) {
-    throw new UsageError(`--max-tokens must be a positive integer`);
-  }
-  if (!Number.isInteger(runs) || runs < 1) throw new UsageError(`--runs must be a positive integer`);
+  const positive = (flag: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag} must be a positive integer`);
+    return n;
+  };
+  const maxTokensFlag = positive("max-tokens", values["max-tokens"]);
+  const promptsFlag = positive("prompts", values.prompts);
+  const runs = positive("runs", values.runs) ?? (values.quick ? 1 : 3);
   if (!BACKENDS.includes(values.backend as Backend)) throw new UsageError(`--backend must be "gpu" or "cpu"`);
-  const prompts = await benchPrompts(values.quick ? 2 : 4);
+  const backend = values.backend as Backend;
+  if ([values.kernels, values.sweep, values.ar].filter(Boolean).length > 1) {
+    throw new UsageError(`--kernels, --sweep and --ar are separate benchmarks: pick one`);
+  }
+  if (values.kernels) {
+    const kernels = await benchKernels(await sharedGpu(), DEFAULT_TARGET_DIR, values.quick);
+    if (values.json) {
+      await Deno.writeTextFile(values.json, JSON.stringify({ deno: Deno.version.deno, kernels }, null, 2));
+    }
+    return 0;
+  }
+  const maxTokens = maxTokensFlag ?? (values.quick ? 32 : 64);
+  const prompts = await benchPrompts(promptsFlag ?? (values.quick ? 2 : 4));
   if (values.sweep) {
     const targetFolder = await openModelFolder(DEFAULT_TARGET_DIR);
     const draftFolder = await openModelFolder(DEFAULT_DRAFT_DIR);
@@ -93,41 +131,56 @@ export async function runBench(args: string[]): Promise<number> {
     draft.dispose();
     return 0;
   }
-  if (values.spec) {
-    const backend = values.backend as Backend;
-    const targetFolder = await openModelFolder(DEFAULT_TARGET_DIR);
-    const draftFolder = await openModelFolder(DEFAULT_DRAFT_DIR);
-    const t = await loadModel(targetFolder, backend, { maxBatch: 1025 });
-    const d = await loadModel(draftFolder, backend);
-    const cases: SpecCase[] = [
-      { method: "ar", tree: {}, label: "ar" },
-      { method: "chain", tree: { depth: 4 }, label: "chain k=4" },
-      { method: "specinfer", tree: { width: 4, depth: 4 }, label: "specinfer 4x4" },
-      { method: "sequoia", tree: { treeSize: 16, depth: 6 }, label: "sequoia n=16 d=6" },
-      { method: "sequoia", tree: { treeSize: 32, depth: 8 }, label: "sequoia n=32 d=8" },
-      { method: "sequoia", tree: { treeSize: 64, depth: 10 }, label: "sequoia n=64 d=10" },
-      { method: "specexec", tree: { budget: 64 }, label: "specexec K=64" },
-      { method: "specexec", tree: { budget: 256 }, label: "specexec K=256" },
-    ];
-    if (!values.quick) cases.push({ method: "specexec", tree: { budget: 1024 }, label: "specexec K=1024" });
-    // --methods ar,sequoia: keep those methods (AR always stays: it is the speedup's baseline).
-    const only = values.methods?.split(",").map((m) => m.trim());
-    const selected = only ? cases.filter((c) => c.method === "ar" || only.includes(c.method)) : cases;
-    const specRows = await benchSpeculative(
-      { targetFolder, draftFolder, target: t.model, draft: d.model, device: t.device },
-      prompts.map((p) => targetFolder.tokenizer.encode(p)),
-      { temperatures: [0, 0.7], maxTokens, runs, cases: selected },
-    );
-    if (values.json) {
-      await Deno.writeTextFile(
-        values.json,
-        JSON.stringify({ deno: Deno.version.deno, device: t.device, rows: specRows }, null, 2),
-      );
-    }
-    t.close();
-    d.close();
-    return 0;
+  if (values.ar) return await benchAr(prompts, maxTokens, runs, values.json);
+
+  // The side-by-side benchmark (the default).
+  if (values.offload && values["resident-only"]) {
+    throw new UsageError(`--offload (paged only) and --resident-only exclude each other`);
   }
+  const modes: Mode[] = values.offload
+    ? ["paged"]
+    : values["resident-only"] || backend === "cpu"
+    ? ["resident"]
+    : [...MODES];
+  if (backend === "cpu" && values.offload) {
+    throw new UsageError(`--offload (paged weights) needs --backend gpu`);
+  }
+  const temperatures = (values.temperatures ?? "0,0.7").split(",").map((t) => Number(t.trim()));
+  if (temperatures.some((t) => !Number.isFinite(t) || t < 0)) {
+    throw new UsageError(`--temperatures must be a comma-separated list of numbers >= 0`);
+  }
+  const methods = values.methods?.split(",").map((m) => m.trim());
+  const bad = methods?.find((m) => !BENCH_METHODS.includes(m as Method));
+  if (bad) throw new UsageError(`--methods: unknown method "${bad}" (${BENCH_METHODS.join(", ")})`);
+  const base = values.quick ? QUICK_SIZES : FULL_SIZES;
+  const sizes: BenchSizes = {
+    ...base,
+    main: { prompts: promptsFlag ?? base.main.prompts, maxTokens: maxTokensFlag ?? base.main.maxTokens },
+  };
+  await runSideBySide({
+    quick: values.quick,
+    modes,
+    temperatures,
+    runs,
+    backend,
+    sizes,
+    methods,
+    command: commandLine(args),
+    outDir: values.out || undefined,
+    jsonPath: values.json,
+  });
+  return 0;
+}
+
+/** The command line as typed (via `deno task bench` or the compiled binary). */
+export function commandLine(args: string[]): string {
+  const q = (a: string) => /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
+  const prog = Deno.mainModule.endsWith("/src/main.ts") ? "deno task bench" : "specdec bench";
+  return [prog, ...args.map(q)].join(" ");
+}
+
+/** `--ar`: AR tok/s of both models on the GPU (8 and 1 tokens per submission) and the CPU reference. */
+async function benchAr(prompts: string[], maxTokens: number, runs: number, json?: string): Promise<number> {
   const configs: { backend: Backend; per: number }[] = [
     { backend: "gpu", per: 8 },
     { backend: "gpu", per: 1 },
@@ -189,13 +242,8 @@ export async function runBench(args: string[]): Promise<number> {
       } | ${r.syncsPerToken.toFixed(2)} |`,
     );
   }
-  let kernels: Record<string, unknown> | undefined;
-  if (values.kernels) kernels = await benchKernels(await sharedGpu(), DEFAULT_TARGET_DIR, values.quick);
-  if (values.json) {
-    await Deno.writeTextFile(
-      values.json,
-      JSON.stringify({ deno: Deno.version.deno, device, rows, kernels }, null, 2),
-    );
+  if (json) {
+    await Deno.writeTextFile(json, JSON.stringify({ deno: Deno.version.deno, device, rows }, null, 2));
   }
   return 0;
 }
