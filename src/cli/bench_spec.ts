@@ -467,18 +467,22 @@ function notes(rows: BenchRow[], backend: Backend): string {
         "only; SpecExec's draft ms is its expansion rounds and verify ms the target forward plus the check.",
     );
   }
+  const capped = new Map<string, number[]>();
   for (const r of rows) {
     const budget = r.tree.budget;
     if (
       r.method === "specexec" && budget && r.treeNodesPerStep !== undefined && r.treeNodesPerStep < budget - 1
     ) {
-      out.push(
-        `${r.label} (T=${r.temperature}): trees average ${
-          r.treeNodesPerStep.toFixed(0)
-        } nodes, capped by the ` +
-          `room left in the models' context and the engine's batch limit.`,
-      );
+      capped.set(r.label, [...capped.get(r.label) ?? [], r.treeNodesPerStep]);
     }
+  }
+  for (const [label, nodes] of capped) {
+    out.push(
+      `${label}: trees average ${
+        nodes.map((n) => n.toFixed(0)).join(" / ")
+      } nodes, capped by the room left in ` +
+        `the models' context and the engine's batch limit.`,
+    );
   }
   if (rows.some((r) => r.paging)) {
     out.push(
