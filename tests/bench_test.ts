@@ -13,7 +13,14 @@ import {
   tokensPerStepPlot,
   tokPerSPlot,
 } from "../src/cli/bench_report.ts";
-import { buildCases, FULL_SIZES, loadPrompts, QUICK_SIZES, runSideBySide } from "../src/cli/bench_spec.ts";
+import {
+  buildCases,
+  FULL_SIZES,
+  loadPrompts,
+  QUICK_SIZES,
+  replot,
+  runSideBySide,
+} from "../src/cli/bench_spec.ts";
 import { runBench } from "../src/cli/bench.ts";
 import { UsageError } from "../src/cli/usage.ts";
 import type { TreeChoice } from "../src/spec/tree_choice.ts";
@@ -338,6 +345,14 @@ Deno.test("bench: a tiny side-by-side run on the CPU reference writes tables, JS
     }
     assert.deepEqual(report.plots.map((p) => p.slice(dir.length + 1)), ["tokens_per_step.svg", "tok_s.svg"]);
     for (const p of report.plots) assertWellFormed(await Deno.readTextFile(p));
+    // --replot: the same tables and plots from the saved JSON, without measuring.
+    let again = "";
+    await Deno.remove(report.plots[0]);
+    await replot(`${dir}/report.json`, dir, (t) => (again += t + "\n"));
+    const tables = (s: string) => s.split("\n").filter((l) => l.startsWith("|"));
+    assert.deepEqual(tables(again), tables(printed));
+    assert.equal(tables(printed).length, 2 + 4 + 2 + 2); // mode table: 4 main rows; sweep: pick + n=4
+    assertWellFormed(await Deno.readTextFile(report.plots[0]));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -11,7 +11,14 @@ import { generateAutoregressive, type GenerationStats } from "../engine/autoregr
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
 import { type Backend, BACKENDS, loadModel, sharedGpu } from "./backend.ts";
 import { benchKernels } from "./bench_kernels.ts";
-import { BENCH_METHODS, type BenchSizes, FULL_SIZES, QUICK_SIZES, runSideBySide } from "./bench_spec.ts";
+import {
+  BENCH_METHODS,
+  type BenchSizes,
+  FULL_SIZES,
+  QUICK_SIZES,
+  replot,
+  runSideBySide,
+} from "./bench_spec.ts";
 import { type Mode, MODES } from "./bench_report.ts";
 import type { Method } from "../spec/methods.ts";
 import { benchSweep } from "./bench_sweep.ts";
@@ -40,6 +47,7 @@ writes SVG plots (tokens/step vs tree size with the planner's prediction, tok/s 
   --methods LIST   e.g. chain,sequoia (AR always runs: it is the baseline)
   --temperatures   e.g. 0,0.7 (default)     --max-tokens / --prompts   override the main cases' sizes
   --backend cpu    the CPU reference (resident only; Sequoia without a hardware profile)
+  --replot PATH    print the tables and redraw the plots of a saved --json report (no measurement)
 
 Other benchmarks:
   --kernels   per-kernel ms and GB/s, matmul and target-forward t(n), sync cost, streaming bandwidth
@@ -79,6 +87,7 @@ export async function runBench(args: string[]): Promise<number> {
         runs: { type: "string" },
         json: { type: "string" },
         out: { type: "string", default: "bench/out" },
+        replot: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -100,6 +109,10 @@ export async function runBench(args: string[]): Promise<number> {
   const backend = values.backend as Backend;
   if ([values.kernels, values.sweep, values.ar].filter(Boolean).length > 1) {
     throw new UsageError(`--kernels, --sweep and --ar are separate benchmarks: pick one`);
+  }
+  if (values.replot) {
+    await replot(values.replot, values.out || undefined);
+    return 0;
   }
   if (values.kernels) {
     const kernels = await benchKernels(await sharedGpu(), DEFAULT_TARGET_DIR, values.quick);

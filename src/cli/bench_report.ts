@@ -120,7 +120,14 @@ export interface BenchReport {
   adapter: string;
   startedAt: string;
   wallSeconds: number;
-  settings: { quick: boolean; runs: number; temperatures: number[]; modes: Mode[]; warmup: string };
+  settings: {
+    quick: boolean;
+    runs: number;
+    temperatures: number[];
+    modes: Mode[];
+    backend?: "gpu" | "cpu";
+    warmup: string;
+  };
   prompts: string[];
   modes: ModeInfo[];
   rows: BenchRow[];
@@ -307,6 +314,7 @@ export function tokensPerStepPlot(rows: BenchRow[], subtitle: string): string {
         name: `other methods, T=${t}`,
         color: mid,
         line: false,
+        labelPosition: i % 2 ? "below" : "above",
         points: others.map((r) => ({
           x: r.treeNodesPerStep!,
           y: r.tokensPerStep,

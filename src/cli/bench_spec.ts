@@ -381,30 +381,7 @@ export async function runSideBySide(o: SideBySideOptions): Promise<BenchReport> 
     } finally {
       pair.close();
     }
-    print(`## ${mode}: ${info.device}\n`);
-    if (info.plan) {
-      print(
-        `target paged under a ${(info.gpuMemoryBudget! / 1e6).toFixed(2)} MB GPU budget (its weights: ${
-          (info.targetWeightBytes! / 1e6).toFixed(2)
-        } MB; a quarter, or the least that pages): ${info.plan.residentLayers} resident layers + ` +
-          `${info.plan.ringSlots}-slot ring, ${
-            (info.plan.bytesPerForward / 1e6).toFixed(2)
-          } MB streamed per forward\n`,
-      );
-    }
-    for (const p of info.picks) {
-      print(
-        `Sequoia at T=${p.temperature}: ${
-          p.predictedTokPerS === undefined
-            ? "no hardware profile on this backend: default"
-            : `profiler's pick (predicted ${p.predictedTokPerS.toFixed(1)} tok/s, ${
-              p.predictedSpeedup!.toFixed(2)
-            }x AR)`
-        } n=${p.n} d=${p.depth}`,
-      );
-    }
-    print(`\n${modeTable(rows, mode)}\n`);
-    print(notes(rows.filter((r) => r.mode === mode), o.backend) + "\n");
+    print(modeSection(info, rows, o.backend));
   }
   if (rows.some((r) => r.method === "sequoia")) {
     print(`## Sequoia: measured tokens/step vs the planner's G(n, d)\n\n${sweepTable(rows)}\n`);
@@ -421,6 +398,7 @@ export async function runSideBySide(o: SideBySideOptions): Promise<BenchReport> 
       runs: o.runs,
       temperatures: o.temperatures,
       modes: o.modes,
+      backend: o.backend,
       warmup: "one generation of 4 tokens per case, mode and temperature (excluded)",
     },
     prompts: promptTexts.slice(0, usedPrompts),
@@ -429,18 +407,7 @@ export async function runSideBySide(o: SideBySideOptions): Promise<BenchReport> 
     plots: [],
   };
   if (o.outDir) {
-    await Deno.mkdir(o.outDir, { recursive: true });
-    const sub = `${adapter}; Deno ${Deno.version.deno}`;
-    const plots: [string, string][] = [
-      ["tokens_per_step.svg", tokensPerStepPlot(rows, sub)],
-      ["tok_s.svg", tokPerSPlot(rows, sub)],
-    ];
-    if (modes.some((m) => m.costs)) plots.push(["t_n.svg", costPlot(modes, sub)]);
-    for (const [name, svg] of plots) {
-      const path = `${o.outDir.replace(/\/$/, "")}/${name}`;
-      await Deno.writeTextFile(path, svg);
-      report.plots.push(path);
-    }
+    report.plots = await writePlots(rows, modes, `${adapter}; Deno ${Deno.version.deno}`, o.outDir);
     print(`plots: ${report.plots.join(", ")}`);
   }
   report.wallSeconds = Math.round((performance.now() - t0) / 100) / 10;
@@ -452,6 +419,83 @@ export async function runSideBySide(o: SideBySideOptions): Promise<BenchReport> 
   targetFolder.checkpoint.close();
   draftFolder.checkpoint.close();
   return report;
+}
+
+/** One mode's section of the printed report: the load, the picks, the table and its notes. */
+export function modeSection(info: ModeInfo, rows: BenchRow[], backend: Backend): string {
+  const mode = info.mode;
+  const out = [`## ${mode}: ${info.device}\n`];
+  if (info.plan) {
+    out.push(
+      `target paged under a ${(info.gpuMemoryBudget! / 1e6).toFixed(2)} MB GPU budget (its weights: ${
+        (info.targetWeightBytes! / 1e6).toFixed(2)
+      } MB; a quarter, or the least that pages): ${info.plan.residentLayers} resident layers + ` +
+        `${info.plan.ringSlots}-slot ring, ${
+          (info.plan.bytesPerForward / 1e6).toFixed(2)
+        } MB streamed per forward\n`,
+    );
+  }
+  for (const p of info.picks) {
+    out.push(
+      `Sequoia at T=${p.temperature}: ${
+        p.predictedTokPerS === undefined
+          ? "no hardware profile on this backend: default"
+          : `profiler's pick (predicted ${p.predictedTokPerS.toFixed(1)} tok/s, ${
+            p.predictedSpeedup!.toFixed(2)
+          }x AR)`
+      } n=${p.n} d=${p.depth}`,
+    );
+  }
+  out.push(`\n${modeTable(rows, mode)}\n`, notes(rows.filter((r) => r.mode === mode), backend) + "\n");
+  return out.join("\n");
+}
+
+/** Write the three plots under `outDir`; returns their paths. */
+export async function writePlots(
+  rows: BenchRow[],
+  modes: ModeInfo[],
+  subtitle: string,
+  outDir: string,
+): Promise<string[]> {
+  await Deno.mkdir(outDir, { recursive: true });
+  const plots: [string, string][] = [
+    ["tokens_per_step.svg", tokensPerStepPlot(rows, subtitle)],
+    ["tok_s.svg", tokPerSPlot(rows, subtitle)],
+  ];
+  if (modes.some((m) => m.costs)) plots.push(["t_n.svg", costPlot(modes, subtitle)]);
+  const paths: string[] = [];
+  for (const [name, svg] of plots) {
+    const path = `${outDir.replace(/\/$/, "")}/${name}`;
+    await Deno.writeTextFile(path, svg);
+    paths.push(path);
+  }
+  return paths;
+}
+
+/** `--replot PATH`: print the tables and redraw the plots of a saved JSON report (no measurement). */
+export async function replot(
+  path: string,
+  outDir: string | undefined,
+  print = (t: string) => console.log(t),
+) {
+  const r = JSON.parse(await Deno.readTextFile(path)) as BenchReport;
+  if (r.version !== 1 || !Array.isArray(r.rows) || !Array.isArray(r.modes)) {
+    throw new Error(`${path}: not a benchmark report (version 1)`);
+  }
+  const backend: Backend = r.settings.backend ?? (r.adapter === "cpu reference" ? "cpu" : "gpu");
+  print(`# specdec benchmark: methods side by side (from ${path})\n`);
+  print(
+    `command: ${r.command}\nDeno ${r.deno}; adapter: ${r.adapter}; backend: ${backend}; ${r.startedAt}\n`,
+  );
+  for (const m of r.modes) print(modeSection(m, r.rows, backend));
+  if (r.rows.some((x) => x.method === "sequoia")) {
+    print(`## Sequoia: measured tokens/step vs the planner's G(n, d)\n\n${sweepTable(r.rows)}\n`);
+  }
+  if (outDir) {
+    const plots = await writePlots(r.rows, r.modes, `${r.adapter}; Deno ${r.deno}`, outDir);
+    print(`plots: ${plots.join(", ")}`);
+  }
+  print(`wall time of that run: ${r.wallSeconds.toFixed(1)} s`);
 }
 
 /** What the columns mean where it is not obvious, and what capped a tree. */

@@ -47,6 +47,8 @@ export interface LineSeries {
   /** Draw a marker at each point (default true). */
   markers?: boolean;
   dashed?: boolean;
+  /** Where point labels go (default above). */
+  labelPosition?: "above" | "below";
 }
 
 /** A line (or scatter) chart. */
@@ -116,7 +118,8 @@ interface Scale {
 function scale(axis: Axis, values: number[], from: number, to: number): Scale {
   const vs = values.filter((v) => Number.isFinite(v) && (!axis.log || v > 0));
   let lo = axis.min ?? (vs.length ? Math.min(...vs) : axis.log ? 1 : 0);
-  let hi = axis.max ?? (vs.length ? Math.max(...vs) : lo + 1);
+  // 5% headroom above the data on linear axes, so the top point or bar label stays inside the frame.
+  let hi = axis.max ?? (vs.length ? Math.max(...vs) * (axis.log ? 1 : 1.05) : lo + 1);
   let ticks: number[];
   if (axis.log) {
     if (!(lo > 0)) lo = 1;
@@ -254,8 +257,12 @@ export function lineChart(o: LineChartOptions): string {
           }</title></circle>`,
         );
         if (q.label) {
+          // Labels right of their marker, or left of it near the plot's right edge (the legend is there).
+          const left = x(q.x) + 6 + 6 * q.label.length > f.right;
           out.push(
-            `<text x="${r1(x(q.x) + 6)}" y="${r1(y(q.y) - 6)}" font-size="10" fill="${color}">${
+            `<text x="${r1(x(q.x) + (left ? -6 : 6))}" y="${
+              r1(y(q.y) + (s.labelPosition === "below" ? 14 : -6))
+            }" font-size="10" fill="${color}"${left ? ' text-anchor="end"' : ""}>${
               escapeXml(q.label)
             }</text>`,
           );
