@@ -40,9 +40,9 @@ planner's G(n, d) for Sequoia), tree nodes, target forwards and syncs per token,
 step, and for paged rows the weight MB uploaded per token and how much of the upload compute hid.
 Prompts: bench/prompts.json (held-out text the tiny models never trained on). Prints Markdown tables;
 writes SVG plots (tokens/step vs tree size with the planner's prediction, tok/s by method, t(n)) to
---out (default bench/out) and the JSON report to --json. Full run: under 20 minutes on 2 CPU cores.
+--out (default bench/out) and the JSON report to --json. Full run: about 10 minutes on 2 CPU cores.
 
-  --quick          smoke run: 1 prompt, few tokens, 1 run, K = 64 and 256 only (under 2 minutes)
+  --quick          smoke run: 1 prompt, 4-16 tokens per case, 1 run, sweep n = 4, 16 (about a minute)
   --offload        paged mode only          --resident-only   resident mode only
   --methods LIST   e.g. chain,sequoia (AR always runs: it is the baseline)
   --temperatures   e.g. 0,0.7 (default)     --max-tokens / --prompts   override the main cases' sizes
