@@ -25,6 +25,8 @@ import { benchSweep } from "./bench_sweep.ts";
 import { GpuLlama } from "../gpu/llama.ts";
 import { GREEDY } from "../model/sampling.ts";
 import { UsageError } from "./usage.ts";
+import { type OffloadProbe, probePagedModel } from "./offload_probe.ts";
+import { formatBytes } from "./bytes.ts";
 
 const USAGE =
   `Usage: deno task bench [--quick] [--offload | --resident-only] [--methods LIST] [--temperatures LIST]
@@ -44,6 +46,8 @@ writes SVG plots (tokens/step vs tree size with the planner's prediction, tok/s 
 
   --quick          smoke run: 1 prompt, 4-16 tokens per case, 1 run, sweep n = 4, 16 (about a minute)
   --offload        paged mode only          --resident-only   resident mode only
+                   (paged runs, unless --quick, end with a 1B-shaped random target paged under 256 MB,
+                   made once in <out>/random-1b, 2.2 GB of disk; --skip-1b leaves it out)
   --methods LIST   e.g. chain,sequoia (AR always runs: it is the baseline)
   --temperatures   e.g. 0,0.7 (default)     --max-tokens / --prompts   override the main cases' sizes
   --backend cpu    the CPU reference (resident only; Sequoia without a hardware profile)
@@ -88,6 +92,7 @@ export async function runBench(args: string[]): Promise<number> {
         json: { type: "string" },
         out: { type: "string", default: "bench/out" },
         replot: { type: "string" },
+        "skip-1b": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -182,7 +187,72 @@ export async function runBench(args: string[]): Promise<number> {
     outDir: values.out || undefined,
     jsonPath: values.json,
   });
+  if (modes.includes("paged") && backend === "gpu" && !values.quick && !values["skip-1b"]) {
+    await benchPagedAtSize(values.out || "bench/out");
+  }
   return 0;
+}
+
+/**
+ * Paging at a real size: a 1B-shaped random target (made once under `outDir`) under a 256 MB budget
+ * (or the least that pages), streamed from disk and from the host cache; upload GB/s beside this
+ * machine's memcpy and writeBuffer bandwidth. Printed as a table and written to offload_1b.json.
+ */
+async function benchPagedAtSize(outDir: string): Promise<void> {
+  const gpu = await sharedGpu();
+  const dir = `${outDir}/random-1b`;
+  const log = (l: string) => console.error(l);
+  const rows: OffloadProbe[] = [];
+  for (const hostBudget of [0, 4e9]) {
+    const budget = 256e6;
+    let probe: OffloadProbe;
+    try {
+      probe = await probePagedModel(gpu, { dir, preset: "1b", budget, hostBudget, tokens: 4, log });
+    } catch (e) {
+      // The 1b shape needs its embeddings + LM head + two layer slots: say so and retry at that floor.
+      const m = /(\d+) bytes in all/.exec((e as Error).message);
+      if (!m) throw e;
+      log(
+        `  a 256 MB budget cannot page the 1b shape (${(e as Error).message.split(": ").pop()}); using ${
+          m[1]
+        } bytes`,
+      );
+      probe = await probePagedModel(gpu, {
+        dir,
+        preset: "1b",
+        budget: Number(m[1]),
+        hostBudget,
+        tokens: 4,
+        log,
+      });
+    }
+    rows.push(probe);
+  }
+  console.log(
+    `\n### Paging at size: 1B-shaped random target (${formatBytes(rows[0].modelBytes)} of F16 weights)\n`,
+  );
+  console.log(
+    "| host cache | GPU budget | ring | tok/s | ms/token | upload GB/s | overlap | stall ms/token | RSS |",
+  );
+  console.log("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+  for (const r of rows) {
+    const p = r.paging;
+    console.log(
+      `| ${r.hostBudget ? "RAM" : "none (disk)"} | ${
+        formatBytes(r.budget)
+      } | ${p.resident_layers} resident + ${p.ring_slots} x ${formatBytes(p.layer_bytes)} | ${
+        r.tokPerS.toFixed(2)
+      } | ${r.msPerToken.toFixed(0)} | ${p.upload_gb_per_s.toFixed(2)} | ${(p.overlap * 100).toFixed(0)}% | ${
+        (p.stall_ms / r.tokens).toFixed(0)
+      } | ${formatBytes(r.rssBytes)} |`,
+    );
+  }
+  console.log(
+    `\nPlain copy bandwidth on this machine: memcpy ${rows[0].memcpyGBps.toFixed(2)} GB/s, ` +
+      `writeBuffer into a GPU buffer ${rows[0].writeBufferGBps.toFixed(2)} GB/s (256 MB, incl. its submit).`,
+  );
+  await Deno.mkdir(outDir, { recursive: true });
+  await Deno.writeTextFile(`${outDir}/offload_1b.json`, JSON.stringify(rows, null, 2) + "\n");
 }
 
 /** The command line as typed (via `deno task bench` or the compiled binary). */
