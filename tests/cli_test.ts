@@ -1,5 +1,6 @@
 /** The CLI as a user runs it: real subprocesses of src/main.ts. */
 import assert from "node:assert/strict";
+import { spawnServer } from "./fixtures/server_process.ts";
 
 const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 const DRAFT = new URL("../weights/tiny/draft", import.meta.url).pathname;
@@ -77,23 +78,19 @@ Deno.test("cli: usage errors exit 2 and name the option; a bad model folder exit
 });
 
 Deno.test("cli: serve listens on a free port and answers", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "serve", "--port", "0", "--model", DRAFT],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let log = "";
-  let url: string | undefined;
-  while (!url) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    log += value;
-    url = log.match(/listening on (http:\/\/\S+)/)?.[1];
-  }
+  const server = await spawnServer(Deno.execPath(), [
+    "run",
+    "-A",
+    MAIN,
+    "serve",
+    "--port",
+    "0",
+    "--model",
+    DRAFT,
+  ]);
+  let code: number | undefined;
   try {
-    assert.ok(url, `server did not start: ${log}`);
-    const res = await fetch(`${url}/v1/generate`, {
+    const res = await fetch(`${server.url}/v1/generate`, {
       method: "POST",
       body: JSON.stringify({ prompt: "Jesus wept", max_tokens: 5, temperature: 0 }),
       headers: { "content-type": "application/json" },
@@ -101,8 +98,7 @@ Deno.test("cli: serve listens on a free port and answers", async () => {
     assert.equal(res.status, 200);
     assert.equal((await res.json()).tokens.length, 5);
   } finally {
-    child.kill("SIGTERM");
-    assert.equal((await child.status).code, 0, "SIGTERM shuts down cleanly");
-    await reader.cancel();
+    code = await server.stop();
   }
+  assert.equal(code, 0, "SIGTERM shuts down cleanly");
 });

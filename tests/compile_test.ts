@@ -12,6 +12,7 @@
  *    download is what failed (recognised in deno compile's stderr); any other failure fails.
  */
 import assert from "node:assert/strict";
+import { spawnServer } from "./fixtures/server_process.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const config = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
@@ -36,6 +37,10 @@ async function moduleGraph(): Promise<string[]> {
 }
 
 async function* walk(dir: string): AsyncGenerator<string> {
+  if ((await Deno.stat(dir)).isFile) { // an --include may name one file
+    yield dir;
+    return;
+  }
   for await (const e of Deno.readDir(dir)) {
     const p = `${dir}/${e.name}`;
     if (e.isDirectory) yield* walk(p);
@@ -47,7 +52,10 @@ Deno.test("compile: the task embeds the shaders and the default weights, with th
   assert.ok(ARGS.includes("--unstable-webgpu"), TASK);
   assert.ok(INCLUDES.includes("shaders") && INCLUDES.includes("weights/tiny"), TASK);
   assert.equal(ENTRY, "src/main.ts");
-  for (const inc of INCLUDES) assert.ok((await Deno.stat(`${ROOT}/${inc}`)).isDirectory, `${inc} exists`);
+  for (const inc of INCLUDES) {
+    const st = await Deno.stat(`${ROOT}/${inc}`);
+    assert.ok(st.isDirectory || st.isFile, `${inc} exists`);
+  }
   // Every asset located relative to a module (not an import) must be embedded.
   const assetRef = /new URL\(\s*[`"']([^`"']+)[`"']\s*,\s*import\.meta\.url\s*\)/g;
   const found: string[] = [];
@@ -72,38 +80,8 @@ Deno.test("compile: the task embeds the shaders and the default weights, with th
 });
 
 /** Start `cmd serve --port 0 ...` and return its URL, or throw with its log. */
-async function serve(cmd: string, args: string[], cwd: string) {
-  const child = new Deno.Command(cmd, {
-    args,
-    cwd,
-    stdout: "null",
-    stderr: "piped",
-    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
-  }).spawn();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let log = "";
-  let url: string | undefined;
-  while (!url) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    log += value;
-    url = log.match(/listening on (http:\/\/\S+)/)?.[1];
-  }
-  const stop = async () => {
-    child.kill("SIGTERM");
-    const code = (await child.status).code;
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      log += value;
-    }
-    return code;
-  };
-  if (!url) {
-    await stop();
-    throw new Error(`server did not start:\n${log}`);
-  }
-  return { url, log: () => log, stop };
+function serve(cmd: string, args: string[], cwd: string) {
+  return spawnServer(cmd, args, { cwd, env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" } });
 }
 
 async function generates(url: string): Promise<void> {

@@ -5,47 +5,17 @@
  */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
+import { type ServerProcess, spawnServer } from "./fixtures/server_process.ts";
 
 const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 const KEY = "e2e-key";
 const QUEUE_DEPTH = 12;
 
-interface Server {
-  url: string;
-  child: Deno.ChildProcess;
-  log: () => string;
-}
+type Server = ServerProcess;
 
 /** Start `serve` on port 0 and wait for its "listening on" line. */
-async function startServer(...args: string[]): Promise<Server> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "serve", "--port", "0", ...args],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let log = "";
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let url: string | undefined;
-  while (!url) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    log += value;
-    url = log.match(/listening on (http:\/\/\S+)/)?.[1];
-  }
-  // Keep draining stderr so the child never blocks on a full pipe.
-  (async () => {
-    for (;;) {
-      const { value, done } = await reader.read().catch(() => ({ value: "", done: true }));
-      if (done) break;
-      log += value;
-    }
-  })();
-  if (!url) {
-    child.kill("SIGKILL");
-    await child.status;
-    throw new Error(`server did not start:\n${log}`);
-  }
-  return { url, child, log: () => log };
+function startServer(...args: string[]): Promise<Server> {
+  return spawnServer(Deno.execPath(), ["run", "-A", MAIN, "serve", "--port", "0", ...args]);
 }
 
 async function metric(url: string, line: RegExp): Promise<number> {
