@@ -70,6 +70,26 @@ const USAGE = `Usage: deno run -A scripts/make_random_model.ts (--preset ${
   --out DIR             output folder (must not exist or be empty)
 `;
 
+/**
+ * A complete HF Llama config.json object from `dims` (any field given wins): the defaults every Llama
+ * folder carries (architecture, norm eps, rope theta, BOS/EOS ids, MHA unless kv heads are given).
+ */
+export function llamaConfig(dims: Record<string, unknown>, dtype: DType = "F16"): Record<string, unknown> {
+  return {
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    num_key_value_heads: dims.num_attention_heads,
+    max_position_embeddings: 2048,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    tie_word_embeddings: false,
+    bos_token_id: 1,
+    eos_token_id: 2,
+    torch_dtype: dtype === "F32" ? "float32" : dtype === "F16" ? "float16" : "bfloat16",
+    ...dims,
+  };
+}
+
 /** xorshift32 uniform in [-1, 1): fast enough for billions of values. */
 function fillUniform(out: Float32Array, state: { s: number }, scale: number, offset: number): void {
   let s = state.s;
@@ -231,19 +251,7 @@ if (import.meta.main) {
   ) {
     if (merged[k] === undefined) fail(`no ${k}: give --preset or every dimension`);
   }
-  const raw = {
-    architectures: ["LlamaForCausalLM"],
-    model_type: "llama",
-    num_key_value_heads: merged.num_attention_heads,
-    max_position_embeddings: 2048,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-    tie_word_embeddings: false,
-    bos_token_id: 1,
-    eos_token_id: 2,
-    torch_dtype: dtype === "F32" ? "float32" : dtype === "F16" ? "float16" : "bfloat16",
-    ...merged,
-  };
+  const raw = llamaConfig(merged, dtype as DType);
   try {
     const bytes = await makeRandomModel(values.out!, raw, {
       dtype: dtype as DType,

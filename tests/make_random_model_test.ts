@@ -3,19 +3,11 @@
  * and the byte-size flags parse the way the usage text says.
  */
 import assert from "node:assert/strict";
-import { makeRandomModel, PRESETS } from "../scripts/make_random_model.ts";
+import { llamaConfig, makeRandomModel, PRESETS } from "../scripts/make_random_model.ts";
 import { loadCpuModel, openModelFolder } from "../src/model/loader.ts";
 import { formatBytes, parseBytes } from "../src/cli/bytes.ts";
 
-const RAW = {
-  architectures: ["LlamaForCausalLM"],
-  model_type: "llama",
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  bos_token_id: 1,
-  eos_token_id: 2,
-  ...PRESETS.test,
-};
+const RAW = llamaConfig(PRESETS.test);
 
 for (const shardBytes of [1e9, 100_000]) {
   Deno.test(`make_random_model: ${shardBytes > 1e6 ? "one file" : "sharded"} folder loads and runs`, async () => {

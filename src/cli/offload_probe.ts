@@ -10,7 +10,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { GpuLlama } from "../gpu/llama.ts";
 import { type PagingReport, pagingReport } from "../gpu/pager.ts";
 import { openCheckpoint } from "../model/loader.ts";
-import { makeRandomModel, PRESETS } from "../../scripts/make_random_model.ts";
+import { llamaConfig, makeRandomModel, PRESETS } from "../../scripts/make_random_model.ts";
 import { median } from "../util/stats.ts";
 
 /** What {@link probePagedModel} measured. */
@@ -79,15 +79,7 @@ export async function probePagedModel(
   }
   if (!exists) {
     o.log?.(`making a ${o.preset}-shaped random model in ${o.dir} (once) ...`);
-    await makeRandomModel(o.dir, {
-      architectures: ["LlamaForCausalLM"],
-      model_type: "llama",
-      rms_norm_eps: 1e-5,
-      rope_theta: 10000,
-      bos_token_id: 1,
-      eos_token_id: 2,
-      ...PRESETS[o.preset],
-    }, { dtype: "F16", seed: 1, shardBytes: 2e9 });
+    await makeRandomModel(o.dir, llamaConfig(PRESETS[o.preset]), { dtype: "F16", seed: 1, shardBytes: 2e9 });
   }
   const ckpt = await openCheckpoint(o.dir);
   const modelBytes = ckpt.checkpoint.names().reduce((a, n) => a + ckpt.checkpoint.get(n)!.byteLength, 0);
