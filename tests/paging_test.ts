@@ -99,6 +99,7 @@ for (const [slots, budget] of [[2, baseBytes + 2 * layerBytes], [3, baseBytes + 
       assert.equal(paged.paging?.ringSlots, slots);
       assert.equal(paged.paging?.residentLayers, 0);
       assert.equal(paged.paging?.layerBytes, layerBytes);
+      assert.equal(paged.weightBytes, paged.paging?.gpuWeightBytes);
       assert.ok(paged.weightBytes <= budget, `${paged.weightBytes} <= ${budget}`);
       for (let rep = 0; rep < 2; rep++) { // twice: the second run starts from a ring the first left wrapped
         const got = await trace(paged);
@@ -113,6 +114,8 @@ for (const [slots, budget] of [[2, baseBytes + 2 * layerBytes], [3, baseBytes + 
       assert.ok(s.uploads >= 2 * 14 * 5, `uploads ${s.uploads}`);
       assert.equal(s.bytesUploaded, s.uploads * layerBytes);
       assert.equal(s.hostHits, 0);
+      // Every refill was scheduled ahead (right after its slot's last use was submitted), none on demand.
+      assert.equal(s.demandLoads, 0);
     } finally {
       paged.dispose();
     }
@@ -230,4 +233,41 @@ Deno.test("minPagedBudget is the smallest budget that loads paged", async () => 
   assert.equal(m.paging?.ringSlots, 2);
   m.dispose();
   await assert.rejects(() => GpuLlama.load(gpu, ckpt, { gpuMemoryBudget: min - 1 }), /too small/);
+});
+
+Deno.test("paged chunked prefill equals resident; a read failing in a later chunk leaves the cache as it was", async () => {
+  const prompt = Int32Array.from({ length: 20 }, (_, i) => (i * 7 + 3) % config.vocabSize);
+  const input = { tokens: prompt, positions: Int32Array.from(prompt, (_, i) => i), logitRows: [19] };
+  const small = await GpuLlama.load(gpu, ckpt, { maxBatch: 8 });
+  const paged = await GpuLlama.load(gpu, ckpt, {
+    maxBatch: 8,
+    gpuMemoryBudget: baseBytes + 2 * layerBytes,
+    hostMemoryBudget: 0,
+  });
+  const st = ckpt.checkpoint;
+  const realRead = st.readRaw.bind(st);
+  try {
+    const want = await small.forward(input);
+    const got = await paged.forward(input);
+    for (let j = 0; j < want.length; j++) assert.ok(Math.abs(got[j] - want[j]) <= 1e-5);
+    // Fail the 40th tensor read from now: the refill of layer 2 for the second of three prefill chunks
+    // (7 reads per layer; chunk 1 schedules 5 refills, the last two for chunk 2's layers 0 and 1).
+    let reads = 0;
+    st.readRaw = (name, into) => {
+      if (++reads === 40) return Promise.reject(new Error(`injected read failure (${name})`));
+      return realRead(name, into);
+    };
+    paged.truncate(0);
+    await assert.rejects(() => paged.forward(input), /injected read failure/);
+    assert.equal(paged.cacheLength, 0, "no chunk of the failed prefill stays in the cache");
+    st.readRaw = realRead;
+    const again = await paged.forward(input);
+    assert.equal(paged.cacheLength, 20);
+    for (let j = 0; j < want.length; j++) assert.ok(Math.abs(again[j] - want[j]) <= 1e-5);
+    assert.ok(paged.pagingStats()!.demandLoads > 0, "the ring reloaded its slots after the failure");
+  } finally {
+    st.readRaw = realRead;
+    small.dispose();
+    paged.dispose();
+  }
 });

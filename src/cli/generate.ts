@@ -214,8 +214,10 @@ export async function runGenerate(args: string[]): Promise<number> {
     }
   }
   const tail = stream.flush();
+  const wallMs = performance.now() - t0;
+  await pagedModel?.pagingIdle(); // refills already scheduled belong to this run (bench counts them too)
   const paging = pagedModel && pagingBefore
-    ? pagingReport(pagingBefore, pagedModel.pagingStats()!, performance.now() - t0)
+    ? pagingReport(pagingBefore, pagedModel.pagingStats()!, wallMs)
     : undefined;
   if (o.json) {
     console.log(JSON.stringify({

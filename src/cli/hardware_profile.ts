@@ -58,8 +58,12 @@ export async function measureSpecExecBudgets(
 ): Promise<BudgetRow[]> {
   const [prompt] = await acceptanceTexts(pair.targetFolder, 1, 12);
   const rows: BudgetRow[] = [];
-  for (const budget of budgets) {
-    const t = await GpuLlama.load(gpu, pair.targetFolder, {
+  for (let budget of budgets) {
+    // The loaded target serves when its batch holds the tree; a paged one always does (a second paged
+    // copy would double the GPU and host budgets), its budget capped at what one forward can verify.
+    const reuse = pair.target && (pair.target.maxBatch > budget || pair.target.paging);
+    if (reuse) budget = Math.min(budget, pair.target!.maxBatch - 1);
+    const t = reuse ? pair.target! : await GpuLlama.load(gpu, pair.targetFolder, {
       ...pair.target?.options,
       maxBatch: Math.max(256, budget + 1),
     });
@@ -71,8 +75,11 @@ export async function measureSpecExecBudgets(
       seed: 1,
       eosIds: [],
     });
-    for await (const ev of events) if (ev.type === "done") st = ev.stats;
-    t.dispose();
+    try {
+      for await (const ev of events) if (ev.type === "done") st = ev.stats;
+    } finally {
+      if (!reuse) t.dispose();
+    }
     rows.push({ budget, tokPerS: st!.tokPerS, tokensPerStep: st!.tokensPerStep });
     log?.(
       `  specexec K=${budget}: ${st!.tokPerS.toFixed(1)} tok/s, ${st!.tokensPerStep.toFixed(2)} tokens/step`,

@@ -104,6 +104,7 @@ export async function probePagedModel(
       last = (await m.decodeSteps(last, 1, { kind: "argmax" }))[0];
     }
     const ms = performance.now() - t0;
+    await m.pagingIdle();
     const paging = pagingReport(before, m.pagingStats()!, ms);
     const bw = await copyBandwidth(gpu);
     return {

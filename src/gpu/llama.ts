@@ -229,7 +229,18 @@ export class GpuLlama implements CausalLM, DeviceSampler {
    * posOffset) after `past` cached slots, with logits for `rows` (new-token indices) left in the logits
    * buffer as (rows.length, vocab).
    */
-  private async recordForward(
+  private async recordForward(a: Parameters<GpuLlama["recordLayers"]>[0]): Promise<void> {
+    try {
+      await this.recordLayers(a);
+    } catch (e) {
+      // Nothing half-recorded may reach the next submission (a paged layer that could not be read, a
+      // validation error): drop it; the caller sees the error.
+      this.ctx.rec.discard();
+      throw e;
+    }
+  }
+
+  private async recordLayers(
     a: {
       n: number;
       past: number;
@@ -249,14 +260,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     await ops.embedding(ctx, { table: this.w.embed, tokens, tokOffset: a.tokOffset, out: b.x, n });
     for (let l = 0; l < c.nLayers; l++) {
       const streamed = l >= this.w.layers.length;
-      let mats: LayerMatrices;
-      try {
-        mats = streamed ? await this.pager!.acquire(l) : this.w.layers[l];
-      } catch (e) {
-        // The layer's bytes could not be read: drop what this forward recorded; the caller sees the error.
-        ctx.rec.discard();
-        throw e;
-      }
+      const mats = streamed ? await this.pager!.acquire(l) : this.w.layers[l];
       const L = { ...mats, ...this.w.norms[l] };
       const k = this.kv.k[l], v = this.kv.v[l];
       await ops.rmsNorm(ctx, { x: b.x, w: L.attnNorm, out: b.xn, n, d, eps: c.rmsNormEps });
@@ -453,23 +457,45 @@ export class GpuLlama implements CausalLM, DeviceSampler {
 
   /** See {@link CausalLM.forward}: one submission, one readback of (rows, vocab) logits. */
   async forward(input: ForwardInput): Promise<Float32Array> {
-    const last = await this.prefillChunks(input);
-    const st = this.stage(last);
-    await this.recordForward({ ...st, tokOffset: 0, posOffset: 0 });
-    await this.submit("forward");
-    this.length += st.n;
-    return new Float32Array(await this.readback(this.buf.logits, st.rows.length * this.config.vocabSize * 4));
+    return await this.atomically(async () => {
+      const last = await this.prefillChunks(input);
+      const st = this.stage(last);
+      await this.recordForward({ ...st, tokOffset: 0, posOffset: 0 });
+      await this.submit("forward");
+      this.length += st.n;
+      return new Float32Array(
+        await this.readback(this.buf.logits, st.rows.length * this.config.vocabSize * 4),
+      );
+    });
+  }
+
+  /**
+   * Run `fn` so that a failure leaves the cache as it was: a chunked prefill whose later chunk fails
+   * (e.g. a paged layer that cannot be read) does not keep its earlier chunks, and nothing recorded stays
+   * queued for the next submission.
+   */
+  private async atomically<T>(fn: () => Promise<T>): Promise<T> {
+    const past = this.length;
+    try {
+      return await fn();
+    } catch (e) {
+      this.length = past;
+      this.ctx.rec.discard();
+      throw e;
+    }
   }
 
   /** Forward, then argmax or sample each logit row on the GPU: one submission, reads back only ids. */
   async forwardIds(input: ForwardInput, head: IdHead): Promise<Uint32Array> {
-    const last = await this.prefillChunks(input);
-    const st = this.stage(last);
-    await this.recordForward({ ...st, tokOffset: 0, posOffset: 0 });
-    await this.recordHead(head, st.rows.length);
-    await this.submit("forward+head");
-    this.length += st.n;
-    return new Uint32Array(await this.readback(this.buf.ids, st.rows.length * 4));
+    return await this.atomically(async () => {
+      const last = await this.prefillChunks(input);
+      const st = this.stage(last);
+      await this.recordForward({ ...st, tokOffset: 0, posOffset: 0 });
+      await this.recordHead(head, st.rows.length);
+      await this.submit("forward+head");
+      this.length += st.n;
+      return new Uint32Array(await this.readback(this.buf.ids, st.rows.length * 4));
+    });
   }
 
   /**
@@ -677,12 +703,13 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     this.length = length;
   }
 
-  /** Bytes of weight matrices on the GPU (resident layers, ring slots, embeddings, LM head). */
+  /** Bytes of weights on the GPU: resident layers, ring slots, embeddings, LM head, f32 norms. */
   get weightBytes(): number {
     const mats = this.w.layers.flatMap((l) => LAYER_MATRICES.map((k) => l[k]));
     const head = this.w.lmHead === this.w.embed ? 0 : this.w.lmHead.bytes;
     const ring = this.pager ? this.pager.plan.ringSlots * this.pager.plan.layerBytes : 0;
-    return mats.reduce((a, m) => a + m.bytes, 0) + this.w.embed.bytes + head + ring;
+    const norms = (2 * this.config.nLayers + 1) * this.config.hiddenSize * 4;
+    return mats.reduce((a, m) => a + m.bytes, 0) + this.w.embed.bytes + head + ring + norms;
   }
 
   /** The paging plan, or undefined when every layer is resident. */

@@ -91,6 +91,11 @@ export interface PagingStats {
   bytesUploaded: number;
   /** Refills served from the host-RAM cache. */
   hostHits: number;
+  /**
+   * Layers loaded on demand because their slot did not hold them when needed (0 in steady state: every
+   * refill is scheduled ahead; after a failed read the ring reloads this way once).
+   */
+  demandLoads: number;
   /** Time reading layer bytes from disk (runs while the GPU computes, unless it is stalled on). */
   readMs: number;
   /** Host time copying bytes into the queue (writeBuffer). */
@@ -207,6 +212,7 @@ export class LayerPager {
       uploads: 0,
       bytesUploaded: 0,
       hostHits: 0,
+      demandLoads: 0,
       readMs: 0,
       writeMs: 0,
       stallMs: 0,
@@ -269,6 +275,7 @@ export class LayerPager {
       await this.pending[s];
       this.pending[s] = undefined;
       if (this.slotLayer[s] !== l) {
+        this.stats.demandLoads++;
         // Through the chain: refills share the staging buffers and the files' seek position.
         const p = this.chain.then(() => this.fill(s, l));
         this.chain = p.catch(() => {});

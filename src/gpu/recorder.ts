@@ -154,8 +154,10 @@ export class Recorder {
       }
       pass?.end();
       device.queue.submit([enc.finish()]);
+    }).finally(() => {
+      // Submitted or failed, these commands must never run again with the next submission.
+      this.commands.length = 0;
+      this.slots = 0;
     });
-    this.commands.length = 0;
-    this.slots = 0;
   }
 }
