@@ -144,8 +144,8 @@ export class LayerPager {
   private readonly slots: LayerMatrices[];
   /** Layer whose bytes a slot holds (after pending writes), or -1 when unknown. */
   private readonly slotLayer: number[];
-  /** A slot's refill in flight (resolves once written to the queue). */
-  private readonly pending: (Promise<void> | undefined)[];
+  /** A slot's refill in flight (resolves once written to the queue; `done` once it has). */
+  private readonly pending: ({ promise: Promise<void>; done: boolean } | undefined)[];
   /** Refills run one after another, in schedule order. */
   private chain: Promise<void> = Promise.resolve();
   /** Next use index (see the module doc). */
@@ -270,11 +270,17 @@ export class LayerPager {
     const skip = (m - (this.next % this.streamed) + this.streamed) % this.streamed;
     this.next += skip;
     const s = this.next % this.plan.ringSlots;
+    const pend = this.pending[s];
+    // A stall is time spent waiting for a refill that has not finished. Awaiting a finished one still
+    // yields to queued microtasks (often the next slot's refill, copying while the GPU computes): not a stall.
+    const stalled = pend !== undefined && !pend.done;
     const t0 = performance.now();
+    let demand = false;
     try {
-      await this.pending[s];
+      await pend?.promise;
       this.pending[s] = undefined;
       if (this.slotLayer[s] !== l) {
+        demand = true;
         this.stats.demandLoads++;
         // Through the chain: refills share the staging buffers and the files' seek position.
         const p = this.chain.then(() => this.fill(s, l));
@@ -285,7 +291,7 @@ export class LayerPager {
       await this.forget();
       throw e;
     } finally {
-      this.stats.stallMs += performance.now() - t0;
+      if (stalled || demand) this.stats.stallMs += performance.now() - t0;
     }
     return this.slots[s];
   }
@@ -301,7 +307,9 @@ export class LayerPager {
     const nextLayer = this.layerOf(u + this.plan.ringSlots);
     if (nextLayer === l) return; // the slot already holds it (only when the ring covers every streamed layer)
     const p = this.chain.then(() => this.fill(s, nextLayer));
-    this.pending[s] = p;
+    const pend = { promise: p, done: false };
+    p.then(() => pend.done = true, () => pend.done = true);
+    this.pending[s] = pend;
     this.chain = p.catch(() => {});
   }
 
