@@ -9,6 +9,7 @@ import { type Checkpoint, loadCpuModel } from "../model/loader.ts";
 import { Gpu } from "../gpu/device.ts";
 import { GpuLlama } from "../gpu/llama.ts";
 import { formatBytes } from "./bytes.ts";
+import type { PagingBudgets } from "./paging_flags.ts";
 
 /** Compute backends. */
 export const BACKENDS = ["gpu", "cpu"] as const;
@@ -36,7 +37,7 @@ export function sharedGpu(): Promise<Gpu> {
 export async function loadModel(
   folder: Checkpoint,
   backend: Backend,
-  opts: { maxBatch?: number; gpuMemoryBudget?: number; hostMemoryBudget?: number } = {},
+  opts: { maxBatch?: number } & PagingBudgets = {},
 ): Promise<LoadedModel> {
   if (backend === "cpu") {
     if (opts.gpuMemoryBudget !== undefined) {

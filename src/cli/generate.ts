@@ -17,7 +17,8 @@ import { loadOrMeasureCosts } from "./hardware_profile.ts";
 import { sharedGpu } from "./backend.ts";
 import { GpuLlama } from "../gpu/llama.ts";
 import { pagingReport } from "../gpu/pager.ts";
-import { formatBytes, parseBytes } from "./bytes.ts";
+import { formatBytes } from "./bytes.ts";
+import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
 import { planSequoia } from "../spec/sequoia_plan.ts";
 import { rankTrees } from "../spec/tree_choice.ts";
 import { UsageError, zodMessage } from "./usage.ts";
@@ -92,8 +93,7 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
         width: { type: "string" },
         budget: { type: "string" },
         json: { type: "boolean", default: false },
-        "gpu-memory-budget": { type: "string" },
-        "host-memory-budget": { type: "string" },
+        ...PAGING_FLAGS,
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -120,15 +120,10 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
     width: values.width,
     budget: values.budget,
     json: values.json,
-    gpuMemoryBudget: optionalBytes("--gpu-memory-budget", values["gpu-memory-budget"]),
-    hostMemoryBudget: optionalBytes("--host-memory-budget", values["host-memory-budget"]),
+    ...pagingBudgets(values),
   });
   if (!r.success) throw new UsageError(`${zodMessage(r.error)}\n\n${USAGE}`);
   return r.data;
-}
-
-function optionalBytes(flag: string, v: string | undefined): number | undefined {
-  return v === undefined ? undefined : parseBytes(flag, v);
 }
 
 /** Run `generate`; returns the process exit code. */

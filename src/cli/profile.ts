@@ -18,7 +18,8 @@ import type { ModelFolder } from "../model/loader.ts";
 import type { SamplingParams } from "../model/sampling.ts";
 import { rankTrees } from "../spec/tree_choice.ts";
 import { UsageError } from "./usage.ts";
-import { formatBytes, parseBytes } from "./bytes.ts";
+import { formatBytes } from "./bytes.ts";
+import { PAGING_FLAGS, type PagingBudgets, pagingBudgets } from "./paging_flags.ts";
 
 const USAGE = `Usage: deno task profile [--acceptance] [options]
 
@@ -53,8 +54,7 @@ export async function runProfile(args: string[]): Promise<number> {
         "top-p": { type: "string", default: "0.95" },
         backend: { type: "string", default: "gpu" },
         json: { type: "boolean", default: false },
-        "gpu-memory-budget": { type: "string" },
-        "host-memory-budget": { type: "string" },
+        ...PAGING_FLAGS,
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -80,12 +80,10 @@ export async function runProfile(args: string[]): Promise<number> {
     if (values.backend !== "gpu") {
       throw new UsageError("profile: the hardware profile measures the WebGPU engine (--backend gpu)");
     }
-    const bytes = (flag: string, v: string | undefined) => v === undefined ? undefined : parseBytes(flag, v);
     return await hardwareProfile(targetFolder, draftFolder, sampling, {
       json: values.json,
       reprofile: values.reprofile,
-      gpuMemoryBudget: bytes("--gpu-memory-budget", values["gpu-memory-budget"]),
-      hostMemoryBudget: bytes("--host-memory-budget", values["host-memory-budget"]),
+      ...pagingBudgets(values),
     });
   }
   const t = await loadModel(targetFolder, values.backend as Backend);
@@ -124,7 +122,7 @@ async function hardwareProfile(
   targetFolder: ModelFolder,
   draftFolder: ModelFolder,
   sampling: SamplingParams,
-  o: { json: boolean; reprofile: boolean; gpuMemoryBudget?: number; hostMemoryBudget?: number },
+  o: { json: boolean; reprofile: boolean } & PagingBudgets,
 ): Promise<number> {
   const log = (l: string) => console.error(l);
   const t0 = performance.now();

@@ -17,7 +17,7 @@ import { loadOrMeasureCosts } from "./hardware_profile.ts";
 import { createApp, DEFAULT_MAX_QUEUE } from "../server/app.ts";
 import { Scheduler } from "../server/queue.ts";
 import { UsageError } from "./usage.ts";
-import { parseBytes } from "./bytes.ts";
+import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
 
 const USAGE = `Usage: deno task start [options]
 
@@ -85,8 +85,7 @@ export async function runServe(args: string[]): Promise<number> {
         "api-key": { type: "string", default: Deno.env.get("SPECDEC_API_KEY") },
         "queue-depth": { type: "string", default: String(DEFAULT_MAX_QUEUE) },
         "drain-timeout": { type: "string", default: "30" },
-        "gpu-memory-budget": { type: "string" },
-        "host-memory-budget": { type: "string" },
+        ...PAGING_FLAGS,
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -111,11 +110,7 @@ export async function runServe(args: string[]): Promise<number> {
     );
   }
   const backend = values.backend as Backend;
-  const bytes = (flag: string, v: string | undefined) => v === undefined ? undefined : parseBytes(flag, v);
-  const paging = {
-    gpuMemoryBudget: bytes("--gpu-memory-budget", values["gpu-memory-budget"]),
-    hostMemoryBudget: bytes("--host-memory-budget", values["host-memory-budget"]),
-  };
+  const paging = pagingBudgets(values);
   const log = (l: string) => console.error(`  ${l}`);
   const withDraft = values.draft !== "none";
   const progress = new Progress(withDraft ? (backend === "gpu" ? 4 : 3) : 1);
