@@ -18,8 +18,11 @@ import { Recorder, UniformArena } from "./recorder.ts";
 import { destroyMatrix, type GpuMatrix, uploadMatrix } from "./tensor.ts";
 import {
   LAYER_MATRICES,
+  LAYER_MATRIX_SPEC_INDEX,
   type LayerMatrices,
+  layerMatrices,
   LayerPager,
+  normBytes,
   type PagingPlan,
   type PagingStats,
   planPaging,
@@ -160,14 +163,19 @@ export class GpuLlama implements CausalLM, DeviceSampler {
       const s = spec.layers[l];
       norms.push({ attnNorm: await vector(s[0].name), mlpNorm: await vector(s[5].name) });
       if (plan && l >= plan.residentLayers) continue;
-      // One tensor at a time: reads share the file handle's seek position.
-      const done: GpuMatrix[] = [];
-      for (const i of [1, 2, 3, 4, 6, 7, 8]) done.push(await m(s[i].name, s[i].shape));
-      layers.push(Object.fromEntries(LAYER_MATRICES.map((k, j) => [k, done[j]])) as LayerMatrices);
+      const mats: GpuMatrix[] = [];
+      for (const i of LAYER_MATRIX_SPEC_INDEX) mats.push(await m(s[i].name, s[i].shape));
+      layers.push(layerMatrices(mats));
     }
-    const hostBudget = opts.hostMemoryBudget ??
-      Math.floor(Math.max(0, Deno.systemMemoryInfo().available) / 2);
-    const pager = plan ? await LayerPager.create(gpu, c, st, plan, hostBudget) : undefined;
+    const pager = plan
+      ? await LayerPager.create(
+        gpu,
+        c,
+        st,
+        plan,
+        opts.hostMemoryBudget ?? Math.floor(Math.max(0, Deno.systemMemoryInfo().available) / 2),
+      )
+      : undefined;
     const kv = {
       k: Array.from({ length: c.nLayers }, (_, l) => gpu.createBuffer(`k cache ${l}`, kvBytes)),
       v: Array.from({ length: c.nLayers }, (_, l) => gpu.createBuffer(`v cache ${l}`, kvBytes)),
@@ -708,8 +716,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     const mats = this.w.layers.flatMap((l) => LAYER_MATRICES.map((k) => l[k]));
     const head = this.w.lmHead === this.w.embed ? 0 : this.w.lmHead.bytes;
     const ring = this.pager ? this.pager.plan.ringSlots * this.pager.plan.layerBytes : 0;
-    const norms = (2 * this.config.nLayers + 1) * this.config.hiddenSize * 4;
-    return mats.reduce((a, m) => a + m.bytes, 0) + this.w.embed.bytes + head + ring + norms;
+    return mats.reduce((a, m) => a + m.bytes, 0) + this.w.embed.bytes + head + ring + normBytes(this.config);
   }
 
   /** The paging plan, or undefined when every layer is resident. */

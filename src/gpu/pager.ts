@@ -113,7 +113,19 @@ export interface PagingStats {
 export const LAYER_MATRICES = ["wq", "wk", "wv", "wo", "wGate", "wUp", "wDown"] as const;
 /** A layer's matrices by role. */
 export type LayerMatrices = Record<typeof LAYER_MATRICES[number], GpuMatrix>;
-const SPEC_INDEX = [1, 2, 3, 4, 6, 7, 8];
+/** Where each of {@link LAYER_MATRICES} stands in a `llamaTensorSpec(c).layers[l]` list. */
+export const LAYER_MATRIX_SPEC_INDEX = [1, 2, 3, 4, 6, 7, 8] as const;
+const SPEC_INDEX = LAYER_MATRIX_SPEC_INDEX;
+
+/** Matrices in {@link LAYER_MATRICES} order, by role. */
+export function layerMatrices(list: GpuMatrix[]): LayerMatrices {
+  return Object.fromEntries(LAYER_MATRICES.map((k, j) => [k, list[j]])) as LayerMatrices;
+}
+
+/** GPU bytes of every norm vector (two per layer and the final one), kept as f32. */
+export function normBytes(c: ModelConfig): number {
+  return (2 * c.nLayers + 1) * c.hiddenSize * 4;
+}
 
 /**
  * What paging needs to know about a checkpoint's GPU footprint: the largest decoder layer's seven
@@ -129,7 +141,7 @@ export function weightSizes(
     ...spec.layers.map((s) => SPEC_INDEX.reduce((a, i) => a + bytesOf(s[i].name), 0)),
   );
   const baseBytes = bytesOf(spec.global[0].name) + (c.tieWordEmbeddings ? 0 : bytesOf("lm_head.weight")) +
-    (2 * c.nLayers + 1) * c.hiddenSize * 4;
+    normBytes(c);
   return { nLayers: c.nLayers, layerBytes, baseBytes };
 }
 
@@ -194,16 +206,16 @@ export class LayerPager {
         }
       });
     }
-    this.slots = Array.from({ length: plan.ringSlots }, (_, s) => {
-      const m = SPEC_INDEX.map((i) => {
+    this.slots = Array.from({ length: plan.ringSlots }, (_, s) =>
+      layerMatrices(SPEC_INDEX.map((i, j) => {
         const t = first[i];
-        return allocMatrix(gpu, `ring slot ${s} ${LAYER_MATRICES[SPEC_INDEX.indexOf(i)]}`, [
-          t.shape[0],
-          t.shape[1],
-        ], st.get(t.name)!.dtype);
-      });
-      return Object.fromEntries(LAYER_MATRICES.map((k, j) => [k, m[j]])) as LayerMatrices;
-    });
+        return allocMatrix(
+          gpu,
+          `ring slot ${s} ${LAYER_MATRICES[j]}`,
+          [t.shape[0], t.shape[1]],
+          st.get(t.name)!.dtype,
+        );
+      })));
     this.slotLayer = new Array(plan.ringSlots).fill(-1);
     this.pending = new Array(plan.ringSlots).fill(undefined);
     this.staging = SPEC_INDEX.map((i) => new Uint8Array(st.get(first[i].name)!.byteLength));
