@@ -115,7 +115,6 @@ export const LAYER_MATRICES = ["wq", "wk", "wv", "wo", "wGate", "wUp", "wDown"] 
 export type LayerMatrices = Record<typeof LAYER_MATRICES[number], GpuMatrix>;
 /** Where each of {@link LAYER_MATRICES} stands in a `llamaTensorSpec(c).layers[l]` list. */
 export const LAYER_MATRIX_SPEC_INDEX = [1, 2, 3, 4, 6, 7, 8] as const;
-const SPEC_INDEX = LAYER_MATRIX_SPEC_INDEX;
 
 /** Matrices in {@link LAYER_MATRICES} order, by role. */
 export function layerMatrices(list: GpuMatrix[]): LayerMatrices {
@@ -138,7 +137,7 @@ export function weightSizes(
   const spec = llamaTensorSpec(c);
   const bytesOf = (name: string) => st.get(name)!.byteLength;
   const layerBytes = Math.max(
-    ...spec.layers.map((s) => SPEC_INDEX.reduce((a, i) => a + bytesOf(s[i].name), 0)),
+    ...spec.layers.map((s) => LAYER_MATRIX_SPEC_INDEX.reduce((a, i) => a + bytesOf(s[i].name), 0)),
   );
   const baseBytes = bytesOf(spec.global[0].name) + (c.tieWordEmbeddings ? 0 : bytesOf("lm_head.weight")) +
     normBytes(c);
@@ -195,7 +194,7 @@ export class LayerPager {
     // Every streamed layer must have layer R's matrix shapes and dtypes (slots are allocated once).
     const first = spec.layers[R];
     for (let l = R + 1; l < config.nLayers; l++) {
-      SPEC_INDEX.forEach((i) => {
+      LAYER_MATRIX_SPEC_INDEX.forEach((i) => {
         const a = st.get(first[i].name)!, b = st.get(spec.layers[l][i].name)!;
         if (a.dtype !== b.dtype || a.byteLength !== b.byteLength) {
           throw new RangeError(
@@ -206,19 +205,22 @@ export class LayerPager {
         }
       });
     }
-    this.slots = Array.from({ length: plan.ringSlots }, (_, s) =>
-      layerMatrices(SPEC_INDEX.map((i, j) => {
-        const t = first[i];
-        return allocMatrix(
-          gpu,
-          `ring slot ${s} ${LAYER_MATRICES[j]}`,
-          [t.shape[0], t.shape[1]],
-          st.get(t.name)!.dtype,
-        );
-      })));
+    this.slots = Array.from(
+      { length: plan.ringSlots },
+      (_, s) =>
+        layerMatrices(LAYER_MATRIX_SPEC_INDEX.map((i, j) => {
+          const t = first[i];
+          return allocMatrix(
+            gpu,
+            `ring slot ${s} ${LAYER_MATRICES[j]}`,
+            [t.shape[0], t.shape[1]],
+            st.get(t.name)!.dtype,
+          );
+        })),
+    );
     this.slotLayer = new Array(plan.ringSlots).fill(-1);
     this.pending = new Array(plan.ringSlots).fill(undefined);
-    this.staging = SPEC_INDEX.map((i) => new Uint8Array(st.get(first[i].name)!.byteLength));
+    this.staging = LAYER_MATRIX_SPEC_INDEX.map((i) => new Uint8Array(st.get(first[i].name)!.byteLength));
     this.hostCacheLimit = Math.min(this.streamed, Math.floor(Math.max(0, hostBudget) / plan.layerBytes));
     this.stats = {
       uploads: 0,
@@ -251,8 +253,8 @@ export class LayerPager {
       const t0 = performance.now();
       const pin = l - this.plan.residentLayers < this.hostCacheLimit;
       bytes = [];
-      for (let j = 0; j < SPEC_INDEX.length; j++) {
-        const name = spec[SPEC_INDEX[j]].name;
+      for (let j = 0; j < LAYER_MATRIX_SPEC_INDEX.length; j++) {
+        const name = spec[LAYER_MATRIX_SPEC_INDEX[j]].name;
         bytes.push(await this.st.readRaw(name, pin ? undefined : this.staging[j]));
       }
       this.stats.readMs += performance.now() - t0;
