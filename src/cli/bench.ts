@@ -204,29 +204,7 @@ async function benchPagedAtSize(outDir: string): Promise<void> {
   const log = (l: string) => console.error(l);
   const rows: OffloadProbe[] = [];
   for (const hostBudget of [0, 4e9]) {
-    const budget = 256e6;
-    let probe: OffloadProbe;
-    try {
-      probe = await probePagedModel(gpu, { dir, preset: "1b", budget, hostBudget, tokens: 4, log });
-    } catch (e) {
-      // The 1b shape needs its embeddings + LM head + two layer slots: say so and retry at that floor.
-      const m = /(\d+) bytes in all/.exec((e as Error).message);
-      if (!m) throw e;
-      log(
-        `  a 256 MB budget cannot page the 1b shape (${(e as Error).message.split(": ").pop()}); using ${
-          m[1]
-        } bytes`,
-      );
-      probe = await probePagedModel(gpu, {
-        dir,
-        preset: "1b",
-        budget: Number(m[1]),
-        hostBudget,
-        tokens: 4,
-        log,
-      });
-    }
-    rows.push(probe);
+    rows.push(await probePagedModel(gpu, { dir, preset: "1b", budget: 256e6, hostBudget, tokens: 4, log }));
   }
   console.log(
     `\n### Paging at size: 1B-shaped random target (${formatBytes(rows[0].modelBytes)} of F16 weights)\n`,

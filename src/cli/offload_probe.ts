@@ -8,7 +8,8 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import { GpuLlama } from "../gpu/llama.ts";
-import { type PagingReport, pagingReport } from "../gpu/pager.ts";
+import { minPagedBudget, type PagingReport, pagingReport } from "../gpu/pager.ts";
+import { formatBytes } from "./bytes.ts";
 import { openCheckpoint } from "../model/loader.ts";
 import { llamaConfig, makeRandomModel, PRESETS } from "../../scripts/make_random_model.ts";
 import { median } from "../util/stats.ts";
@@ -58,7 +59,8 @@ export async function copyBandwidth(
 
 /**
  * Make (once, into `dir`) a random model of `preset` and decode `tokens` tokens greedily with its
- * target paged under `budget` bytes (host cache `hostBudget`). Token ids only: no tokenizer involved.
+ * target paged under `budget` bytes, raised to the least budget that pages this shape when it is
+ * below (host cache `hostBudget`). Token ids only: no tokenizer involved.
  */
 export async function probePagedModel(
   gpu: Gpu,
@@ -83,14 +85,22 @@ export async function probePagedModel(
   }
   const ckpt = await openCheckpoint(o.dir);
   const modelBytes = ckpt.checkpoint.names().reduce((a, n) => a + ckpt.checkpoint.get(n)!.byteLength, 0);
+  const floor = minPagedBudget(ckpt.checkpoint, ckpt.config);
+  const budget = Math.max(o.budget, floor);
+  if (budget > o.budget) {
+    o.log?.(
+      `  a ${formatBytes(o.budget)} budget cannot page the ${o.preset} shape (its embeddings, LM head and ` +
+        `two layer slots need ${floor} bytes): using ${floor} bytes`,
+    );
+  }
   const m = await GpuLlama.load(gpu, ckpt, {
-    gpuMemoryBudget: o.budget,
+    gpuMemoryBudget: budget,
     hostMemoryBudget: o.hostBudget,
     maxBatch: 16,
     capacity: 256,
   });
   try {
-    if (!m.paging) throw new RangeError(`${o.dir}: a budget of ${o.budget} bytes holds the whole model`);
+    if (!m.paging) throw new RangeError(`${o.dir}: a budget of ${budget} bytes holds the whole model`);
     const prompt = Int32Array.from({ length: 8 }, (_, i) => 10 + i);
     let last = (await m.forwardIds(
       { tokens: prompt, positions: Int32Array.from(prompt, (_, i) => i), logitRows: [7] },
@@ -111,7 +121,7 @@ export async function probePagedModel(
       model: o.dir,
       preset: o.preset,
       modelBytes,
-      budget: o.budget,
+      budget,
       hostBudget: o.hostBudget,
       tokens: o.tokens,
       tokPerS: o.tokens / (ms / 1000),
