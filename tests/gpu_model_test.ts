@@ -20,6 +20,7 @@ import {
 import { argmax } from "../src/model/sampling.ts";
 import type { CausalLM, ForwardInput } from "../src/model/types.ts";
 import { randomTensors, SMALL_CONFIG, smallConfig, writeModelFolder } from "./fixtures/random_model.ts";
+import { TREE, treeInput } from "./fixtures/tree_input.ts";
 
 const gpu = await Gpu.acquire();
 
@@ -41,22 +42,6 @@ async function both(input: ForwardInput, cpu: CausalLM, g: CausalLM): Promise<[F
 }
 
 const PREFIX = [1, 17, 40, 5, 63, 22, 9, 70, 3];
-const TREE = [30, 31, 32, 33, 34, 35];
-const PARENT = [-1, 0, 0, 1, 2, -1];
-
-function treeInput(past: number): ForwardInput {
-  const n = TREE.length, w = past + n;
-  const mask = new Uint8Array(n * w);
-  const positions = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    mask.fill(1, i * w, i * w + past);
-    let depth = 0;
-    for (let a = i; a >= 0; a = PARENT[a], depth++) mask[i * w + past + a] = 1;
-    positions[i] = past + depth - 1;
-  }
-  return { tokens: Int32Array.from(TREE), positions, mask };
-}
-
 for (const dtype of ["F16", "BF16", "F32"] as const) {
   Deno.test(`gpu model (${dtype}, GQA, odd sizes): prefill, tree mask and commit match the CPU`, async () => {
     const dir = Deno.makeTempDirSync({ prefix: "gpu_model_" });

@@ -8,11 +8,11 @@ import { Gpu } from "../src/gpu/device.ts";
 import { GpuLlama } from "../src/gpu/llama.ts";
 import { planPaging } from "../src/gpu/pager.ts";
 import { openCheckpoint, openModelFolder } from "../src/model/loader.ts";
-import type { ForwardInput } from "../src/model/types.ts";
 import { argmax } from "../src/model/sampling.ts";
 import { generateSpeculative } from "../src/spec/engine.ts";
 import { makeDrafter } from "../src/spec/methods.ts";
 import { randomTensors, SMALL_CONFIG, smallConfig, writeModelFolder } from "./fixtures/random_model.ts";
+import { treeInput } from "./fixtures/tree_input.ts";
 
 Deno.test("planPaging: resident when it fits, ring of 2..3 slots, resident layers, errors with bytes", () => {
   const base = { nLayers: 6, layerBytes: 100, baseBytes: 50 };
@@ -49,20 +49,6 @@ const layerBytes = 2 * config.hiddenSize *
 const baseBytes = 2 * 2 * config.vocabSize * config.hiddenSize + (2 * 5 + 1) * config.hiddenSize * 4;
 
 const PROMPT = [1, 17, 40, 5, 63, 22, 9, 70, 3, 12, 44];
-
-function treeInput(past: number): ForwardInput {
-  const tokens = [30, 31, 32, 33, 34, 35], parent = [-1, 0, 0, 1, 2, -1];
-  const n = tokens.length, w = past + n;
-  const mask = new Uint8Array(n * w);
-  const positions = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    mask.fill(1, i * w, i * w + past);
-    let depth = 0;
-    for (let a = i; a >= 0; a = parent[a], depth++) mask[i * w + past + a] = 1;
-    positions[i] = past + depth - 1;
-  }
-  return { tokens: Int32Array.from(tokens), positions, mask };
-}
 
 /** Prefill, 3 rounds of 4-token GPU decoding, a tree forward: logits and ids of every stage. */
 async function trace(m: GpuLlama): Promise<{ logits: Float32Array[]; ids: number[] }> {
