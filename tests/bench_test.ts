@@ -12,7 +12,7 @@ import {
   sweepTable,
   tokensPerStepPlot,
   tokPerSPlot,
-} from "../src/cli/bench_report.ts";
+} from "../src/bench/report.ts";
 import {
   buildCases,
   FULL_SIZES,
@@ -20,10 +20,10 @@ import {
   QUICK_SIZES,
   replot,
   runSideBySide,
-} from "../src/cli/bench_spec.ts";
-import { runBench } from "../src/cli/bench.ts";
+} from "../src/bench/side_by_side.ts";
+import { runBench } from "../src/bench/bench.ts";
 import { UsageError } from "../src/cli/usage.ts";
-import type { TreeChoice } from "../src/spec/tree_choice.ts";
+import type { TreeChoice } from "../src/speculative/tree_choice.ts";
 
 /** Well-formed XML (tags balanced and properly nested, no raw `<` or `&` in text): throws if not. */
 function assertWellFormed(xml: string): void {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { CpuLlama } from "../src/cpu/llama.ts";
-import { causalMask } from "../src/model/types.ts";
+import { causalMask } from "../src/model/causal_lm.ts";
 import { randomCpuModel, smallConfig } from "./fixtures/random_model.ts";
 
 const config = smallConfig();

@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { createApp } from "../src/server/app.ts";
 import { Scheduler } from "../src/server/queue.ts";
-import { DEFAULT_DRAFT_DIR, loadCpuModel, openModelFolder } from "../src/model/loader.ts";
+import { DEFAULT_DRAFT_DIR, openModelFolder } from "../src/model/folder.ts";
+import { loadCpuModel } from "../src/cpu/load.ts";
 import { Rng } from "../src/util/rng.ts";
 
 const CASES = 1500;

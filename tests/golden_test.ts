@@ -4,8 +4,9 @@
  * them from the stored, rounded weights), and the JS tokenizer must match the Python one.
  */
 import assert from "node:assert/strict";
-import { generateAutoregressive } from "../src/engine/autoregressive.ts";
-import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, loadCpuModel, openModelFolder } from "../src/model/loader.ts";
+import { generateAutoregressive } from "../src/decoding/autoregressive.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../src/model/folder.ts";
+import { loadCpuModel } from "../src/cpu/load.ts";
 import { GREEDY } from "../src/model/sampling.ts";
 
 interface Golden {

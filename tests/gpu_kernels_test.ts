@@ -13,7 +13,7 @@ import { type DType, toF32 } from "../src/model/dtype.ts";
 import { encodeTensor } from "../src/model/safetensors_write.ts";
 import { argmax, probabilities, sampleFrom } from "../src/model/sampling.ts";
 import { Rng } from "../src/util/rng.ts";
-import { topIndices } from "../src/spec/draw.ts";
+import { topIndices } from "../src/speculative/draw.ts";
 
 const gpu = await Gpu.acquire();
 const ctx: ops.OpContext = {

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { Gpu } from "../src/gpu/device.ts";
-import { GpuLlama } from "../src/gpu/llama.ts";
+import { GpuLlama } from "../src/gpu/llama/model.ts";
 import * as ops from "../src/gpu/ops.ts";
 import { PipelineCache } from "../src/gpu/pipelines.ts";
 import { Recorder, UniformArena } from "../src/gpu/recorder.ts";
@@ -13,12 +13,12 @@ import { toF32 } from "../src/model/dtype.ts";
 import {
   DEFAULT_DRAFT_DIR,
   DEFAULT_TARGET_DIR,
-  loadCpuModel,
   openCheckpoint,
   openModelFolder,
-} from "../src/model/loader.ts";
+} from "../src/model/folder.ts";
+import { loadCpuModel } from "../src/cpu/load.ts";
 import { argmax } from "../src/model/sampling.ts";
-import type { CausalLM, ForwardInput } from "../src/model/types.ts";
+import type { CausalLM, ForwardInput } from "../src/model/causal_lm.ts";
 import { randomTensors, SMALL_CONFIG, smallConfig, writeModelFolder } from "./fixtures/random_model.ts";
 import { TREE, treeInput } from "./fixtures/tree_input.ts";
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { loadOrMeasureCosts, profileKey } from "../src/cli/hardware_profile.ts";
+import { loadOrMeasureCosts, profileKey } from "../src/runtime/hardware_profile.ts";
 import type { Gpu } from "../src/gpu/device.ts";
-import type { GpuLlama } from "../src/gpu/llama.ts";
-import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../src/model/loader.ts";
+import type { GpuLlama } from "../src/gpu/llama/model.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../src/model/folder.ts";
 import { SafetensorsModel } from "../src/model/safetensors.ts";
 import { randomTensors, SMALL_CONFIG, smallConfig, writeModelFolder } from "./fixtures/random_model.ts";
 

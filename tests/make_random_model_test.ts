@@ -3,9 +3,10 @@
  * and the byte-size flags parse the way the usage text says.
  */
 import assert from "node:assert/strict";
-import { llamaConfig, makeRandomModel, PRESETS } from "../scripts/make_random_model.ts";
-import { loadCpuModel, openModelFolder } from "../src/model/loader.ts";
-import { formatBytes, parseBytes } from "../src/cli/bytes.ts";
+import { llamaConfig, makeRandomModel, PRESETS } from "../src/model/random_model.ts";
+import { openModelFolder } from "../src/model/folder.ts";
+import { loadCpuModel } from "../src/cpu/load.ts";
+import { formatBytes, parseBytes } from "../src/util/bytes.ts";
 
 const RAW = llamaConfig(PRESETS.test);
 

@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import { createApp } from "../src/server/app.ts";
 import { Gpu } from "../src/gpu/device.ts";
-import { GpuLlama } from "../src/gpu/llama.ts";
-import { minPagedBudget } from "../src/gpu/pager.ts";
-import { DEFAULT_TARGET_DIR, openModelFolder } from "../src/model/loader.ts";
+import { GpuLlama } from "../src/gpu/llama/model.ts";
+import { minPagedBudget } from "../src/gpu/paging/pager.ts";
+import { DEFAULT_TARGET_DIR, openModelFolder } from "../src/model/folder.ts";
 
 Deno.test("paged server: a checkpoint truncated on disk fails one request (503), the server keeps serving", async () => {
   const dir = await Deno.makeTempDir({ prefix: "paged_server_" });

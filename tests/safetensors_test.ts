@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { CheckpointError, SafetensorsFile, SafetensorsModel } from "../src/model/safetensors.ts";
 import { serializeSafetensors } from "../src/model/safetensors_write.ts";
 import { toF32 } from "../src/model/dtype.ts";
-import { openModelFolder } from "../src/model/loader.ts";
+import { openModelFolder } from "../src/model/folder.ts";
 import { randomTensors, SMALL_CONFIG, smallConfig, writeModelFolder } from "./fixtures/random_model.ts";
 
 const data = (n: number, k = 1) => Float32Array.from({ length: n }, (_, i) => (i - n / 2) * 0.125 * k);

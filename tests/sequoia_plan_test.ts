@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { expectedTokens, materialize, planSequoia, shapeValue } from "../src/spec/sequoia_plan.ts";
-import { appendAttention, childrenOf, levels, treeAttention } from "../src/spec/tree.ts";
+import { expectedTokens, materialize, planSequoia, shapeValue } from "../src/speculative/sequoia_plan.ts";
+import { appendAttention, childrenOf, levels, treeAttention } from "../src/speculative/tree.ts";
 
 const ACC = [0.52, 0.14, 0.07, 0.045, 0.03, 0.02, 0.014, 0.01, 0.007, 0.005, 0.004, 0.003];
 

@@ -4,8 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { type AppOptions, createApp } from "../src/server/app.ts";
-import { DEFAULT_DRAFT_DIR, loadCpuModel, openModelFolder } from "../src/model/loader.ts";
-import type { CausalLM, ForwardInput } from "../src/model/types.ts";
+import { DEFAULT_DRAFT_DIR, openModelFolder } from "../src/model/folder.ts";
+import { loadCpuModel } from "../src/cpu/load.ts";
+import type { CausalLM, ForwardInput } from "../src/model/causal_lm.ts";
 import { Scheduler } from "../src/server/queue.ts";
 
 const folder = await openModelFolder(DEFAULT_DRAFT_DIR);

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { createApp } from "../src/server/app.ts";
-import { DEFAULT_DRAFT_DIR, loadCpuModel, openModelFolder } from "../src/model/loader.ts";
-import { generateAutoregressive } from "../src/engine/autoregressive.ts";
+import { DEFAULT_DRAFT_DIR, openModelFolder } from "../src/model/folder.ts";
+import { loadCpuModel } from "../src/cpu/load.ts";
+import { generateAutoregressive } from "../src/decoding/autoregressive.ts";
 import { GREEDY } from "../src/model/sampling.ts";
 
 const folder = await openModelFolder(DEFAULT_DRAFT_DIR);
@@ -91,8 +92,8 @@ Deno.test("server: invalid requests get 4xx with the field named", async () => {
 });
 
 Deno.test("server: speculative methods answer exactly like AR at T=0; /v1/status and /ready", async () => {
-  const { DEFAULT_TARGET_DIR } = await import("../src/model/loader.ts");
-  const { AdaptiveSequoiaPlan } = await import("../src/spec/adaptive.ts");
+  const { DEFAULT_TARGET_DIR } = await import("../src/model/folder.ts");
+  const { AdaptiveSequoiaPlan } = await import("../src/speculative/adaptive.ts");
   const tf = await openModelFolder(DEFAULT_TARGET_DIR);
   const target = await loadCpuModel(tf);
   const acc = [0.6, 0.12, 0.06, 0.04];

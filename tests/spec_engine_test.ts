@@ -3,10 +3,10 @@
  * EOS, max_tokens, and drafters never overflowing the draft's KV cache.
  */
 import assert from "node:assert/strict";
-import { generateAutoregressive } from "../src/engine/autoregressive.ts";
+import { generateAutoregressive } from "../src/decoding/autoregressive.ts";
 import { GREEDY } from "../src/model/sampling.ts";
-import { generateSpeculative } from "../src/spec/engine.ts";
-import { makeDrafter, type Method } from "../src/spec/methods.ts";
+import { generateSpeculative } from "../src/speculative/engine.ts";
+import { makeDrafter, type Method } from "../src/speculative/methods.ts";
 import { randomCpuModel, smallConfig } from "./fixtures/random_model.ts";
 
 const config = smallConfig(); // vocab 77, context 64

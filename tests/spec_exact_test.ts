@@ -6,13 +6,14 @@
  * size does not change what is being checked.
  */
 import assert from "node:assert/strict";
-import { sharedGpu } from "../src/cli/backend.ts";
-import { acceptanceTexts, decode } from "../src/engine/decoder.ts";
-import { GpuLlama } from "../src/gpu/llama.ts";
-import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, loadCpuModel, openModelFolder } from "../src/model/loader.ts";
-import type { CausalLM } from "../src/model/types.ts";
+import { sharedGpu } from "../src/runtime/backend.ts";
+import { acceptanceTexts, decode } from "../src/runtime/decoder.ts";
+import { GpuLlama } from "../src/gpu/llama/model.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../src/model/folder.ts";
+import { loadCpuModel } from "../src/cpu/load.ts";
+import type { CausalLM } from "../src/model/causal_lm.ts";
 import { GREEDY, probabilities } from "../src/model/sampling.ts";
-import type { Method } from "../src/spec/methods.ts";
+import type { Method } from "../src/speculative/methods.ts";
 
 const gpu = await sharedGpu();
 const targetFolder = await openModelFolder(DEFAULT_TARGET_DIR);

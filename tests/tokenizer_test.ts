@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ModelTokenizer } from "../src/model/tokenizer.ts";
-import { DEFAULT_DRAFT_DIR } from "../src/model/loader.ts";
+import { DEFAULT_DRAFT_DIR } from "../src/model/folder.ts";
 
 const tok = await ModelTokenizer.load(DEFAULT_DRAFT_DIR);
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { planSequoia } from "../src/spec/sequoia_plan.ts";
-import { costAt, type MeasuredCosts, rankTrees } from "../src/spec/tree_choice.ts";
+import { planSequoia } from "../src/speculative/sequoia_plan.ts";
+import { costAt, type MeasuredCosts, rankTrees } from "../src/speculative/tree_choice.ts";
 
 const ACC = [0.6, 0.12, 0.06, 0.035, 0.025, 0.015, 0.012, 0.01];
 const plan = planSequoia(ACC, 256, 17);

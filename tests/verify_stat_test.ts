@@ -7,14 +7,14 @@
  */
 import assert from "node:assert/strict";
 import { probabilities, type SamplingParams } from "../src/model/sampling.ts";
-import { drawIid, drawWithoutReplacement, topIndices } from "../src/spec/draw.ts";
+import { drawIid, drawWithoutReplacement, topIndices } from "../src/speculative/draw.ts";
 import {
   checkPairing,
   verifyMatch,
   verifySpecInfer,
   verifySwor,
   type VerifyTree,
-} from "../src/spec/verify.ts";
+} from "../src/speculative/verify/verify.ts";
 import { Rng } from "../src/util/rng.ts";
 
 const V = 10;

@@ -6,21 +6,21 @@
 
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import type { GenerationStats } from "../engine/autoregressive.ts";
-import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
-import { METHODS, TREE_DEFAULTS } from "../spec/methods.ts";
-import { AdaptiveSequoiaPlan } from "../spec/adaptive.ts";
-import type { StepStats } from "../spec/engine.ts";
-import { BACKENDS, loadModel } from "./backend.ts";
-import { acceptanceFor, decode } from "../engine/decoder.ts";
-import { loadOrMeasureCosts } from "./hardware_profile.ts";
-import { sharedGpu } from "./backend.ts";
-import { GpuLlama } from "../gpu/llama.ts";
-import { pagingReport } from "../gpu/pager.ts";
-import { formatBytes } from "./bytes.ts";
+import type { GenerationStats } from "../decoding/autoregressive.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/folder.ts";
+import { METHODS, TREE_DEFAULTS } from "../speculative/methods.ts";
+import { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
+import type { StepStats } from "../speculative/engine.ts";
+import { BACKENDS, loadModel } from "../runtime/backend.ts";
+import { acceptanceFor, decode } from "../runtime/decoder.ts";
+import { loadOrMeasureCosts } from "../runtime/hardware_profile.ts";
+import { sharedGpu } from "../runtime/backend.ts";
+import { GpuLlama } from "../gpu/llama/model.ts";
+import { pagingReport } from "../gpu/paging/pager.ts";
+import { formatBytes } from "../util/bytes.ts";
 import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
-import { planSequoia } from "../spec/sequoia_plan.ts";
-import { rankTrees } from "../spec/tree_choice.ts";
+import { planSequoia } from "../speculative/sequoia_plan.ts";
+import { rankTrees } from "../speculative/tree_choice.ts";
 import { UsageError, zodMessage } from "./usage.ts";
 
 const USAGE = `Usage: deno task generate --prompt TEXT [options]

@@ -5,7 +5,9 @@
  * @module
  */
 
-import { parseBytes } from "./bytes.ts";
+import { parseBytes } from "../util/bytes.ts";
+import type { PagingBudgets } from "../runtime/backend.ts";
+import { UsageError } from "./usage.ts";
 
 /** node:util parseArgs definitions of the two flags (spread into a command's options). */
 export const PAGING_FLAGS = {
@@ -13,20 +15,18 @@ export const PAGING_FLAGS = {
   "host-memory-budget": { type: "string" },
 } as const;
 
-/** The budgets a command passes to model loading (undefined: not given). */
-export interface PagingBudgets {
-  /** GPU bytes for the target's weights; below its size, decoder layers are streamed. */
-  gpuMemoryBudget?: number;
-  /** Host RAM for caching streamed layers. */
-  hostMemoryBudget?: number;
-}
-
 /** Parse the flags' values; throws a UsageError naming the flag. */
 export function pagingBudgets(
   values: { "gpu-memory-budget"?: string; "host-memory-budget"?: string },
 ): PagingBudgets {
-  const bytes = (flag: string, v: string | undefined) =>
-    v === undefined ? undefined : parseBytes(`--${flag}`, v);
+  const bytes = (flag: string, v: string | undefined) => {
+    if (v === undefined) return undefined;
+    try {
+      return parseBytes(`--${flag}`, v);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  };
   return {
     gpuMemoryBudget: bytes("gpu-memory-budget", values["gpu-memory-budget"]),
     hostMemoryBudget: bytes("host-memory-budget", values["host-memory-budget"]),

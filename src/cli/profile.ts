@@ -6,20 +6,21 @@
  */
 
 import { parseArgs } from "node:util";
-import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/folder.ts";
 import { validateSampling } from "../model/sampling.ts";
-import { expectedTokens, planSequoia, type SequoiaPlan } from "../spec/sequoia_plan.ts";
-import { type Backend, BACKENDS, loadModel } from "./backend.ts";
-import { acceptanceFor } from "../engine/decoder.ts";
-import { loadOrMeasureCosts, measureSpecExecBudgets } from "./hardware_profile.ts";
-import { sharedGpu } from "./backend.ts";
-import { GpuLlama } from "../gpu/llama.ts";
-import type { ModelFolder } from "../model/loader.ts";
+import { expectedTokens, planSequoia, type SequoiaPlan } from "../speculative/sequoia_plan.ts";
+import { type Backend, BACKENDS, loadModel } from "../runtime/backend.ts";
+import { acceptanceFor } from "../runtime/decoder.ts";
+import { loadOrMeasureCosts, measureSpecExecBudgets } from "../runtime/hardware_profile.ts";
+import { sharedGpu } from "../runtime/backend.ts";
+import { GpuLlama } from "../gpu/llama/model.ts";
+import type { ModelFolder } from "../model/folder.ts";
 import type { SamplingParams } from "../model/sampling.ts";
-import { rankTrees } from "../spec/tree_choice.ts";
+import { rankTrees } from "../speculative/tree_choice.ts";
 import { UsageError } from "./usage.ts";
-import { formatBytes } from "./bytes.ts";
-import { PAGING_FLAGS, type PagingBudgets, pagingBudgets } from "./paging_flags.ts";
+import { formatBytes } from "../util/bytes.ts";
+import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
+import type { PagingBudgets } from "../runtime/backend.ts";
 
 const USAGE = `Usage: deno task profile [--acceptance] [options]
 

@@ -5,15 +5,15 @@
  */
 
 import { parseArgs } from "node:util";
-import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
-import { type Backend, BACKENDS, loadModel, sharedGpu } from "./backend.ts";
-import type { GpuLlama } from "../gpu/llama.ts";
-import { acceptanceFor } from "../engine/decoder.ts";
-import { AdaptiveSequoiaPlan } from "../spec/adaptive.ts";
-import { type Method, METHODS, TREE_DEFAULTS } from "../spec/methods.ts";
-import { planSequoia } from "../spec/sequoia_plan.ts";
-import { rankTrees } from "../spec/tree_choice.ts";
-import { loadOrMeasureCosts } from "./hardware_profile.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/folder.ts";
+import { type Backend, BACKENDS, loadModel, sharedGpu } from "../runtime/backend.ts";
+import type { GpuLlama } from "../gpu/llama/model.ts";
+import { acceptanceFor } from "../runtime/decoder.ts";
+import { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
+import { type Method, METHODS, TREE_DEFAULTS } from "../speculative/methods.ts";
+import { planSequoia } from "../speculative/sequoia_plan.ts";
+import { rankTrees } from "../speculative/tree_choice.ts";
+import { loadOrMeasureCosts } from "../runtime/hardware_profile.ts";
 import { createApp, DEFAULT_MAX_QUEUE } from "../server/app.ts";
 import { Scheduler } from "../server/queue.ts";
 import { UsageError } from "./usage.ts";

@@ -7,7 +7,7 @@
  */
 
 import { type ModelConfig, ropeInvFreq } from "../model/config.ts";
-import type { CausalLM, ForwardInput } from "../model/types.ts";
+import type { CausalLM, ForwardInput } from "../model/causal_lm.ts";
 import type { LlamaWeightsF32 } from "../model/weights.ts";
 import { CpuKvCache } from "./kv_cache.ts";
 import { attention, matVec, rmsNorm, rope, swiGlu } from "./ops.ts";

@@ -10,7 +10,7 @@
  */
 
 import { Hono } from "hono";
-import { METHODS } from "../spec/methods.ts";
+import { METHODS } from "../speculative/methods.ts";
 import { bearerAuth } from "./auth.ts";
 import { MAX_BODY_BYTES } from "./body.ts";
 import { ApiError, unexpectedError } from "./errors.ts";

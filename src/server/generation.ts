@@ -7,13 +7,13 @@
  * @module
  */
 
-import type { CausalLM } from "../model/types.ts";
+import type { CausalLM } from "../model/causal_lm.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
 import type { SamplingParams } from "../model/sampling.ts";
-import type { FinishReason, GenerationStats } from "../engine/autoregressive.ts";
-import { decode } from "../engine/decoder.ts";
-import type { Method, TreeOptions } from "../spec/methods.ts";
-import type { AdaptiveSequoiaPlan } from "../spec/adaptive.ts";
+import type { FinishReason, GenerationStats } from "../decoding/autoregressive.ts";
+import { decode } from "../runtime/decoder.ts";
+import type { Method, TreeOptions } from "../speculative/methods.ts";
+import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
 import { ApiError } from "./errors.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { CancelCause, Scheduler, Slot } from "./queue.ts";

@@ -7,7 +7,7 @@
 
 import type { Hono } from "hono";
 import { z } from "zod";
-import { METHODS } from "../spec/methods.ts";
+import { METHODS } from "../speculative/methods.ts";
 import { type Generations, shutdownError } from "./generation.ts";
 import { clientAbort, clientGone, parseBody, sse } from "./http.ts";
 

@@ -12,7 +12,7 @@
 
 import type { Context, Hono } from "hono";
 import { z } from "zod";
-import { METHODS } from "../spec/methods.ts";
+import { METHODS } from "../speculative/methods.ts";
 import type { ChatMessage } from "../model/tokenizer.ts";
 import { ApiError } from "./errors.ts";
 import {

@@ -11,16 +11,16 @@
  * @module
  */
 
-import { acceptanceFor, decode } from "../engine/decoder.ts";
-import { GpuLlama } from "../gpu/llama.ts";
-import { minPagedBudget, type PagingStats, weightSizes } from "../gpu/pager.ts";
-import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, type ModelFolder, openModelFolder } from "../model/loader.ts";
+import { acceptanceFor, decode } from "../runtime/decoder.ts";
+import { GpuLlama } from "../gpu/llama/model.ts";
+import { minPagedBudget, type PagingStats, weightSizes } from "../gpu/paging/pager.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, type ModelFolder, openModelFolder } from "../model/folder.ts";
 import type { SamplingParams } from "../model/sampling.ts";
-import type { CausalLM } from "../model/types.ts";
-import type { Method } from "../spec/methods.ts";
-import { planSequoia } from "../spec/sequoia_plan.ts";
-import { rankTrees, type TreeChoice } from "../spec/tree_choice.ts";
-import { type Backend, loadModel, sharedGpu } from "./backend.ts";
+import type { CausalLM } from "../model/causal_lm.ts";
+import type { Method } from "../speculative/methods.ts";
+import { planSequoia } from "../speculative/sequoia_plan.ts";
+import { rankTrees, type TreeChoice } from "../speculative/tree_choice.ts";
+import { type Backend, loadModel, sharedGpu } from "../runtime/backend.ts";
 import {
   type BenchCase,
   type BenchReport,
@@ -34,8 +34,8 @@ import {
   sweepTable,
   tokensPerStepPlot,
   tokPerSPlot,
-} from "./bench_report.ts";
-import { loadOrMeasureCosts } from "./hardware_profile.ts";
+} from "./report.ts";
+import { loadOrMeasureCosts } from "../runtime/hardware_profile.ts";
 
 /** How much each kind of case generates: prompts x tokens per run. */
 export interface BenchSizes {

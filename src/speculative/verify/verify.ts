@@ -9,8 +9,8 @@
  * @module
  */
 
-import { argmax, sampleFrom } from "../model/sampling.ts";
-import type { Rng } from "../util/rng.ts";
+import { argmax, sampleFrom } from "../../model/sampling.ts";
+import type { Rng } from "../../util/rng.ts";
 
 /** How a drafter chose each node's children. */
 export type DrafterKind = "chain" | "specinfer" | "sequoia" | "specexec";

@@ -11,10 +11,10 @@
  * @module
  */
 
-import type { SamplingParams } from "../model/sampling.ts";
-import { appendAttention, treeAttention } from "../spec/tree.ts";
-import type { GpuLlama } from "./llama.ts";
-import * as ops from "./ops.ts";
+import type { SamplingParams } from "../../model/sampling.ts";
+import { appendAttention, treeAttention } from "../../speculative/tree.ts";
+import type { GpuLlama } from "./model.ts";
+import * as ops from "../ops.ts";
 
 /** What a device step returns for verification on the CPU. */
 export interface DeviceTreeResult {

@@ -6,14 +6,14 @@
  * @module
  */
 
-import type { GpuLlama } from "../gpu/llama.ts";
-import type { ModelFolder } from "../model/loader.ts";
+import type { GpuLlama } from "../gpu/llama/model.ts";
+import type { ModelFolder } from "../model/folder.ts";
 import type { SamplingParams } from "../model/sampling.ts";
-import { planSequoia } from "../spec/sequoia_plan.ts";
-import { rankTrees } from "../spec/tree_choice.ts";
-import { sharedGpu } from "./backend.ts";
-import { acceptanceFor, decode } from "../engine/decoder.ts";
-import { loadOrMeasureCosts } from "./hardware_profile.ts";
+import { planSequoia } from "../speculative/sequoia_plan.ts";
+import { rankTrees } from "../speculative/tree_choice.ts";
+import { sharedGpu } from "../runtime/backend.ts";
+import { acceptanceFor, decode } from "../runtime/decoder.ts";
+import { loadOrMeasureCosts } from "../runtime/hardware_profile.ts";
 
 /** One measured configuration. */
 export interface SweepRow {

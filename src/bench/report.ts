@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { Method, TreeOptions } from "../spec/methods.ts";
-import type { MeasuredCosts } from "../spec/tree_choice.ts";
+import type { Method, TreeOptions } from "../speculative/methods.ts";
+import type { MeasuredCosts } from "../speculative/tree_choice.ts";
 import { median } from "../util/stats.ts";
 import { barChart, lineChart, type LineSeries } from "../util/svg.ts";
 

@@ -7,10 +7,10 @@
 
 import { median } from "../util/stats.ts";
 import { parseArgs } from "node:util";
-import { generateAutoregressive, type GenerationStats } from "../engine/autoregressive.ts";
-import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/loader.ts";
-import { type Backend, BACKENDS, loadModel, sharedGpu } from "./backend.ts";
-import { benchKernels } from "./bench_kernels.ts";
+import { generateAutoregressive, type GenerationStats } from "../decoding/autoregressive.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/folder.ts";
+import { type Backend, BACKENDS, loadModel, sharedGpu } from "../runtime/backend.ts";
+import { benchKernels } from "./kernels.ts";
 import {
   BENCH_METHODS,
   type BenchSizes,
@@ -18,15 +18,15 @@ import {
   QUICK_SIZES,
   replot,
   runSideBySide,
-} from "./bench_spec.ts";
-import { type Mode, MODES } from "./bench_report.ts";
-import type { Method } from "../spec/methods.ts";
-import { benchSweep } from "./bench_sweep.ts";
-import { GpuLlama } from "../gpu/llama.ts";
+} from "./side_by_side.ts";
+import { type Mode, MODES } from "./report.ts";
+import type { Method } from "../speculative/methods.ts";
+import { benchSweep } from "./sweep.ts";
+import { GpuLlama } from "../gpu/llama/model.ts";
 import { GREEDY } from "../model/sampling.ts";
-import { UsageError } from "./usage.ts";
+import { UsageError } from "../cli/usage.ts";
 import { type OffloadProbe, probePagedModel } from "./offload_probe.ts";
-import { formatBytes } from "./bytes.ts";
+import { formatBytes } from "../util/bytes.ts";
 
 const USAGE =
   `Usage: deno task bench [--quick] [--offload | --resident-only] [--methods LIST] [--temperatures LIST]

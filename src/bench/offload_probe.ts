@@ -7,11 +7,11 @@
  */
 
 import type { Gpu } from "../gpu/device.ts";
-import { GpuLlama } from "../gpu/llama.ts";
-import { minPagedBudget, type PagingReport, pagingReport } from "../gpu/pager.ts";
-import { formatBytes } from "./bytes.ts";
-import { openCheckpoint } from "../model/loader.ts";
-import { llamaConfig, makeRandomModel, PRESETS } from "../../scripts/make_random_model.ts";
+import { GpuLlama } from "../gpu/llama/model.ts";
+import { minPagedBudget, type PagingReport, pagingReport } from "../gpu/paging/pager.ts";
+import { formatBytes } from "../util/bytes.ts";
+import { openCheckpoint } from "../model/folder.ts";
+import { llamaConfig, makeRandomModel, PRESETS } from "../model/random_model.ts";
 import { median } from "../util/stats.ts";
 
 /** What {@link probePagedModel} measured. */

@@ -15,11 +15,11 @@ import * as ops from "../gpu/ops.ts";
 import { PipelineCache } from "../gpu/pipelines.ts";
 import { Recorder, UniformArena } from "../gpu/recorder.ts";
 import { uploadMatrix } from "../gpu/tensor.ts";
-import { GpuLlama } from "../gpu/llama.ts";
+import { GpuLlama } from "../gpu/llama/model.ts";
 import { encodeTensor } from "../model/safetensors_write.ts";
-import { openCheckpoint } from "../model/loader.ts";
+import { openCheckpoint } from "../model/folder.ts";
 import { Rng } from "../util/rng.ts";
-import { forwardMs } from "./hardware_profile.ts";
+import { forwardMs, syncCost } from "../runtime/hardware_profile.ts";
 
 /** One measured row. */
 export interface KernelRow {
@@ -29,23 +29,6 @@ export interface KernelRow {
   /** Bytes the kernel must read at least (weights, KV), for effective bandwidth. */
   bytes: number;
   gbps: number;
-}
-
-/** Median wall time of an empty submission + onSubmittedWorkDone, and of a 4-byte readback. */
-export async function syncCost(gpu: Gpu): Promise<{ submitMs: number; readbackMs: number }> {
-  const buf = gpu.createBuffer("sync probe", 4);
-  const a: number[] = [], b: number[] = [];
-  for (let i = 0; i < 12; i++) {
-    let t = performance.now();
-    gpu.device.queue.submit([gpu.device.createCommandEncoder().finish()]);
-    await gpu.device.queue.onSubmittedWorkDone();
-    a.push(performance.now() - t);
-    t = performance.now();
-    await gpu.read(buf, 4);
-    b.push(performance.now() - t);
-  }
-  buf.destroy();
-  return { submitMs: median(a.slice(2)), readbackMs: median(b.slice(2)) };
 }
 
 /** Time `record` (which records one repetition) as described in the module doc. */

@@ -7,7 +7,7 @@
 
 import { chainShape, type Drafter, SpecExecDrafter, specInferShape, StaticTreeDrafter } from "./drafters.ts";
 import { materialize, planSequoia } from "./sequoia_plan.ts";
-import type { VerifierKind } from "./verify.ts";
+import type { VerifierKind } from "./verify/verify.ts";
 
 /** Decoding methods. */
 export const METHODS = ["ar", "chain", "specinfer", "sequoia", "specexec"] as const;

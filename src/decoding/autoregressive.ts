@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type CausalLM, isDeviceSampler } from "../model/types.ts";
+import { type CausalLM, isDeviceSampler } from "../model/causal_lm.ts";
 import { sampleToken, type SamplingParams, validateSampling } from "../model/sampling.ts";
 import { Rng } from "../util/rng.ts";
 

@@ -7,8 +7,8 @@
 
 import { z } from "zod";
 import type { SamplingParams } from "../model/sampling.ts";
-import type { Checkpoint } from "../model/loader.ts";
-import type { AcceptanceVector } from "./acceptance.ts";
+import type { Checkpoint } from "../model/folder.ts";
+import type { AcceptanceVector } from "../speculative/acceptance.ts";
 
 const entrySchema = z.object({
   target: z.string(),

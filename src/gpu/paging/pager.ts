@@ -20,11 +20,11 @@
  * @module
  */
 
-import type { ModelConfig } from "../model/config.ts";
-import type { SafetensorsModel } from "../model/safetensors.ts";
-import { llamaTensorSpec } from "../model/weights.ts";
-import type { Gpu } from "./device.ts";
-import { allocMatrix, destroyMatrix, type GpuMatrix, writeMatrix } from "./tensor.ts";
+import type { ModelConfig } from "../../model/config.ts";
+import type { SafetensorsModel } from "../../model/safetensors.ts";
+import { llamaTensorSpec } from "../../model/weights.ts";
+import type { Gpu } from "../device.ts";
+import { allocMatrix, destroyMatrix, type GpuMatrix, writeMatrix } from "../tensor.ts";
 
 /** Most ring slots the planner gives a paged model (more only adds look-ahead, not fewer bytes). */
 export const MAX_RING_SLOTS = 3;

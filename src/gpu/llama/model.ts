@@ -6,16 +6,16 @@
  * @module
  */
 
-import { type ModelConfig, ropeInvFreq } from "../model/config.ts";
-import type { Checkpoint } from "../model/loader.ts";
-import type { CausalLM, DeviceSampler, ForwardInput, IdHead } from "../model/types.ts";
-import { llamaTensorSpec } from "../model/weights.ts";
-import type { SamplingParams } from "../model/sampling.ts";
-import { type Gpu, GpuError } from "./device.ts";
-import * as ops from "./ops.ts";
-import { PipelineCache } from "./pipelines.ts";
-import { Recorder, UniformArena } from "./recorder.ts";
-import { destroyMatrix, type GpuMatrix, uploadMatrix } from "./tensor.ts";
+import { type ModelConfig, ropeInvFreq } from "../../model/config.ts";
+import type { Checkpoint } from "../../model/folder.ts";
+import type { CausalLM, DeviceSampler, ForwardInput, IdHead } from "../../model/causal_lm.ts";
+import { llamaTensorSpec } from "../../model/weights.ts";
+import type { SamplingParams } from "../../model/sampling.ts";
+import { type Gpu, GpuError } from "../device.ts";
+import * as ops from "../ops.ts";
+import { PipelineCache } from "../pipelines.ts";
+import { Recorder, UniformArena } from "../recorder.ts";
+import { destroyMatrix, type GpuMatrix, uploadMatrix } from "../tensor.ts";
 import {
   LAYER_MATRICES,
   LAYER_MATRIX_SPEC_INDEX,
@@ -27,7 +27,7 @@ import {
   type PagingStats,
   planPaging,
   weightSizes,
-} from "./pager.ts";
+} from "../paging/pager.ts";
 
 /** A layer's two norms (f32, always resident). */
 interface LayerNorms {
@@ -56,8 +56,8 @@ export interface GpuLlamaOptions {
   maxRingSlots?: number;
 }
 
-export { MAX_RING_SLOTS } from "./pager.ts";
-export type { PagingPlan, PagingStats } from "./pager.ts";
+export { MAX_RING_SLOTS } from "../paging/pager.ts";
+export type { PagingPlan, PagingStats } from "../paging/pager.ts";
 
 /** Counters since load (for stats: every readback is a GPU->CPU sync costing >= ~11 ms in Deno). */
 export interface GpuCounters {

@@ -5,11 +5,10 @@
  * @module
  */
 
-import { CpuLlama } from "../cpu/llama.ts";
 import { loadConfig, type ModelConfig } from "./config.ts";
 import { SafetensorsModel } from "./safetensors.ts";
 import { ModelTokenizer } from "./tokenizer.ts";
-import { loadWeightsF32, validateCheckpoint } from "./weights.ts";
+import { validateCheckpoint } from "./weights.ts";
 
 /** Path of the bundled default target model, resolved against this source file (works when compiled). */
 export const DEFAULT_TARGET_DIR = new URL("../../weights/tiny/target", import.meta.url).pathname;
@@ -64,10 +63,4 @@ export async function openModelFolder(dir: string): Promise<ModelFolder> {
     checkpoint.close();
     throw e;
   }
-}
-
-/** Load a folder's weights into a CPU reference model. */
-export async function loadCpuModel(folder: Checkpoint, capacity?: number): Promise<CpuLlama> {
-  const w = await loadWeightsF32(folder.checkpoint, folder.config);
-  return new CpuLlama(folder.config, w, capacity);
 }

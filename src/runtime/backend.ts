@@ -4,12 +4,20 @@
  * @module
  */
 
-import type { CausalLM } from "../model/types.ts";
-import { type Checkpoint, loadCpuModel } from "../model/loader.ts";
+import type { CausalLM } from "../model/causal_lm.ts";
+import { type Checkpoint } from "../model/folder.ts";
+import { loadCpuModel } from "../cpu/load.ts";
 import { Gpu } from "../gpu/device.ts";
-import { GpuLlama } from "../gpu/llama.ts";
-import { formatBytes } from "./bytes.ts";
-import type { PagingBudgets } from "./paging_flags.ts";
+import { GpuLlama } from "../gpu/llama/model.ts";
+import { formatBytes } from "../util/bytes.ts";
+
+/** The budgets a command passes to model loading (undefined: not given). */
+export interface PagingBudgets {
+  /** GPU bytes for the target's weights; below its size, decoder layers are streamed. */
+  gpuMemoryBudget?: number;
+  /** Host RAM for caching streamed layers. */
+  hostMemoryBudget?: number;
+}
 
 /** Compute backends. */
 export const BACKENDS = ["gpu", "cpu"] as const;

@@ -9,10 +9,10 @@
  */
 
 import { argmax, probabilities, type SamplingParams } from "../model/sampling.ts";
-import type { CausalLM } from "../model/types.ts";
+import type { CausalLM } from "../model/causal_lm.ts";
 import type { Rng } from "../util/rng.ts";
 import { drawWithoutReplacement, topIndices } from "./draw.ts";
-import { verifyGreedy, verifySwor } from "./verify.ts";
+import { verifyGreedy, verifySwor } from "./verify/verify.ts";
 
 /** A measured acceptance vector. */
 export interface AcceptanceVector {

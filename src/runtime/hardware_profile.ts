@@ -7,14 +7,13 @@
  */
 
 import type { Gpu } from "../gpu/device.ts";
-import { GpuLlama } from "../gpu/llama.ts";
+import { GpuLlama } from "../gpu/llama/model.ts";
 import type { SamplingParams } from "../model/sampling.ts";
-import { acceptanceTexts, decode } from "../engine/decoder.ts";
-import type { ModelFolder } from "../model/loader.ts";
-import { modelId } from "../spec/acceptance_store.ts";
-import type { MeasuredCosts } from "../spec/tree_choice.ts";
+import { acceptanceTexts, decode } from "./decoder.ts";
+import type { ModelFolder } from "../model/folder.ts";
+import { modelId } from "./acceptance_store.ts";
+import type { MeasuredCosts } from "../speculative/tree_choice.ts";
 import { median } from "../util/stats.ts";
-import { syncCost } from "./bench_kernels.ts";
 
 /** What a cached profile is valid for. */
 export interface ProfileKey {
@@ -117,6 +116,23 @@ async function readEntries(path: string): Promise<ProfileEntry[]> {
   } catch {
     return [];
   }
+}
+
+/** Median wall time of an empty submission + onSubmittedWorkDone, and of a 4-byte readback. */
+export async function syncCost(gpu: Gpu): Promise<{ submitMs: number; readbackMs: number }> {
+  const buf = gpu.createBuffer("sync probe", 4);
+  const a: number[] = [], b: number[] = [];
+  for (let i = 0; i < 12; i++) {
+    let t = performance.now();
+    gpu.device.queue.submit([gpu.device.createCommandEncoder().finish()]);
+    await gpu.device.queue.onSubmittedWorkDone();
+    a.push(performance.now() - t);
+    t = performance.now();
+    await gpu.read(buf, 4);
+    b.push(performance.now() - t);
+  }
+  buf.destroy();
+  return { submitMs: median(a.slice(2)), readbackMs: median(b.slice(2)) };
 }
 
 /** Median compute time (ms) of one forward of n tokens after `past` cached ones, sync excluded. */

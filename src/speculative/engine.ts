@@ -10,9 +10,9 @@
  */
 
 import { argmax, probabilities, type SamplingParams, validateSampling } from "../model/sampling.ts";
-import { type CausalLM, isDeviceSampler } from "../model/types.ts";
+import { type CausalLM, isDeviceSampler } from "../model/causal_lm.ts";
 import { Rng } from "../util/rng.ts";
-import { type GenerationEvent, type GenerationStats, TokenSink } from "../engine/autoregressive.ts";
+import { type GenerationEvent, type GenerationStats, TokenSink } from "../decoding/autoregressive.ts";
 import type { Drafter } from "./drafters.ts";
 import { treeAttention } from "./tree.ts";
 import {
@@ -23,7 +23,7 @@ import {
   type VerifyResult,
   verifySpecInfer,
   verifySwor,
-} from "./verify.ts";
+} from "./verify/verify.ts";
 
 /** Options of one speculative generation. */
 export interface SpeculativeOptions {

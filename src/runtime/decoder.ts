@@ -6,17 +6,17 @@
  * @module
  */
 
-import { generateAutoregressive } from "./autoregressive.ts";
-import type { ModelFolder } from "../model/loader.ts";
+import { generateAutoregressive } from "../decoding/autoregressive.ts";
+import type { ModelFolder } from "../model/folder.ts";
 import type { SamplingParams } from "../model/sampling.ts";
-import type { CausalLM } from "../model/types.ts";
+import type { CausalLM } from "../model/causal_lm.ts";
 import { Rng } from "../util/rng.ts";
-import { measureAcceptance } from "../spec/acceptance.ts";
-import { loadAcceptance, modelId, saveAcceptance } from "../spec/acceptance_store.ts";
-import { generateSpeculative, type SpeculativeEvent } from "../spec/engine.ts";
-import { makeDrafter, type Method, type TreeOptions } from "../spec/methods.ts";
-import type { AdaptiveSequoiaPlan } from "../spec/adaptive.ts";
-import { StaticTreeDrafter } from "../spec/drafters.ts";
+import { measureAcceptance } from "../speculative/acceptance.ts";
+import { loadAcceptance, modelId, saveAcceptance } from "./acceptance_store.ts";
+import { generateSpeculative, type SpeculativeEvent } from "../speculative/engine.ts";
+import { makeDrafter, type Method, type TreeOptions } from "../speculative/methods.ts";
+import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
+import { StaticTreeDrafter } from "../speculative/drafters.ts";
 
 /** Width of the star used to measure acceptance vectors (the planner's maximum fan-out). */
 export const ACCEPTANCE_WIDTH = 16;

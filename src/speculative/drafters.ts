@@ -10,13 +10,13 @@
  */
 
 import { probabilities, type SamplingParams } from "../model/sampling.ts";
-import type { CausalLM } from "../model/types.ts";
+import type { CausalLM } from "../model/causal_lm.ts";
 import type { Rng } from "../util/rng.ts";
 import { drawIid, drawWithoutReplacement, topIndices } from "./draw.ts";
 import { appendAttention, childrenOf, type TreeShape } from "./tree.ts";
-import type { DrafterKind } from "./verify.ts";
-import { GpuLlama } from "../gpu/llama.ts";
-import { deviceTreeStep } from "../gpu/tree_step.ts";
+import type { DrafterKind } from "./verify/verify.ts";
+import { GpuLlama } from "../gpu/llama/model.ts";
+import { deviceTreeStep } from "../gpu/llama/tree_step.ts";
 import { MAX_CHILDREN } from "../gpu/ops.ts";
 
 /** What a drafter gets for one step. */

@@ -5,8 +5,6 @@
  * @module
  */
 
-import { UsageError } from "./usage.ts";
-
 const UNITS: Record<string, number> = {
   "": 1,
   b: 1,
@@ -24,17 +22,17 @@ const UNITS: Record<string, number> = {
   tib: 2 ** 40,
 };
 
-/** Parse a byte size for `flag`; throws {@link UsageError} naming the flag. */
+/** Parse a byte size for `flag`; throws a RangeError naming the flag. */
 export function parseBytes(flag: string, text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([a-z]*)\s*$/i.exec(text);
   const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
   if (!m || unit === undefined) {
-    throw new UsageError(
+    throw new RangeError(
       `${flag}: expected a byte size such as 268435456, 256MB or 1.5GiB, got ${JSON.stringify(text)}`,
     );
   }
   const bytes = Math.floor(Number(m[1]) * unit);
-  if (!Number.isSafeInteger(bytes)) throw new UsageError(`${flag}: ${text} is too large`);
+  if (!Number.isSafeInteger(bytes)) throw new RangeError(`${flag}: ${text} is too large`);
   return bytes;
 }
 
