@@ -36,7 +36,7 @@ Deno.test("cpu llama: incremental decoding equals full prefill", () => {
     const row = m.forwardSync({ tokens: Int32Array.of(PREFIX[i]), positions: Int32Array.of(i) });
     assertClose(row, full.subarray(i * V, (i + 1) * V), 1e-5, `row ${i}`);
   }
-  assert.equal(m.cacheLength, PREFIX.length);
+  assert.equal(m.kv.length, PREFIX.length);
 });
 
 Deno.test("cpu llama: an explicit causal mask equals the implicit one", () => {
@@ -90,8 +90,8 @@ Deno.test("cpu llama: after commit, next-token logits equal recomputing the acce
   m.forwardSync({ tokens: Int32Array.from(PREFIX), positions: Int32Array.from(PREFIX, (_, i) => i) });
   m.forwardSync(treeInput(past));
   const accepted = pathTo(4); // n0 -> n2 -> n4: slots past+0, past+2, past+4
-  m.commit(past, accepted.map((v) => past + v));
-  assert.equal(m.cacheLength, past + 3);
+  m.kv.commit(past, accepted.map((v) => past + v));
+  assert.equal(m.kv.length, past + 3);
   const next = 50;
   const got = m.forwardSync({ tokens: Int32Array.of(next), positions: Int32Array.of(past + 3) });
   assertClose(got, fresh([...PREFIX, ...accepted.map((v) => TREE[v]), next]), 2e-5, "after commit");
@@ -113,6 +113,6 @@ Deno.test("cpu llama: bad inputs are refused with the limit named", () => {
     /mask has 3 entries, expected 2 x 2/,
   );
   m.forwardSync({ tokens: Int32Array.of(1, 2, 3), positions: Int32Array.of(0, 1, 2) });
-  assert.throws(() => m.commit(2, [1]), /not an uncommitted slot/);
-  assert.throws(() => m.commit(1, [5]), /not an uncommitted slot/);
+  assert.throws(() => m.kv.commit(2, [1]), /not an uncommitted slot/);
+  assert.throws(() => m.kv.commit(1, [5]), /not an uncommitted slot/);
 });

@@ -68,9 +68,9 @@ for (const dtype of ["F16", "BF16", "F32"] as const) {
     }
     // Keep path n0 -> n2 -> n4 (slots past+0, past+2, past+4), then decode one more token.
     const past = PREFIX.length, accepted = [past, past + 2, past + 4];
-    cpu.commit(past, accepted);
-    await g.commit(past, accepted);
-    assert.equal(g.cacheLength, past + 3);
+    cpu.kv.commit(past, accepted);
+    await g.kv.commit(past, accepted);
+    assert.equal(g.kv.length, past + 3);
     const next = { tokens: Int32Array.of(50), positions: Int32Array.of(past + 3) };
     const [c3, g3] = await both(next, cpu, g);
     assert.ok(maxRelErr(g3, c3) < TOL, `after-commit logits err ${maxRelErr(g3, c3)}`);
@@ -127,7 +127,7 @@ for (const [name, dir] of [["target", DEFAULT_TARGET_DIR], ["draft", DEFAULT_DRA
     const folder = await openModelFolder(dir);
     const g = await GpuLlama.load(gpu, folder);
     for (const c of golden.cases) {
-      g.truncate(0);
+      g.kv.truncate(0);
       const ids = await g.forwardIds({
         tokens: Int32Array.from(c.prompt_ids),
         positions: Int32Array.from(c.prompt_ids, (_, i) => i),

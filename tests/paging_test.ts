@@ -52,7 +52,7 @@ const PROMPT = [1, 17, 40, 5, 63, 22, 9, 70, 3, 12, 44];
 
 /** Prefill, 3 rounds of 4-token GPU decoding, a tree forward: logits and ids of every stage. */
 async function trace(m: GpuLlama): Promise<{ logits: Float32Array[]; ids: number[] }> {
-  m.truncate(0);
+  m.kv.truncate(0);
   const logits: Float32Array[] = [];
   const ids: number[] = [];
   const n = PROMPT.length;
@@ -68,7 +68,7 @@ async function trace(m: GpuLlama): Promise<{ logits: Float32Array[]; ids: number
     ids.push(...got);
     last = got[3];
   }
-  logits.push(await m.forward(treeInput(m.cacheLength)));
+  logits.push(await m.forward(treeInput(m.kv.length)));
   return { logits, ids };
 }
 
@@ -243,12 +243,12 @@ Deno.test("paged chunked prefill equals resident; a read failing in a later chun
       if (++reads === 40) return Promise.reject(new Error(`injected read failure (${name})`));
       return realRead(name, into);
     };
-    paged.truncate(0);
+    paged.kv.truncate(0);
     await assert.rejects(() => paged.forward(input), /injected read failure/);
-    assert.equal(paged.cacheLength, 0, "no chunk of the failed prefill stays in the cache");
+    assert.equal(paged.kv.length, 0, "no chunk of the failed prefill stays in the cache");
     st.readRaw = realRead;
     const again = await paged.forward(input);
-    assert.equal(paged.cacheLength, 20);
+    assert.equal(paged.kv.length, 20);
     for (let j = 0; j < want.length; j++) assert.ok(Math.abs(again[j] - want[j]) <= 1e-5);
     assert.ok(paged.pagingStats()!.demandLoads > 0, "the ring reloaded its slots after the failure");
   } finally {

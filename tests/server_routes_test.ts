@@ -24,8 +24,8 @@ class GatedModel implements CausalLM {
   get config() {
     return this.m.config;
   }
-  get cacheLength() {
-    return this.m.cacheLength;
+  get kv() {
+    return this.m.kv;
   }
   /** Let `n` more forward passes run, then hold the rest until `open()`. */
   close(n = 0): void {
@@ -39,12 +39,6 @@ class GatedModel implements CausalLM {
   async forward(input: ForwardInput): Promise<Float32Array> {
     if (++this.forwards > this.allowed) await this.gate;
     return this.m.forward(input);
-  }
-  commit(prefixLen: number, accepted: ArrayLike<number>) {
-    return this.m.commit(prefixLen, accepted);
-  }
-  truncate(length: number): void {
-    this.m.truncate(length);
   }
   dispose(): void {}
 }

@@ -83,7 +83,7 @@ Deno.test("exactness: greedy speculative output equals AR greedy on the WebGPU e
 
 /** Exact target distribution after `ids` (CPU reference, fresh cache). */
 async function targetDist(ids: number[], sampling: { temperature: number; topK: number; topP: number }) {
-  cpuPair.target.truncate(0);
+  cpuPair.target.kv.truncate(0);
   const logits = await cpuPair.target.forward({
     tokens: Int32Array.from(ids),
     positions: Int32Array.from(ids, (_, i) => i),

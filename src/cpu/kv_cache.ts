@@ -6,8 +6,10 @@
  * @module
  */
 
+import { checkCommit, checkTruncate, type KvCache } from "../model/kv_cache.ts";
+
 /** Key/value storage for every layer of one sequence. */
-export class CpuKvCache {
+export class CpuKvCache implements KvCache {
   /** Per layer: (capacity, kvDim) keys, RoPE applied. */
   readonly k: Float32Array[];
   /** Per layer: (capacity, kvDim) values. */
@@ -25,16 +27,9 @@ export class CpuKvCache {
    * contiguous slots prefixLen, prefixLen + 1, ...; drop everything else.
    */
   commit(prefixLen: number, accepted: ArrayLike<number>): void {
-    if (prefixLen > this.length) {
-      throw new RangeError(`commit: prefix ${prefixLen} exceeds cache length ${this.length}`);
-    }
+    checkCommit(prefixLen, accepted, this.length);
     for (let i = 0; i < accepted.length; i++) {
       const src = accepted[i];
-      if (src < prefixLen + i || src >= this.length) {
-        throw new RangeError(
-          `commit: slot ${src} is not an uncommitted slot in [${prefixLen + i}, ${this.length})`,
-        );
-      }
       if (src === prefixLen + i) continue;
       const d = this.kvDim;
       for (let l = 0; l < this.k.length; l++) {
@@ -47,9 +42,7 @@ export class CpuKvCache {
 
   /** Drop slots from `length` on. */
   truncate(length: number): void {
-    if (length < 0 || length > this.length) {
-      throw new RangeError(`truncate: ${length} outside [0, ${this.length}]`);
-    }
+    checkTruncate(length, this.length);
     this.length = length;
   }
 }

@@ -27,10 +27,6 @@ export class CpuLlama implements CausalLM {
     this.invFreq = ropeInvFreq(config);
   }
 
-  get cacheLength(): number {
-    return this.kv.length;
-  }
-
   forward(input: ForwardInput): Promise<Float32Array> {
     return Promise.resolve(this.forwardSync(input));
   }
@@ -122,14 +118,6 @@ export class CpuLlama implements CausalLM {
       matVec(this.w.lmHead, xn, c.vocabSize, d, logits.subarray(r * c.vocabSize, (r + 1) * c.vocabSize));
     }
     return logits;
-  }
-
-  commit(prefixLen: number, accepted: ArrayLike<number>): void {
-    this.kv.commit(prefixLen, accepted);
-  }
-
-  truncate(length: number): void {
-    this.kv.truncate(length);
   }
 
   dispose(): void {}

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { type CausalLM, isDeviceSampler } from "../model/causal_lm.ts";
+import type { CausalLM } from "../model/causal_lm.ts";
+import { isDeviceSampler } from "../model/capabilities.ts";
 import { sampleToken, type SamplingParams, validateSampling } from "../model/sampling.ts";
 import { Rng } from "../util/rng.ts";
 
@@ -106,7 +107,7 @@ export async function* generateAutoregressive(
   const rng = new Rng(opts.seed);
   const sink = new TokenSink(opts.maxTokens, new Set(opts.eosIds ?? []), opts.signal);
   const greedy = opts.sampling.temperature === 0;
-  model.truncate(0);
+  model.kv.truncate(0);
   const n = prompt.length;
   const syncs0 = isDeviceSampler(model) ? model.counters.readbacks : 0;
   const t0 = performance.now();
@@ -133,7 +134,7 @@ export async function* generateAutoregressive(
     while (sink.produced < opts.maxTokens) {
       yield* sink.emit(batch);
       if (sink.finish) break;
-      const steps = Math.min(per, opts.maxTokens - sink.produced, ctx - model.cacheLength);
+      const steps = Math.min(per, opts.maxTokens - sink.produced, ctx - model.kv.length);
       if (steps <= 0) break;
       batch = Array.from(await model.decodeSteps(batch[batch.length - 1], steps, head(steps)));
       forwards += steps;
@@ -148,7 +149,7 @@ export async function* generateAutoregressive(
       }
       const id = sampleToken(logits, opts.sampling, rng);
       yield* sink.emit([id]);
-      const pos = model.cacheLength;
+      const pos = model.kv.length;
       if (sink.finish || pos >= ctx) break;
       logits = await model.forward({ tokens: Int32Array.of(id), positions: Int32Array.of(pos) });
       forwards++;

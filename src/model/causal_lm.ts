@@ -1,11 +1,13 @@
 /**
- * The seam between decoding algorithms and model backends (CPU reference now, WebGPU next). A model
- * knows tokens, positions, KV slots and an attention mask — never "a tree".
+ * The seam between decoding algorithms and model backends (the CPU reference, the WebGPU engine). A
+ * model knows tokens, positions, KV slots and an attention mask — never "a tree". What only some
+ * backends can do is a capability (capabilities.ts), asked for with a guard, never with `instanceof`.
  *
  * @module
  */
 
 import type { ModelConfig } from "./config.ts";
+import type { KvCache } from "./kv_cache.ts";
 
 /** Input of one forward pass over `n` new tokens appended after the `past` cached slots. */
 export interface ForwardInput {
@@ -25,19 +27,15 @@ export interface ForwardInput {
 /** A causal language model with its own KV cache for one sequence. */
 export interface CausalLM {
   readonly config: ModelConfig;
-  /** Committed + appended KV slots. */
-  readonly cacheLength: number;
+  /** This sequence's KV cache: committed + appended slots, commit and truncate. */
+  readonly kv: KvCache;
   /** Most tokens one forward may take (undefined: no limit but the KV capacity). */
   readonly maxBatch?: number;
   /**
-   * Run the new tokens, append their keys/values at slots [cacheLength, cacheLength + n), return logits
+   * Run the new tokens, append their keys/values at slots [kv.length, kv.length + n), return logits
    * (rows, vocab) for `logitRows` in that order.
    */
   forward(input: ForwardInput): Promise<Float32Array>;
-  /** Keep slots [0, prefixLen) and the `accepted` slots (moved to follow the prefix); drop the rest. */
-  commit(prefixLen: number, accepted: ArrayLike<number>): void | Promise<void>;
-  /** Forget every slot from `length` on. */
-  truncate(length: number): void;
   /** Release resources. */
   dispose(): void;
 }
@@ -48,27 +46,4 @@ export function causalMask(past: number, n: number): Uint8Array {
   const m = new Uint8Array(n * w);
   for (let i = 0; i < n; i++) m.fill(1, i * w, i * w + past + i + 1);
   return m;
-}
-
-/** What a device-side head computes from each logit row. */
-export type IdHead =
-  | { kind: "argmax" }
-  | { kind: "sample"; sampling: import("./sampling.ts").SamplingParams; uniforms: ArrayLike<number> };
-
-/**
- * A model that can pick tokens on its device, so only ids are read back, and chain several
- * autoregressive steps in one submission (the GPU backend).
- */
-export interface DeviceSampler {
-  /** Forward, then argmax or sample each logit row on the device. */
-  forwardIds(input: ForwardInput, head: IdHead): Promise<Uint32Array>;
-  /** Feed `first` at position cacheLength, then decode `steps` tokens in one submission. */
-  decodeSteps(first: number, steps: number, head: IdHead): Promise<Uint32Array>;
-  /** Submissions and GPU->CPU readbacks (syncs) since load. */
-  readonly counters: { submissions: number; readbacks: number };
-}
-
-/** True when `m` implements {@link DeviceSampler}. */
-export function isDeviceSampler(m: CausalLM): m is CausalLM & DeviceSampler {
-  return typeof (m as Partial<DeviceSampler>).decodeSteps === "function";
 }

@@ -145,7 +145,7 @@ export async function forwardMs(
 ): Promise<number> {
   const samples: number[] = [];
   for (let r = 0; r < reps; r++) {
-    model.truncate(0);
+    model.kv.truncate(0);
     await model.forward({
       tokens: new Int32Array(past).fill(5),
       positions: Int32Array.from({ length: past }, (_, i) => i),
@@ -158,7 +158,7 @@ export async function forwardMs(
     }, { kind: "argmax" });
     samples.push(Math.max(0.01, performance.now() - t0 - sync));
   }
-  model.truncate(0);
+  model.kv.truncate(0);
   return median(samples);
 }
 

@@ -53,8 +53,8 @@ export async function measureAcceptance(
   for (const seq of sequences) {
     const ids = seq.slice(0, chunk);
     const input = { tokens: Int32Array.from(ids), positions: Int32Array.from(ids, (_, i) => i) };
-    target.truncate(0);
-    draft.truncate(0);
+    target.kv.truncate(0);
+    draft.kv.truncate(0);
     const pl = await target.forward(input);
     const ql = await draft.forward(input);
     for (let i = Math.max(0, skip - 1); i < ids.length; i++) {

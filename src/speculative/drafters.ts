@@ -66,8 +66,8 @@ export interface Drafter {
 /** Run the pending tokens through the draft (causally); returns the root's logits and its slot. */
 async function feedPending(input: DraftInput): Promise<{ logits: Float32Array; rootSlot: number }> {
   const { draft, prefixLen, pending } = input;
-  if (draft.cacheLength !== prefixLen) {
-    throw new Error(`drafter: draft cache ${draft.cacheLength} != prefix ${prefixLen}`);
+  if (draft.kv.length !== prefixLen) {
+    throw new Error(`drafter: draft cache ${draft.kv.length} != prefix ${prefixLen}`);
   }
   const logits = await draft.forward({
     tokens: Int32Array.from(pending),
@@ -90,7 +90,7 @@ async function forwardNodes(
   rows: number[],
   slotOf: Int32Array,
 ): Promise<Float32Array[]> {
-  const { positions, mask } = appendAttention(tree, rootSlot, input.draft.cacheLength, rows, slotOf);
+  const { positions, mask } = appendAttention(tree, rootSlot, input.draft.kv.length, rows, slotOf);
   const logits = await input.draft.forward({
     tokens: Int32Array.from(rows, (r) => tokens[r]),
     positions,
@@ -306,7 +306,7 @@ export class SpecExecDrafter implements Drafter {
       );
       // Expanding v adds children with scores < score[v]; only worth it if they can beat the K-th.
       // The draft cache must hold every expanded node: never expand past its free slots.
-      const free = input.draftRoom - (input.draft.cacheLength - (input.prefixLen + input.pending.length));
+      const free = input.draftRoom - (input.draft.kv.length - (input.prefixLen + input.pending.length));
       const useful = frontier.filter(({ s }) => sorted.length < K || s + logDecay > kth).slice(
         0,
         Math.max(0, free),

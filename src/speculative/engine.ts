@@ -10,7 +10,8 @@
  */
 
 import { argmax, probabilities, type SamplingParams, validateSampling } from "../model/sampling.ts";
-import { type CausalLM, isDeviceSampler } from "../model/causal_lm.ts";
+import type { CausalLM } from "../model/causal_lm.ts";
+import { readbacks } from "../model/capabilities.ts";
 import { Rng } from "../util/rng.ts";
 import { type GenerationEvent, type GenerationStats, TokenSink } from "../decoding/autoregressive.ts";
 import type { Drafter } from "./drafters.ts";
@@ -64,10 +65,6 @@ export interface SpeculativeStats extends GenerationStats {
   verifyMs: number;
 }
 
-function readbacks(m: CausalLM): number {
-  return isDeviceSampler(m) ? m.counters.readbacks : 0;
-}
-
 /** Generate with speculative decoding. The caches of both models are reset first. */
 export async function* generateSpeculative(
   target: CausalLM,
@@ -90,8 +87,8 @@ export async function* generateSpeculative(
   const rng = new Rng(opts.seed);
   const sink = new TokenSink(opts.maxTokens, new Set(opts.eosIds ?? []), opts.signal);
   const V = target.config.vocabSize;
-  target.truncate(0);
-  draft.truncate(0);
+  target.kv.truncate(0);
+  draft.kv.truncate(0);
   const sync0 = readbacks(target) + readbacks(draft);
   const t0 = performance.now();
 
@@ -116,12 +113,12 @@ export async function* generateSpeculative(
       sink.finish = "cancelled";
       break;
     }
-    const L = target.cacheLength; // == prompt + emitted - 1
+    const L = target.kv.length; // == prompt + emitted - 1
     const room = Math.min(ctx - L, target.maxBatch ?? Infinity);
     if (room < 1) break;
     const s0 = readbacks(target) + readbacks(draft);
     const ta = performance.now();
-    const prefixLen = draft.cacheLength;
+    const prefixLen = draft.kv.length;
     const draftInput = {
       draft,
       prefixLen,
@@ -168,14 +165,14 @@ export async function* generateSpeculative(
     const tc = performance.now();
 
     // Compact: target keeps the root and the accepted path; the draft keeps what it has processed.
-    await target.commit(L, [L, ...res.accepted.map((v) => L + v)]);
+    await target.kv.commit(L, [L, ...res.accepted.map((v) => L + v)]);
     const rootDraftSlot = prefixLen + pending.length - 1;
     const kept: number[] = [];
     let k = 0;
     for (; k < res.accepted.length && tree.slotOf[res.accepted[k]] >= 0; k++) {
       kept.push(tree.slotOf[res.accepted[k]]);
     }
-    await draft.commit(rootDraftSlot + 1, kept);
+    await draft.kv.commit(rootDraftSlot + 1, kept);
     const acceptedTokens = res.accepted.map((v) => tree.tokens[v]);
     pending = [...acceptedTokens.slice(k), res.bonus];
     root = res.bonus;
@@ -205,7 +202,7 @@ export async function* generateSpeculative(
     };
     yield* sink.emit([...acceptedTokens, res.bonus]);
     if (sink.finish) break;
-    if (target.cacheLength >= ctx) break; // the next root would have no position left
+    if (target.kv.length >= ctx) break; // the next root would have no position left
   }
   const t2 = performance.now();
   const decodeMs = t2 - t1;

@@ -8,7 +8,8 @@
 
 import { type ModelConfig, ropeInvFreq } from "../../model/config.ts";
 import type { Checkpoint } from "../../model/folder.ts";
-import type { CausalLM, DeviceSampler, ForwardInput, IdHead } from "../../model/causal_lm.ts";
+import type { CausalLM, ForwardInput } from "../../model/causal_lm.ts";
+import type { DeviceSampler, IdHead, Paged } from "../../model/capabilities.ts";
 import { llamaTensorSpec } from "../../model/weights.ts";
 import type { SamplingParams } from "../../model/sampling.ts";
 import { type Gpu, GpuError } from "../device.ts";
@@ -16,6 +17,7 @@ import * as ops from "../ops.ts";
 import { PipelineCache } from "../pipelines.ts";
 import { Recorder, UniformArena } from "../recorder.ts";
 import { destroyMatrix, type GpuMatrix, uploadMatrix } from "../tensor.ts";
+import { GpuKvCache } from "./kv_cache.ts";
 import {
   LAYER_MATRICES,
   LAYER_MATRIX_SPEC_INDEX,
@@ -67,14 +69,14 @@ export interface GpuCounters {
 }
 
 /** A Llama model resident on the GPU with its own KV cache (one sequence). */
-export class GpuLlama implements CausalLM, DeviceSampler {
-  /** Slots in use. */
-  private length = 0;
+export class GpuLlama implements CausalLM, DeviceSampler, Paged {
   readonly counters: GpuCounters = { submissions: 0, readbacks: 0, forwards: 0 };
   /** The options this model was loaded with (to load it again the same way, e.g. with a bigger batch). */
   options: GpuLlamaOptions = {};
   private readonly ctx: ops.OpContext;
   private readonly arena: UniformArena;
+  /** This sequence's keys and values (commit/truncate live there). */
+  readonly kv: GpuKvCache;
 
   private constructor(
     readonly gpu: Gpu,
@@ -89,7 +91,6 @@ export class GpuLlama implements CausalLM, DeviceSampler {
       /** Matrices of the resident layers 0 .. layers.length - 1; the rest come from the pager. */
       layers: LayerMatrices[];
     },
-    private readonly kv: { k: GPUBuffer[]; v: GPUBuffer[] },
     private readonly buf: Record<
       | "x"
       | "xn"
@@ -105,8 +106,6 @@ export class GpuLlama implements CausalLM, DeviceSampler {
       | "mask"
       | "ids"
       | "uniforms"
-      | "slots"
-      | "kvTmp"
       | "rope",
       GPUBuffer
     >,
@@ -115,6 +114,10 @@ export class GpuLlama implements CausalLM, DeviceSampler {
   ) {
     this.arena = new UniformArena(gpu);
     this.ctx = { rec: new Recorder(gpu, this.arena), pipelines };
+    this.kv = new GpuKvCache(gpu, config, capacity, maxBatch, async (label, record) => {
+      await record(this.ctx);
+      await this.submit(label);
+    });
   }
 
   /** Upload a model folder's weights and allocate the KV cache and activations. */
@@ -176,10 +179,6 @@ export class GpuLlama implements CausalLM, DeviceSampler {
         opts.hostMemoryBudget ?? Math.floor(Math.max(0, Deno.systemMemoryInfo().available) / 2),
       )
       : undefined;
-    const kv = {
-      k: Array.from({ length: c.nLayers }, (_, l) => gpu.createBuffer(`k cache ${l}`, kvBytes)),
-      v: Array.from({ length: c.nLayers }, (_, l) => gpu.createBuffer(`v cache ${l}`, kvBytes)),
-    };
     // RoPE cos/sin table (capacity, headDim/2) computed in f64, like the CPU reference.
     const inv = ropeInvFreq(c);
     const half = c.headDim / 2;
@@ -208,8 +207,6 @@ export class GpuLlama implements CausalLM, DeviceSampler {
       mask: b("mask", B * Math.ceil(capacity / 32) * 4),
       ids: b("ids", (B + 1) * 4),
       uniforms: b("uniforms", B * 4),
-      slots: b("slots", B * 4),
-      kvTmp: b("kv tmp", 2 * B * c.kvDim * f),
       rope: gpu.createBufferWith("rope table", table),
     };
     const model = new GpuLlama(
@@ -218,7 +215,6 @@ export class GpuLlama implements CausalLM, DeviceSampler {
       capacity,
       maxBatch,
       { embed, lmHead, finalNorm, norms, layers },
-      kv,
       buf,
       new PipelineCache(gpu),
       pager,
@@ -226,10 +222,6 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     model.options = { ...opts, capacity, maxBatch };
     gpu.check(`loading ${folder.dir}`);
     return model;
-  }
-
-  get cacheLength(): number {
-    return this.length;
   }
 
   /**
@@ -327,7 +319,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
   ): { n: number; past: number; causal: boolean; maskWords: number; rows: number[] } {
     const c = this.config;
     const n = input.tokens.length;
-    const past = this.length;
+    const past = this.kv.length;
     if (n === 0) throw new RangeError("forward: no tokens");
     if (n > this.maxBatch) throw new RangeError(`forward: ${n} tokens exceed maxBatch ${this.maxBatch}`);
     if (input.positions.length !== n) {
@@ -417,7 +409,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
    */
   private async prefillChunks(input: ForwardInput): Promise<ForwardInput> {
     const n = input.tokens.length;
-    const past = this.length;
+    const past = this.kv.length;
     if (past + n > this.capacity) {
       throw new RangeError(
         `forward: ${past} cached + ${n} new tokens exceed the KV capacity ${this.capacity}`,
@@ -453,7 +445,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
       });
       await this.recordForward({ ...st, tokOffset: 0, posOffset: 0 });
       await this.submit("prefill chunk");
-      this.length += st.n;
+      this.kv.append(st.n);
       s += size;
     }
     return {
@@ -470,7 +462,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
       const st = this.stage(last);
       await this.recordForward({ ...st, tokOffset: 0, posOffset: 0 });
       await this.submit("forward");
-      this.length += st.n;
+      this.kv.append(st.n);
       return new Float32Array(
         await this.readback(this.buf.logits, st.rows.length * this.config.vocabSize * 4),
       );
@@ -483,11 +475,11 @@ export class GpuLlama implements CausalLM, DeviceSampler {
    * queued for the next submission.
    */
   private async atomically<T>(fn: () => Promise<T>): Promise<T> {
-    const past = this.length;
+    const past = this.kv.length;
     try {
       return await fn();
     } catch (e) {
-      this.length = past;
+      this.kv.restore(past);
       this.ctx.rec.discard();
       throw e;
     }
@@ -501,7 +493,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
       await this.recordForward({ ...st, tokOffset: 0, posOffset: 0 });
       await this.recordHead(head, st.rows.length);
       await this.submit("forward+head");
-      this.length += st.n;
+      this.kv.append(st.n);
       return new Uint32Array(await this.readback(this.buf.ids, st.rows.length * 4));
     });
   }
@@ -516,7 +508,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     steps: number,
     head: IdHead,
   ): Promise<Uint32Array> {
-    const past = this.length;
+    const past = this.kv.length;
     if (steps < 1 || steps > this.maxBatch) {
       throw new RangeError(`decodeSteps: steps ${steps} outside [1, ${this.maxBatch}]`);
     }
@@ -574,7 +566,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
       }
     }
     await this.submit("decode steps");
-    this.length += steps;
+    this.kv.append(steps);
     const ids = new Uint32Array(await this.readback(this.buf.ids, (steps + 1) * 4));
     return ids.subarray(1);
   }
@@ -613,7 +605,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     mask?: Uint8Array;
     maskOffset: number;
   }): Promise<number> {
-    const n = a.positions.length, past = this.length, w = past + n;
+    const n = a.positions.length, past = this.kv.length, w = past + n;
     if (n < 1 || n > this.maxBatch) {
       throw new RangeError(`tree forward: ${n} rows outside [1, ${this.maxBatch}]`);
     }
@@ -650,7 +642,7 @@ export class GpuLlama implements CausalLM, DeviceSampler {
       maskOffset: a.maskOffset,
       rows: Array.from({ length: n }, (_, i) => i),
     });
-    this.length += n;
+    this.kv.append(n);
     return a.mask ? n * maskWords : 0;
   }
 
@@ -663,52 +655,6 @@ export class GpuLlama implements CausalLM, DeviceSampler {
   async readMany(parts: { buffer: GPUBuffer; size: number }[]): Promise<ArrayBuffer[]> {
     this.counters.readbacks++;
     return await this.gpu.readMany(parts);
-  }
-
-  /** Keep slots [0, prefixLen) and move `accepted` after them, on the GPU (one submission, no readback). */
-  async commit(prefixLen: number, accepted: ArrayLike<number>): Promise<void> {
-    if (prefixLen > this.length) {
-      throw new RangeError(`commit: prefix ${prefixLen} exceeds cache length ${this.length}`);
-    }
-    for (let i = 0; i < accepted.length; i++) {
-      if (
-        accepted[i] < prefixLen + i || accepted[i] >= this.length || (i > 0 && accepted[i] <= accepted[i - 1])
-      ) {
-        throw new RangeError(
-          `commit: slot ${accepted[i]} is not an uncommitted slot in [${prefixLen + i}, ${this.length})`,
-        );
-      }
-    }
-    const moves = Array.from(accepted).map((s, i) => ({ s, i })).filter(({ s, i }) => s !== prefixLen + i);
-    if (moves.length) {
-      // Move the whole tail from the first displaced entry on (keeps the kernel a plain gather/scatter).
-      const from = moves[0].i;
-      const src = Uint32Array.from(Array.from(accepted).slice(from));
-      if (src.length > this.maxBatch) {
-        throw new RangeError(`commit: ${src.length} slots exceed maxBatch ${this.maxBatch}`);
-      }
-      this.gpu.device.queue.writeBuffer(this.buf.slots, 0, src);
-      for (let l = 0; l < this.config.nLayers; l++) {
-        await ops.kvCopy(this.ctx, {
-          slots: this.buf.slots,
-          k: this.kv.k[l],
-          v: this.kv.v[l],
-          tmp: this.buf.kvTmp,
-          count: src.length,
-          kvDim: this.config.kvDim,
-          dstBase: prefixLen + from,
-        });
-      }
-      await this.submit("kv commit");
-    }
-    this.length = prefixLen + accepted.length;
-  }
-
-  truncate(length: number): void {
-    if (length < 0 || length > this.length) {
-      throw new RangeError(`truncate: ${length} outside [0, ${this.length}]`);
-    }
-    this.length = length;
   }
 
   /** Bytes of weights on the GPU: resident layers, ring slots, embeddings, LM head, f32 norms. */
@@ -744,7 +690,8 @@ export class GpuLlama implements CausalLM, DeviceSampler {
     destroyMatrix(this.w.embed);
     if (this.w.lmHead !== this.w.embed) destroyMatrix(this.w.lmHead);
     this.w.finalNorm.destroy();
-    for (const b of [...this.kv.k, ...this.kv.v, ...Object.values(this.buf)]) b.destroy();
+    for (const b of Object.values(this.buf)) b.destroy();
+    this.kv.destroy();
     this.tree?.tokens.destroy();
     this.tree?.q.destroy();
   }

@@ -64,7 +64,7 @@ export async function deviceTreeStep(
   queue.writeBuffer(treeTok, 0, Uint32Array.of(pending[k - 1]));
   queue.writeBuffer(treeTok, n * 4, Uint32Array.from(pending));
   const ctx = draft.opContext;
-  const prefixLen = draft.cacheLength;
+  const prefixLen = draft.kv.length;
   const rootSlot = prefixLen + k - 1;
   const slotOf = new Int32Array(n).fill(-1);
   slotOf[0] = rootSlot;
@@ -113,7 +113,7 @@ export async function deviceTreeStep(
     for (let i = 0; i < n; i++) if (shape.depth[i] === d) rows.push(i);
     if (!rows.some((r) => shape.children[r].length > 0)) break;
     // Breadth-first numbering: a level is a contiguous range of node indices.
-    const { positions, mask } = appendAttention(shape, rootSlot, draft.cacheLength, rows, slotOf);
+    const { positions, mask } = appendAttention(shape, rootSlot, draft.kv.length, rows, slotOf);
     maskOffset += await draft.recordTreeForward({
       tokens: treeTok,
       tokOffset: rows[0],
@@ -128,7 +128,7 @@ export async function deviceTreeStep(
   }
   await draft.submitRecorded("draft tree");
   // Target: every node, tokens read from the draft's tree buffer.
-  const L = target.cacheLength;
+  const L = target.kv.length;
   const ta = treeAttention(shape.parent, shape.depth, L);
   await target.recordTreeForward({
     tokens: treeTok,

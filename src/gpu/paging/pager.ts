@@ -23,27 +23,14 @@
 import type { ModelConfig } from "../../model/config.ts";
 import type { SafetensorsModel } from "../../model/safetensors.ts";
 import { llamaTensorSpec } from "../../model/weights.ts";
+import type { PagingPlan, PagingStats } from "../../model/capabilities.ts";
 import type { Gpu } from "../device.ts";
 import { allocMatrix, destroyMatrix, type GpuMatrix, writeMatrix } from "../tensor.ts";
 
+export type { PagingPlan, PagingStats };
+
 /** Most ring slots the planner gives a paged model (more only adds look-ahead, not fewer bytes). */
 export const MAX_RING_SLOTS = 3;
-
-/** How a model's weights are split between resident buffers and the layer ring. */
-export interface PagingPlan {
-  /** Decoder layers 0 .. residentLayers - 1 stay on the GPU. */
-  residentLayers: number;
-  /** Ring slots for the other layers (>= 2). */
-  ringSlots: number;
-  /** Bytes of one decoder layer's seven matrices (what a slot holds). */
-  layerBytes: number;
-  /** Resident bytes besides layers: embeddings, LM head, every norm. */
-  baseBytes: number;
-  /** Weight bytes on the GPU under this plan. */
-  gpuWeightBytes: number;
-  /** Bytes uploaded per forward pass (every streamed layer once). */
-  bytesPerForward: number;
-}
 
 /**
  * Split a model under `budget` bytes of GPU weight memory, or return undefined when every weight fits.
@@ -82,31 +69,6 @@ export function planPaging(a: {
     gpuWeightBytes: baseBytes + (residentLayers + ringSlots) * layerBytes,
     bytesPerForward: (nLayers - residentLayers) * layerBytes,
   };
-}
-
-/** Cumulative paging counters (since load). */
-export interface PagingStats {
-  /** Layer refills and their bytes. */
-  uploads: number;
-  bytesUploaded: number;
-  /** Refills served from the host-RAM cache. */
-  hostHits: number;
-  /**
-   * Layers loaded on demand because their slot did not hold them when needed (0 in steady state: every
-   * refill is scheduled ahead; after a failed read the ring reloads this way once).
-   */
-  demandLoads: number;
-  /** Time reading layer bytes from disk (runs while the GPU computes, unless it is stalled on). */
-  readMs: number;
-  /** Host time copying bytes into the queue (writeBuffer). */
-  writeMs: number;
-  /** Time a forward waited for a slot's refill: the part of reading and writing NOT hidden by compute. */
-  stallMs: number;
-  /** The plan in force. */
-  plan: PagingPlan;
-  /** Layers pinned in host RAM and their bytes. */
-  hostCachedLayers: number;
-  hostCachedBytes: number;
 }
 
 /** The seven matrices of a decoder layer, in llamaTensorSpec order (indices 1-4 and 6-8). */

@@ -1,0 +1,102 @@
+/**
+ * The GPU KV cache of one sequence: per layer, (capacity, kvDim) f32 keys (RoPE applied) and values in
+ * storage buffers, written in place by the forward's K/V projections at slots [length, length + n).
+ * Commit compacts on the GPU (a kv_copy gather/scatter per layer, one submission, no readback).
+ *
+ * @module
+ */
+
+import type { ModelConfig } from "../../model/config.ts";
+import { checkCommit, checkTruncate, type KvCache } from "../../model/kv_cache.ts";
+import type { Gpu } from "../device.ts";
+import * as ops from "../ops.ts";
+
+/** Keys and values of every layer on the GPU. */
+export class GpuKvCache implements KvCache {
+  /** Per layer: (capacity, kvDim) f32 keys. */
+  readonly k: GPUBuffer[];
+  /** Per layer: (capacity, kvDim) f32 values. */
+  readonly v: GPUBuffer[];
+  /** (maxMoves) u32 source slots of a commit. */
+  private readonly slots: GPUBuffer;
+  /** (2, maxMoves, kvDim) f32 staging of moved rows (a gather then a scatter: sources may overlap targets). */
+  private readonly tmp: GPUBuffer;
+  private used = 0;
+
+  /**
+   * @param maxMoves most slots one commit may move (the model's maxBatch: an accepted path never exceeds
+   *   one forward's tokens)
+   * @param run records into the model's op context and submits (so counters stay the model's)
+   */
+  constructor(
+    gpu: Gpu,
+    private readonly config: ModelConfig,
+    readonly capacity: number,
+    private readonly maxMoves: number,
+    private readonly run: (label: string, record: (ctx: ops.OpContext) => Promise<void>) => Promise<void>,
+  ) {
+    const bytes = capacity * config.kvDim * 4;
+    this.k = Array.from({ length: config.nLayers }, (_, l) => gpu.createBuffer(`k cache ${l}`, bytes));
+    this.v = Array.from({ length: config.nLayers }, (_, l) => gpu.createBuffer(`v cache ${l}`, bytes));
+    this.slots = gpu.createBuffer("kv commit slots", maxMoves * 4);
+    this.tmp = gpu.createBuffer("kv tmp", 2 * maxMoves * config.kvDim * 4);
+    this.gpu = gpu;
+  }
+  private readonly gpu: Gpu;
+
+  get length(): number {
+    return this.used;
+  }
+
+  /** Account for `n` slots a recorded forward appends (the backend's forward only). */
+  append(n: number): void {
+    if (this.used + n > this.capacity) {
+      throw new RangeError(`kv cache: ${this.used} + ${n} slots exceed the capacity ${this.capacity}`);
+    }
+    this.used += n;
+  }
+
+  /** Set the length back after a failed forward (the backend's forward only). */
+  restore(length: number): void {
+    this.used = length;
+  }
+
+  /** See {@link KvCache.commit}: moves on the GPU, one submission, no readback. */
+  async commit(prefixLen: number, accepted: ArrayLike<number>): Promise<void> {
+    checkCommit(prefixLen, accepted, this.used);
+    const list = Array.from(accepted);
+    const from = list.findIndex((s, i) => s !== prefixLen + i);
+    if (from >= 0) {
+      // Move the whole tail from the first displaced entry on (keeps the kernel a plain gather/scatter).
+      const src = Uint32Array.from(list.slice(from));
+      if (src.length > this.maxMoves) {
+        throw new RangeError(`commit: ${src.length} slots exceed maxBatch ${this.maxMoves}`);
+      }
+      this.gpu.device.queue.writeBuffer(this.slots, 0, src);
+      await this.run("kv commit", async (ctx) => {
+        for (let l = 0; l < this.config.nLayers; l++) {
+          await ops.kvCopy(ctx, {
+            slots: this.slots,
+            k: this.k[l],
+            v: this.v[l],
+            tmp: this.tmp,
+            count: src.length,
+            kvDim: this.config.kvDim,
+            dstBase: prefixLen + from,
+          });
+        }
+      });
+    }
+    this.used = prefixLen + list.length;
+  }
+
+  truncate(length: number): void {
+    checkTruncate(length, this.used);
+    this.used = length;
+  }
+
+  /** Free the buffers. */
+  destroy(): void {
+    for (const b of [...this.k, ...this.v, this.slots, this.tmp]) b.destroy();
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * What only some backends can do, as interfaces a caller asks for with a guard (never `instanceof`):
+ *
+ * - {@link DeviceSampler}: pick tokens on the device (argmax or sampling) so only ids are read back, and
+ *   chain several autoregressive steps in one submission.
+ * - {@link FusedTreeStep}: a whole static-tree speculative step (draft levels with device-side child
+ *   drawing, then the target over the tree) in one submission and one readback. The caller (the
+ *   speculative engine) plans everything tree-shaped — positions, masks, which children each row draws —
+ *   so the backend still only sees tokens, positions, masks and slots.
+ * - {@link Paged}: weights streamed through a ring of layer slots under a GPU memory budget.
+ *
+ * @module
+ */
+
+import type { CausalLM, ForwardInput } from "./causal_lm.ts";
+import type { SamplingParams } from "./sampling.ts";
+
+/** What a device-side head computes from each logit row. */
+export type IdHead =
+  | { kind: "argmax" }
+  | { kind: "sample"; sampling: SamplingParams; uniforms: ArrayLike<number> };
+
+/** A model that picks tokens on its device and chains decode steps in one submission. */
+export interface DeviceSampler {
+  /** Forward, then argmax or sample each logit row on the device. */
+  forwardIds(input: ForwardInput, head: IdHead): Promise<Uint32Array>;
+  /** Feed `first` at position kv.length, then decode `steps` tokens in one submission. */
+  decodeSteps(first: number, steps: number, head: IdHead): Promise<Uint32Array>;
+  /** Submissions and device->host readbacks (syncs) since load. */
+  readonly counters: { submissions: number; readbacks: number };
+}
+
+/** True when `m` implements {@link DeviceSampler}. */
+export function isDeviceSampler(m: CausalLM): m is CausalLM & DeviceSampler {
+  return typeof (m as Partial<DeviceSampler>).decodeSteps === "function";
+}
+
+/** Device->host readbacks of `m` since load (0 for backends without a device). */
+export function readbacks(m: CausalLM): number {
+  return isDeviceSampler(m) ? m.counters.readbacks : 0;
+}
+
+/**
+ * One draft forward of a fused tree step, then the drawing of children for its rows.
+ *
+ * The step's token buffer holds (n) tree nodes (node 0 = the root) followed by the (k) pending tokens;
+ * a forward reads its `positions.length` tokens from `tokOffset` in that buffer, appended after the
+ * draft's cache as it stands when the forward runs (levels run in order).
+ */
+export interface FusedDraftForward {
+  /** First token of this forward in the step's token buffer. */
+  tokOffset: number;
+  /** (rows) RoPE positions. */
+  positions: Int32Array;
+  /** (rows, past + rows) visibility, past = the draft cache length before this forward; omitted: causal. */
+  mask?: Uint8Array;
+  /**
+   * (rows, 3) per row: first child node, child count (0: none), and the node whose draft distribution
+   * (q row) this row is. Children are drawn from that row's logits into the token buffer at
+   * [first child, first child + count).
+   */
+  draw: Uint32Array;
+}
+
+/** Everything one fused step runs. */
+export interface FusedTreeStepPlan {
+  /** (n) nodes in the tree, root included. */
+  nodes: number;
+  /** (k) tokens not yet in the draft's cache, the root last. */
+  pending: number[];
+  /** The draft forwards in order: the pending tokens first (causal), then one per tree level. */
+  forwards: FusedDraftForward[];
+  /** Target over all n nodes, after its cache: (n) positions and the (n, past + n) ancestor mask. */
+  target: { positions: Int32Array; mask: Uint8Array };
+  sampling: SamplingParams;
+  /** Seed of the device-side drawing (one step's randomness). */
+  seed: number;
+  /** "swor": children without replacement (Sequoia); "iid": with replacement (chain, SpecInfer). */
+  draw: "swor" | "iid";
+  /** Read back the draft's q rows (needed by the rejection verifiers; not at temperature 0). */
+  wantQ: boolean;
+}
+
+/** What a fused step reads back, with ONE sync. */
+export interface FusedTreeStepResult {
+  /** (n) tree tokens, root first (drawn on the device). */
+  tokens: Int32Array;
+  /** (n, vocab) target logits per node. */
+  targetLogits: Float32Array;
+  /** (n, vocab) draft distributions per node (rows of nodes without children are zero); when wantQ. */
+  q?: Float32Array;
+}
+
+/** Limits of a fused step on a pair. */
+export interface FusedTreeLimits {
+  /** Most tree nodes + pending tokens the draft's buffers hold (n + k + 1 <= this). */
+  maxDraftRows: number;
+  /** Most nodes the target verifies in one forward. */
+  maxNodes: number;
+  /** Most children one row may draw on the device. */
+  maxChildren: number;
+}
+
+/** A target that can run a whole speculative step with a draft on the same device. */
+export interface FusedTreeStep {
+  /** The limits of a fused step with `draft`, or undefined when this pair cannot run one. */
+  fusedTreeLimits(draft: CausalLM): FusedTreeLimits | undefined;
+  /**
+   * Run the plan: the draft's forwards (its cache grows by every forwarded row), the target over the
+   * tree (its cache grows by n), one readback.
+   */
+  fusedTreeStep(draft: CausalLM, plan: FusedTreeStepPlan): Promise<FusedTreeStepResult>;
+}
+
+/** True when `m` implements {@link FusedTreeStep}. */
+export function hasFusedTreeStep(m: CausalLM): m is CausalLM & FusedTreeStep {
+  return typeof (m as Partial<FusedTreeStep>).fusedTreeStep === "function";
+}
+
+/** How a model's weights are split between resident buffers and the layer ring. */
+export interface PagingPlan {
+  /** Decoder layers 0 .. residentLayers - 1 stay on the GPU. */
+  residentLayers: number;
+  /** Ring slots for the other layers (>= 2). */
+  ringSlots: number;
+  /** Bytes of one decoder layer's seven matrices (what a slot holds). */
+  layerBytes: number;
+  /** Resident bytes besides layers: embeddings, LM head, every norm. */
+  baseBytes: number;
+  /** Weight bytes on the GPU under this plan. */
+  gpuWeightBytes: number;
+  /** Bytes uploaded per forward pass (every streamed layer once). */
+  bytesPerForward: number;
+}
+
+/** Cumulative paging counters (since load). */
+export interface PagingStats {
+  /** Layer refills and their bytes. */
+  uploads: number;
+  bytesUploaded: number;
+  /** Refills served from the host-RAM cache. */
+  hostHits: number;
+  /**
+   * Layers loaded on demand because their slot did not hold them when needed (0 in steady state: every
+   * refill is scheduled ahead; after a failed read the ring reloads this way once).
+   */
+  demandLoads: number;
+  /** Time reading layer bytes from disk (runs while the GPU computes, unless it is stalled on). */
+  readMs: number;
+  /** Host time copying bytes into the queue (writeBuffer). */
+  writeMs: number;
+  /** Time a forward waited for a slot's refill: the part of reading and writing NOT hidden by compute. */
+  stallMs: number;
+  /** The plan in force. */
+  plan: PagingPlan;
+  /** Layers pinned in host RAM and their bytes. */
+  hostCachedLayers: number;
+  hostCachedBytes: number;
+}
+
+/** A model whose weights may be paged (the GPU backend); `paging` is undefined when all are resident. */
+export interface Paged {
+  readonly paging: PagingPlan | undefined;
+  /** Cumulative counters since load (a copy), or undefined when resident. */
+  pagingStats(): PagingStats | undefined;
+  /** Resolves when no layer refill is in flight. */
+  pagingIdle(): Promise<void>;
+}
+
+/** `m`'s paging, when it is a paged model (else undefined). */
+export function pagedModel(m: CausalLM): (CausalLM & Paged) | undefined {
+  const p = m as Partial<Paged>;
+  return typeof p.pagingStats === "function" && p.paging ? m as CausalLM & Paged : undefined;
+}
