@@ -21,6 +21,18 @@ export interface SamplingParams {
 /** Greedy decoding. */
 export const GREEDY: SamplingParams = { temperature: 0, topK: 0, topP: 1 };
 
+/**
+ * The defaults, in one place: the command line's sampling (`generate`, `profile`) and the settings the
+ * startup profile measures acceptance and SpecExec budgets at (a request's common case: T = 0.7, no
+ * truncation). The HTTP routes keep OpenAI's own defaults (temperature 1, top_p 1) on the wire.
+ */
+export const SAMPLING_DEFAULTS = {
+  /** `generate` / `profile` flags: --temperature 0.7 --top-k 0 --top-p 0.95. */
+  cli: { temperature: 0.7, topK: 0, topP: 0.95 } as SamplingParams,
+  /** What the startup profile plans for: acceptance vector and SpecExec budgets. */
+  profile: { temperature: 0.7, topK: 0, topP: 1 } as SamplingParams,
+} as const;
+
 /** Check sampling settings; throws RangeError naming the field. */
 export function validateSampling(p: SamplingParams): void {
   if (!(p.temperature >= 0) || !Number.isFinite(p.temperature)) {

@@ -10,7 +10,13 @@
  * @module
  */
 
-import { expectedTokens, type SequoiaPlan } from "./sequoia_plan.ts";
+import { expectedTokens, planSequoia, type SequoiaPlan } from "./sequoia_plan.ts";
+
+/**
+ * The largest tree the hardware-aware choice considers: 256 nodes (the GPU engine's default maxBatch)
+ * and 16 speculated levels (17 planner levels, root included).
+ */
+export const PICK_LIMITS = { maxNodes: 256, maxLevels: 17 } as const;
 
 /** Measured costs, milliseconds. `target` / `draft` map a batch size to one forward's compute time. */
 export interface MeasuredCosts {
@@ -79,4 +85,23 @@ export function rankTrees(plan: SequoiaPlan, costs: MeasuredCosts): TreeChoice[]
     }
   }
   return out.sort((a, b) => b.tokPerS - a.tokPerS || a.n - b.n || a.depth - b.depth);
+}
+
+/** The planner's table for the largest tree the choice considers ({@link PICK_LIMITS}). */
+export function planForPick(acceptance: ArrayLike<number>): SequoiaPlan {
+  return planSequoia(acceptance, PICK_LIMITS.maxNodes, PICK_LIMITS.maxLevels);
+}
+
+/**
+ * Sequoia's hardware-aware pick for an acceptance vector on measured costs: every (n, d) ranked, the
+ * first is the pick. The one entry point for serve, generate, profile and bench.
+ */
+export function pickSequoiaTree(
+  acceptance: ArrayLike<number>,
+  costs: MeasuredCosts,
+): { pick: TreeChoice; ranked: TreeChoice[]; plan: SequoiaPlan } {
+  const plan = planForPick(acceptance);
+  const ranked = rankTrees(plan, costs);
+  if (ranked.length === 0) throw new RangeError("tree choice: no measured tree size >= 2 to rank");
+  return { pick: ranked[0], ranked, plan };
 }
