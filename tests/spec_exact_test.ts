@@ -7,7 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { sharedGpu } from "../src/runtime/backend.ts";
-import { acceptanceTexts, decode } from "../src/runtime/decoder.ts";
+import { acceptanceTexts } from "../src/runtime/acceptance.ts";
+import { decode } from "../src/speculative/decode.ts";
 import { GpuLlama } from "../src/gpu/llama/model.ts";
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../src/model/folder.ts";
 import { loadCpuModel } from "../src/cpu/load.ts";

@@ -11,7 +11,8 @@
  * @module
  */
 
-import { acceptanceFor, decode } from "../runtime/decoder.ts";
+import { acceptanceFor } from "../runtime/acceptance.ts";
+import { decode } from "../speculative/decode.ts";
 import { GpuLlama } from "../gpu/llama/model.ts";
 import { minPagedBudget, type PagingStats, weightSizes } from "../gpu/paging/pager.ts";
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, type ModelFolder, openModelFolder } from "../model/folder.ts";

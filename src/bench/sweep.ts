@@ -12,7 +12,8 @@ import type { SamplingParams } from "../model/sampling.ts";
 import { planSequoia } from "../speculative/sequoia_plan.ts";
 import { rankTrees } from "../speculative/tree_choice.ts";
 import { sharedGpu } from "../runtime/backend.ts";
-import { acceptanceFor, decode } from "../runtime/decoder.ts";
+import { acceptanceFor } from "../runtime/acceptance.ts";
+import { decode } from "../speculative/decode.ts";
 import { loadOrMeasureCosts } from "../runtime/hardware_profile.ts";
 
 /** One measured configuration. */

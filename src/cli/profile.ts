@@ -10,7 +10,7 @@ import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model
 import { validateSampling } from "../model/sampling.ts";
 import { expectedTokens, planSequoia, type SequoiaPlan } from "../speculative/sequoia_plan.ts";
 import { type Backend, BACKENDS, loadModel } from "../runtime/backend.ts";
-import { acceptanceFor } from "../runtime/decoder.ts";
+import { acceptanceFor } from "../runtime/acceptance.ts";
 import { loadOrMeasureCosts, measureSpecExecBudgets } from "../runtime/hardware_profile.ts";
 import { sharedGpu } from "../runtime/backend.ts";
 import { GpuLlama } from "../gpu/llama/model.ts";

@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/folder.ts";
 import { type Backend, BACKENDS, loadModel, sharedGpu } from "../runtime/backend.ts";
 import type { GpuLlama } from "../gpu/llama/model.ts";
-import { acceptanceFor } from "../runtime/decoder.ts";
+import { acceptanceFor } from "../runtime/acceptance.ts";
 import { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
 import { type Method, METHODS, TREE_DEFAULTS } from "../speculative/methods.ts";
 import { planSequoia } from "../speculative/sequoia_plan.ts";

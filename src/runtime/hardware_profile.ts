@@ -9,7 +9,8 @@
 import type { Gpu } from "../gpu/device.ts";
 import { GpuLlama } from "../gpu/llama/model.ts";
 import type { SamplingParams } from "../model/sampling.ts";
-import { acceptanceTexts, decode } from "./decoder.ts";
+import { acceptanceTexts } from "./acceptance.ts";
+import { decode } from "../speculative/decode.ts";
 import type { ModelFolder } from "../model/folder.ts";
 import { modelId } from "./acceptance_store.ts";
 import type { MeasuredCosts } from "../speculative/tree_choice.ts";

@@ -1,7 +1,6 @@
 /**
- * Everything a front end (CLI, bench, server) needs to decode with a method: load the draft when the
- * method speculates, find (or measure and store) the acceptance vector Sequoia plans with, and run AR
- * or speculative generation as one event stream.
+ * The acceptance vector Sequoia plans with, for a model pair at given sampling settings: the stored
+ * one, or a fresh measurement on the target's own generations from held-out prompts (then stored).
  *
  * @module
  */
@@ -13,10 +12,6 @@ import type { CausalLM } from "../model/causal_lm.ts";
 import { Rng } from "../util/rng.ts";
 import { measureAcceptance } from "../speculative/acceptance.ts";
 import { loadAcceptance, modelId, saveAcceptance } from "./acceptance_store.ts";
-import { generateSpeculative, type SpeculativeEvent } from "../speculative/engine.ts";
-import { makeDrafter, type Method, type TreeOptions } from "../speculative/methods.ts";
-import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
-import { StaticTreeDrafter } from "../speculative/drafters.ts";
 
 /** Width of the star used to measure acceptance vectors (the planner's maximum fan-out). */
 export const ACCEPTANCE_WIDTH = 16;
@@ -81,58 +76,4 @@ export async function acceptanceFor(
     }`,
   );
   return e.acceptance;
-}
-
-/** One generation with `method`: AR over the target, or speculative with the draft. */
-export function decode(
-  method: Method,
-  target: CausalLM,
-  draft: CausalLM | undefined,
-  prompt: number[],
-  o: {
-    tree: TreeOptions;
-    acceptance?: number[];
-    maxTokens: number;
-    sampling: SamplingParams;
-    seed: number;
-    eosIds: number[];
-    signal?: AbortSignal;
-    tokensPerSubmission?: number;
-    /** Sequoia only: a self-re-planning tree (kept across generations by long-lived callers). */
-    adaptive?: AdaptiveSequoiaPlan;
-    log?: (line: string) => void;
-  },
-): AsyncGenerator<SpeculativeEvent> {
-  if (method === "ar") return generateAutoregressive(target, prompt, o);
-  if (!draft) throw new RangeError(`method "${method}" needs a draft model`);
-  if (method === "sequoia" && o.adaptive) {
-    return adaptiveSequoia(target, draft, prompt, { ...o, adaptive: o.adaptive });
-  }
-  const { drafter, verifier } = makeDrafter(method, o.tree, o.acceptance);
-  return generateSpeculative(target, draft, prompt, { ...o, drafter, verifier });
-}
-
-/** Sequoia whose tree follows the online acceptance estimate (re-planned between steps, logged). */
-async function* adaptiveSequoia(
-  target: CausalLM,
-  draft: CausalLM,
-  prompt: number[],
-  o: Parameters<typeof decode>[4] & { adaptive: AdaptiveSequoiaPlan },
-): AsyncGenerator<SpeculativeEvent> {
-  const drafter = new StaticTreeDrafter("sequoia", o.adaptive.shape, "swor");
-  for await (const ev of generateSpeculative(target, draft, prompt, { ...o, drafter, verifier: "swor" })) {
-    if (ev.type === "step" && ev.visits) {
-      const r = o.adaptive.observe(ev.visits);
-      if (r) {
-        drafter.setShape(r.shape);
-        o.log?.(
-          `sequoia: acceptance drifted by ${r.distance.toFixed(2)} (p1 ${r.from[0].toFixed(2)} -> ${
-            r.to[0].toFixed(2)
-          }); ` +
-            `re-planned the ${o.adaptive.n}-node tree`,
-        );
-      }
-    }
-    yield ev;
-  }
 }

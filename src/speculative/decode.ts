@@ -1,0 +1,69 @@
+/**
+ * One generation with a method by name: autoregressive over the target, or speculative with the draft
+ * (the method's drafter and its exact verifier); Sequoia with a self-re-planning tree when the caller
+ * keeps one across generations.
+ *
+ * @module
+ */
+
+import { generateAutoregressive } from "../decoding/autoregressive.ts";
+import type { SamplingParams } from "../model/sampling.ts";
+import type { CausalLM } from "../model/causal_lm.ts";
+import { generateSpeculative, type SpeculativeEvent } from "./engine.ts";
+import { makeDrafter, type Method, type TreeOptions } from "./methods.ts";
+import type { AdaptiveSequoiaPlan } from "./adaptive.ts";
+import { StaticTreeDrafter } from "./drafters.ts";
+
+/** One generation with `method`: AR over the target, or speculative with the draft. */
+export function decode(
+  method: Method,
+  target: CausalLM,
+  draft: CausalLM | undefined,
+  prompt: number[],
+  o: {
+    tree: TreeOptions;
+    acceptance?: number[];
+    maxTokens: number;
+    sampling: SamplingParams;
+    seed: number;
+    eosIds: number[];
+    signal?: AbortSignal;
+    tokensPerSubmission?: number;
+    /** Sequoia only: a self-re-planning tree (kept across generations by long-lived callers). */
+    adaptive?: AdaptiveSequoiaPlan;
+    log?: (line: string) => void;
+  },
+): AsyncGenerator<SpeculativeEvent> {
+  if (method === "ar") return generateAutoregressive(target, prompt, o);
+  if (!draft) throw new RangeError(`method "${method}" needs a draft model`);
+  if (method === "sequoia" && o.adaptive) {
+    return adaptiveSequoia(target, draft, prompt, { ...o, adaptive: o.adaptive });
+  }
+  const { drafter, verifier } = makeDrafter(method, o.tree, o.acceptance);
+  return generateSpeculative(target, draft, prompt, { ...o, drafter, verifier });
+}
+
+/** Sequoia whose tree follows the online acceptance estimate (re-planned between steps, logged). */
+async function* adaptiveSequoia(
+  target: CausalLM,
+  draft: CausalLM,
+  prompt: number[],
+  o: Parameters<typeof decode>[4] & { adaptive: AdaptiveSequoiaPlan },
+): AsyncGenerator<SpeculativeEvent> {
+  const drafter = new StaticTreeDrafter("sequoia", o.adaptive.shape, "swor");
+  for await (const ev of generateSpeculative(target, draft, prompt, { ...o, drafter, verifier: "swor" })) {
+    if (ev.type === "step" && ev.visits) {
+      const r = o.adaptive.observe(ev.visits);
+      if (r) {
+        drafter.setShape(r.shape);
+        o.log?.(
+          `sequoia: acceptance drifted by ${r.distance.toFixed(2)} (p1 ${r.from[0].toFixed(2)} -> ${
+            r.to[0].toFixed(2)
+          }); ` +
+            `re-planned the ${o.adaptive.n}-node tree`,
+        );
+      }
+    }
+    yield ev;
+  }
+}
