@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { probabilities } from "../src/model/sampling.ts";
 import { AcceptanceTracker, AdaptiveSequoiaPlan } from "../src/speculative/adaptive.ts";
 import { drawWithoutReplacement } from "../src/speculative/draw.ts";
-import { verifySwor } from "../src/speculative/verify/verify.ts";
+import { verifySwor } from "../src/speculative/verify/rejection.ts";
 import { Rng } from "../src/util/rng.ts";
 
 const V = 12;

@@ -8,13 +8,9 @@
 import assert from "node:assert/strict";
 import { probabilities, type SamplingParams } from "../src/model/sampling.ts";
 import { drawIid, drawWithoutReplacement, topIndices } from "../src/speculative/draw.ts";
-import {
-  checkPairing,
-  verifyMatch,
-  verifySpecInfer,
-  verifySwor,
-  type VerifyTree,
-} from "../src/speculative/verify/verify.ts";
+import { checkPairing, type VerifyTree } from "../src/speculative/verify/verifier.ts";
+import { verifyMatch } from "../src/speculative/verify/matching.ts";
+import { verifySpecInfer, verifySwor } from "../src/speculative/verify/rejection.ts";
 import { Rng } from "../src/util/rng.ts";
 
 const V = 10;

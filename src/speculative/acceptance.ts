@@ -12,7 +12,8 @@ import { argmax, probabilities, type SamplingParams } from "../model/sampling.ts
 import type { CausalLM } from "../model/causal_lm.ts";
 import type { Rng } from "../util/rng.ts";
 import { drawWithoutReplacement, topIndices } from "./draw.ts";
-import { verifyGreedy, verifySwor } from "./verify/verify.ts";
+import { verifyGreedy } from "./verify/matching.ts";
+import { verifySwor } from "./verify/rejection.ts";
 
 /** A measured acceptance vector. */
 export interface AcceptanceVector {

@@ -12,7 +12,7 @@ import type { CausalLM } from "../model/causal_lm.ts";
 import { generateSpeculative, type SpeculativeEvent } from "./engine.ts";
 import { makeDrafter, type Method, type TreeOptions } from "./methods.ts";
 import type { AdaptiveSequoiaPlan } from "./adaptive.ts";
-import { StaticTreeDrafter } from "./drafters.ts";
+import { StaticTreeDrafter } from "./drafters/static_tree.ts";
 
 /** One generation with `method`: AR over the target, or speculative with the draft. */
 export function decode(

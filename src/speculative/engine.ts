@@ -11,20 +11,14 @@
 
 import { argmax, probabilities, type SamplingParams, validateSampling } from "../model/sampling.ts";
 import type { CausalLM } from "../model/causal_lm.ts";
-import { readbacks } from "../model/capabilities.ts";
+import { hasFusedTreeStep, readbacks } from "../model/capabilities.ts";
 import { Rng } from "../util/rng.ts";
 import { type GenerationEvent, type GenerationStats, TokenSink } from "../decoding/autoregressive.ts";
-import type { Drafter } from "./drafters.ts";
-import { treeAttention } from "./tree.ts";
-import {
-  checkPairing,
-  type VerifierKind,
-  verifyGreedy,
-  verifyMatch,
-  type VerifyResult,
-  verifySpecInfer,
-  verifySwor,
-} from "./verify/verify.ts";
+import type { Drafter, DraftOutput } from "./drafters/drafter.ts";
+import { keptDraftSlots, rootSlot } from "./drafters/draft_cache.ts";
+import { levels, treeAttention } from "./tree.ts";
+import { checkPairing, type NodeDistributions, type VerifierKind } from "./verify/verifier.ts";
+import { VERIFIERS } from "./verify/registry.ts";
 
 /** Options of one speculative generation. */
 export interface SpeculativeOptions {
@@ -74,8 +68,9 @@ export async function* generateSpeculative(
 ): AsyncGenerator<SpeculativeEvent> {
   validateSampling(opts.sampling);
   const greedy = opts.sampling.temperature === 0;
-  const verifier: VerifierKind = greedy ? "greedy" : opts.verifier;
-  checkPairing(opts.drafter.kind, verifier, opts.sampling.temperature);
+  const verifierKind: VerifierKind = greedy ? "greedy" : opts.verifier;
+  checkPairing(opts.drafter.kind, verifierKind, opts.sampling.temperature);
+  const verifier = VERIFIERS[verifierKind];
   if (draft.config.vocabSize !== target.config.vocabSize) {
     throw new RangeError(
       `draft vocabulary ${draft.config.vocabSize} != target vocabulary ${target.config.vocabSize}`,
@@ -89,6 +84,9 @@ export async function* generateSpeculative(
   const V = target.config.vocabSize;
   target.kv.truncate(0);
   draft.kv.truncate(0);
+  // A pair on one device may run a whole static-tree step there with one readback.
+  const fusedTarget = hasFusedTreeStep(target) ? target : undefined;
+  const fusedLimits = fusedTarget?.fusedTreeLimits(draft);
   const sync0 = readbacks(target) + readbacks(draft);
   const t0 = performance.now();
 
@@ -128,11 +126,22 @@ export async function* generateSpeculative(
       maxNodes: Math.min(room, ctx - prefixLen - pending.length + 1),
       draftRoom: ctx - prefixLen - pending.length,
     };
-    // One device round trip when the drafter and backends can (GPU: draft + verify, one readback).
-    const fused = await opts.drafter.draftAndScore?.(draftInput, target);
-    let tree, logits: Float32Array, tb: number;
-    if (fused) {
-      ({ tree, logits } = fused);
+    // One device round trip when the drafter and the pair can (draft levels + target, one readback).
+    const fused = fusedLimits && opts.drafter.planFused?.(draftInput, fusedLimits);
+    let tree: DraftOutput, logits: Float32Array, tb: number;
+    if (fused && fusedTarget) {
+      const r = await fusedTarget.fusedTreeStep(draft, {
+        nodes: fused.shape.parent.length,
+        pending,
+        forwards: fused.forwards,
+        target: treeAttention(fused.shape.parent, fused.shape.depth, L),
+        sampling: opts.sampling,
+        seed: rng.nextU32(),
+        draw: fused.draw,
+        wantQ: verifier.needsQ,
+      });
+      tree = fused.complete(r);
+      logits = r.targetLogits;
       tb = performance.now(); // the fused step's draft and target time are reported together as draft ms
     } else {
       tree = await opts.drafter.draft(draftInput);
@@ -156,25 +165,16 @@ export async function* generateSpeculative(
       }
       return x;
     };
-    const vt = { tokens: tree.tokens, children: tree.children };
-    let res: VerifyResult;
-    if (verifier === "greedy") res = verifyGreedy(vt, (v) => argmax(row(v)));
-    else if (verifier === "match") res = verifyMatch(vt, p, rng);
-    else if (verifier === "swor") res = verifySwor(vt, p, q, rng);
-    else res = verifySpecInfer(vt, p, q, rng);
+    const dists: NodeDistributions = { argmax: (v) => argmax(row(v)), p, q };
+    const res = verifier.verify({ tokens: tree.tokens, children: tree.children }, dists, rng);
     const tc = performance.now();
 
     // Compact: target keeps the root and the accepted path; the draft keeps what it has processed.
     await target.kv.commit(L, [L, ...res.accepted.map((v) => L + v)]);
-    const rootDraftSlot = prefixLen + pending.length - 1;
-    const kept: number[] = [];
-    let k = 0;
-    for (; k < res.accepted.length && tree.slotOf[res.accepted[k]] >= 0; k++) {
-      kept.push(tree.slotOf[res.accepted[k]]);
-    }
-    await draft.kv.commit(rootDraftSlot + 1, kept);
+    const kept = keptDraftSlots(res.accepted, tree.slotOf);
+    await draft.kv.commit(rootSlot(prefixLen, pending.length) + 1, kept.slots);
     const acceptedTokens = res.accepted.map((v) => tree.tokens[v]);
-    pending = [...acceptedTokens.slice(k), res.bonus];
+    pending = [...acceptedTokens.slice(kept.count), res.bonus];
     root = res.bonus;
 
     const accepted = res.accepted.length;
@@ -183,14 +183,12 @@ export async function* generateSpeculative(
     draftForwards += tree.forwards;
     draftMs += tb - ta;
     verifyMs += tc - tb;
-    let depth = 0;
-    for (const d of tree.depth) depth = Math.max(depth, d);
     const rootKids = tree.children[0];
     yield {
       type: "step",
       stats: {
         treeSize: size,
-        treeDepth: depth + 1,
+        treeDepth: levels(tree.depth),
         accepted,
         rootRank: accepted ? rootKids.indexOf(res.accepted[0]) + 1 : 0,
         draftMs: tb - ta,

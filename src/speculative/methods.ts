@@ -5,9 +5,12 @@
  * @module
  */
 
-import { chainShape, type Drafter, SpecExecDrafter, specInferShape, StaticTreeDrafter } from "./drafters.ts";
+import type { Drafter } from "./drafters/drafter.ts";
+import { chainShape, specInferShape } from "./drafters/shapes.ts";
+import { SpecExecDrafter } from "./drafters/specexec.ts";
+import { StaticTreeDrafter } from "./drafters/static_tree.ts";
 import { materialize, planSequoia } from "./sequoia_plan.ts";
-import type { VerifierKind } from "./verify/verify.ts";
+import type { VerifierKind } from "./verify/verifier.ts";
 
 /** Decoding methods. */
 export const METHODS = ["ar", "chain", "specinfer", "sequoia", "specexec"] as const;

@@ -1,0 +1,73 @@
+/**
+ * The drafting seam: a {@link Drafter} builds a token tree below the root with the draft model. The
+ * engine knows only this interface — never how a tree was planned, nor which backend runs it.
+ *
+ * @module
+ */
+
+import type { CausalLM } from "../../model/causal_lm.ts";
+import type { FusedDraftForward, FusedTreeLimits, FusedTreeStepResult } from "../../model/capabilities.ts";
+import type { SamplingParams } from "../../model/sampling.ts";
+import type { Rng } from "../../util/rng.ts";
+import type { DrafterKind } from "../verify/verifier.ts";
+
+/** What a drafter gets for one step. */
+export interface DraftInput {
+  draft: CausalLM;
+  /** Committed draft cache length (the draft has processed tokens [0, prefixLen)). */
+  prefixLen: number;
+  /** Tokens emitted but not yet in the draft cache, the root last (length >= 1). */
+  pending: number[];
+  sampling: SamplingParams;
+  rng: Rng;
+  /** Most nodes the target may verify in this step (context room); drafters shrink to fit. */
+  maxNodes: number;
+  /** Free KV slots in the draft cache after the pending tokens; drafters never forward more nodes. */
+  draftRoom: number;
+}
+
+/** A drafted tree. */
+export interface DraftOutput {
+  /** (n) tokens; tokens[0] is the root. */
+  tokens: Int32Array;
+  /** (n) parent index, -1 for the root. */
+  parent: Int32Array;
+  /** (n) depth, root = 0. */
+  depth: Int32Array;
+  /** Children of each node in draw order. */
+  children: number[][];
+  /** Draft distribution each node's children were drawn from (nodes with children only). */
+  q: (Float64Array | undefined)[];
+  /** Draft KV slot of each node, -1 for nodes never forwarded through the draft (see draft_cache.ts). */
+  slotOf: Int32Array;
+  /** Draft forward passes made. */
+  forwards: number;
+}
+
+/**
+ * A whole step planned for a backend with the fused-tree-step capability: the draft forwards (with
+ * the device-side drawing of every row's children) and how to turn what the device read back into the
+ * drafted tree. The engine adds the target's part and runs it.
+ */
+export interface FusedDraft {
+  /** The tree's shape (breadth-first, root = node 0). */
+  shape: { parent: Int32Array; depth: Int32Array; children: number[][] };
+  /** The draft forwards in order (pending tokens first). */
+  forwards: FusedDraftForward[];
+  /** How children are drawn on the device. */
+  draw: "swor" | "iid";
+  /** The drafted tree, once the device has drawn its tokens (q rows when they were read back). */
+  complete(result: FusedTreeStepResult): DraftOutput;
+}
+
+/** A tree builder. */
+export interface Drafter {
+  readonly kind: DrafterKind;
+  /** Draft a tree with forwards through `input.draft` (any backend). */
+  draft(input: DraftInput): Promise<DraftOutput>;
+  /**
+   * Optional: this step as a {@link FusedDraft} within `limits`, or undefined when the tree does not
+   * fit them (the engine then drafts with {@link Drafter.draft} and verifies apart).
+   */
+  planFused?(input: DraftInput, limits: FusedTreeLimits): FusedDraft | undefined;
+}
