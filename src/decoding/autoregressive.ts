@@ -9,6 +9,9 @@ import type { CausalLM } from "../model/causal_lm.ts";
 import { isDeviceSampler } from "../model/capabilities.ts";
 import { sampleToken, type SamplingParams, validateSampling } from "../model/sampling.ts";
 import { Rng } from "../util/rng.ts";
+import type { GenerationEvent } from "./stats.ts";
+export type { GenerationStats } from "./stats.ts";
+import { TokenSink } from "./token_sink.ts";
 
 /** Options of one generation. */
 export interface GenerateOptions {
@@ -24,69 +27,6 @@ export interface GenerateOptions {
    * feeds each token to the next step itself; tokens past an EOS are computed and dropped. Default 8.
    */
   tokensPerSubmission?: number;
-}
-
-/** Why generation ended. */
-export type FinishReason = "stop" | "length" | "cancelled";
-
-/** Counters of one generation. */
-export interface GenerationStats {
-  promptTokens: number;
-  completionTokens: number;
-  /** Time to process the prompt and produce the first token's logits. */
-  prefillMs: number;
-  /** Time from the first generated token's logits to the end. */
-  decodeMs: number;
-  /** completionTokens / (decode time), tokens per second after the first. */
-  tokPerS: number;
-  /** Target model forward passes (prefill included). */
-  targetForwards: number;
-  /** Emitted tokens per target forward after prefill (1 for autoregressive decoding). */
-  tokensPerStep: number;
-  /** GPU->CPU readbacks (each >= ~11 ms in Deno); 0 on the CPU backend. */
-  syncs: number;
-}
-
-/** One event of a generation stream. */
-export type GenerationEvent =
-  | { type: "token"; id: number }
-  | { type: "done"; finishReason: FinishReason; stats: GenerationStats };
-
-/**
- * The output side of one generation, shared by every decoding loop: emits tokens in order and decides
- * when generation ends — cancellation, an EOS id (not emitted), or max_tokens.
- */
-export class TokenSink {
-  /** Tokens emitted so far. */
-  produced = 0;
-  /** Set once generation must end. */
-  finish: FinishReason | undefined;
-
-  constructor(
-    private readonly maxTokens: number,
-    private readonly eos: ReadonlySet<number>,
-    private readonly signal?: AbortSignal,
-  ) {}
-
-  /** Emit `ids` in order until one of the ending conditions holds (then `finish` is set). */
-  *emit(ids: Iterable<number>): Generator<GenerationEvent> {
-    for (const id of ids) {
-      if (this.signal?.aborted) {
-        this.finish = "cancelled";
-        return;
-      }
-      if (this.eos.has(id)) {
-        this.finish = "stop";
-        return;
-      }
-      this.produced++;
-      yield { type: "token", id };
-      if (this.produced >= this.maxTokens) {
-        this.finish = "length";
-        return;
-      }
-    }
-  }
 }
 
 /**

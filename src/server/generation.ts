@@ -10,7 +10,7 @@
 import type { CausalLM } from "../model/causal_lm.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
 import type { SamplingParams } from "../model/sampling.ts";
-import type { FinishReason, GenerationStats } from "../decoding/autoregressive.ts";
+import type { FinishReason, GenerationStats } from "../decoding/stats.ts";
 import { decode } from "../speculative/decode.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";

@@ -13,7 +13,8 @@ import { argmax, probabilities, type SamplingParams, validateSampling } from "..
 import type { CausalLM } from "../model/causal_lm.ts";
 import { hasFusedTreeStep, readbacks } from "../model/capabilities.ts";
 import { Rng } from "../util/rng.ts";
-import { type GenerationEvent, type GenerationStats, TokenSink } from "../decoding/autoregressive.ts";
+import type { GenerationEvent, GenerationStats } from "../decoding/stats.ts";
+import { TokenSink } from "../decoding/token_sink.ts";
 import type { Drafter, DraftOutput } from "./drafters/drafter.ts";
 import { keptDraftSlots, rootSlot } from "./drafters/draft_cache.ts";
 import { levels, treeAttention } from "./tree.ts";

@@ -1,0 +1,44 @@
+/**
+ * The output side of one generation, shared by the autoregressive and the speculative loops.
+ *
+ * @module
+ */
+
+import type { FinishReason, GenerationEvent } from "./stats.ts";
+
+/**
+ * The output side of one generation, shared by every decoding loop: emits tokens in order and decides
+ * when generation ends — cancellation, an EOS id (not emitted), or max_tokens.
+ */
+export class TokenSink {
+  /** Tokens emitted so far. */
+  produced = 0;
+  /** Set once generation must end. */
+  finish: FinishReason | undefined;
+
+  constructor(
+    private readonly maxTokens: number,
+    private readonly eos: ReadonlySet<number>,
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  /** Emit `ids` in order until one of the ending conditions holds (then `finish` is set). */
+  *emit(ids: Iterable<number>): Generator<GenerationEvent> {
+    for (const id of ids) {
+      if (this.signal?.aborted) {
+        this.finish = "cancelled";
+        return;
+      }
+      if (this.eos.has(id)) {
+        this.finish = "stop";
+        return;
+      }
+      this.produced++;
+      yield { type: "token", id };
+      if (this.produced >= this.maxTokens) {
+        this.finish = "length";
+        return;
+      }
+    }
+  }
+}
