@@ -1,6 +1,7 @@
 /**
  * The acceptance vector Sequoia plans with, for a model pair at given sampling settings: the stored
- * one, or a fresh measurement on the target's own generations from held-out prompts (then stored).
+ * one, or a fresh measurement on the target's own generations from held-out prompts (then stored; see
+ * cache_dir.ts for where).
  *
  * @module
  */
@@ -11,45 +12,134 @@ import type { SamplingParams } from "../model/sampling.ts";
 import type { CausalLM } from "../model/causal_lm.ts";
 import { Rng } from "../util/rng.ts";
 import { measureAcceptance } from "../speculative/acceptance.ts";
-import { loadAcceptance, modelId, saveAcceptance } from "./acceptance_store.ts";
+import { acceptanceFiles, loadAcceptance, modelId, saveAcceptance } from "./acceptance_store.ts";
+import type { InvalidCacheFile } from "./cache_dir.ts";
 
 /** Width of the star used to measure acceptance vectors (the planner's maximum fan-out). */
 export const ACCEPTANCE_WIDTH = 16;
 /** Held-out prompt tokens, and total tokens per sequence, of the acceptance measurement. */
 const ACCEPTANCE_PROMPT = 12, ACCEPTANCE_LENGTH = 96;
 
-/** Token sequences for acceptance measurement: the held-out text of the bundled models (never trained on). */
-export async function acceptanceTexts(folder: ModelFolder, count = 8, length = 128): Promise<number[][]> {
-  const text = await Deno.readTextFile(new URL("../../weights/tiny/heldout.txt", import.meta.url));
-  const chapters = text.split("\n\n").filter((c) => c.trim());
-  const step = Math.max(1, Math.floor(chapters.length / count));
-  return chapters.filter((_, i) => i % step === 0).slice(0, count).map((c) =>
+/** Where held-out text for a model comes from, and its passages. */
+export interface HeldoutSource {
+  /** The file read. */
+  path: string;
+  /** "model": the model's own held-out text; "generic": the bundled prompt set (any model). */
+  kind: "model" | "generic";
+  /** Passages in file order. */
+  passages: string[];
+}
+
+/** The bundled generic prompts (bench/prompts.json, also embedded by `deno task compile`). */
+const GENERIC_PROMPTS = new URL("../../bench/prompts.json", import.meta.url);
+
+/**
+ * Held-out text that belongs to `dir`'s model: `heldout.txt` in the model folder or beside it (the
+ * bundled pair has weights/tiny/heldout.txt, text the tiny models never trained on), chapters separated
+ * by blank lines; else the generic prompt set. Never another model's held-out text: a model's acceptance
+ * is measured on text like its own training distribution, or on neutral prompts.
+ */
+export async function heldoutSource(dir: string): Promise<HeldoutSource> {
+  const folder = dir.replace(/\/+$/, "");
+  const parent = folder.includes("/") ? folder.slice(0, folder.lastIndexOf("/")) || "/" : ".";
+  for (const path of [`${folder}/heldout.txt`, `${parent}/heldout.txt`]) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch {
+      continue;
+    }
+    const passages = text.split("\n\n").filter((c) => c.trim());
+    if (passages.length) return { path, kind: "model", passages };
+  }
+  const j = JSON.parse(await Deno.readTextFile(GENERIC_PROMPTS)) as { prompts?: unknown };
+  const passages = Array.isArray(j.prompts)
+    ? j.prompts.filter((p): p is string => typeof p === "string")
+    : [];
+  if (!passages.length) throw new SyntaxError(`${GENERIC_PROMPTS.pathname}: no "prompts" list of strings`);
+  return { path: GENERIC_PROMPTS.pathname, kind: "generic", passages };
+}
+
+/**
+ * Token sequences for acceptance measurement: `count` passages spread evenly over the model's held-out
+ * text (see {@link heldoutSource}), each cut to `length` tokens. `log` says which source was used.
+ */
+export async function acceptanceTexts(
+  folder: ModelFolder,
+  count = 8,
+  length = 128,
+  log?: (line: string) => void,
+): Promise<number[][]> {
+  const src = await heldoutSource(folder.dir);
+  log?.(
+    src.kind === "model"
+      ? `held-out text: ${src.path}`
+      : `held-out text: no heldout.txt in or beside ${folder.dir}; using the generic prompts ${src.path}`,
+  );
+  const step = Math.max(1, Math.floor(src.passages.length / count));
+  return src.passages.filter((_, i) => i % step === 0).slice(0, count).map((c) =>
     folder.tokenizer.encode(c).slice(0, length)
   );
 }
 
+/** Options of {@link loadOrMeasureAcceptance}. */
+export interface AcceptanceOptions {
+  /** Measure even when a stored vector exists. */
+  remeasure?: boolean;
+  /** Progress and warnings. */
+  log?: (line: string) => void;
+  /** Cache directory (default `$SPECDEC_CACHE_DIR`; null: beside the draft). See cache_dir.ts. */
+  cacheDir?: string | null;
+}
+
+/** An acceptance vector and where it lives. */
+export interface AcceptanceResult {
+  acceptance: number[];
+  /** True when read from a store, false when measured now. */
+  cached: boolean;
+  /** The file it was read from or stored in; undefined when a fresh vector could not be stored. */
+  path?: string;
+}
+
 /**
- * The stored acceptance vector for this pair and sampling, or a fresh measurement (stored beside the
- * draft). Progress goes to `log`.
+ * The stored acceptance vector for this pair and sampling, or a fresh measurement (stored in the cache
+ * directory when one is in force, else beside the draft). An unusable store (e.g. a truncated
+ * acceptance.json) is named in a warning and measured around, and the fresh file replaces it.
+ * Progress and warnings go to `log`.
  */
-export async function acceptanceFor(
+export async function loadOrMeasureAcceptance(
   pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; target: CausalLM; draft: CausalLM },
   sampling: SamplingParams,
-  opts: { remeasure?: boolean; log?: (line: string) => void } = {},
-): Promise<number[]> {
-  const tId = await modelId(pair.targetFolder), dId = await modelId(pair.draftFolder);
-  if (!opts.remeasure) {
-    const hit = await loadAcceptance(pair.draftFolder.dir, tId, dId, sampling);
-    if (hit) return hit.acceptance;
-  }
+  opts: AcceptanceOptions = {},
+): Promise<AcceptanceResult> {
   const log = opts.log ?? (() => {});
+  const tId = await modelId(pair.targetFolder), dId = await modelId(pair.draftFolder);
+  const files = acceptanceFiles(pair.draftFolder.dir, opts.cacheDir);
+  if (!opts.remeasure) {
+    const invalid: InvalidCacheFile[] = [];
+    const hit = await loadAcceptance(pair.draftFolder.dir, tId, dId, sampling, {
+      cacheDir: opts.cacheDir,
+      onInvalid: (e) => invalid.push(e),
+    });
+    for (const e of invalid) {
+      log(
+        `warning: ${e.message}; ignoring it` +
+          (hit
+            ? ""
+            : e.path === files.write
+            ? ": the acceptance vector is re-measured and the file rewritten"
+            : ": the acceptance vector is re-measured"),
+      );
+    }
+    if (hit) return { acceptance: hit.acceptance, cached: true, path: hit.path };
+  }
   log(
     `measuring the acceptance vector (T=${sampling.temperature}, top-k ${sampling.topK}, top-p ${sampling.topP}) ...`,
   );
   // Measure on what the target itself generates at these settings (from held-out prompts): speculation
   // drafts against the target's own text, which the draft predicts better than human text, so a vector
   // from teacher-forced human text under-predicts tokens per step (measured: by 11-20%).
-  const prompts = await acceptanceTexts(pair.targetFolder, 6, ACCEPTANCE_PROMPT);
+  const prompts = await acceptanceTexts(pair.targetFolder, 6, ACCEPTANCE_PROMPT, (l) => log(`  ${l}`));
   const texts: number[][] = [];
   for (const [i, p] of prompts.entries()) {
     const ids = [...p];
@@ -69,11 +159,28 @@ export async function acceptanceFor(
     rng: new Rng(1234),
     skip: ACCEPTANCE_PROMPT,
   }, (done, total) => log(`  acceptance: ${done}/${total} positions`));
-  const e = await saveAcceptance(pair.draftFolder.dir, tId, dId, sampling, v);
+  let acceptance = v.acceptance, path: string | undefined;
+  try {
+    const e = await saveAcceptance(pair.draftFolder.dir, tId, dId, sampling, v, { cacheDir: opts.cacheDir });
+    acceptance = e.acceptance;
+    path = e.path;
+  } catch (e) {
+    // A read-only model folder (e.g. the weights embedded in the compiled binary) only loses the store.
+    log(`acceptance vector not stored: cannot write ${files.write}: ${(e as Error).message}`);
+  }
   log(
-    `  p = [${e.acceptance.slice(0, 8).map((x) => x.toFixed(3)).join(", ")}, ...], reject ${
-      e.reject.toFixed(3)
+    `  p = [${acceptance.slice(0, 8).map((x) => x.toFixed(3)).join(", ")}, ...], reject ${
+      v.reject.toFixed(3)
     }`,
   );
-  return e.acceptance;
+  return { acceptance, cached: false, path };
+}
+
+/** {@link loadOrMeasureAcceptance}'s vector alone. */
+export async function acceptanceFor(
+  pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; target: CausalLM; draft: CausalLM },
+  sampling: SamplingParams,
+  opts: AcceptanceOptions = {},
+): Promise<number[]> {
+  return (await loadOrMeasureAcceptance(pair, sampling, opts)).acceptance;
 }

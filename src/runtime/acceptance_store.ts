@@ -1,6 +1,7 @@
 /**
- * Acceptance vectors stored beside the draft model (`<draft>/acceptance.json`), keyed by the target's
- * identity and the sampling settings they were measured at.
+ * Acceptance vectors stored beside the draft model (`<draft>/acceptance.json`) or in the cache directory
+ * (`$SPECDEC_CACHE_DIR/acceptance.json`, see cache_dir.ts), keyed by both models' identities and the
+ * sampling settings they were measured at.
  *
  * @module
  */
@@ -9,6 +10,7 @@ import { z } from "zod";
 import type { SamplingParams } from "../model/sampling.ts";
 import type { Checkpoint } from "../model/folder.ts";
 import type { AcceptanceVector } from "../speculative/acceptance.ts";
+import { cacheFiles, InvalidCacheFile, readCacheJson, writeAtomic } from "./cache_dir.ts";
 
 const entrySchema = z.object({
   target: z.string(),
@@ -44,47 +46,82 @@ export async function modelId(folder: Checkpoint): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("").slice(0, 16);
 }
 
-function pathOf(draftDir: string): string {
-  return `${draftDir}/acceptance.json`;
+/** Where the acceptance store of a draft is read from and written to (see cache_dir.ts). */
+export function acceptanceFiles(draftDir: string, cacheDir?: string | null) {
+  return cacheFiles(draftDir, "acceptance.json", cacheDir);
 }
 
-async function readAll(draftDir: string): Promise<AcceptanceEntry[]> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(pathOf(draftDir));
-  } catch {
-    return [];
-  }
-  const r = fileSchema.safeParse(JSON.parse(text));
+/** One file's entries ([] when it does not exist); throws {@link InvalidCacheFile} naming it. */
+async function readFile(path: string): Promise<AcceptanceEntry[]> {
+  const json = await readCacheJson(path);
+  if (json === undefined) return [];
+  const r = fileSchema.safeParse(json);
   if (!r.success) {
-    throw new SyntaxError(`${pathOf(draftDir)}: not a valid acceptance file: ${r.error.issues[0].message}`);
+    throw new InvalidCacheFile(path, `not a valid acceptance file: ${r.error.issues[0].message}`);
   }
   return r.data.entries;
+}
+
+/** Options of the store: where it lives, and what to do with an unusable file. */
+export interface AcceptanceStoreOptions {
+  /** Cache directory (default `$SPECDEC_CACHE_DIR`; null: beside the draft). */
+  cacheDir?: string | null;
+  /**
+   * Called for an unusable file, which is then skipped; without it, the error is thrown
+   * ({@link InvalidCacheFile}, naming the file).
+   */
+  onInvalid?: (e: InvalidCacheFile) => void;
 }
 
 const same = (e: AcceptanceEntry, target: string, draft: string, s: SamplingParams) =>
   e.target === target && e.draft === draft && e.temperature === s.temperature && e.top_k === s.topK &&
   e.top_p === s.topP;
 
-/** The stored vector for (target, draft, sampling), or undefined. */
+/**
+ * The stored vector for (target, draft, sampling) from the first file that has it (with that file's
+ * path), or undefined.
+ */
 export async function loadAcceptance(
   draftDir: string,
   targetId: string,
   draftId: string,
   s: SamplingParams,
-): Promise<AcceptanceEntry | undefined> {
-  return (await readAll(draftDir)).find((e) => same(e, targetId, draftId, s));
+  opts: AcceptanceStoreOptions = {},
+): Promise<(AcceptanceEntry & { path: string }) | undefined> {
+  for (const path of acceptanceFiles(draftDir, opts.cacheDir).read) {
+    let entries: AcceptanceEntry[];
+    try {
+      entries = await readFile(path);
+    } catch (e) {
+      if (!(e instanceof InvalidCacheFile) || !opts.onInvalid) throw e;
+      opts.onInvalid(e);
+      continue;
+    }
+    const hit = entries.find((e) => same(e, targetId, draftId, s));
+    if (hit) return { ...hit, path };
+  }
+  return undefined;
 }
 
-/** Store (replacing a previous entry with the same key). */
+/**
+ * Store (replacing a previous entry with the same key) in the write file: the cache directory's when one
+ * is in force, else the draft's. An unusable write file is replaced by a valid one holding this entry
+ * (what it held cannot be read anyway).
+ */
 export async function saveAcceptance(
   draftDir: string,
   targetId: string,
   draftId: string,
   s: SamplingParams,
   v: AcceptanceVector,
-): Promise<AcceptanceEntry> {
-  const entries = (await readAll(draftDir)).filter((e) => !same(e, targetId, draftId, s));
+  opts: { cacheDir?: string | null } = {},
+): Promise<AcceptanceEntry & { path: string }> {
+  const path = acceptanceFiles(draftDir, opts.cacheDir).write;
+  const kept = await readFile(path).catch((e) => {
+    if (e instanceof InvalidCacheFile) return [];
+    throw e;
+  });
+  const entries = kept.filter((e) => !same(e, targetId, draftId, s));
   const entry: AcceptanceEntry = {
     target: targetId,
     draft: draftId,
@@ -97,8 +134,6 @@ export async function saveAcceptance(
     measured_at: new Date().toISOString(),
   };
   entries.push(entry);
-  const tmp = `${pathOf(draftDir)}.tmp`;
-  await Deno.writeTextFile(tmp, JSON.stringify({ version: 1, entries }, null, 2) + "\n");
-  await Deno.rename(tmp, pathOf(draftDir)); // atomic: a crash never leaves half a file
-  return entry;
+  await writeAtomic(path, JSON.stringify({ version: 1, entries }, null, 2) + "\n");
+  return { ...entry, path };
 }

@@ -1,20 +1,21 @@
 /**
  * Measuring what the tree choice needs on the running adapter — t_target(n), t_draft(n) and the sync
- * cost — and caching it beside the draft model, keyed by adapter, Deno version and both models, so a
- * restart reuses it.
+ * cost — and caching it beside the draft model (or in `$SPECDEC_CACHE_DIR`, see cache_dir.ts), keyed by
+ * adapter, Deno version and both models, so a restart reuses it.
  *
  * @module
  */
 
 import type { Gpu } from "../gpu/device.ts";
 import { GpuLlama } from "../gpu/llama/model.ts";
-import type { SamplingParams } from "../model/sampling.ts";
+import { SAMPLING_DEFAULTS, type SamplingParams } from "../model/sampling.ts";
 import { acceptanceTexts } from "./acceptance.ts";
 import { decode } from "../speculative/decode.ts";
 import type { ModelFolder } from "../model/folder.ts";
 import { modelId } from "./acceptance_store.ts";
 import type { MeasuredCosts } from "../speculative/tree_choice.ts";
 import { median } from "../util/stats.ts";
+import { cacheFiles, InvalidCacheFile, readCacheJson, writeAtomic } from "./cache_dir.ts";
 
 /** What a cached profile is valid for. */
 export interface ProfileKey {
@@ -56,7 +57,7 @@ export async function measureSpecExecBudgets(
   // its useful budgets are larger.
   budgets = pair.target?.paging ? [64, 128, 256] : [32, 64, 128],
 ): Promise<BudgetRow[]> {
-  const [prompt] = await acceptanceTexts(pair.targetFolder, 1, 12);
+  const [prompt] = await acceptanceTexts(pair.targetFolder, 1, 12, log && ((l) => log(`  ${l}`)));
   const rows: BudgetRow[] = [];
   for (let budget of budgets) {
     // The loaded target serves when its batch holds the tree; a paged one always does (a second paged
@@ -110,13 +111,18 @@ const sameKey = (a: ProfileKey, b: ProfileKey) =>
   a.adapter === b.adapter && a.deno === b.deno && a.target === b.target && a.draft === b.draft &&
   (a.paging ?? "resident") === (b.paging ?? "resident");
 
+/** One file's entries ([] when it does not exist); throws {@link InvalidCacheFile} naming it. */
 async function readEntries(path: string): Promise<ProfileEntry[]> {
-  try {
-    const j = JSON.parse(await Deno.readTextFile(path));
-    return Array.isArray(j.entries) ? j.entries : [];
-  } catch {
-    return [];
+  const j = await readCacheJson(path) as { entries?: unknown } | undefined;
+  if (j === undefined) return [];
+  const entries = j && typeof j === "object" ? j.entries : undefined;
+  const valid = (e: Partial<ProfileEntry> | null) =>
+    !!e && typeof e === "object" && !!e.key && Array.isArray(e.sizes) && Array.isArray(e.target) &&
+    Array.isArray(e.draft) && typeof e.sync === "number";
+  if (!Array.isArray(entries) || !entries.every(valid)) {
+    throw new InvalidCacheFile(path, "not a valid profile file (entries of sizes, target, draft, sync, key)");
   }
+  return entries;
 }
 
 /** Median wall time of an empty submission + onSubmittedWorkDone, and of a 4-byte readback. */
@@ -185,17 +191,45 @@ export async function measureCosts(
   return { sizes, target: t, draft: d, sync, arTokensPerSubmission: 8 };
 }
 
-/** The cached costs for `key`, or a fresh measurement (cached at `<draft>/profile.json`). */
+/** Where the hardware profile of a draft is read from and written to (see cache_dir.ts). */
+export function profileFiles(draftDir: string, cacheDir?: string | null) {
+  return cacheFiles(draftDir, "profile.json", cacheDir);
+}
+
+/**
+ * The cached costs for `key` (from the cache directory's profile.json, then the draft's), or a fresh
+ * measurement, cached in the cache directory when one is in force, else beside the draft. An unusable
+ * cache file (e.g. truncated) is named in a warning on `log` before the minutes of re-profiling.
+ */
 export async function loadOrMeasureCosts(
   gpu: Gpu,
   pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; target: GpuLlama; draft: GpuLlama },
-  opts: { reprofile?: boolean; maxN?: number; log?: (l: string) => void } = {},
+  opts: { reprofile?: boolean; maxN?: number; log?: (l: string) => void; cacheDir?: string | null } = {},
 ): Promise<{ costs: HardwareCosts; cached: boolean; key: ProfileKey }> {
   const key = await profileKey(gpu, pair.targetFolder, pair.draftFolder, pair.target);
-  const path = `${pair.draftFolder.dir}/profile.json`;
-  const entries = await readEntries(path);
-  const hit = entries.find((e) => sameKey(e.key, key));
-  if (hit && !opts.reprofile) return { costs: hit, cached: true, key };
+  const files = profileFiles(pair.draftFolder.dir, opts.cacheDir);
+  const invalid: InvalidCacheFile[] = [];
+  const read = async (path: string) => {
+    try {
+      return await readEntries(path);
+    } catch (e) {
+      if (!(e instanceof InvalidCacheFile)) throw e;
+      invalid.push(e);
+      return [];
+    }
+  };
+  if (!opts.reprofile) {
+    for (const path of files.read) {
+      const hit = (await read(path)).find((e) => sameKey(e.key, key));
+      if (hit) return { costs: hit, cached: true, key };
+    }
+    for (const e of invalid) {
+      opts.log?.(
+        `warning: ${e.message}; ignoring it: the hardware profile is re-measured (this takes a while)` +
+          (e.path === files.write ? " and the file rewritten" : ""),
+      );
+    }
+  }
   opts.log?.(`profiling ${gpu.adapter.description || gpu.adapter.vendor} ...`);
   const measured = await measureCosts(gpu, pair.target, pair.draft, {
     maxN: opts.maxN ?? (pair.target.paging ? 256 : 128),
@@ -203,16 +237,16 @@ export async function loadOrMeasureCosts(
   });
   const costs: HardwareCosts = {
     ...measured,
-    specexec: await measureSpecExecBudgets(gpu, pair, { temperature: 0.7, topK: 0, topP: 1 }, opts.log),
+    specexec: await measureSpecExecBudgets(gpu, pair, SAMPLING_DEFAULTS.profile, opts.log),
   };
-  const kept = entries.filter((e) => !sameKey(e.key, key));
+  // Keep the other keys' entries of the file written (an unusable one is replaced).
+  const kept = (await read(files.write)).filter((e) => !sameKey(e.key, key));
   kept.push({ ...costs, key, measured_at: new Date().toISOString() });
   try {
-    await Deno.writeTextFile(`${path}.tmp`, JSON.stringify({ version: 1, entries: kept }, null, 2) + "\n");
-    await Deno.rename(`${path}.tmp`, path);
+    await writeAtomic(files.write, JSON.stringify({ version: 1, entries: kept }, null, 2) + "\n");
   } catch (e) {
     // A read-only model folder (e.g. the weights embedded in the compiled binary) only loses the cache.
-    opts.log?.(`profile not cached: cannot write ${path}: ${(e as Error).message}`);
+    opts.log?.(`profile not cached: cannot write ${files.write}: ${(e as Error).message}`);
   }
   return { costs, cached: false, key };
 }
