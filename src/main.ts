@@ -7,7 +7,7 @@
 
 import { runGenerate } from "./cli/generate.ts";
 import { runServe } from "./cli/serve.ts";
-import { runBench } from "./bench/bench.ts";
+import { runBench } from "./cli/bench.ts";
 import { UsageError } from "./cli/usage.ts";
 import { runProfile } from "./cli/profile.ts";
 

@@ -1,27 +1,14 @@
 /** The side-by-side benchmark: its pure parts (aggregation, tables, SVG, JSON) and one tiny CPU run. */
 import assert from "node:assert/strict";
 import { barChart, escapeXml, lineChart, logTicks, niceTicks } from "../src/util/svg.ts";
-import {
-  type BenchCase,
-  type BenchRow,
-  costPlot,
-  markdownTable,
-  modeTable,
-  type RunSample,
-  summarize,
-  sweepTable,
-  tokensPerStepPlot,
-  tokPerSPlot,
-} from "../src/bench/report.ts";
-import {
-  buildCases,
-  FULL_SIZES,
-  loadPrompts,
-  QUICK_SIZES,
-  replot,
-  runSideBySide,
-} from "../src/bench/side_by_side.ts";
-import { runBench } from "../src/bench/bench.ts";
+import { type BenchRow, type RunSample, summarize } from "../src/bench/report.ts";
+import { type BenchCase, buildCases, FULL_SIZES, QUICK_SIZES } from "../src/bench/cases.ts";
+import { markdownTable, modeTable, sweepTable } from "../src/bench/markdown.ts";
+import { costPlot, tokensPerStepPlot, tokPerSPlot } from "../src/bench/plots.ts";
+import { loadPrompts } from "../src/bench/prompts.ts";
+import { replot } from "../src/bench/replot.ts";
+import { runSideBySide } from "../src/bench/runner.ts";
+import { runBench } from "../src/cli/bench.ts";
 import { UsageError } from "../src/cli/usage.ts";
 import type { TreeChoice } from "../src/speculative/tree_choice.ts";
 

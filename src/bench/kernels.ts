@@ -15,11 +15,22 @@ import * as ops from "../gpu/ops.ts";
 import { PipelineCache } from "../gpu/pipelines.ts";
 import { Recorder, UniformArena } from "../gpu/recorder.ts";
 import { uploadMatrix } from "../gpu/tensor.ts";
-import { GpuLlama } from "../gpu/llama/model.ts";
 import { encodeTensor } from "../model/safetensors_write.ts";
-import { openCheckpoint } from "../model/folder.ts";
+import { DEFAULT_TARGET_DIR } from "../model/folder.ts";
 import { Rng } from "../util/rng.ts";
+import { sharedGpu } from "../runtime/backend.ts";
 import { forwardMs, syncCost } from "../runtime/hardware_profile.ts";
+import { loadGpuTarget } from "./pair.ts";
+
+/** Options of the kernel benchmark. */
+export interface KernelBenchOptions {
+  /** Smaller buffers and fewer sizes (a smoke run). */
+  quick: boolean;
+  /** The model whose kernels and forward are timed (default: the bundled target). */
+  targetDir?: string;
+  /** Where the JSON goes (none when undefined). */
+  jsonPath?: string;
+}
 
 /** One measured row. */
 export interface KernelRow {
@@ -58,12 +69,10 @@ function randBytes(n: number, seed: number): Float32Array {
   return Float32Array.from({ length: n }, () => (r.next() - 0.5) * 0.1);
 }
 
-/** Run the kernel benchmark on `gpu` for the model at `targetDir`; prints Markdown, returns the data. */
-export async function benchKernels(
-  gpu: Gpu,
-  targetDir: string,
-  quick: boolean,
-): Promise<Record<string, unknown>> {
+/** Run the kernel benchmark on the shared GPU; prints Markdown, writes the JSON, returns the data. */
+export async function benchKernels(o: KernelBenchOptions): Promise<Record<string, unknown>> {
+  const gpu = await sharedGpu();
+  const quick = o.quick;
   const ctx: ops.OpContext = {
     rec: new Recorder(gpu, new UniformArena(gpu)),
     pipelines: new PipelineCache(gpu),
@@ -107,9 +116,9 @@ export async function benchKernels(
   }
 
   // The target's own kernels at n = 1.
-  const folder = await openCheckpoint(targetDir);
-  const c = folder.config;
-  const model = await GpuLlama.load(gpu, folder);
+  const target = await loadGpuTarget(o.targetDir ?? DEFAULT_TARGET_DIR);
+  const { model } = target;
+  const c = target.folder.config;
   const d = c.hiddenSize;
   const vec = gpu.createBufferWith("vec", randBytes(Math.max(c.intermediateSize, c.qDim, d) * 8, 3));
   const out = gpu.createBuffer("out", Math.max(c.vocabSize, c.intermediateSize) * 8 * 4);
@@ -189,8 +198,7 @@ export async function benchKernels(
   for (const n of quick ? [1, 8, 32] : [1, 2, 4, 8, 16, 32, 64, 128]) {
     fwd.push({ n, ms: sync.readbackMs + await forwardMs(model, n, past, sync.readbackMs, quick ? 2 : 3) });
   }
-  model.dispose();
-  folder.checkpoint.close();
+  target.close();
 
   console.log(`\n## Kernels on ${gpu.adapter.description || gpu.adapter.vendor}\n`);
   console.log(
@@ -213,5 +221,19 @@ export async function benchKernels(
   for (const f of fwd) console.log(`| ${f.n} | ${f.ms.toFixed(2)} | ${(f.ms / f.n).toFixed(3)} |`);
   for (const b of [data, partial, x, y, vec, out, norm, kc, vc, scratch, mask, logits, uni]) b.destroy();
   for (const p of W.parts) p.buffer.destroy();
-  return { adapter: gpu.adapter, sync, streamGbps, kernels: rows, matmulTn: tn, targetForwardTn: fwd };
+  const result = {
+    adapter: gpu.adapter,
+    sync,
+    streamGbps,
+    kernels: rows,
+    matmulTn: tn,
+    targetForwardTn: fwd,
+  };
+  if (o.jsonPath) {
+    await Deno.writeTextFile(
+      o.jsonPath,
+      JSON.stringify({ deno: Deno.version.deno, kernels: result }, null, 2),
+    );
+  }
+  return result;
 }

@@ -1,7 +1,8 @@
 /**
  * Paging at a real size: a 1B-shaped random target (scripts/make_random_model.ts) decoded under a GPU
  * memory budget, with the upload bandwidth the ring reached next to this machine's plain copy bandwidth
- * (a host memcpy, and writeBuffer into a GPU buffer). Used by `deno task bench --offload`.
+ * (a host memcpy, and writeBuffer into a GPU buffer). {@link benchPagedAtSize} ends a full paged
+side-by-side run with it (`deno task bench`, unless --quick, --resident-only or --skip-1b).
  *
  * @module
  */
@@ -13,6 +14,7 @@ import { formatBytes } from "../util/bytes.ts";
 import { openCheckpoint } from "../model/folder.ts";
 import { llamaConfig, makeRandomModel, PRESETS } from "../model/random_model.ts";
 import { median } from "../util/stats.ts";
+import { sharedGpu } from "../runtime/backend.ts";
 
 /** What {@link probePagedModel} measured. */
 export interface OffloadProbe {
@@ -135,4 +137,45 @@ export async function probePagedModel(
     m.dispose();
     ckpt.checkpoint.close();
   }
+}
+
+/**
+ * Paging at a real size: a 1B-shaped random target (made once under `outDir`) under a 256 MB budget
+ * (or the least that pages), streamed from disk and from the host cache; upload GB/s beside this
+ * machine's memcpy and writeBuffer bandwidth. Printed as a table and written to offload_1b.json.
+ */
+export async function benchPagedAtSize(outDir: string): Promise<OffloadProbe[]> {
+  const gpu = await sharedGpu();
+  const dir = `${outDir}/random-1b`;
+  const log = (l: string) => console.error(l);
+  const rows: OffloadProbe[] = [];
+  for (const hostBudget of [0, 4e9]) {
+    rows.push(await probePagedModel(gpu, { dir, preset: "1b", budget: 256e6, hostBudget, tokens: 4, log }));
+  }
+  console.log(
+    `\n### Paging at size: 1B-shaped random target (${formatBytes(rows[0].modelBytes)} of F16 weights)\n`,
+  );
+  console.log(
+    "| host cache | GPU budget | ring | tok/s | ms/token | upload GB/s | overlap | stall ms/token | RSS |",
+  );
+  console.log("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+  for (const r of rows) {
+    const p = r.paging;
+    console.log(
+      `| ${r.hostBudget ? "RAM" : "none (disk)"} | ${
+        formatBytes(r.budget)
+      } | ${p.resident_layers} resident + ${p.ring_slots} x ${formatBytes(p.layer_bytes)} | ${
+        r.tokPerS.toFixed(2)
+      } | ${r.msPerToken.toFixed(0)} | ${p.upload_gb_per_s.toFixed(2)} | ${(p.overlap * 100).toFixed(0)}% | ${
+        (p.stall_ms / r.tokens).toFixed(0)
+      } | ${formatBytes(r.rssBytes)} |`,
+    );
+  }
+  console.log(
+    `\nPlain copy bandwidth on this machine: memcpy ${rows[0].memcpyGBps.toFixed(2)} GB/s, ` +
+      `writeBuffer into a GPU buffer ${rows[0].writeBufferGBps.toFixed(2)} GB/s (256 MB, incl. its submit).`,
+  );
+  await Deno.mkdir(outDir, { recursive: true });
+  await Deno.writeTextFile(`${outDir}/offload_1b.json`, JSON.stringify(rows, null, 2) + "\n");
+  return rows;
 }

@@ -1,36 +1,19 @@
 /**
- * The side-by-side benchmark's pure parts: per-run samples -> result rows (median tok/s, pooled ratios),
- * the Markdown tables, the JSON report and the three SVG plots. No GPU, no I/O.
+ * The side-by-side benchmark's data: per-run samples, result rows (median tok/s, pooled ratios), the
+ * per-mode facts and the JSON report, and {@link summarize} from one to the other. No GPU, no I/O.
  *
  * @module
  */
 
+import type { BenchCase } from "./cases.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { MeasuredCosts } from "../speculative/tree_choice.ts";
 import { median } from "../util/stats.ts";
-import { barChart, lineChart, type LineSeries } from "../util/svg.ts";
 
 /** How the target's weights are held. */
 export type Mode = "resident" | "paged";
 /** Every mode, in run order. */
 export const MODES: readonly Mode[] = ["resident", "paged"];
-
-/** One benchmark configuration. */
-export interface BenchCase {
-  /** Row label, e.g. "sequoia n=8 d=2". */
-  label: string;
-  /** Bar name in the tok/s plot (the same across modes and temperatures, e.g. "sequoia (pick)"). */
-  series: string;
-  method: Method;
-  tree: TreeOptions;
-  /** "main": the side-by-side list; "sweep": extra Sequoia sizes for the tokens/step plot. */
-  group: "main" | "sweep";
-  /** Prompts (the first N of bench/prompts.json) and tokens generated per prompt. */
-  prompts: number;
-  maxTokens: number;
-  /** Sequoia: the planned tree, the planner's G(n, d) and whether it is the profiler's pick. */
-  sequoia?: { n: number; depth: number; predicted: number; pick: boolean };
-}
 
 /** Paging counters of one run (differences of two snapshots). */
 export interface PagingSample {
@@ -191,203 +174,4 @@ export function summarize(
     };
   }
   return row;
-}
-
-/** A Markdown table; `align` per column ("l" or "r"). */
-export function markdownTable(headers: string[], align: ("l" | "r")[], rows: string[][]): string {
-  const esc = (s: string) => s.replace(/\|/g, "\\|");
-  const widths = headers.map((h, i) => Math.max(3, h.length, ...rows.map((r) => esc(r[i] ?? "").length)));
-  const cell = (s: string, i: number) => align[i] === "r" ? s.padStart(widths[i]) : s.padEnd(widths[i]);
-  const line = (cells: string[]) => `| ${cells.map((c, i) => cell(esc(c ?? ""), i)).join(" | ")} |`;
-  const rule = `| ${
-    widths.map((w, i) => align[i] === "r" ? "-".repeat(w - 1) + ":" : "-".repeat(w)).join(" | ")
-  } |`;
-  return [line(headers), rule, ...rows.map(line)].join("\n");
-}
-
-const f = (v: number | undefined, digits: number) =>
-  v === undefined || !Number.isFinite(v) ? "" : v.toFixed(digits);
-
-/** The side-by-side table of one mode (main cases, every temperature). */
-export function modeTable(rows: BenchRow[], mode: Mode): string {
-  const rs = rows.filter((r) => r.mode === mode && r.group === "main");
-  const paged = rs.some((r) => r.paging);
-  const headers = [
-    "T",
-    "method",
-    "tok/s",
-    "vs AR",
-    "tokens/step",
-    "planner G",
-    "tree nodes",
-    "target fwd/token",
-    "syncs/token",
-    "draft ms/step",
-    "verify ms/step",
-    "tokens x runs",
-    ...(paged ? ["upload MB/token", "overlap"] : []),
-  ];
-  const body = rs.map((r) => [
-    String(r.temperature),
-    r.label + (r.pick ? " (pick)" : ""),
-    f(r.tokPerS, 1),
-    Number.isFinite(r.speedup) ? `${r.speedup.toFixed(2)}x` : "",
-    f(r.tokensPerStep, 2),
-    f(r.predictedTokensPerStep, 2),
-    f(r.treeNodesPerStep, 0),
-    f(r.targetForwardsPerToken, 2),
-    f(r.syncsPerToken, 2),
-    f(r.draftMsPerStep, 1),
-    f(r.verifyMsPerStep, 1),
-    `${r.tokens} x ${r.runs}`,
-    ...(paged
-      ? [f(r.paging?.uploadMBPerToken, 2), r.paging ? `${(r.paging.overlap * 100).toFixed(0)}%` : ""]
-      : []),
-  ]);
-  return markdownTable(headers, ["r", "l", ...headers.slice(2).map(() => "r" as const)], body);
-}
-
-/** The Sequoia size sweep: measured tokens/step against the planner's G(n, d). */
-export function sweepTable(rows: BenchRow[]): string {
-  const order = (m: Mode) => MODES.indexOf(m);
-  const rs = rows.filter((r) => r.method === "sequoia" && r.n !== undefined)
-    .sort((a, b) => order(a.mode) - order(b.mode) || a.temperature - b.temperature || a.n! - b.n!);
-  const body = rs.map((r) => [
-    r.mode,
-    String(r.temperature),
-    String(r.n),
-    String(r.depth),
-    f(r.tokensPerStep, 2),
-    f(r.predictedTokensPerStep, 2),
-    r.predictedTokensPerStep
-      ? `${(100 * (r.tokensPerStep / r.predictedTokensPerStep - 1)).toFixed(0).replace(/^(\d)/, "+$1")}%`
-      : "",
-    f(r.tokPerS, 1),
-    Number.isFinite(r.speedup) ? `${r.speedup.toFixed(2)}x` : "",
-    r.pick ? "pick" : "",
-  ]);
-  return markdownTable(
-    ["mode", "T", "n", "d", "tokens/step", "planner G(n,d)", "measured vs G", "tok/s", "vs AR", ""],
-    ["l", "r", "r", "r", "r", "r", "r", "r", "r", "l"],
-    body,
-  );
-}
-
-const TEMP_COLORS = [["#1f5f9e", "#7fb2e0", "#4e79a7"], ["#c4570a", "#f7b27a", "#f28e2b"], [
-  "#2e7d32",
-  "#a5d6a7",
-  "#59a14f",
-]];
-
-/** Plot 1: tokens/step vs tree size (Sequoia measured and predicted per temperature; other methods as points). */
-export function tokensPerStepPlot(rows: BenchRow[], subtitle: string): string {
-  const temps = [...new Set(rows.map((r) => r.temperature))].sort((a, b) => a - b);
-  // Tokens per step does not depend on where the weights live: use the first mode that has the sweep.
-  const mode = rows.find((r) => r.group === "sweep")?.mode ?? rows[0]?.mode;
-  const series: LineSeries[] = [];
-  temps.forEach((t, i) => {
-    const [dark, light, mid] = TEMP_COLORS[i % TEMP_COLORS.length];
-    const seq = rows.filter((r) => r.mode === mode && r.temperature === t && r.method === "sequoia" && r.n)
-      .sort((a, b) => a.n! - b.n!);
-    const byN = new Map(seq.map((r) => [r.n!, r]));
-    const pts = [...byN.values()];
-    series.push({
-      name: `Sequoia measured, T=${t}`,
-      color: dark,
-      points: pts.map((r) => ({ x: r.n!, y: r.tokensPerStep })),
-    });
-    series.push({
-      name: `planner G(n, d), T=${t}`,
-      color: light,
-      dashed: true,
-      points: pts.filter((r) => r.predictedTokensPerStep).map((r) => ({
-        x: r.n!,
-        y: r.predictedTokensPerStep!,
-      })),
-    });
-    const others = rows.filter((r) =>
-      r.mode === mode && r.temperature === t && r.method !== "sequoia" && r.method !== "ar" &&
-      r.treeNodesPerStep
-    );
-    if (others.length) {
-      series.push({
-        name: `other methods, T=${t}`,
-        color: mid,
-        line: false,
-        labelPosition: i % 2 ? "below" : "above",
-        points: others.map((r) => ({
-          x: r.treeNodesPerStep!,
-          y: r.tokensPerStep,
-          label: r.label.replace("specinfer", "SpecInfer").replace("specexec ", ""),
-        })),
-      });
-    }
-  });
-  return lineChart({
-    title: "Tokens per step vs tree size",
-    subtitle: `${subtitle}; ${mode}; Sequoia at the profiler's depth for each n`,
-    x: { label: "tree nodes per step (root included, log scale)", log: true },
-    y: { label: "tokens per step (accepted + bonus)", min: 0 },
-    series,
-  });
-}
-
-/** Plot 2: tok/s by method, grouped by mode and temperature, AR's level dashed. */
-export function tokPerSPlot(rows: BenchRow[], subtitle: string): string {
-  const main = rows.filter((r) => r.group === "main");
-  const keys = [...new Set(main.map((r) => `${r.mode}|${r.temperature}`))];
-  return barChart({
-    title: "Decoding speed by method",
-    subtitle: `${subtitle}; dashed: AR in the same run`,
-    yLabel: "tokens per second (median of runs)",
-    groups: keys.map((k) => {
-      const rs = main.filter((r) => `${r.mode}|${r.temperature}` === k);
-      const ar = rs.find((r) => r.method === "ar");
-      const [mode, t] = k.split("|");
-      return {
-        label: `${mode}, T=${t}`,
-        bars: rs.map((r) => ({ name: r.series, value: r.tokPerS })),
-        reference: ar ? { label: `AR ${ar.tokPerS.toFixed(1)}`, value: ar.tokPerS } : undefined,
-      };
-    }),
-  });
-}
-
-/** Plot 3: the hardware profile's t(n): target (per mode) and draft forward ms vs tokens per forward. */
-export function costPlot(modes: ModeInfo[], subtitle: string): string {
-  const series: LineSeries[] = [];
-  const colors = { resident: "#4e79a7", paged: "#e15759" };
-  let draftDone = false;
-  for (const m of modes) {
-    const c = m.costs;
-    if (!c) continue;
-    series.push({
-      name: `target, ${m.mode}`,
-      color: colors[m.mode],
-      points: c.sizes.map((n, i) => ({ x: n, y: c.target[i] })),
-    });
-    series.push({
-      name: `n x t_target(1), ${m.mode}`,
-      color: colors[m.mode],
-      dashed: true,
-      markers: false,
-      points: c.sizes.map((n) => ({ x: n, y: n * c.target[0] })),
-    });
-    if (!draftDone) {
-      series.push({
-        name: "draft",
-        color: "#59a14f",
-        points: c.sizes.map((n, i) => ({ x: n, y: c.draft[i] })),
-      });
-      draftDone = true;
-    }
-  }
-  const sync = modes.find((m) => m.costs)?.costs?.sync;
-  return lineChart({
-    title: "t(n): one forward of n tokens",
-    subtitle: `${subtitle}; sync excluded${sync ? ` (one GPU->CPU sync: ${sync.toFixed(1)} ms)` : ""}`,
-    x: { label: "tokens per forward n (log scale)", log: true },
-    y: { label: "ms per forward (log scale)", log: true },
-    series,
-  });
 }

@@ -6,15 +6,47 @@
  * @module
  */
 
-import type { GpuLlama } from "../gpu/llama/model.ts";
-import type { ModelFolder } from "../model/folder.ts";
-import type { SamplingParams } from "../model/sampling.ts";
+import type { CausalLM } from "../model/causal_lm.ts";
+import { SAMPLING_DEFAULTS, type SamplingParams } from "../model/sampling.ts";
 import { planSequoia } from "../speculative/sequoia_plan.ts";
 import { rankTrees } from "../speculative/tree_choice.ts";
 import { sharedGpu } from "../runtime/backend.ts";
-import { acceptanceFor } from "../runtime/acceptance.ts";
 import { decode } from "../speculative/decode.ts";
-import { loadOrMeasureCosts } from "../runtime/hardware_profile.ts";
+import { type BenchPair, loadPair, openPair } from "./pair.ts";
+import { benchPrompts } from "./prompts.ts";
+
+/** The (n, d) grid a sweep measures. */
+export interface SweepGrid {
+  /** Tree sizes n (root included). */
+  sizes: number[];
+  /** Speculated depths d (only d < n is run). */
+  depths: number[];
+}
+
+/** `--quick`'s grid and the full one. */
+export const SWEEP_GRIDS: { quick: SweepGrid; full: SweepGrid } = {
+  quick: { sizes: [2, 4, 8, 16], depths: [1, 2, 4] },
+  full: { sizes: [2, 4, 8, 16, 32, 64], depths: [1, 2, 3, 4, 6, 8] },
+};
+
+/** Options of the sweep. */
+export interface SweepOptions {
+  grid: SweepGrid;
+  /** Held-out prompts ({@link benchPrompts}). */
+  prompts: number;
+  /** Tokens generated per prompt and configuration. */
+  maxTokens: number;
+  /** Where the JSON goes (none when undefined). */
+  jsonPath?: string;
+}
+
+/** What the sweep found. */
+export interface SweepResult {
+  rows: SweepRow[];
+  /** AR tok/s in the same run. */
+  ar: number;
+  pick: { n: number; depth: number };
+}
 
 /** One measured configuration. */
 export interface SweepRow {
@@ -26,7 +58,7 @@ export interface SweepRow {
 }
 
 async function measure(
-  pair: { target: GpuLlama; draft: GpuLlama },
+  pair: { target: CausalLM; draft: CausalLM },
   prompts: number[][],
   method: "ar" | "sequoia",
   tree: { treeSize?: number; depth?: number },
@@ -56,16 +88,40 @@ async function measure(
   return { tokPerS: tokens / (ms / 1000), tokensPerStep: steps ? emitted / steps : 1 };
 }
 
-/** Run the sweep; prints Markdown and returns the rows. */
-export async function benchSweep(
-  pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; target: GpuLlama; draft: GpuLlama },
+/** Run the sweep at the profile's sampling (T = 0.7) on the bundled pair; prints Markdown, returns the rows. */
+export async function benchSweep(o: SweepOptions): Promise<SweepResult> {
+  const log = (l: string) => console.error(l);
+  const texts = await benchPrompts(o.prompts);
+  const folders = await openPair();
+  const prompts = texts.map((p) => folders.targetFolder.tokenizer.encode(p));
+  const pair = await loadPair(folders, { mode: "resident", backend: "gpu", maxBatch: 256, log });
+  try {
+    const r = await sweepGrid(pair, prompts, {
+      ...o.grid,
+      maxTokens: o.maxTokens,
+      sampling: SAMPLING_DEFAULTS.profile,
+    });
+    if (o.jsonPath) await Deno.writeTextFile(o.jsonPath, JSON.stringify(r, null, 2));
+    return r;
+  } finally {
+    pair.close();
+    folders.close();
+  }
+}
+
+/** The sweep proper on a loaded GPU pair. */
+async function sweepGrid(
+  pair: BenchPair,
   prompts: number[][],
-  opts: { sizes: number[]; depths: number[]; maxTokens: number; sampling: SamplingParams },
-): Promise<{ rows: SweepRow[]; ar: number; pick: { n: number; depth: number } }> {
+  opts: SweepGrid & { maxTokens: number; sampling: SamplingParams },
+): Promise<SweepResult> {
   const log = (l: string) => console.error(l);
   const gpu = await sharedGpu();
-  const { costs } = await loadOrMeasureCosts(gpu, pair, { log });
-  const acceptance = await acceptanceFor(pair, opts.sampling, { log });
+  const costs = pair.costs;
+  if (!costs) throw new Error("the sweep needs the GPU backend (its hardware profile)");
+  const acceptance = await pair.acceptance(opts.sampling);
+  // Ranked on a plan no larger than the grid (not pickSequoiaTree's 256-node one): the question is
+  // whether the profiler picks the best of the trees measured here.
   const ranked = rankTrees(
     planSequoia(acceptance, Math.max(...opts.sizes), Math.max(...opts.depths) + 1),
     costs,

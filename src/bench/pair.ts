@@ -1,0 +1,185 @@
+/**
+ * Every model load of the benchmarks, in one place: opening the pair's folders, loading the pair
+ * resident or paged, its hardware profile (t(n) costs), its acceptance vector per sampling setting, and
+ * Sequoia's hardware-aware tree pick. The CLIs do the same steps for serving; keeping the bench's copy
+ * here means switching it to the shared runtime object is an edit of {@link openPair} and
+ * {@link loadPair} only.
+ *
+ * @module
+ */
+
+import { acceptanceFor } from "../runtime/acceptance.ts";
+import { type Backend, type LoadedModel, loadModel, sharedGpu } from "../runtime/backend.ts";
+import { type HardwareCosts, loadOrMeasureCosts } from "../runtime/hardware_profile.ts";
+import { GpuLlama } from "../gpu/llama/model.ts";
+import { minPagedBudget, weightSizes } from "../gpu/paging/pager.ts";
+import { pagedModel } from "../model/capabilities.ts";
+import type { CausalLM } from "../model/causal_lm.ts";
+import {
+  type Checkpoint,
+  DEFAULT_DRAFT_DIR,
+  DEFAULT_TARGET_DIR,
+  type ModelFolder,
+  openCheckpoint,
+  openModelFolder,
+} from "../model/folder.ts";
+import type { SamplingParams } from "../model/sampling.ts";
+import { pickSequoiaTree, type TreeChoice } from "../speculative/tree_choice.ts";
+import type { Mode, ModeInfo } from "./report.ts";
+
+/** The pair's folders (weights, config, tokenizer), open for the whole benchmark. */
+export interface PairFolders {
+  targetFolder: ModelFolder;
+  draftFolder: ModelFolder;
+  /** Close both checkpoints. */
+  close(): void;
+}
+
+/** Open the target and draft folders (default: the bundled tiny pair). */
+export async function openPair(dirs: { targetDir?: string; draftDir?: string } = {}): Promise<PairFolders> {
+  const targetFolder = await openModelFolder(dirs.targetDir ?? DEFAULT_TARGET_DIR);
+  const draftFolder = await openModelFolder(dirs.draftDir ?? DEFAULT_DRAFT_DIR);
+  return {
+    targetFolder,
+    draftFolder,
+    close: () => {
+      targetFolder.checkpoint.close();
+      draftFolder.checkpoint.close();
+    },
+  };
+}
+
+/** The budget `paged` mode loads the target under: a quarter of its weights, or the least that can page. */
+export function pagedBudget(folder: Checkpoint): { budget: number; weightBytes: number } {
+  const w = weightSizes(folder.checkpoint, folder.config);
+  const weightBytes = w.baseBytes + w.nLayers * w.layerBytes;
+  return {
+    budget: Math.max(Math.floor(weightBytes / 4), minPagedBudget(folder.checkpoint, folder.config)),
+    weightBytes,
+  };
+}
+
+/** The Sequoia tree the side-by-side run uses at one temperature, and the ranking it came from. */
+export interface SequoiaChoice {
+  pick: { n: number; depth: number };
+  /** Every (n, d) by predicted tok/s: the cases' planner G(n, d) and the sweep's depths come from it. */
+  ranked: TreeChoice[];
+  /** The pick's predicted tok/s and speedup over AR; absent without a hardware profile. */
+  predicted?: { tokPerS: number; speedup: number };
+}
+
+/** A loaded pair for one mode, with what the benchmarks ask of it. */
+export interface BenchPair {
+  target: CausalLM;
+  draft: CausalLM;
+  /** Where the target runs, e.g. "gpu: llvmpipe (...), paged: ...". */
+  device: string;
+  /** The load as the report states it. */
+  info: Omit<ModeInfo, "picks" | "costs">;
+  /** The hardware profile's t(n) curves for this pair and mode (cached or measured); GPU only. */
+  costs?: HardwareCosts;
+  /** The acceptance vector at these sampling settings (stored, or measured and stored). */
+  acceptance(sampling: SamplingParams): Promise<number[]>;
+  /** Sequoia's tree for an acceptance vector: the profiler's pick on these costs, else a default. */
+  chooseSequoia(acceptance: number[]): SequoiaChoice;
+  close(): void;
+}
+
+/** Without a hardware profile (the CPU backend) Sequoia runs this tree. */
+const DEFAULT_TREE = { n: 8, depth: 3 };
+
+/**
+ * No hardware profile off the GPU: rank by G(n, d) under t(n) proportional to n, which orders trees by
+ * the planner alone (the sweep's depths need a ranking even there).
+ */
+const PROPORTIONAL_COSTS = (() => {
+  const sizes = [1, 2, 4, 8, 16, 32, 64];
+  return { sizes, target: sizes, draft: sizes.map((n) => n / 8), sync: 0, arTokensPerSubmission: 1 };
+})();
+
+/**
+ * Load the pair with the target's weights held as `mode` says ("paged": under {@link pagedBudget}),
+ * then its hardware profile when both run on the GPU. Progress goes to `log`.
+ */
+export async function loadPair(
+  folders: PairFolders,
+  o: { mode: Mode; backend: Backend; maxBatch: number; log?: (line: string) => void },
+): Promise<BenchPair> {
+  const { targetFolder, draftFolder } = folders;
+  let gpuMemoryBudget: number | undefined, targetWeightBytes: number | undefined;
+  if (o.mode === "paged") {
+    ({ budget: gpuMemoryBudget, weightBytes: targetWeightBytes } = pagedBudget(targetFolder));
+  }
+  const t = await loadModel(targetFolder, o.backend, { maxBatch: o.maxBatch, gpuMemoryBudget });
+  const d = await loadModel(draftFolder, o.backend);
+  const close = () => {
+    t.close();
+    d.close();
+  };
+  let costs: HardwareCosts | undefined;
+  try {
+    // The profiler measures GPU forwards, so it needs the GPU model itself, not just a capability.
+    if (t.model instanceof GpuLlama && d.model instanceof GpuLlama) {
+      const gpuPair = { targetFolder, draftFolder, target: t.model, draft: d.model };
+      costs = (await loadOrMeasureCosts(await sharedGpu(), gpuPair, { log: o.log })).costs;
+    }
+  } catch (e) {
+    close();
+    throw e;
+  }
+  const p = pagedModel(t.model)?.paging;
+  const models = { targetFolder, draftFolder, target: t.model, draft: d.model };
+  return {
+    target: t.model,
+    draft: d.model,
+    device: t.device,
+    info: {
+      mode: o.mode,
+      device: t.device,
+      gpuMemoryBudget,
+      targetWeightBytes,
+      plan: p &&
+        {
+          residentLayers: p.residentLayers,
+          ringSlots: p.ringSlots,
+          layerBytes: p.layerBytes,
+          bytesPerForward: p.bytesPerForward,
+        },
+    },
+    costs,
+    acceptance: (sampling) => acceptanceFor(models, sampling, { log: o.log }),
+    chooseSequoia: (acceptance) => {
+      if (!costs) {
+        return { pick: DEFAULT_TREE, ranked: pickSequoiaTree(acceptance, PROPORTIONAL_COSTS).ranked };
+      }
+      const { pick, ranked } = pickSequoiaTree(acceptance, costs);
+      return {
+        pick: { n: pick.n, depth: pick.depth },
+        ranked,
+        predicted: { tokPerS: pick.tokPerS, speedup: pick.speedup },
+      };
+    },
+    close,
+  };
+}
+
+/** One model alone on `backend` (the AR benchmark runs each model by itself). */
+export function loadAlone(folder: ModelFolder, backend: Backend): Promise<LoadedModel> {
+  return loadModel(folder, backend);
+}
+
+/** The target alone on the GPU, resident, for the kernel benchmark's forward timings. */
+export async function loadGpuTarget(
+  targetDir = DEFAULT_TARGET_DIR,
+): Promise<{ model: GpuLlama; folder: Checkpoint; close(): void }> {
+  const folder = await openCheckpoint(targetDir);
+  const model = await GpuLlama.load(await sharedGpu(), folder);
+  return {
+    model,
+    folder,
+    close: () => {
+      model.dispose();
+      folder.checkpoint.close();
+    },
+  };
+}

@@ -1,0 +1,168 @@
+/**
+ * `deno task bench`: flags, usage text and dispatch. The default is the side-by-side benchmark of every
+ * method ({@link runSideBySide}); --kernels, --sweep and --ar run the narrower benchmarks and --replot
+ * redraws a saved report. The benchmarks themselves live in src/bench/ and take typed options.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { type Backend, BACKENDS } from "../runtime/backend.ts";
+import { benchAr } from "../bench/ar.ts";
+import { BENCH_METHODS, type BenchSizes, FULL_SIZES, QUICK_SIZES } from "../bench/cases.ts";
+import { benchKernels } from "../bench/kernels.ts";
+import { benchPagedAtSize } from "../bench/offload_probe.ts";
+import { replot } from "../bench/replot.ts";
+import { type Mode, MODES } from "../bench/report.ts";
+import { runSideBySide } from "../bench/runner.ts";
+import { benchSweep, SWEEP_GRIDS } from "../bench/sweep.ts";
+import type { Method } from "../speculative/methods.ts";
+import { UsageError } from "./usage.ts";
+
+const USAGE =
+  `Usage: deno task bench [--quick] [--offload | --resident-only] [--methods LIST] [--temperatures LIST]
+                       [--runs R] [--max-tokens N] [--prompts N] [--backend gpu|cpu] [--json PATH] [--out DIR]
+       deno task bench --kernels | --sweep | --ar  [--quick] [--json PATH]
+
+Default: AR, chain (k = 4), SpecInfer (4 x 4), Sequoia (the hardware profiler's pick for this adapter,
+plus a sweep of tree sizes n = 4 .. 64 at the profiler's depth for each) and SpecExec (K = 64, 256,
+1024) side by side at T = 0 and 0.7, with the target's weights resident and paged (loaded under a GPU
+memory budget of a quarter of its weights, or the least that pages). Reports tok/s (median of R runs,
+default 3, after a warm-up generation), speedup vs AR measured in the same run, tokens/step (with the
+planner's G(n, d) for Sequoia), tree nodes, target forwards and syncs per token, draft and verify ms per
+step, and for paged rows the weight MB uploaded per token and how much of the upload compute hid.
+Prompts: bench/prompts.json (held-out text the tiny models never trained on). Prints Markdown tables;
+writes SVG plots (tokens/step vs tree size with the planner's prediction, tok/s by method, t(n)) to
+--out (default bench/out) and the JSON report to --json. Full run: about 10 minutes on 2 CPU cores.
+
+  --quick          smoke run: 1 prompt, 4-16 tokens per case, 1 run, sweep n = 4, 16 (about a minute)
+  --offload        paged mode only          --resident-only   resident mode only
+                   (paged runs, unless --quick, end with a 1B-shaped random target paged under 256 MB,
+                   made once in <out>/random-1b, 2.2 GB of disk; --skip-1b leaves it out)
+  --methods LIST   e.g. chain,sequoia (AR always runs: it is the baseline)
+  --temperatures   e.g. 0,0.7 (default)     --max-tokens / --prompts   override the main cases' sizes
+  --backend cpu    the CPU reference (resident only; Sequoia without a hardware profile)
+  --replot PATH    print the tables and redraw the plots of a saved --json report (no measurement)
+
+Other benchmarks:
+  --kernels   per-kernel ms and GB/s, matmul and target-forward t(n), sync cost, streaming bandwidth
+  --sweep     Sequoia over a grid of (n, d) at T = 0.7, the profiler's pick beside the best found
+  --ar        AR tok/s of the target and draft: GPU at 8 and 1 tokens per submission, CPU reference
+`;
+
+const OPTIONS = {
+  quick: { type: "boolean", default: false },
+  kernels: { type: "boolean", default: false },
+  spec: { type: "boolean", default: false }, // the default now; kept for old command lines
+  sweep: { type: "boolean", default: false },
+  ar: { type: "boolean", default: false },
+  offload: { type: "boolean", default: false },
+  "resident-only": { type: "boolean", default: false },
+  methods: { type: "string" },
+  temperatures: { type: "string" },
+  backend: { type: "string", default: "gpu" },
+  "max-tokens": { type: "string" },
+  prompts: { type: "string" },
+  runs: { type: "string" },
+  json: { type: "string" },
+  out: { type: "string", default: "bench/out" },
+  replot: { type: "string" },
+  "skip-1b": { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+/** A flag's value as a positive integer (undefined when not given); throws UsageError otherwise. */
+function positive(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag} must be a positive integer`);
+  return n;
+}
+
+/** Run the benchmark the flags name; returns the exit code, throws UsageError for bad flags. */
+export async function runBench(args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args, options: OPTIONS, strict: true }));
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n\n${USAGE}`);
+  }
+  if (values.help) throw new UsageError(USAGE, 0);
+  // Checked in this order (before anything loads), so an error names the first bad flag.
+  const maxTokensFlag = positive("max-tokens", values["max-tokens"]);
+  const promptsFlag = positive("prompts", values.prompts);
+  const runs = positive("runs", values.runs) ?? (values.quick ? 1 : 3);
+  if (!BACKENDS.includes(values.backend as Backend)) throw new UsageError(`--backend must be "gpu" or "cpu"`);
+  const backend = values.backend as Backend;
+  if ([values.kernels, values.sweep, values.ar].filter(Boolean).length > 1) {
+    throw new UsageError(`--kernels, --sweep and --ar are separate benchmarks: pick one`);
+  }
+  if (values.replot) {
+    await replot(values.replot, values.out || undefined);
+    return 0;
+  }
+  if (values.kernels) {
+    await benchKernels({ quick: values.quick, jsonPath: values.json });
+    return 0;
+  }
+  // --sweep and --ar: held-out prompts of their own, more and longer than the side-by-side's quick run.
+  const maxTokens = maxTokensFlag ?? (values.quick ? 32 : 64);
+  const prompts = promptsFlag ?? (values.quick ? 2 : 4);
+  if (values.sweep) {
+    const grid = values.quick ? SWEEP_GRIDS.quick : SWEEP_GRIDS.full;
+    await benchSweep({ grid, prompts, maxTokens, jsonPath: values.json });
+    return 0;
+  }
+  if (values.ar) {
+    await benchAr({ prompts, maxTokens, runs, jsonPath: values.json });
+    return 0;
+  }
+
+  // The side-by-side benchmark (the default).
+  if (values.offload && values["resident-only"]) {
+    throw new UsageError(`--offload (paged only) and --resident-only exclude each other`);
+  }
+  const modes: Mode[] = values.offload
+    ? ["paged"]
+    : values["resident-only"] || backend === "cpu"
+    ? ["resident"]
+    : [...MODES];
+  if (backend === "cpu" && values.offload) {
+    throw new UsageError(`--offload (paged weights) needs --backend gpu`);
+  }
+  const temperatures = (values.temperatures ?? "0,0.7").split(",").map((t) => Number(t.trim()));
+  if (temperatures.some((t) => !Number.isFinite(t) || t < 0)) {
+    throw new UsageError(`--temperatures must be a comma-separated list of numbers >= 0`);
+  }
+  const methods = values.methods?.split(",").map((m) => m.trim());
+  const bad = methods?.find((m) => !BENCH_METHODS.includes(m as Method));
+  if (bad) throw new UsageError(`--methods: unknown method "${bad}" (${BENCH_METHODS.join(", ")})`);
+  const base = values.quick ? QUICK_SIZES : FULL_SIZES;
+  const sizes: BenchSizes = {
+    ...base,
+    main: { prompts: promptsFlag ?? base.main.prompts, maxTokens: maxTokensFlag ?? base.main.maxTokens },
+  };
+  await runSideBySide({
+    quick: values.quick,
+    modes,
+    temperatures,
+    runs,
+    backend,
+    sizes,
+    methods,
+    command: commandLine(args),
+    outDir: values.out || undefined,
+    jsonPath: values.json,
+  });
+  if (modes.includes("paged") && backend === "gpu" && !values.quick && !values["skip-1b"]) {
+    await benchPagedAtSize(values.out || "bench/out");
+  }
+  return 0;
+}
+
+/** The command line as typed (via `deno task bench` or the compiled binary). */
+export function commandLine(args: string[]): string {
+  const q = (a: string) => /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
+  const prog = Deno.mainModule.endsWith("/src/main.ts") ? "deno task bench" : "specdec bench";
+  return [prog, ...args.map(q)].join(" ");
+}
