@@ -12,7 +12,7 @@
 
 import { type DType, DTYPE_BYTES, f32ToBf16Bits, f32ToF16Bits } from "./dtype.ts";
 import { parseConfig } from "./config.ts";
-import { llamaTensorSpec } from "./weights.ts";
+import { llamaTensorSpec, specTensors } from "./weights.ts";
 import { safetensorsHeader, type TensorLayout } from "./safetensors_write.ts";
 import { formatBytes } from "../util/bytes.ts";
 
@@ -98,8 +98,7 @@ export async function makeRandomModel(
   opts: { dtype: DType; seed: number; shardBytes: number; log?: (l: string) => void },
 ): Promise<number> {
   const config = parseConfig(raw, `${out}/config.json`);
-  const spec = llamaTensorSpec(config);
-  const tensors: TensorLayout[] = [...spec.global, ...spec.layers.flat()].map((t) => ({
+  const tensors: TensorLayout[] = specTensors(llamaTensorSpec(config)).map((t) => ({
     name: t.name,
     shape: t.shape,
     dtype: t.shape.length === 1 ? "F32" : opts.dtype, // norms in f32, like many checkpoints

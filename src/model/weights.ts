@@ -1,6 +1,7 @@
 /**
- * The tensors a Llama checkpoint must hold, their expected shapes, and loading them as f32 for the CPU
- * reference. The GPU engine uses the same {@link llamaTensorSpec} and reads raw 16-bit bytes instead.
+ * The tensors a Llama checkpoint must hold, by role, with their expected shapes, and loading them as f32
+ * for the CPU reference. The GPU engine uses the same {@link llamaTensorSpec} and reads raw bytes instead.
+ * Every user names tensors by role (`spec.layers[l].wq`); only this file knows the HF names.
  *
  * @module
  */
@@ -14,30 +15,71 @@ export interface TensorSpec {
   shape: number[];
 }
 
+/** Every tensor of a decoder layer, in checkpoint order (norms and matrices interleaved as HF writes them). */
+export const LAYER_ROLES = ["attnNorm", "wq", "wk", "wv", "wo", "mlpNorm", "wGate", "wUp", "wDown"] as const;
+/** A decoder layer tensor's role. */
+export type LayerRole = typeof LAYER_ROLES[number];
+/** The seven matrices of a decoder layer (what a paging slot holds), in checkpoint order. */
+export const LAYER_MATRIX_ROLES = ["wq", "wk", "wv", "wo", "wGate", "wUp", "wDown"] as const;
+/** A decoder layer matrix's role. */
+export type LayerMatrixRole = typeof LAYER_MATRIX_ROLES[number];
+/** The two norm vectors of a decoder layer. */
+export const LAYER_NORM_ROLES = ["attnNorm", "mlpNorm"] as const;
+/** A decoder layer norm's role. */
+export type LayerNormRole = typeof LAYER_NORM_ROLES[number];
+
+/** The expected tensors of a Llama checkpoint by role. */
+export interface LlamaTensorSpec {
+  global: {
+    /** (vocab, d) token embeddings. */
+    embed: TensorSpec;
+    /** (d) final RMSNorm. */
+    finalNorm: TensorSpec;
+    /** (vocab, d) LM head; absent when tied to the embeddings. */
+    lmHead?: TensorSpec;
+  };
+  /** Per decoder layer, every tensor by role. */
+  layers: Record<LayerRole, TensorSpec>[];
+}
+
 /** Expected tensor names and shapes of a Llama checkpoint for config `c` (HF Linear weights are [out, in]). */
-export function llamaTensorSpec(c: ModelConfig): { global: TensorSpec[]; layers: TensorSpec[][] } {
+export function llamaTensorSpec(c: ModelConfig): LlamaTensorSpec {
   const d = c.hiddenSize;
-  const global: TensorSpec[] = [
-    { name: "model.embed_tokens.weight", shape: [c.vocabSize, d] },
-    { name: "model.norm.weight", shape: [d] },
-  ];
-  if (!c.tieWordEmbeddings) global.push({ name: "lm_head.weight", shape: [c.vocabSize, d] });
-  const layers: TensorSpec[][] = [];
+  const global: LlamaTensorSpec["global"] = {
+    embed: { name: "model.embed_tokens.weight", shape: [c.vocabSize, d] },
+    finalNorm: { name: "model.norm.weight", shape: [d] },
+  };
+  if (!c.tieWordEmbeddings) global.lmHead = { name: "lm_head.weight", shape: [c.vocabSize, d] };
+  const layers: Record<LayerRole, TensorSpec>[] = [];
   for (let l = 0; l < c.nLayers; l++) {
     const p = `model.layers.${l}.`;
-    layers.push([
-      { name: p + "input_layernorm.weight", shape: [d] },
-      { name: p + "self_attn.q_proj.weight", shape: [c.qDim, d] },
-      { name: p + "self_attn.k_proj.weight", shape: [c.kvDim, d] },
-      { name: p + "self_attn.v_proj.weight", shape: [c.kvDim, d] },
-      { name: p + "self_attn.o_proj.weight", shape: [d, c.qDim] },
-      { name: p + "post_attention_layernorm.weight", shape: [d] },
-      { name: p + "mlp.gate_proj.weight", shape: [c.intermediateSize, d] },
-      { name: p + "mlp.up_proj.weight", shape: [c.intermediateSize, d] },
-      { name: p + "mlp.down_proj.weight", shape: [d, c.intermediateSize] },
-    ]);
+    layers.push({
+      attnNorm: { name: p + "input_layernorm.weight", shape: [d] },
+      wq: { name: p + "self_attn.q_proj.weight", shape: [c.qDim, d] },
+      wk: { name: p + "self_attn.k_proj.weight", shape: [c.kvDim, d] },
+      wv: { name: p + "self_attn.v_proj.weight", shape: [c.kvDim, d] },
+      wo: { name: p + "self_attn.o_proj.weight", shape: [d, c.qDim] },
+      mlpNorm: { name: p + "post_attention_layernorm.weight", shape: [d] },
+      wGate: { name: p + "mlp.gate_proj.weight", shape: [c.intermediateSize, d] },
+      wUp: { name: p + "mlp.up_proj.weight", shape: [c.intermediateSize, d] },
+      wDown: { name: p + "mlp.down_proj.weight", shape: [d, c.intermediateSize] },
+    });
   }
   return { global, layers };
+}
+
+/**
+ * Every expected tensor of `spec` in checkpoint order: embeddings, final norm, an untied LM head, then
+ * layer by layer in {@link LAYER_ROLES} order (writers shard and seed in this order).
+ */
+export function specTensors(spec: LlamaTensorSpec): TensorSpec[] {
+  const { embed, finalNorm, lmHead } = spec.global;
+  return [
+    embed,
+    finalNorm,
+    ...(lmHead ? [lmHead] : []),
+    ...spec.layers.flatMap((l) => LAYER_ROLES.map((r) => l[r])),
+  ];
 }
 
 /**
@@ -45,8 +87,7 @@ export function llamaTensorSpec(c: ModelConfig): { global: TensorSpec[]; layers:
  * lm_head even for tied models; that is accepted (and ignored) when tie_word_embeddings is true.
  */
 export function validateCheckpoint(st: SafetensorsModel, c: ModelConfig, dir: string): void {
-  const spec = llamaTensorSpec(c);
-  for (const t of [...spec.global, ...spec.layers.flat()]) {
+  for (const t of specTensors(llamaTensorSpec(c))) {
     const info = st.get(t.name);
     if (!info) throw new CheckpointError(`${dir}: tensor "${t.name}" is missing from the checkpoint`);
     if (info.shape.length !== t.shape.length || info.shape.some((s, i) => s !== t.shape[i])) {
@@ -57,27 +98,11 @@ export function validateCheckpoint(st: SafetensorsModel, c: ModelConfig, dir: st
   }
 }
 
-/** One decoder layer's f32 weights (HF [out, in] row-major). */
-export interface LayerWeightsF32 {
-  /** (d) */
-  attnNorm: Float32Array;
-  /** (qDim, d) */
-  wq: Float32Array;
-  /** (kvDim, d) */
-  wk: Float32Array;
-  /** (kvDim, d) */
-  wv: Float32Array;
-  /** (d, qDim) */
-  wo: Float32Array;
-  /** (d) */
-  mlpNorm: Float32Array;
-  /** (hidden, d) */
-  wGate: Float32Array;
-  /** (hidden, d) */
-  wUp: Float32Array;
-  /** (d, hidden) */
-  wDown: Float32Array;
-}
+/**
+ * One decoder layer's f32 weights by role: norms (d); wq (qDim, d); wk, wv (kvDim, d); wo (d, qDim);
+ * wGate, wUp (hidden, d); wDown (d, hidden) — HF [out, in] row-major.
+ */
+export type LayerWeightsF32 = Record<LayerRole, Float32Array>;
 
 /** All weights of a Llama model as f32 (CPU reference). */
 export interface LlamaWeightsF32 {
@@ -92,27 +117,18 @@ export interface LlamaWeightsF32 {
 
 /** Load and convert all weights to f32. */
 export async function loadWeightsF32(st: SafetensorsModel, c: ModelConfig): Promise<LlamaWeightsF32> {
+  const spec = llamaTensorSpec(c);
   const layers: LayerWeightsF32[] = [];
-  for (let l = 0; l < c.nLayers; l++) {
-    const p = `model.layers.${l}.`;
-    const r = (n: string) => st.readF32(p + n + ".weight");
-    layers.push({
-      attnNorm: await r("input_layernorm"),
-      wq: await r("self_attn.q_proj"),
-      wk: await r("self_attn.k_proj"),
-      wv: await r("self_attn.v_proj"),
-      wo: await r("self_attn.o_proj"),
-      mlpNorm: await r("post_attention_layernorm"),
-      wGate: await r("mlp.gate_proj"),
-      wUp: await r("mlp.up_proj"),
-      wDown: await r("mlp.down_proj"),
-    });
+  for (const s of spec.layers) {
+    const w: Partial<LayerWeightsF32> = {};
+    for (const r of LAYER_ROLES) w[r] = await st.readF32(s[r].name);
+    layers.push(w as LayerWeightsF32);
   }
-  const embed = await st.readF32("model.embed_tokens.weight");
+  const embed = await st.readF32(spec.global.embed.name);
   return {
     embed,
     layers,
-    finalNorm: await st.readF32("model.norm.weight"),
-    lmHead: c.tieWordEmbeddings ? embed : await st.readF32("lm_head.weight"),
+    finalNorm: await st.readF32(spec.global.finalNorm.name),
+    lmHead: spec.global.lmHead ? await st.readF32(spec.global.lmHead.name) : embed,
   };
 }

@@ -1,154 +1,201 @@
 /**
- * A whole static-tree speculative step on the GPU with ONE readback: the draft processes the pending
- * tokens and then each level of the planned shape, a tree_draw kernel choosing every node's children
- * straight into the token buffer the next level (and finally the target) reads; the target verifies
- * the whole tree; then tree tokens, target logits and the draft's q rows come back together.
+ * The fused tree step ({@link FusedTreeStep}) on the GPU: the draft's planned forwards, each followed by
+ * a tree_draw kernel writing the children it draws straight into the token buffer the next forward (and
+ * finally the target) reads; one submission for the draft part, one for the target over every node,
+ * then ONE readback of tree tokens, target logits and (when asked) the draft's q rows.
  *
- * Draft cache layout after the step: pending tokens at [prefixLen, prefixLen + k), then levels 1 ..
- * maxDepth - 1 in breadth-first order (every node of those levels is forwarded, so node i sits at
- * rootSlot + i); last-level nodes are never forwarded (slot -1).
+ * The caller plans everything tree-shaped (positions, masks, which rows draw which children); this file
+ * only checks the plan against the buffers and runs it, so it knows tokens, positions, masks and rows.
  *
  * @module
  */
 
-import type { SamplingParams } from "../../model/sampling.ts";
-import { appendAttention, treeAttention } from "../../speculative/tree.ts";
-import type { GpuLlama } from "./model.ts";
+import type {
+  FusedDraftForward,
+  FusedTreeLimits,
+  FusedTreeStepPlan,
+  FusedTreeStepResult,
+} from "../../model/capabilities.ts";
+import type { Gpu } from "../device.ts";
 import * as ops from "../ops.ts";
+import type { GpuForward } from "./forward.ts";
+import { checkInput, checkTokens } from "./inputs.ts";
 
-/** What a device step returns for verification on the CPU. */
-export interface DeviceTreeResult {
-  /** (n) tree tokens, root first. */
-  tokens: Int32Array;
-  /** (n, vocab) target logits per node. */
-  targetLogits: Float32Array;
-  /** (n, vocab) draft distributions of nodes with children (sampling only; zero rows otherwise). */
-  q: Float32Array | undefined;
-  /** Draft KV slot per node (-1: not forwarded). */
-  slotOf: Int32Array;
-  /** Draft forward passes recorded. */
-  draftForwards: number;
+/** The limits of a fused step with `draft` as the draft and `target` as the verifier. */
+export function fusedLimits(target: { maxBatch: number }, draft: { maxBatch: number }): FusedTreeLimits {
+  return { maxDraftRows: draft.maxBatch, maxNodes: target.maxBatch, maxChildren: ops.MAX_CHILDREN };
+}
+
+/** The draft-side buffers of fused steps (allocated on a model's first step as a draft, kept for the next). */
+export class FusedStepBuffers {
+  /**
+   * (2 maxBatch + 8) u32 token ids: [0, n) tree nodes (node 0 = the root = pending[k - 1]; children
+   * written by tree_draw), [n, n + k) the pending tokens.
+   */
+  readonly tokens: GPUBuffer;
+  /** (maxBatch, vocab) f32 q rows written by tree_draw when sampling. */
+  readonly q: GPUBuffer;
+
+  constructor(gpu: Gpu, maxBatch: number, vocab: number) {
+    this.tokens = gpu.createBuffer("tree tokens", (2 * maxBatch + 8) * 4);
+    this.q = gpu.createBuffer("tree q", maxBatch * vocab * 4);
+  }
+
+  /** Free the buffers. */
+  destroy(): void {
+    this.tokens.destroy();
+    this.q.destroy();
+  }
 }
 
 /**
- * Run one step. `shape`: breadth-first parents/depths (root = node 0) with `children` lists.
- * `pending`: tokens not yet in the draft cache, root last. The target cache must hold everything
- * before the root (its length is the root's position).
+ * Throw a RangeError naming the numbers unless `plan` fits `lim` and the caches; returns the (rows, 3)
+ * draw triples to upload per forward, with the q row of a row that draws nothing moved to the scratch
+ * row n (tree_draw writes q for every row it runs, and several childless rows must not race on a node's
+ * row; n < maxDraftRows, and only rows [0, n) are read back).
  */
-export async function deviceTreeStep(
-  target: GpuLlama,
-  draft: GpuLlama,
-  shape: { parent: Int32Array; depth: Int32Array; children: number[][] },
-  pending: number[],
-  sampling: SamplingParams,
-  seed: number,
-  draw: "swor" | "iid" = "swor",
-): Promise<DeviceTreeResult> {
-  const n = shape.parent.length, k = pending.length, V = draft.config.vocabSize;
-  if (n + k + 1 > draft.maxBatch) {
+function checkPlan(
+  plan: FusedTreeStepPlan,
+  lim: FusedTreeLimits,
+  draft: GpuForward,
+  target: GpuForward,
+): Uint32Array<ArrayBuffer>[] {
+  const n = plan.nodes, k = plan.pending.length;
+  const what = "fusedTreeStep";
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`${what}: ${n} nodes (at least the root)`);
+  if (k < 1) throw new RangeError(`${what}: no pending tokens (the root is the last one)`);
+  if (n + k + 1 > lim.maxDraftRows) {
     throw new RangeError(
-      `device step: tree ${n} + pending ${k} exceed the draft's maxBatch ${draft.maxBatch}`,
+      `${what}: ${n} nodes + ${k} pending + 1 exceed the draft's maxDraftRows ${lim.maxDraftRows}`,
     );
   }
-  if (n > target.maxBatch) {
-    throw new RangeError(`device step: tree ${n} exceeds the target's maxBatch ${target.maxBatch}`);
+  if (n > lim.maxNodes) throw new RangeError(`${what}: ${n} nodes exceed maxNodes ${lim.maxNodes}`);
+  checkTokens(`${what}: pending`, plan.pending, draft.config.vocabSize);
+  if (plan.forwards.length === 0) throw new RangeError(`${what}: no draft forwards`);
+  if (plan.target.positions.length !== n) {
+    throw new RangeError(`${what}: target has ${plan.target.positions.length} positions for ${n} nodes`);
   }
-  for (const c of shape.children) {
-    if (c.length > ops.MAX_CHILDREN) {
-      throw new RangeError(`device step: a node has ${c.length} children (max ${ops.MAX_CHILDREN})`);
+  let rows = 0;
+  const drawn = new Uint8Array(n), qUsed = new Uint8Array(n);
+  const triples = plan.forwards.map((f: FusedDraftForward, fi) => {
+    const m = f.positions.length;
+    const at = `${what}: forward ${fi}`;
+    if (!Number.isInteger(f.tokOffset) || f.tokOffset < 0 || f.tokOffset + m > n + k) {
+      throw new RangeError(`${at} reads tokens [${f.tokOffset}, ${f.tokOffset + m}) outside [0, ${n + k})`);
     }
+    if (f.draw.length !== m * 3) {
+      throw new RangeError(`${at}: draw has ${f.draw.length} entries, expected ${m} x 3`);
+    }
+    const t = Uint32Array.from(f.draw);
+    for (let r = 0; r < m; r++) {
+      const first = t[r * 3], count = t[r * 3 + 1], qRow = t[r * 3 + 2];
+      if (count > lim.maxChildren) {
+        throw new RangeError(`${at}: row ${r} draws ${count} children (max ${lim.maxChildren})`);
+      }
+      if (count === 0) {
+        t[r * 3 + 2] = n; // the scratch q row (see above)
+        continue;
+      }
+      if (first < 1 || first + count > n) {
+        throw new RangeError(`${at}: row ${r} draws nodes [${first}, ${first + count}) outside [1, ${n})`);
+      }
+      if (qRow >= n) throw new RangeError(`${at}: row ${r} has q row ${qRow} outside [0, ${n})`);
+      if (qUsed[qRow]++) throw new RangeError(`${at}: q row ${qRow} is drawn from twice`);
+      for (let c = first; c < first + count; c++) {
+        if (drawn[c]++) throw new RangeError(`${at}: node ${c} is drawn twice`);
+      }
+    }
+    rows += m;
+    return t;
+  });
+  // Totals up front, so nothing is recorded for a plan that cannot run to the end.
+  if (rows > draft.maxBatch) {
+    throw new RangeError(`${what}: ${rows} draft rows in all exceed the draft's maxBatch ${draft.maxBatch}`);
   }
-  const { tokens: treeTok, q } = draft.treeBuffers();
+  if (draft.kv.length + rows > draft.capacity) {
+    throw new RangeError(
+      `${what}: draft ${draft.kv.length} cached + ${rows} rows exceed the KV capacity ${draft.capacity}`,
+    );
+  }
+  checkInput(`${what}: target`, plan.target, target.kv.length, target.inputs.lim);
+  return triples;
+}
+
+/**
+ * Run `plan` (see {@link FusedTreeStep.fusedTreeStep}) with `draft` drafting into `bufs` and `target`
+ * verifying. Draft forward f reads its tokens at `tokOffset` of the token buffer, its positions at
+ * increasing offsets of the positions buffer, its mask at increasing words of the mask buffer, and draws
+ * with seed `(plan.seed ^ Math.imul(f + 1, 0x9e3779b1)) >>> 0`. A failure leaves both caches as they were.
+ */
+export async function runFusedTreeStep(
+  target: GpuForward,
+  draft: GpuForward,
+  bufs: FusedStepBuffers,
+  plan: FusedTreeStepPlan,
+  lim: FusedTreeLimits,
+): Promise<FusedTreeStepResult> {
+  const triples = checkPlan(plan, lim, draft, target);
+  const n = plan.nodes, k = plan.pending.length, V = target.config.vocabSize;
   const queue = draft.gpu.device.queue;
-  // treeTok: [0, n) tree nodes (root first), [n, n + k) the pending tokens.
-  queue.writeBuffer(treeTok, 0, Uint32Array.of(pending[k - 1]));
-  queue.writeBuffer(treeTok, n * 4, Uint32Array.from(pending));
-  const ctx = draft.opContext;
-  const prefixLen = draft.kv.length;
-  const rootSlot = prefixLen + k - 1;
-  const slotOf = new Int32Array(n).fill(-1);
-  slotOf[0] = rootSlot;
-  // Level 0: the pending tokens, causally; only the root (last row) has children.
-  let posOffset = 0, maskOffset = 0, forwards = 0;
-  maskOffset += await draft.recordTreeForward({
-    tokens: treeTok,
-    tokOffset: n,
-    positions: Int32Array.from(pending, (_, i) => prefixLen + i),
-    posOffset,
-    maskOffset,
-  });
-  posOffset += k;
-  forwards++;
-  const firstChild = (i: number) => shape.children[i][0] ?? 0;
-  // Each level's plan rows (child_start, child_count, q_index) get their own small buffer.
-  const levelPlan = async (rows: number[][], level: number) => {
-    const buf = draft.gpu.createBuffer(`tree plan ${level}`, rows.length * 12);
-    queue.writeBuffer(buf, 0, Uint32Array.from(rows.flat()));
-    await ops.treeDraw(ctx, {
-      logits: draft.logitsBuffer,
-      plan: buf,
-      tokens: treeTok,
-      q,
-      rows: rows.length,
-      vocab: V,
-      temperature: sampling.temperature,
-      topK: sampling.topK,
-      topP: sampling.topP,
-      seed: (seed ^ Math.imul(level + 1, 0x9e3779b1)) >>> 0,
-      iid: draw === "iid",
-    });
-    return buf;
-  };
   const temp: GPUBuffer[] = [];
-  temp.push(
-    await levelPlan(
-      pending.map((_, i) => (i === k - 1 ? [firstChild(0), shape.children[0].length, 0] : [0, 0, 0])),
-      0,
-    ),
-  );
-  let maxDepth = 0;
-  for (const d of shape.depth) maxDepth = Math.max(maxDepth, d);
-  for (let d = 1; d < maxDepth; d++) {
-    const rows: number[] = [];
-    for (let i = 0; i < n; i++) if (shape.depth[i] === d) rows.push(i);
-    if (!rows.some((r) => shape.children[r].length > 0)) break;
-    // Breadth-first numbering: a level is a contiguous range of node indices.
-    const { positions, mask } = appendAttention(shape, rootSlot, draft.kv.length, rows, slotOf);
-    maskOffset += await draft.recordTreeForward({
-      tokens: treeTok,
-      tokOffset: rows[0],
-      positions,
-      posOffset,
-      mask,
-      maskOffset,
-    });
-    posOffset += rows.length;
-    forwards++;
-    temp.push(await levelPlan(rows.map((r) => [firstChild(r), shape.children[r].length, r]), d));
+  try {
+    return await target.atomically(() =>
+      draft.atomically(async () => {
+        queue.writeBuffer(bufs.tokens, 0, Uint32Array.of(plan.pending[k - 1]));
+        queue.writeBuffer(bufs.tokens, n * 4, Uint32Array.from(plan.pending));
+        let posOffset = 0, maskOffset = 0;
+        for (const [fi, f] of plan.forwards.entries()) {
+          const st = draft.inputs.stage(`fusedTreeStep: forward ${fi}`, f, draft.kv.length, {
+            posOffset,
+            maskOffset,
+          });
+          await draft.record({ ...st, tokens: bufs.tokens, tokOffset: f.tokOffset });
+          draft.kv.append(st.n);
+          posOffset += st.n;
+          maskOffset += st.maskBits?.length ?? 0;
+          // This forward's (rows, 3) draw triples get their own small buffer (read by tree_draw below).
+          const drawBuf = draft.gpu.createBuffer(`tree plan ${fi}`, st.n * 12);
+          temp.push(drawBuf);
+          queue.writeBuffer(drawBuf, 0, triples[fi]);
+          await ops.treeDraw(draft.ctx, {
+            logits: draft.logits,
+            plan: drawBuf,
+            tokens: bufs.tokens,
+            q: bufs.q,
+            rows: st.n,
+            vocab: V,
+            temperature: plan.sampling.temperature,
+            topK: plan.sampling.topK,
+            topP: plan.sampling.topP,
+            seed: (plan.seed ^ Math.imul(fi + 1, 0x9e3779b1)) >>> 0,
+            iid: plan.draw === "iid",
+          });
+        }
+        await draft.submit("draft tree");
+        // Target: every node, tokens read from the draft's tree buffer.
+        const st = target.inputs.stage("fusedTreeStep: target", plan.target, target.kv.length);
+        await target.record({ ...st, tokens: bufs.tokens, tokOffset: 0 });
+        target.kv.append(n);
+        await target.submit("verify tree");
+        const parts = [{ buffer: bufs.tokens, size: n * 4 }, { buffer: target.logits, size: n * V * 4 }];
+        if (plan.wantQ) parts.push({ buffer: bufs.q, size: n * V * 4 });
+        const [tok, logits, qRows] = await target.readMany(parts);
+        return {
+          tokens: new Int32Array(tok),
+          targetLogits: new Float32Array(logits),
+          q: qRows ? zeroUndrawn(new Float32Array(qRows), triples, n, V) : undefined,
+        };
+      })
+    );
+  } finally {
+    for (const b of temp) b.destroy();
   }
-  await draft.submitRecorded("draft tree");
-  // Target: every node, tokens read from the draft's tree buffer.
-  const L = target.kv.length;
-  const ta = treeAttention(shape.parent, shape.depth, L);
-  await target.recordTreeForward({
-    tokens: treeTok,
-    tokOffset: 0,
-    positions: ta.positions,
-    posOffset: 0,
-    mask: ta.mask,
-    maskOffset: 0,
-  });
-  await target.submitRecorded("verify tree");
-  const greedy = sampling.temperature === 0;
-  const parts = [{ buffer: treeTok, size: n * 4 }, { buffer: target.logitsBuffer, size: n * V * 4 }];
-  if (!greedy) parts.push({ buffer: q, size: n * V * 4 });
-  const [tok, logits, qRows] = await target.readMany(parts);
-  for (const b of temp) b.destroy();
-  return {
-    tokens: new Int32Array(tok),
-    targetLogits: new Float32Array(logits),
-    q: qRows ? new Float32Array(qRows) : undefined,
-    slotOf,
-    draftForwards: forwards,
-  };
+}
+
+/** Zero the q rows no row drew from (the buffer keeps earlier steps' rows). */
+function zeroUndrawn(q: Float32Array, triples: Uint32Array[], n: number, V: number): Float32Array {
+  const used = new Uint8Array(n);
+  for (const t of triples) for (let r = 0; r < t.length; r += 3) if (t[r + 1] > 0) used[t[r + 2]] = 1;
+  for (let i = 0; i < n; i++) if (!used[i]) q.fill(0, i * V, (i + 1) * V);
+  return q;
 }

@@ -22,7 +22,7 @@
 
 import type { ModelConfig } from "../../model/config.ts";
 import type { SafetensorsModel } from "../../model/safetensors.ts";
-import { llamaTensorSpec } from "../../model/weights.ts";
+import { LAYER_MATRIX_ROLES, type LayerMatrixRole, llamaTensorSpec } from "../../model/weights.ts";
 import type { PagingPlan, PagingStats } from "../../model/capabilities.ts";
 import type { Gpu } from "../device.ts";
 import { allocMatrix, destroyMatrix, type GpuMatrix, writeMatrix } from "../tensor.ts";
@@ -71,16 +71,17 @@ export function planPaging(a: {
   };
 }
 
-/** The seven matrices of a decoder layer, in llamaTensorSpec order (indices 1-4 and 6-8). */
-export const LAYER_MATRICES = ["wq", "wk", "wv", "wo", "wGate", "wUp", "wDown"] as const;
-/** A layer's matrices by role. */
-export type LayerMatrices = Record<typeof LAYER_MATRICES[number], GpuMatrix>;
-/** Where each of {@link LAYER_MATRICES} stands in a `llamaTensorSpec(c).layers[l]` list. */
-export const LAYER_MATRIX_SPEC_INDEX = [1, 2, 3, 4, 6, 7, 8] as const;
+/** A decoder layer's seven matrices on the GPU, by role (what a ring slot holds). */
+export type LayerMatrices = Record<LayerMatrixRole, GpuMatrix>;
 
-/** Matrices in {@link LAYER_MATRICES} order, by role. */
-export function layerMatrices(list: GpuMatrix[]): LayerMatrices {
-  return Object.fromEntries(LAYER_MATRICES.map((k, j) => [k, list[j]])) as LayerMatrices;
+/** Build a layer's matrices role by role ({@link LAYER_MATRIX_ROLES} order, one call per role). */
+export function layerMatrices(make: (role: LayerMatrixRole) => GpuMatrix): LayerMatrices {
+  return Object.fromEntries(LAYER_MATRIX_ROLES.map((r) => [r, make(r)])) as LayerMatrices;
+}
+
+/** Free a layer's matrices. */
+export function destroyLayer(m: LayerMatrices): void {
+  for (const r of LAYER_MATRIX_ROLES) destroyMatrix(m[r]);
 }
 
 /** GPU bytes of every norm vector (two per layer and the final one), kept as f32. */
@@ -99,10 +100,10 @@ export function weightSizes(
   const spec = llamaTensorSpec(c);
   const bytesOf = (name: string) => st.get(name)!.byteLength;
   const layerBytes = Math.max(
-    ...spec.layers.map((s) => LAYER_MATRIX_SPEC_INDEX.reduce((a, i) => a + bytesOf(s[i].name), 0)),
+    ...spec.layers.map((s) => LAYER_MATRIX_ROLES.reduce((a, r) => a + bytesOf(s[r].name), 0)),
   );
-  const baseBytes = bytesOf(spec.global[0].name) + (c.tieWordEmbeddings ? 0 : bytesOf("lm_head.weight")) +
-    normBytes(c);
+  const { embed, lmHead } = spec.global;
+  const baseBytes = bytesOf(embed.name) + (lmHead ? bytesOf(lmHead.name) : 0) + normBytes(c);
   return { nLayers: c.nLayers, layerBytes, baseBytes };
 }
 
@@ -156,12 +157,12 @@ export class LayerPager {
     // Every streamed layer must have layer R's matrix shapes and dtypes (slots are allocated once).
     const first = spec.layers[R];
     for (let l = R + 1; l < config.nLayers; l++) {
-      LAYER_MATRIX_SPEC_INDEX.forEach((i) => {
-        const a = st.get(first[i].name)!, b = st.get(spec.layers[l][i].name)!;
+      LAYER_MATRIX_ROLES.forEach((r) => {
+        const a = st.get(first[r].name)!, b = st.get(spec.layers[l][r].name)!;
         if (a.dtype !== b.dtype || a.byteLength !== b.byteLength) {
           throw new RangeError(
-            `cannot page ${spec.layers[l][i].name}: ${b.dtype} ${b.byteLength} bytes, but ${
-              first[i].name
+            `cannot page ${spec.layers[l][r].name}: ${b.dtype} ${b.byteLength} bytes, but ${
+              first[r].name
             } is ${a.dtype} ${a.byteLength} bytes (streamed layers must share one layout)`,
           );
         }
@@ -170,19 +171,14 @@ export class LayerPager {
     this.slots = Array.from(
       { length: plan.ringSlots },
       (_, s) =>
-        layerMatrices(LAYER_MATRIX_SPEC_INDEX.map((i, j) => {
-          const t = first[i];
-          return allocMatrix(
-            gpu,
-            `ring slot ${s} ${LAYER_MATRICES[j]}`,
-            [t.shape[0], t.shape[1]],
-            st.get(t.name)!.dtype,
-          );
-        })),
+        layerMatrices((r) => {
+          const t = first[r];
+          return allocMatrix(gpu, `ring slot ${s} ${r}`, [t.shape[0], t.shape[1]], st.get(t.name)!.dtype);
+        }),
     );
     this.slotLayer = new Array(plan.ringSlots).fill(-1);
     this.pending = new Array(plan.ringSlots).fill(undefined);
-    this.staging = LAYER_MATRIX_SPEC_INDEX.map((i) => new Uint8Array(st.get(first[i].name)!.byteLength));
+    this.staging = LAYER_MATRIX_ROLES.map((r) => new Uint8Array(st.get(first[r].name)!.byteLength));
     this.hostCacheLimit = Math.min(this.streamed, Math.floor(Math.max(0, hostBudget) / plan.layerBytes));
     this.stats = {
       uploads: 0,
@@ -215,9 +211,9 @@ export class LayerPager {
       const t0 = performance.now();
       const pin = l - this.plan.residentLayers < this.hostCacheLimit;
       bytes = [];
-      for (let j = 0; j < LAYER_MATRIX_SPEC_INDEX.length; j++) {
-        const name = spec[LAYER_MATRIX_SPEC_INDEX[j]].name;
-        bytes.push(await this.st.readRaw(name, pin ? undefined : this.staging[j]));
+      // One buffer per matrix, in LAYER_MATRIX_ROLES order (like the staging set).
+      for (const [j, r] of LAYER_MATRIX_ROLES.entries()) {
+        bytes.push(await this.st.readRaw(spec[r].name, pin ? undefined : this.staging[j]));
       }
       this.stats.readMs += performance.now() - t0;
       if (pin) {
@@ -229,7 +225,7 @@ export class LayerPager {
     if (this.disposed) return;
     const t1 = performance.now();
     const slot = this.slots[s];
-    LAYER_MATRICES.forEach((k, j) => writeMatrix(this.gpu, slot[k], bytes[j]));
+    LAYER_MATRIX_ROLES.forEach((r, j) => writeMatrix(this.gpu, slot[r], bytes[j]));
     this.stats.writeMs += performance.now() - t1;
     this.stats.uploads++;
     this.stats.bytesUploaded += this.plan.layerBytes;
@@ -304,7 +300,7 @@ export class LayerPager {
   /** Free the slots (after in-flight refills; the caller makes sure no forward is running). */
   dispose(): void {
     this.disposed = true;
-    for (const slot of this.slots) for (const k of LAYER_MATRICES) destroyMatrix(slot[k]);
+    for (const slot of this.slots) destroyLayer(slot);
     this.hostCache.clear();
   }
 }
