@@ -50,7 +50,25 @@ Deno.test("config: unsupported architectures and values name the field", () => {
   refuses({ ...SMALL_CONFIG, num_key_value_heads: 4 }, `"num_key_value_heads"`, "does not divide");
   refuses({ ...SMALL_CONFIG, hidden_size: "48" }, `"hidden_size"`);
   refuses({ ...SMALL_CONFIG, vocab_size: undefined }, `"vocab_size"`);
-  refuses({ ...SMALL_CONFIG, rope_scaling: { rope_type: "dynamic", factor: 2 } }, `"rope_scaling"`);
+  refuses(
+    { ...SMALL_CONFIG, rope_scaling: { rope_type: "dynamic", factor: 2 } },
+    `"rope_scaling"`,
+    `"dynamic" is not supported`,
+    `"llama3"`,
+    `"linear"`,
+  );
+  refuses(
+    { ...SMALL_CONFIG, rope_scaling: { type: "yarn", factor: 4 } },
+    `"rope_scaling"`,
+    `"yarn"`,
+    `"llama3"`,
+  );
+  refuses({ ...SMALL_CONFIG, rope_scaling: { factor: 4 } }, `"rope_scaling"`, "no rope_type", `"linear"`);
+  refuses(
+    { ...SMALL_CONFIG, rope_scaling: { rope_type: "llama3", factor: 8 } },
+    `"rope_scaling.low_freq_factor"`,
+  );
+  refuses({ ...SMALL_CONFIG, rope_scaling: { rope_type: "linear", type: "llama3", factor: 2 } }, "disagree");
   refuses({ ...SMALL_CONFIG, attention_bias: true }, `"attention_bias"`);
   refuses({ ...SMALL_CONFIG, sliding_window: 16 }, `"sliding_window"`);
 });
@@ -83,4 +101,22 @@ Deno.test("config: llama3 rope scaling keeps high frequencies and divides low on
   const mid = inv.findIndex((f, i) => f !== base(i) && Math.abs(f - base(i) / 8) > 1e-18);
   assert.ok(mid > 0, "some frequency is blended");
   assert.ok(inv[mid] < base(mid) && inv[mid] > base(mid) / 8);
+});
+
+Deno.test("config: linear rope scaling, and the legacy `type` key, are read", () => {
+  assert.deepEqual(
+    parseConfig({ ...SMALL_CONFIG, rope_scaling: { type: "linear", factor: 2 } }).ropeScaling,
+    {
+      kind: "linear",
+      factor: 2,
+    },
+  );
+  assert.deepEqual(
+    parseConfig({ ...SMALL_CONFIG, rope_scaling: { rope_type: "linear", type: "linear", factor: 3 } })
+      .ropeScaling,
+    { kind: "linear", factor: 3 },
+  );
+  assert.deepEqual(parseConfig({ ...SMALL_CONFIG, rope_scaling: null }).ropeScaling, { kind: "none" });
+  const inv = ropeInvFreq(parseConfig({ ...SMALL_CONFIG, rope_scaling: { rope_type: "linear", factor: 2 } }));
+  assert.equal(inv[0], 0.5);
 });

@@ -9,26 +9,63 @@ import { z } from "zod";
 
 const posInt = z.number().int().positive();
 
-const ropeScalingSchema = z.union([
-  z.null(),
-  z.object({
-    rope_type: z.literal("llama3").optional(),
-    type: z.literal("llama3").optional(),
+/** The `rope_scaling` types we implement, and the fields each needs. */
+const ROPE_SCALING_SCHEMAS = {
+  llama3: z.object({
     factor: z.number().positive(),
     low_freq_factor: z.number().positive(),
     high_freq_factor: z.number().positive(),
     original_max_position_embeddings: posInt,
-  }).refine((r) => r.rope_type === "llama3" || r.type === "llama3", {
-    message: 'only rope_scaling with rope_type "llama3" is supported',
   }),
-  z.object({
-    rope_type: z.literal("linear").optional(),
-    type: z.literal("linear").optional(),
-    factor: z.number().positive(),
-  }).refine((r) => r.rope_type === "linear" || r.type === "linear", {
-    message: 'only rope_scaling with rope_type "llama3" or "linear" is supported',
-  }),
-]);
+  linear: z.object({ factor: z.number().positive() }),
+};
+const ROPE_SCALING_TYPES = Object.keys(ROPE_SCALING_SCHEMAS) as (keyof typeof ROPE_SCALING_SCHEMAS)[];
+
+/**
+ * `rope_scaling`: null, or an object whose `rope_type` (or legacy `type`) is one we implement; an
+ * unsupported type is refused by name, with the supported ones listed.
+ */
+const ropeScalingSchema = z.union([
+  z.null(),
+  z.looseObject({ rope_type: z.unknown().optional(), type: z.unknown().optional() }),
+]).transform((r, ctx): RopeScaling => {
+  if (r === null) return { kind: "none" };
+  const supported = `supported: ${ROPE_SCALING_TYPES.map((t) => `"${t}"`).join(", ")}`;
+  const given = r.rope_type ?? r.type;
+  if (r.rope_type !== undefined && r.type !== undefined && r.rope_type !== r.type) {
+    ctx.addIssue({
+      code: "custom",
+      message: `rope_type ${JSON.stringify(r.rope_type)} and type ${JSON.stringify(r.type)} disagree`,
+    });
+    return z.NEVER;
+  }
+  if (given === undefined || !ROPE_SCALING_TYPES.includes(given as keyof typeof ROPE_SCALING_SCHEMAS)) {
+    ctx.addIssue({
+      code: "custom",
+      message: given === undefined
+        ? `no rope_type given (${supported})`
+        : `rope_type ${JSON.stringify(given)} is not supported (${supported})`,
+    });
+    return z.NEVER;
+  }
+  const kind = given as keyof typeof ROPE_SCALING_SCHEMAS;
+  const p = ROPE_SCALING_SCHEMAS[kind].safeParse(r);
+  if (!p.success) {
+    for (const issue of p.error.issues) {
+      ctx.addIssue({ code: "custom", message: `${kind}: ${issue.message}`, path: issue.path });
+    }
+    return z.NEVER;
+  }
+  if (kind === "linear") return { kind, factor: p.data.factor };
+  const l = p.data as z.infer<typeof ROPE_SCALING_SCHEMAS.llama3>;
+  return {
+    kind,
+    factor: l.factor,
+    lowFreqFactor: l.low_freq_factor,
+    highFreqFactor: l.high_freq_factor,
+    originalMaxPositions: l.original_max_position_embeddings,
+  };
+});
 
 /** The fields of config.json we read; unknown fields are ignored, unsupported values refused. */
 export const hfConfigSchema = z.object({
@@ -150,19 +187,6 @@ export function parseConfig(raw: unknown, source = "config.json"): ModelConfig {
       `${source}: field "head_dim": ${headDim} must be an even integer (RoPE rotates pairs)`,
     );
   }
-  let ropeScaling: RopeScaling = { kind: "none" };
-  const rs = c.rope_scaling;
-  if (rs && "low_freq_factor" in rs) {
-    ropeScaling = {
-      kind: "llama3",
-      factor: rs.factor,
-      lowFreqFactor: rs.low_freq_factor,
-      highFreqFactor: rs.high_freq_factor,
-      originalMaxPositions: rs.original_max_position_embeddings,
-    };
-  } else if (rs) {
-    ropeScaling = { kind: "linear", factor: rs.factor };
-  }
   const eos = c.eos_token_id;
   return {
     vocabSize: c.vocab_size,
@@ -178,7 +202,7 @@ export function parseConfig(raw: unknown, source = "config.json"): ModelConfig {
     maxPositions: c.max_position_embeddings,
     rmsNormEps: c.rms_norm_eps,
     ropeTheta: c.rope_theta,
-    ropeScaling,
+    ropeScaling: c.rope_scaling ?? { kind: "none" },
     tieWordEmbeddings: c.tie_word_embeddings,
     bosTokenId: c.bos_token_id ?? null,
     eosTokenIds: eos == null ? [] : Array.isArray(eos) ? eos : [eos],
