@@ -3,7 +3,7 @@
  * and the byte-size flags parse the way the usage text says.
  */
 import assert from "node:assert/strict";
-import { llamaConfig, makeRandomModel, PRESETS } from "../src/model/random_model.ts";
+import { BUNDLED_TOKENIZER_IDS, llamaConfig, makeRandomModel, PRESETS } from "../src/model/random_model.ts";
 import { openModelFolder } from "../src/model/folder.ts";
 import { loadCpuModel } from "../src/cpu/load.ts";
 import { formatBytes, parseBytes } from "../src/util/bytes.ts";
@@ -53,6 +53,62 @@ for (const shardBytes of [1e9, 100_000]) {
     );
   });
 }
+
+Deno.test("make_random_model: a vocab below the bundled tokenizer's ids is refused before anything is written", async () => {
+  // The constant is the tokenizer's: its largest id is BUNDLED_TOKENIZER_IDS - 1.
+  const tok = JSON.parse(
+    await Deno.readTextFile(new URL("../weights/tiny/target/tokenizer.json", import.meta.url)),
+  );
+  const ids = [
+    ...Object.values(tok.model.vocab as Record<string, number>),
+    ...tok.added_tokens.map((t: { id: number }) => t.id),
+  ];
+  assert.equal(Math.max(...ids) + 1, BUNDLED_TOKENIZER_IDS);
+  const parent = await Deno.makeTempDir({ prefix: "random_model_vocab_" });
+  const out = `${parent}/small`;
+  const refused = (e: Error) => {
+    for (const s of ["--vocab", "1000", "2,048"]) {
+      assert.ok(e.message.includes(s), `"${e.message}" lacks "${s}"`);
+    }
+    return true;
+  };
+  await assert.rejects(
+    () =>
+      makeRandomModel(out, llamaConfig({ ...PRESETS.test, vocab_size: 1000 }), {
+        dtype: "F16",
+        seed: 1,
+        shardBytes: 1e9,
+      }),
+    refused,
+  );
+  assert.equal(await Deno.stat(out).then(() => true, () => false), false, "nothing written");
+  // The script says so too, and exits non-zero.
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../scripts/make_random_model.ts", import.meta.url).pathname,
+      "--preset",
+      "test",
+      "--vocab",
+      "1000",
+      "--out",
+      out,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.notEqual(r.code, 0);
+  refused(new Error(new TextDecoder().decode(r.stderr)));
+  assert.equal(await Deno.stat(out).then(() => true, () => false), false, "nothing written by the script");
+  // Exactly the tokenizer's size is fine.
+  await makeRandomModel(out, llamaConfig({ ...PRESETS.test, vocab_size: BUNDLED_TOKENIZER_IDS }), {
+    dtype: "F16",
+    seed: 1,
+    shardBytes: 1e9,
+  });
+  (await openModelFolder(out)).checkpoint.close();
+});
 
 Deno.test("byte sizes: plain, decimal and binary units; errors name the flag", () => {
   assert.equal(parseBytes("--x", "268435456"), 268435456);

@@ -16,6 +16,9 @@ import { llamaTensorSpec, specTensors } from "./weights.ts";
 import { safetensorsHeader, type TensorLayout } from "./safetensors_write.ts";
 import { formatBytes } from "../util/bytes.ts";
 
+/** Token ids of the bundled tiny tokenizer copied into every folder: vocab_size must be at least this. */
+export const BUNDLED_TOKENIZER_IDS = 2048;
+
 /** Llama-family shapes (dims of published models; weights random). */
 export const PRESETS: Record<string, Record<string, number | boolean>> = {
   // TinyLlama-1.1B's shape.
@@ -98,6 +101,13 @@ export async function makeRandomModel(
   opts: { dtype: DType; seed: number; shardBytes: number; log?: (l: string) => void },
 ): Promise<number> {
   const config = parseConfig(raw, `${out}/config.json`);
+  if (config.vocabSize < BUNDLED_TOKENIZER_IDS) {
+    throw new RangeError(
+      `--vocab ${config.vocabSize} (vocab_size) is below the bundled tokenizer's ${
+        BUNDLED_TOKENIZER_IDS.toLocaleString("en-US")
+      } ids: the folder would not load (token ids >= vocab); give --vocab ${BUNDLED_TOKENIZER_IDS} or more`,
+    );
+  }
   const tensors: TensorLayout[] = specTensors(llamaTensorSpec(config)).map((t) => ({
     name: t.name,
     shape: t.shape,
