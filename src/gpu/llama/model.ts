@@ -107,9 +107,10 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep {
    */
   private async prefillChunks(input: ForwardInput): Promise<ForwardInput> {
     const n = input.tokens.length, B = this.maxBatch;
-    checkInput("forward", input, this.kv.length, this.fp.inputs.lim, Infinity);
-    if (n <= B) return input;
+    if (n <= B) return input; // staged and checked as one forward
     if (input.mask) throw new RangeError(`forward: a masked forward of ${n} tokens exceeds maxBatch ${B}`);
+    // The whole input, before any chunk runs (each chunk is checked again as it is staged).
+    checkInput("forward", input, this.kv.length, this.fp.inputs.lim, Infinity);
     const first = n - B;
     if (!input.logitRows || Array.from(input.logitRows).some((r) => r < first)) {
       throw new RangeError(
