@@ -1,5 +1,7 @@
 /**
- * `deno task generate`: stream a completion of --prompt to stdout, or print one JSON object with --json.
+ * `deno task generate`: stream a completion of --prompt to stdout, or print one JSON object with --json
+ * (keys in snake_case, like the HTTP API). The models and the decisions (Sequoia's tree, ...) come from
+ * a {@link Runtime}; a prompt plus --max-tokens beyond the context is refused up front (exit 2).
  *
  * @module
  */
@@ -7,30 +9,28 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import type { GenerationStats } from "../decoding/autoregressive.ts";
-import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/folder.ts";
-import { METHODS, TREE_DEFAULTS } from "../speculative/methods.ts";
-import { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR } from "../model/folder.ts";
+import { SAMPLING_DEFAULTS } from "../model/sampling.ts";
+import { pagedModel } from "../model/capabilities.ts";
+import { METHODS } from "../speculative/methods.ts";
 import type { StepStats } from "../speculative/engine.ts";
-import { BACKENDS, loadModel } from "../runtime/backend.ts";
-import { acceptanceFor } from "../runtime/acceptance.ts";
-import { decode } from "../speculative/decode.ts";
-import { loadOrMeasureCosts } from "../runtime/hardware_profile.ts";
-import { sharedGpu } from "../runtime/backend.ts";
-import { GpuLlama } from "../gpu/llama/model.ts";
+import { BACKENDS } from "../runtime/backend.ts";
+import { Runtime } from "../runtime/runtime.ts";
+import { ContextLengthError } from "../runtime/context_length.ts";
 import { pagingReport } from "../gpu/paging/pager.ts";
 import { formatBytes } from "../util/bytes.ts";
 import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
-import { planSequoia } from "../speculative/sequoia_plan.ts";
-import { rankTrees } from "../speculative/tree_choice.ts";
 import { UsageError, zodMessage } from "./usage.ts";
+
+const SAMPLING = SAMPLING_DEFAULTS.cli;
 
 const USAGE = `Usage: deno task generate --prompt TEXT [options]
 
   --prompt TEXT        text to continue (required)
   --max-tokens N       tokens to generate (default 128)
-  --temperature T      0 = greedy (default 0.7)
-  --top-k K            keep the K most likely tokens, 0 = off (default 0)
-  --top-p P            nucleus mass in (0, 1], 1 = off (default 0.95)
+  --temperature T      0 = greedy (default ${SAMPLING.temperature})
+  --top-k K            keep the K most likely tokens, 0 = off (default ${SAMPLING.topK})
+  --top-p P            nucleus mass in (0, 1], 1 = off (default ${SAMPLING.topP})
   --seed S             sampling seed (default 0)
   --model DIR          Hugging Face Llama folder (default weights/tiny/target)
   --backend gpu|cpu    WebGPU engine (default) or the CPU reference
@@ -80,9 +80,9 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
       options: {
         prompt: { type: "string" },
         "max-tokens": { type: "string", default: "128" },
-        temperature: { type: "string", default: "0.7" },
-        "top-k": { type: "string", default: "0" },
-        "top-p": { type: "string", default: "0.95" },
+        temperature: { type: "string", default: String(SAMPLING.temperature) },
+        "top-k": { type: "string", default: String(SAMPLING.topK) },
+        "top-p": { type: "string", default: String(SAMPLING.topP) },
         seed: { type: "string", default: "0" },
         model: { type: "string", default: DEFAULT_TARGET_DIR },
         backend: { type: "string", default: "gpu" },
@@ -127,47 +127,56 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
   return r.data;
 }
 
+/** `camelCase` keys as `snake_case`, like the HTTP API's JSON (one spelling per field). */
+function snakeKeys(o: object): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(o).map(([k, v]) => [k.replace(/[A-Z]/g, (m) => "_" + m.toLowerCase()), v]),
+  );
+}
+
 /** Run `generate`; returns the process exit code. */
 export async function runGenerate(args: string[]): Promise<number> {
   const o = parseGenerateArgs(args);
-  const folder = await openModelFolder(o.model);
   const spec = o.method !== "ar";
   const log = (line: string) => console.error(line);
-  const loaded = await loadModel(folder, o.backend, {
+  const runtime = await Runtime.open({
+    model: o.model,
+    draft: spec ? o.draft : undefined,
+    backend: o.backend,
+    paging: { gpuMemoryBudget: o.gpuMemoryBudget, hostMemoryBudget: o.hostMemoryBudget },
     maxBatch: (o.budget ?? 0) + 1,
-    gpuMemoryBudget: o.gpuMemoryBudget,
-    hostMemoryBudget: o.hostMemoryBudget,
+    log,
   });
-  const draftFolder = spec ? await openModelFolder(o.draft) : undefined;
-  const draftLoaded = draftFolder ? await loadModel(draftFolder, o.backend) : undefined;
-  const model = loaded.model;
-  const tok = folder.tokenizer;
+  try {
+    return await generate(runtime, o);
+  } finally {
+    runtime.close();
+  }
+}
+
+async function generate(runtime: Runtime, o: GenerateCliOptions): Promise<number> {
+  const log = (line: string) => console.error(line);
+  const tok = runtime.target.folder.tokenizer;
+  const prompt = tok.encode(o.prompt);
+  try {
+    runtime.checkContext(prompt.length, o.maxTokens, "--max-tokens");
+  } catch (e) {
+    if (e instanceof ContextLengthError) throw new UsageError(e.message);
+    throw e;
+  }
   const sampling = { temperature: o.temperature, topK: o.topK, topP: o.topP };
-  const acceptance = o.method === "sequoia"
-    ? await acceptanceFor(
-      { targetFolder: folder, draftFolder: draftFolder!, target: model, draft: draftLoaded!.model },
-      sampling,
-      { log },
-    )
-    : undefined;
   // Sequoia on the GPU without an explicit shape: the hardware-aware pick for this adapter (cached).
-  let tree = { treeSize: o.treeSize, depth: o.depth, width: o.width, budget: o.budget };
-  if (o.method === "sequoia" && o.backend === "gpu" && o.treeSize === undefined && o.depth === undefined) {
-    const { costs } = await loadOrMeasureCosts(await sharedGpu(), {
-      targetFolder: folder,
-      draftFolder: draftFolder!,
-      target: model as GpuLlama,
-      draft: draftLoaded!.model as GpuLlama,
-    }, { log });
-    const pick = rankTrees(planSequoia(acceptance!, 256, 17), costs)[0];
-    tree = { ...tree, treeSize: pick.n, depth: pick.depth };
+  const plan = await runtime.plan(sampling, o.method, {
+    tree: { treeSize: o.treeSize, depth: o.depth, width: o.width, budget: o.budget },
+  });
+  if (plan.pick) {
+    const pick = plan.pick.pick;
     log(
       `sequoia tree for this adapter: n=${pick.n}, depth=${pick.depth} (predicted ${
         pick.speedup.toFixed(2)
       }x AR)`,
     );
   }
-  const prompt = tok.encode(o.prompt);
   const ids: number[] = [];
   const stream = tok.streamDecoder();
   const out = new TextEncoder();
@@ -175,26 +184,19 @@ export async function runGenerate(args: string[]): Promise<number> {
   const steps: StepStats[] = [];
   let finishReason = "";
   if (!o.json) await Deno.stdout.write(out.encode(o.prompt));
-  const pagedModel = loaded.model instanceof GpuLlama && loaded.model.paging ? loaded.model : undefined;
-  await pagedModel?.pagingIdle();
-  const pagingBefore = pagedModel?.pagingStats();
+  const paged = pagedModel(runtime.target.model);
+  await paged?.pagingIdle();
+  const pagingBefore = paged?.pagingStats();
   const t0 = performance.now();
-  const events = decode(o.method, model, draftLoaded?.model, prompt, {
-    tree,
-    acceptance,
+  const events = runtime.decode(plan.method, prompt, {
+    tree: plan.tree,
+    acceptance: plan.acceptance,
     maxTokens: o.maxTokens,
     sampling,
     seed: o.seed,
-    eosIds: tok.eosIds,
     tokensPerSubmission: o.tokensPerSubmission,
     // Sequoia re-plans its tree when the observed acceptance drifts from the stored vector.
-    adaptive: o.method === "sequoia"
-      ? new AdaptiveSequoiaPlan(
-        acceptance!,
-        tree.treeSize ?? TREE_DEFAULTS.sequoiaSize,
-        tree.depth ?? TREE_DEFAULTS.sequoiaDepth,
-      )
-      : undefined,
+    adaptive: plan.method === "sequoia" ? plan.adaptive : undefined,
     log,
   });
   for await (const ev of events) {
@@ -211,29 +213,24 @@ export async function runGenerate(args: string[]): Promise<number> {
   }
   const tail = stream.flush();
   const wallMs = performance.now() - t0;
-  await pagedModel?.pagingIdle(); // refills already scheduled belong to this run (bench counts them too)
-  const paging = pagedModel && pagingBefore
-    ? pagingReport(pagingBefore, pagedModel.pagingStats()!, wallMs)
-    : undefined;
+  await paged?.pagingIdle(); // refills already scheduled belong to this run (bench counts them too)
+  const paging = paged && pagingBefore ? pagingReport(pagingBefore, paged.pagingStats()!, wallMs) : undefined;
+  const device = runtime.target.device;
   if (o.json) {
     console.log(JSON.stringify({
       text: tok.decode(ids),
       tokens: ids,
       finish_reason: finishReason,
       stats: {
-        ...stats,
-        tok_per_s: stats!.tokPerS,
-        tokens_per_step: stats!.tokensPerStep,
-        target_forwards: stats!.targetForwards,
-        syncs: stats!.syncs,
+        ...snakeKeys(stats!),
         backend: o.backend,
-        device: loaded.device,
+        device,
         method: o.method,
         model: o.model,
-        draft: spec ? o.draft : undefined,
-        acceptance,
+        draft: runtime.draft ? o.draft : undefined,
+        acceptance: plan.acceptance,
         paging,
-        steps,
+        steps: steps.map(snakeKeys),
       },
     }));
   } else {
@@ -253,12 +250,8 @@ export async function runGenerate(args: string[]): Promise<number> {
       } ms, ` +
         `${
           s.tokensPerStep.toFixed(2)
-        } tokens/step, syncs ${s.syncs}, method ${o.method}, finish: ${finishReason}, ${loaded.device}]`,
+        } tokens/step, syncs ${s.syncs}, method ${o.method}, finish: ${finishReason}, ${device}]`,
     );
   }
-  loaded.close();
-  draftLoaded?.close();
-  draftFolder?.checkpoint.close();
-  folder.checkpoint.close();
   return 0;
 }

@@ -1,26 +1,25 @@
 /**
- * `deno task profile --acceptance`: measure the acceptance vector of a model pair at given sampling
- * settings (progress on stderr), store it beside the draft model, print it with the planner's G(n, d).
+ * `deno task profile`: the hardware profile of this adapter (cached) with the acceptance vector, and the
+ * trees and SpecExec budget a {@link Runtime} picks from them. `--acceptance`: measure the acceptance
+ * vector of a model pair at given sampling settings (progress on stderr), store it (beside the draft,
+ * or in $SPECDEC_CACHE_DIR), print it with the planner's G(n, d).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/folder.ts";
-import { validateSampling } from "../model/sampling.ts";
-import { expectedTokens, planSequoia, type SequoiaPlan } from "../speculative/sequoia_plan.ts";
-import { type Backend, BACKENDS, loadModel } from "../runtime/backend.ts";
-import { acceptanceFor } from "../runtime/acceptance.ts";
-import { loadOrMeasureCosts, measureSpecExecBudgets } from "../runtime/hardware_profile.ts";
-import { sharedGpu } from "../runtime/backend.ts";
-import { GpuLlama } from "../gpu/llama/model.ts";
-import type { ModelFolder } from "../model/folder.ts";
-import type { SamplingParams } from "../model/sampling.ts";
-import { rankTrees } from "../speculative/tree_choice.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR } from "../model/folder.ts";
+import { SAMPLING_DEFAULTS, type SamplingParams, validateSampling } from "../model/sampling.ts";
+import { pagedModel } from "../model/capabilities.ts";
+import { expectedTokens, type SequoiaPlan } from "../speculative/sequoia_plan.ts";
+import { planForPick } from "../speculative/tree_choice.ts";
+import { type Backend, BACKENDS, type PagingBudgets, sharedGpu } from "../runtime/backend.ts";
+import { Runtime } from "../runtime/runtime.ts";
 import { UsageError } from "./usage.ts";
 import { formatBytes } from "../util/bytes.ts";
 import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
-import type { PagingBudgets } from "../runtime/backend.ts";
+
+const SAMPLING = SAMPLING_DEFAULTS.cli;
 
 const USAGE = `Usage: deno task profile [--acceptance] [options]
 
@@ -31,7 +30,7 @@ const USAGE = `Usage: deno task profile [--acceptance] [options]
   --reprofile        ignore the cached hardware profile
   --model DIR        target (default weights/tiny/target)
   --draft DIR        draft (default weights/tiny/draft)
-  --temperature T    (default 0.7)   --top-k K (default 0)   --top-p P (default 0.95)
+  --temperature T    (default ${SAMPLING.temperature})   --top-k K (default ${SAMPLING.topK})   --top-p P (default ${SAMPLING.topP})
   --backend gpu|cpu  (default gpu)
   --gpu-memory-budget B   profile the target paged under B bytes of GPU weight memory (its own
                           cached profile: t(n) is nearly flat when streaming weights dominates)
@@ -50,9 +49,9 @@ export async function runProfile(args: string[]): Promise<number> {
         reprofile: { type: "boolean", default: false },
         model: { type: "string", default: DEFAULT_TARGET_DIR },
         draft: { type: "string", default: DEFAULT_DRAFT_DIR },
-        temperature: { type: "string", default: "0.7" },
-        "top-k": { type: "string", default: "0" },
-        "top-p": { type: "string", default: "0.95" },
+        temperature: { type: "string", default: String(SAMPLING.temperature) },
+        "top-k": { type: "string", default: String(SAMPLING.topK) },
+        "top-p": { type: "string", default: String(SAMPLING.topP) },
         backend: { type: "string", default: "gpu" },
         json: { type: "boolean", default: false },
         ...PAGING_FLAGS,
@@ -75,99 +74,98 @@ export async function runProfile(args: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const targetFolder = await openModelFolder(values.model);
-  const draftFolder = await openModelFolder(values.draft);
+  const models = { model: values.model, draft: values.draft };
   if (!values.acceptance) {
     if (values.backend !== "gpu") {
       throw new UsageError("profile: the hardware profile measures the WebGPU engine (--backend gpu)");
     }
-    return await hardwareProfile(targetFolder, draftFolder, sampling, {
+    return await hardwareProfile(models, sampling, {
       json: values.json,
       reprofile: values.reprofile,
       ...pagingBudgets(values),
     });
   }
-  const t = await loadModel(targetFolder, values.backend as Backend);
-  const d = await loadModel(draftFolder, values.backend as Backend);
-  const t0 = performance.now();
-  const acc = await acceptanceFor({ targetFolder, draftFolder, target: t.model, draft: d.model }, sampling, {
-    remeasure: true,
-    log: (l) => console.error(l),
-  });
-  const ms = performance.now() - t0;
-  const plan = planSequoia(acc, 256, 17);
-  const sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256];
-  const depths = [2, 3, 5, 9, 17];
-  if (values.json) {
-    console.log(JSON.stringify({
-      sampling,
-      acceptance: acc,
-      measure_ms: ms,
-      g: Object.fromEntries(depths.map((dd) => [dd - 1, sizes.map((n) => expectedTokens(plan, n, dd))])),
-    }));
-  } else {
-    console.log(
-      `acceptance p_1..p_${acc.length} at T=${sampling.temperature}: ${
-        acc.map((x) => x.toFixed(3)).join(" ")
-      }`,
-    );
-    console.log(`measured in ${(ms / 1000).toFixed(1)} s; stored in ${draftFolder.dir}/acceptance.json\n`);
-    printGTable(plan, sizes, depths);
+  const log = (l: string) => console.error(l);
+  const runtime = await Runtime.open({ ...models, backend: values.backend as Backend, log });
+  try {
+    const t0 = performance.now();
+    const { acceptance: acc, path } = await runtime.acceptance(sampling, { remeasure: true });
+    const ms = performance.now() - t0;
+    const plan = planForPick(acc);
+    const sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+    const depths = [2, 3, 5, 9, 17];
+    if (values.json) {
+      console.log(JSON.stringify({
+        sampling,
+        acceptance: acc,
+        measure_ms: ms,
+        g: Object.fromEntries(depths.map((dd) => [dd - 1, sizes.map((n) => expectedTokens(plan, n, dd))])),
+      }));
+    } else {
+      console.log(
+        `acceptance p_1..p_${acc.length} at T=${sampling.temperature}: ${
+          acc.map((x) => x.toFixed(3)).join(" ")
+        }`,
+      );
+      console.log(
+        `measured in ${(ms / 1000).toFixed(1)} s; ${path ? `stored in ${path}` : "not stored"}\n`,
+      );
+      printGTable(plan, sizes, depths);
+    }
+  } finally {
+    runtime.close();
   }
-  t.close();
-  d.close();
   return 0;
 }
 
 async function hardwareProfile(
-  targetFolder: ModelFolder,
-  draftFolder: ModelFolder,
+  models: { model: string; draft: string },
   sampling: SamplingParams,
   o: { json: boolean; reprofile: boolean } & PagingBudgets,
 ): Promise<number> {
   const log = (l: string) => console.error(l);
   const t0 = performance.now();
-  const gpu = await sharedGpu();
-  const target = await GpuLlama.load(gpu, targetFolder, {
-    gpuMemoryBudget: o.gpuMemoryBudget,
-    hostMemoryBudget: o.hostMemoryBudget,
+  const runtime = await Runtime.open({
+    ...models,
+    backend: "gpu",
+    paging: { gpuMemoryBudget: o.gpuMemoryBudget, hostMemoryBudget: o.hostMemoryBudget },
+    reprofile: o.reprofile,
+    log,
   });
-  const draft = await GpuLlama.load(gpu, draftFolder);
-  const pair = { targetFolder, draftFolder, target, draft };
-  const p = target.paging;
-  if (p) {
-    log(
-      `target paged: ${p.residentLayers} resident layers + ${p.ringSlots}-slot ring, ${
-        formatBytes(p.bytesPerForward)
-      } streamed per forward`,
-    );
-  }
-  const { costs, cached } = await loadOrMeasureCosts(gpu, pair, { reprofile: o.reprofile, log });
-  const acceptance = await acceptanceFor(pair, sampling, { log });
-  const plan = planSequoia(acceptance, 256, 17);
-  const ranked = rankTrees(plan, costs);
-  const pick = ranked[0];
-  const budgets = costs.specexec ?? await measureSpecExecBudgets(gpu, pair, sampling, log);
-  const bestK = [...budgets].sort((a, b) => b.tokPerS - a.tokPerS)[0];
-  const seconds = (performance.now() - t0) / 1000;
-  if (o.json) {
-    console.log(
-      JSON.stringify({
-        adapter: gpu.adapter,
-        deno: Deno.version.deno,
-        paging: target.paging,
-        cached,
-        seconds,
-        costs,
-        acceptance,
-        sampling,
-        pick,
-        ranked: ranked.slice(0, 10),
-        specexec: budgets,
-        specexec_budget: bestK.budget,
-      }),
-    );
-  } else {
+  try {
+    const gpu = await sharedGpu();
+    const paging = pagedModel(runtime.target.model)?.paging;
+    if (paging) {
+      log(
+        `target paged: ${paging.residentLayers} resident layers + ${paging.ringSlots}-slot ring, ${
+          formatBytes(paging.bytesPerForward)
+        } streamed per forward`,
+      );
+    }
+    const { costs, cached } = await runtime.hardwareCosts();
+    const { acceptance } = await runtime.acceptance(sampling);
+    const { pick, ranked, plan } = await runtime.sequoiaPick(sampling);
+    const { budgets, best: bestK } = await runtime.specExecBudgets(sampling);
+    const seconds = (performance.now() - t0) / 1000;
+    if (o.json) {
+      console.log(
+        JSON.stringify({
+          adapter: gpu.adapter,
+          deno: Deno.version.deno,
+          paging,
+          cached,
+          seconds,
+          costs,
+          acceptance,
+          sampling,
+          pick,
+          ranked: ranked.slice(0, 10),
+          specexec: budgets,
+          specexec_budget: bestK.budget,
+        }),
+      );
+      return 0;
+    }
     console.log(
       `adapter: ${gpu.adapter.description || gpu.adapter.vendor}; profile ${
         cached ? "from cache" : "measured"
@@ -206,10 +204,10 @@ async function hardwareProfile(
           budgets.map((b) => b.budget).join(", ")
         })`,
     );
+    return 0;
+  } finally {
+    runtime.close();
   }
-  target.dispose();
-  draft.dispose();
-  return 0;
 }
 
 /** Print G(n, d) as a Markdown table (rows: speculated depth = planner levels - 1; columns: tree size). */

@@ -1,19 +1,17 @@
 /**
- * `deno task start`: load the model and serve the HTTP app.
+ * `deno task start`: parse the flags, open a {@link Runtime} (models, startup profile, default method)
+ * and serve the HTTP app until a signal.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../model/folder.ts";
-import { type Backend, BACKENDS, loadModel, sharedGpu } from "../runtime/backend.ts";
-import type { GpuLlama } from "../gpu/llama/model.ts";
-import { acceptanceFor } from "../runtime/acceptance.ts";
-import { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
-import { type Method, METHODS, TREE_DEFAULTS } from "../speculative/methods.ts";
-import { planSequoia } from "../speculative/sequoia_plan.ts";
-import { rankTrees } from "../speculative/tree_choice.ts";
-import { loadOrMeasureCosts } from "../runtime/hardware_profile.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR } from "../model/folder.ts";
+import { SAMPLING_DEFAULTS } from "../model/sampling.ts";
+import { type Backend, BACKENDS } from "../runtime/backend.ts";
+import { Runtime, startupStageCount } from "../runtime/runtime.ts";
+import { Progress } from "../runtime/progress.ts";
+import { type Method, METHODS } from "../speculative/methods.ts";
 import { createApp, DEFAULT_MAX_QUEUE } from "../server/app.ts";
 import { Scheduler } from "../server/queue.ts";
 import { UsageError } from "./usage.ts";
@@ -37,28 +35,6 @@ const USAGE = `Usage: deno task start [options]
                           streams its decoder layers from disk through a ring of layer slots
   --host-memory-budget B  host RAM for caching streamed layers (default: all, up to half the free RAM)
 `;
-
-/** Startup progress on stderr: numbered stages with their time. */
-class Progress {
-  private i = 0;
-  private readonly t0 = performance.now();
-  constructor(private readonly total: number) {}
-
-  /** Run one stage; prints "[i/n] what ..." then its outcome and duration. */
-  async stage<T>(what: string, fn: () => Promise<T>, outcome: (v: T) => string = () => "done"): Promise<T> {
-    const n = ++this.i;
-    console.error(`[${n}/${this.total}] ${what} ...`);
-    const t = performance.now();
-    const v = await fn();
-    console.error(`[${n}/${this.total}] ${what}: ${outcome(v)} (${(performance.now() - t).toFixed(0)} ms)`);
-    return v;
-  }
-
-  /** Seconds since startup. */
-  get elapsed(): string {
-    return ((performance.now() - this.t0) / 1000).toFixed(1);
-  }
-}
 
 function intOption(name: string, v: string, min: number, max: number): number {
   const n = Number(v);
@@ -110,95 +86,71 @@ export async function runServe(args: string[]): Promise<number> {
     );
   }
   const backend = values.backend as Backend;
-  const paging = pagingBudgets(values);
-  const log = (l: string) => console.error(`  ${l}`);
-  const withDraft = values.draft !== "none";
-  const progress = new Progress(withDraft ? (backend === "gpu" ? 4 : 3) : 1);
-  // The budget is the target's (the draft is small and always resident).
-  const load = async (dir: string, opts: Parameters<typeof loadModel>[2] = {}) => {
-    const folder = await openModelFolder(dir);
-    return { folder, loaded: await loadModel(folder, backend, opts) };
-  };
-  const described = (m: Awaited<ReturnType<typeof load>>) =>
-    `${m.folder.config.nLayers} layers, width ${m.folder.config.hiddenSize} on ${m.loaded.device}`;
-  const target = await progress.stage(`target ${values.model}`, () => load(values.model, paging), described);
-  const { folder, loaded } = target;
-  const model = loaded.model;
-  const draftPart = withDraft
-    ? await progress.stage(`draft ${values.draft}`, () => load(values.draft), described)
-    : undefined;
-  const draftFolder = draftPart?.folder, draftLoaded = draftPart?.loaded;
-  // Startup profile (GPU): t(n) on this adapter (cached) + the acceptance vector for the default
-  // sampling of requests -> Sequoia's tree, and whether speculation pays here at all.
-  let method: Method = values.method === "auto" ? "ar" : values.method as Method;
-  let tree: { treeSize?: number; depth?: number; budget?: number } = {};
-  let acceptance: number[] | undefined;
-  let adaptive: AdaptiveSequoiaPlan | undefined;
-  let status: Record<string, unknown> | undefined;
-  if (draftFolder && draftLoaded) {
-    const pair = { targetFolder: folder, draftFolder, target: model, draft: draftLoaded.model };
-    const acc = await progress.stage(
-      "acceptance vector (T=0.7)",
-      () => acceptanceFor(pair, { temperature: 0.7, topK: 0, topP: 1 }, { log }),
-      (v) => `p1 = ${v[0].toFixed(3)}`,
-    );
-    acceptance = acc;
-    tree = { treeSize: TREE_DEFAULTS.sequoiaSize, depth: TREE_DEFAULTS.sequoiaDepth };
-    if (backend === "gpu") {
-      const gpu = await sharedGpu();
-      const { costs, cached } = await progress.stage(
-        "hardware profile",
-        () =>
-          loadOrMeasureCosts(gpu, {
-            ...pair,
-            target: model as GpuLlama,
-            draft: draftLoaded.model as GpuLlama,
-          }, {
-            reprofile: values.reprofile,
-            log,
-          }),
-        (r) => r.cached ? "cached" : "measured",
-      );
-      const pick = rankTrees(planSequoia(acc, 256, 17), costs)[0];
-      const bestK = costs.specexec?.slice().sort((a, b) => b.tokPerS - a.tokPerS)[0]?.budget;
-      tree = { treeSize: pick.n, depth: pick.depth, budget: bestK };
-      if (values.method === "auto") method = pick.speedup > 1 ? "sequoia" : "ar";
-      const paged = (model as GpuLlama).paging;
-      status = {
-        adapter: gpu.adapter,
-        deno: Deno.version.deno,
-        cached,
-        costs,
-        pick,
-        paging: paged ?? "resident",
-      };
-      log(
-        `sequoia n=${pick.n} depth=${pick.depth}, predicted ${
-          pick.speedup.toFixed(2)
-        }x AR -> default method ${method}`,
-      );
-    }
-    adaptive = new AdaptiveSequoiaPlan(acc, tree.treeSize!, tree.depth!);
+  const draft = values.draft === "none" ? undefined : values.draft;
+  const progress = new Progress(startupStageCount({ draft, backend }), (l) => console.error(l));
+  const runtime = await Runtime.open({
+    model: values.model,
+    draft,
+    backend,
+    paging: pagingBudgets(values),
+    reprofile: values.reprofile,
+    log: (l) => console.error(`  ${l}`),
+    stages: progress,
+  });
+  try {
+    return await serve(runtime, progress, values.method as Method | "auto", {
+      port,
+      host: values.host,
+      maxQueue,
+      drainS,
+      apiKey: values["api-key"],
+    });
+  } finally {
+    runtime.close();
   }
-  const scheduler = new Scheduler({ maxQueue });
+}
+
+/**
+ * Serve `runtime` until SIGINT/SIGTERM. The startup profile (GPU): t(n) on this adapter (cached) + the
+ * acceptance vector for the default sampling of requests -> Sequoia's tree, and whether speculation
+ * pays here at all.
+ */
+async function serve(
+  runtime: Runtime,
+  progress: Progress,
+  methodFlag: Method | "auto",
+  o: { port: number; host: string; maxQueue: number; drainS: number; apiKey?: string },
+): Promise<number> {
+  const plan = await runtime.plan(SAMPLING_DEFAULTS.profile, methodFlag, { scope: "server" });
+  const method = plan.method;
+  const { folder, model } = runtime.target;
+  if (plan.pick) {
+    const pick = plan.pick.pick;
+    console.error(
+      `  sequoia n=${pick.n} depth=${pick.depth}, predicted ${
+        pick.speedup.toFixed(2)
+      }x AR -> default method ${method}`,
+    );
+  }
+  const scheduler = new Scheduler({ maxQueue: o.maxQueue });
   const app = createApp({
     name: folder.dir.split("/").filter(Boolean).pop() ?? "model",
     model,
     tokenizer: folder.tokenizer,
-    draft: draftLoaded?.model,
+    draft: runtime.draft?.model,
     defaultMethod: method,
-    tree,
-    acceptance,
-    adaptive,
-    status,
-  }, { scheduler, apiKey: values["api-key"] });
+    tree: plan.tree,
+    acceptance: plan.acceptance,
+    adaptive: plan.adaptive,
+    status: plan.status,
+  }, { scheduler, apiKey: o.apiKey });
   const server = Deno.serve({
-    port,
-    hostname: values.host,
+    port: o.port,
+    hostname: o.host,
     onListen: ({ hostname, port }) =>
       console.error(
         `ready in ${progress.elapsed} s: listening on http://${hostname}:${port} (default method ${method}, ` +
-          `queue depth ${maxQueue}${values["api-key"] ? ", API key required" : ""})`,
+          `queue depth ${o.maxQueue}${o.apiKey ? ", API key required" : ""})`,
       ),
   }, app.fetch);
   // First signal: drain (no new generations, /ready 503, queued work finishes for up to --drain-timeout,
@@ -212,9 +164,9 @@ export async function runServe(args: string[]): Promise<number> {
     }
     const busy = scheduler.running + scheduler.waiting;
     console.error(
-      `shutting down: draining ${busy} generation(s) for up to ${drainS} s (signal again to cancel)`,
+      `shutting down: draining ${busy} generation(s) for up to ${o.drainS} s (signal again to cancel)`,
     );
-    scheduler.drain(drainS * 1000).then(async (finished) => {
+    scheduler.drain(o.drainS * 1000).then(async (finished) => {
       if (!finished) console.error("drain timed out: cancelled the rest");
       await server.shutdown();
     });
@@ -224,9 +176,5 @@ export async function runServe(args: string[]): Promise<number> {
   await server.finished;
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
-  loaded.close();
-  draftLoaded?.close();
-  draftFolder?.checkpoint.close();
-  folder.checkpoint.close();
   return 0;
 }

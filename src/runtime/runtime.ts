@@ -1,0 +1,346 @@
+/**
+ * The one owner of every startup decision, shared by serve, generate and profile (and bench): open the
+ * model folders, load the target (with its paging budgets) and the draft on a backend, read or measure
+ * the hardware profile and the acceptance vector (cached; see cache_dir.ts), pick Sequoia's tree and
+ * SpecExec's budget for this adapter, choose the default method, and decode.
+ *
+ * Commands only parse flags, open a {@link Runtime}, print and pick exit codes; the lower-level
+ * functions it composes (loadModel, loadOrMeasureCosts, acceptanceFor, ...) stay exported for bench and
+ * tests.
+ *
+ * @module
+ */
+
+import { type ModelFolder, openModelFolder } from "../model/folder.ts";
+import type { CausalLM } from "../model/causal_lm.ts";
+import { pagedModel } from "../model/capabilities.ts";
+import type { SamplingParams } from "../model/sampling.ts";
+import { GpuLlama } from "../gpu/llama/model.ts";
+import { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
+import { decode } from "../speculative/decode.ts";
+import { type Method, TREE_DEFAULTS, type TreeOptions } from "../speculative/methods.ts";
+import type { SequoiaPlan } from "../speculative/sequoia_plan.ts";
+import { pickSequoiaTree, type TreeChoice } from "../speculative/tree_choice.ts";
+import type { SpeculativeEvent } from "../speculative/engine.ts";
+import { type Backend, type LoadedModel, loadModel, type PagingBudgets, sharedGpu } from "./backend.ts";
+import { type AcceptanceResult, loadOrMeasureAcceptance } from "./acceptance.ts";
+import { acceptanceFiles } from "./acceptance_store.ts";
+import {
+  type BudgetRow,
+  type HardwareCosts,
+  loadOrMeasureCosts,
+  measureSpecExecBudgets,
+  type ProfileKey,
+} from "./hardware_profile.ts";
+import { resolveCacheDir } from "./cache_dir.ts";
+import { checkContext } from "./context_length.ts";
+import { SILENT_STAGES, type Stages } from "./progress.ts";
+
+/** How to open a runtime. */
+export interface RuntimeOptions {
+  /** Target model folder (Hugging Face Llama layout). */
+  model: string;
+  /** Draft model folder for the speculative methods; omitted: autoregressive only. */
+  draft?: string;
+  backend: Backend;
+  /** The target's weight budgets (the draft is small and always resident). */
+  paging?: PagingBudgets;
+  /** Most tokens one target forward must take (e.g. SpecExec's budget + 1); at least 256 on the GPU. */
+  maxBatch?: number;
+  /** Measure the adapter again instead of using the cached hardware profile. */
+  reprofile?: boolean;
+  /** Where profile.json / acceptance.json are cached (default `$SPECDEC_CACHE_DIR`; null: beside the draft). */
+  cacheDir?: string | null;
+  /** Progress of measurements and warnings (e.g. a truncated cache file). */
+  log?: (line: string) => void;
+  /** Reporter of the startup stages (default: silent). */
+  stages?: Stages;
+}
+
+/** One opened, loaded model. */
+export interface RuntimeModel {
+  folder: ModelFolder;
+  model: CausalLM;
+  /** Where it runs, e.g. "gpu: llvmpipe (LLVM 15.0.6, 256 bits)" or "cpu reference". */
+  device: string;
+}
+
+/** Sequoia's hardware-aware pick with the table it was ranked from. */
+export interface SequoiaPick {
+  pick: TreeChoice;
+  ranked: TreeChoice[];
+  plan: SequoiaPlan;
+}
+
+/** SpecExec's measured budgets and the fastest. */
+export interface SpecExecChoice {
+  budgets: BudgetRow[];
+  best: BudgetRow;
+}
+
+/**
+ * What a plan covers. "generation": one generation with its method (only what that method uses is read
+ * or measured). "server": every method a request may ask for (acceptance, profile, Sequoia's tree and
+ * SpecExec's budget), plus the status the server reports.
+ */
+export type PlanScope = "generation" | "server";
+
+/** The decisions for decoding at one sampling setting. */
+export interface RuntimePlan {
+  /** The method chosen ("auto" resolved). */
+  method: Method;
+  /** Tree settings to decode with (explicit ones kept, the rest picked for this adapter). */
+  tree: TreeOptions;
+  /** The acceptance vector, when the plan needed one. */
+  acceptance?: number[];
+  /** Sequoia's pick on this adapter, when it decided the tree (GPU, no explicit shape). */
+  pick?: SequoiaPick;
+  /** SpecExec's measured budgets (server scope on the GPU, when the profile has them). */
+  specexec?: SpecExecChoice;
+  /** Sequoia's self-re-planning tree, whenever Sequoia may run. */
+  adaptive?: AdaptiveSequoiaPlan;
+  /** The startup profile the server reports (server scope on the GPU). */
+  status?: Record<string, unknown>;
+}
+
+/** Options of one {@link Runtime.decode}: those of `decode`, EOS ids defaulting to the tokenizer's. */
+export type RuntimeDecodeOptions = Omit<Parameters<typeof decode>[4], "eosIds"> & { eosIds?: number[] };
+
+/** The fastest measured SpecExec budget, or undefined when none was measured. */
+export function bestBudget(rows: BudgetRow[] | undefined): BudgetRow | undefined {
+  return rows?.slice().sort((a, b) => b.tokPerS - a.tokPerS)[0];
+}
+
+/** Startup stages {@link Runtime.open} and a server-scope {@link Runtime.plan} report, for a progress total. */
+export function startupStageCount(o: { draft?: string; backend: Backend }): number {
+  return o.draft === undefined ? 1 : o.backend === "gpu" ? 4 : 3;
+}
+
+const samplingKey = (s: SamplingParams) => `${s.temperature}|${s.topK}|${s.topP}`;
+
+/** Loaded target (and draft) with the startup decisions made on them. */
+export class Runtime {
+  private readonly acceptances = new Map<string, Promise<AcceptanceResult>>();
+  private costs?: Promise<{ costs: HardwareCosts; cached: boolean; key: ProfileKey }>;
+  private closed = false;
+
+  private constructor(
+    private readonly options: RuntimeOptions,
+    /** The target model. */
+    readonly target: RuntimeModel,
+    /** The draft model, when one was asked for. */
+    readonly draft: RuntimeModel | undefined,
+    private readonly loaded: LoadedModel[],
+  ) {}
+
+  /** Open and load the target, then the draft (each one startup stage). */
+  static async open(options: RuntimeOptions): Promise<Runtime> {
+    const stages = options.stages ?? SILENT_STAGES;
+    const folders: ModelFolder[] = [];
+    const loaded: LoadedModel[] = [];
+    const described = (m: RuntimeModel) =>
+      `${m.folder.config.nLayers} layers, width ${m.folder.config.hiddenSize} on ${m.device}`;
+    const load = async (dir: string, opts: Parameters<typeof loadModel>[2]): Promise<RuntimeModel> => {
+      const folder = await openModelFolder(dir);
+      folders.push(folder);
+      const m = await loadModel(folder, options.backend, opts);
+      loaded.push(m);
+      return { folder, model: m.model, device: m.device };
+    };
+    try {
+      const target = await stages.stage(
+        `target ${options.model}`,
+        () => load(options.model, { ...options.paging, maxBatch: options.maxBatch }),
+        described,
+      );
+      const draft = options.draft === undefined
+        ? undefined
+        : await stages.stage(`draft ${options.draft}`, () => load(options.draft!, {}), described);
+      return new Runtime(options, target, draft, loaded);
+    } catch (e) {
+      for (const m of loaded) m.close();
+      for (const f of folders) f.checkpoint.close();
+      throw e;
+    }
+  }
+
+  /** The backend models run on. */
+  get backend(): Backend {
+    return this.options.backend;
+  }
+
+  /** The cache directory in force (undefined: caches beside the draft). */
+  get cacheDir(): string | undefined {
+    return resolveCacheDir(this.options.cacheDir);
+  }
+
+  /** The target's context length in tokens (prompt + generated). */
+  get context(): number {
+    return this.target.model.config.maxPositions;
+  }
+
+  /** Throws a ContextLengthError (naming `param`) when the prompt plus `maxTokens` exceed the context. */
+  checkContext(promptTokens: number, maxTokens: number, param = "max_tokens"): void {
+    checkContext(promptTokens, maxTokens, this.context, param);
+  }
+
+  /** Where acceptance vectors are stored when measured. */
+  get acceptancePath(): string {
+    return acceptanceFiles(this.requireDraft().folder.dir, this.options.cacheDir).write;
+  }
+
+  private requireDraft(): RuntimeModel {
+    if (!this.draft) throw new RangeError("this runtime has no draft model");
+    return this.draft;
+  }
+
+  private pair() {
+    const d = this.requireDraft();
+    return {
+      targetFolder: this.target.folder,
+      draftFolder: d.folder,
+      target: this.target.model,
+      draft: d.model,
+    };
+  }
+
+  /** Both models as the GPU engine (the hardware profile measures it); throws on another backend. */
+  private gpuPair() {
+    const p = this.pair();
+    if (!(p.target instanceof GpuLlama) || !(p.draft instanceof GpuLlama)) {
+      throw new RangeError("the hardware profile measures the WebGPU engine (backend gpu)");
+    }
+    return { ...p, target: p.target, draft: p.draft };
+  }
+
+  /** The acceptance vector at `sampling` (stored, or measured now and stored); needs the draft. */
+  acceptance(sampling: SamplingParams, opts: { remeasure?: boolean } = {}): Promise<AcceptanceResult> {
+    const key = samplingKey(sampling);
+    let r = opts.remeasure ? undefined : this.acceptances.get(key);
+    if (!r) {
+      r = loadOrMeasureAcceptance(this.pair(), sampling, {
+        remeasure: opts.remeasure,
+        log: this.options.log,
+        cacheDir: this.options.cacheDir,
+      });
+      this.acceptances.set(key, r);
+      r.catch(() => this.acceptances.delete(key)); // a failure is not remembered
+    }
+    return r;
+  }
+
+  /** t_target(n), t_draft(n), the sync cost and SpecExec's budgets on this adapter (cached); GPU only. */
+  hardwareCosts(): Promise<{ costs: HardwareCosts; cached: boolean; key: ProfileKey }> {
+    if (!this.costs) {
+      const pair = this.gpuPair();
+      this.costs = sharedGpu().then((gpu) =>
+        loadOrMeasureCosts(gpu, pair, {
+          reprofile: this.options.reprofile,
+          log: this.options.log,
+          cacheDir: this.options.cacheDir,
+        })
+      );
+      this.costs.catch(() => (this.costs = undefined));
+    }
+    return this.costs;
+  }
+
+  /** SpecExec's budgets from the profile, measured now at `sampling` when the profile lacks them. */
+  async specExecBudgets(sampling: SamplingParams): Promise<SpecExecChoice> {
+    const { costs } = await this.hardwareCosts();
+    const budgets = costs.specexec ??
+      await measureSpecExecBudgets(await sharedGpu(), this.gpuPair(), sampling, this.options.log);
+    return { budgets, best: bestBudget(budgets)! };
+  }
+
+  /** Sequoia's hardware-aware tree for `sampling` on this adapter. */
+  async sequoiaPick(sampling: SamplingParams): Promise<SequoiaPick> {
+    const { acceptance } = await this.acceptance(sampling);
+    return pickSequoiaTree(acceptance, (await this.hardwareCosts()).costs);
+  }
+
+  /**
+   * Decide how to decode at `sampling` with `method` ("auto": Sequoia where this adapter's pick predicts a
+   * speedup over AR, else ar; ar without a draft or off the GPU). Explicit `tree` settings are kept;
+   * Sequoia's shape is picked for the adapter only when neither its size nor its depth is given.
+   */
+  async plan(
+    sampling: SamplingParams,
+    method: Method | "auto",
+    opts: { scope?: PlanScope; tree?: TreeOptions } = {},
+  ): Promise<RuntimePlan> {
+    const scope = opts.scope ?? "generation";
+    const explicit = opts.tree ?? {};
+    if (!this.draft) {
+      if (method !== "auto" && method !== "ar") {
+        throw new RangeError(`method "${method}" needs a draft model`);
+      }
+      return { method: "ar", tree: { ...explicit } };
+    }
+    const stages = this.options.stages ?? SILENT_STAGES;
+    const gpu = this.backend === "gpu";
+    const sequoiaMayRun = scope === "server" || method === "sequoia" || method === "auto";
+    if (!sequoiaMayRun) return { method: method as Method, tree: { ...explicit } };
+    const { acceptance } = await stages.stage(
+      `acceptance vector (T=${sampling.temperature})`,
+      () => this.acceptance(sampling),
+      (r) => `p1 = ${r.acceptance[0].toFixed(3)}`,
+    );
+    const plan: RuntimePlan = {
+      method: method === "auto" ? "ar" : method,
+      tree: { ...explicit },
+      acceptance,
+    };
+    if (scope === "server") {
+      plan.tree = { treeSize: TREE_DEFAULTS.sequoiaSize, depth: TREE_DEFAULTS.sequoiaDepth, ...explicit };
+    }
+    const shapeGiven = explicit.treeSize !== undefined || explicit.depth !== undefined;
+    if (gpu && (scope === "server" || !shapeGiven)) {
+      const { costs, cached } = await stages.stage(
+        "hardware profile",
+        () => this.hardwareCosts(),
+        (r) => r.cached ? "cached" : "measured",
+      );
+      const pick = pickSequoiaTree(acceptance, costs);
+      plan.pick = pick;
+      plan.tree = { ...plan.tree, treeSize: pick.pick.n, depth: pick.pick.depth };
+      if (scope === "server") {
+        const best = bestBudget(costs.specexec);
+        plan.tree.budget = explicit.budget ?? best?.budget;
+        if (best) plan.specexec = { budgets: costs.specexec!, best };
+        plan.status = {
+          adapter: (await sharedGpu()).adapter,
+          deno: Deno.version.deno,
+          cached,
+          costs,
+          pick: pick.pick,
+          paging: pagedModel(this.target.model)?.paging ?? "resident",
+        };
+      }
+      if (method === "auto") plan.method = pick.pick.speedup > 1 ? "sequoia" : "ar";
+    }
+    plan.adaptive = new AdaptiveSequoiaPlan(
+      acceptance,
+      plan.tree.treeSize ?? TREE_DEFAULTS.sequoiaSize,
+      plan.tree.depth ?? TREE_DEFAULTS.sequoiaDepth,
+    );
+    return plan;
+  }
+
+  /** One generation with `method` on the loaded pair (see speculative/decode.ts). */
+  decode(method: Method, prompt: number[], o: RuntimeDecodeOptions): AsyncGenerator<SpeculativeEvent> {
+    return decode(method, this.target.model, this.draft?.model, prompt, {
+      ...o,
+      eosIds: o.eosIds ?? this.target.folder.tokenizer.eosIds,
+    });
+  }
+
+  /** Release both models, their devices' buffers and the checkpoints (idempotent). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const m of this.loaded) m.close();
+    this.target.folder.checkpoint.close();
+    this.draft?.folder.checkpoint.close();
+  }
+}
