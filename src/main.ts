@@ -52,4 +52,26 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+/**
+ * Mesa's Vulkan loader prints "XDG_RUNTIME_DIR is invalid or not set" twice on every start without one:
+ * give it a private directory (mode 0700) before anything requests an adapter. Returns the directory
+ * made, for removal at exit, or undefined when the variable was already set (or nothing could be done).
+ */
+async function ensureRuntimeDir(): Promise<string | undefined> {
+  if (Deno.env.get("XDG_RUNTIME_DIR")) return undefined;
+  try {
+    const dir = await Deno.makeTempDir({ prefix: "specdec-runtime-" });
+    if (Deno.build.os !== "windows") await Deno.chmod(dir, 0o700);
+    Deno.env.set("XDG_RUNTIME_DIR", dir);
+    return dir;
+  } catch {
+    return undefined; // no temp dir or no env permission: only the loader's warning remains
+  }
+}
+
+if (import.meta.main) {
+  const runtimeDir = await ensureRuntimeDir();
+  const code = await main(Deno.args);
+  if (runtimeDir) await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
+  Deno.exit(code);
+}

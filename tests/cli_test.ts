@@ -1,18 +1,37 @@
 /** The CLI as a user runs it: real subprocesses of src/main.ts. */
 import assert from "node:assert/strict";
-import { spawnServer } from "./fixtures/server_process.ts";
+import { freshCacheDir, spawnServer } from "./fixtures/server_process.ts";
 
 const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 const DRAFT = new URL("../weights/tiny/draft", import.meta.url).pathname;
 
+/** Run src/main.ts with `args` in this process's environment. */
 async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+  return await runIn({ ...Deno.env.toObject() }, ...args);
+}
+
+/**
+ * Run src/main.ts with `args` in exactly `env`, plus a fresh SPECDEC_CACHE_DIR (so nothing it caches
+ * lands beside the bundled draft).
+ */
+async function runIn(
+  env: Record<string, string>,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const cache = freshCacheDir();
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, ...args],
+      env: { ...env, SPECDEC_CACHE_DIR: cache },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const d = new TextDecoder();
+    return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
 }
 
 Deno.test("cli: generate --json prints {text, tokens, stats}", async () => {
@@ -32,7 +51,7 @@ Deno.test("cli: generate --json prints {text, tokens, stats}", async () => {
   const j = JSON.parse(r.stdout);
   assert.equal(j.tokens.length, 12);
   assert.equal(typeof j.text, "string");
-  assert.equal(j.stats.completionTokens, 12);
+  assert.equal(j.stats.completion_tokens, 12);
   assert.equal(j.stats.backend, "gpu");
   assert.equal(j.stats.method, "ar");
   assert.ok(
@@ -77,7 +96,28 @@ Deno.test("cli: usage errors exit 2 and name the option; a bad model folder exit
   assert.match(r.stderr, /Unknown command "frobnicate"/);
 });
 
+Deno.test("cli: without XDG_RUNTIME_DIR, a start prints no loader warning about it", async () => {
+  const env = Deno.env.toObject();
+  delete env.XDG_RUNTIME_DIR;
+  const r = await runIn(
+    env,
+    "generate",
+    "--model",
+    DRAFT,
+    "--prompt",
+    "x",
+    "--max-tokens",
+    "1",
+    "--method",
+    "ar",
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stderr, /XDG_RUNTIME_DIR/);
+  assert.match(r.stderr, /1 tokens/, "it did generate on the adapter");
+});
+
 Deno.test("cli: serve listens on a free port and answers", async () => {
+  // AR only: this test needs no profile or acceptance vector.
   const server = await spawnServer(Deno.execPath(), [
     "run",
     "-A",
@@ -87,6 +127,8 @@ Deno.test("cli: serve listens on a free port and answers", async () => {
     "0",
     "--model",
     DRAFT,
+    "--draft",
+    "none",
   ]);
   let code: number | undefined;
   try {
