@@ -57,7 +57,8 @@ export interface FusedDraftForward {
   /**
    * (rows, 3) per row: first child node, child count (0: none), and the node whose draft distribution
    * (q row) this row is. Children are drawn from that row's logits into the token buffer at
-   * [first child, first child + count).
+   * [first child, first child + count). A row with count 0 draws nothing and its q row is ignored; a q
+   * row belongs to at most one drawing row of the step.
    */
   draw: Uint32Array;
 }
