@@ -1,7 +1,9 @@
 /**
- * End to end: the real server (`deno task start`'s code, the bundled tiny pair on WebGPU) on a free
+ * End to end: the real server (`deno task start`'s code, the bundled tiny target on WebGPU) on a free
  * port, driven over sockets by the official `openai` npm client: chat and completions, streaming and
  * not, auth, 32 concurrent streams against a short queue, a client that disconnects, and SIGTERM drain.
+ * It serves with `--draft none` (nothing here needs speculation), so it measures no profile and no
+ * acceptance vector, and its default method is AR whatever the adapter.
  */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
@@ -10,12 +12,42 @@ import { type ServerProcess, spawnServer } from "./fixtures/server_process.ts";
 const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 const KEY = "e2e-key";
 const QUEUE_DEPTH = 12;
+/** Long enough that the generation a step holds in flight never finishes before the step acts on it. */
+const DRAIN_TIMEOUT_S = 600;
 
 type Server = ServerProcess;
 
-/** Start `serve` on port 0 and wait for its "listening on" line. */
+/** Start `serve` on port 0 (target only) and wait for its "listening on" line. */
 function startServer(...args: string[]): Promise<Server> {
-  return spawnServer(Deno.execPath(), ["run", "-A", MAIN, "serve", "--port", "0", ...args]);
+  return spawnServer(Deno.execPath(), [
+    "run",
+    "-A",
+    MAIN,
+    "serve",
+    "--port",
+    "0",
+    "--draft",
+    "none",
+    ...args,
+  ]);
+}
+
+/**
+ * The most tokens a completion of `prompt` may ask for (the context minus the prompt), read from the
+ * server's own refusal of a too-large max_tokens. A generation this long is the longest the server
+ * allows; greedy from the prompts used here it never samples EOS, so it ends only by length or by
+ * being cancelled.
+ */
+async function room(url: string, prompt: string): Promise<number> {
+  const res = await fetch(`${url}/v1/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+    body: JSON.stringify({ prompt, max_tokens: 1_000_000 }),
+  });
+  const msg: string = (await res.json()).error.message;
+  const m = msg.match(/prompt \((\d+) tokens\).*context of (\d+) tokens/);
+  assert.ok(m, `unexpected refusal: ${msg}`);
+  return Number(m[2]) - Number(m[1]);
 }
 
 async function metric(url: string, line: RegExp): Promise<number> {
@@ -31,7 +63,14 @@ async function prompts(n: number): Promise<string[]> {
 }
 
 Deno.test("e2e: the openai client against the real server (chat, completions, streams, 32 clients, disconnect, drain)", async (t) => {
-  const s = await startServer("--api-key", KEY, "--queue-depth", String(QUEUE_DEPTH));
+  const s = await startServer(
+    "--api-key",
+    KEY,
+    "--queue-depth",
+    String(QUEUE_DEPTH),
+    "--drain-timeout",
+    String(DRAIN_TIMEOUT_S),
+  );
   const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: KEY, maxRetries: 0 });
   let exited = false;
   try {
@@ -180,12 +219,14 @@ Deno.test("e2e: the openai client against the real server (chat, completions, st
       const cancelled = /specdec_generations_total\{method="ar",finish_reason="cancelled"\} (\d+)/;
       const tokens = /specdec_completion_tokens_total\{method="ar"\} (\d+)/;
       const [c0, t0] = [await metric(s.url, cancelled), await metric(s.url, tokens)];
+      const prompt = "And the LORD spake unto Moses";
+      // The longest generation allowed: it is still running when the client leaves after 3 chunks.
+      const most = await room(s.url, prompt);
       const stream = await client.completions.create({
         model,
-        prompt: "And the LORD spake unto Moses",
-        max_tokens: 400,
-        temperature: 1,
-        seed: 3,
+        prompt,
+        max_tokens: most,
+        temperature: 0,
         stream: true,
       });
       let chunks = 0;
@@ -195,7 +236,7 @@ Deno.test("e2e: the openai client against the real server (chat, completions, st
       }
       assert.equal(await metric(s.url, cancelled), c0 + 1, "the generation ended as cancelled");
       const generated = await metric(s.url, tokens) - t0;
-      assert.ok(generated < 400, `stopped early: ${generated} of 400 tokens`);
+      assert.ok(generated < most, `stopped early: ${generated} of ${most} tokens`);
       const next = await client.completions.create({ model, prompt: "x", max_tokens: 2, temperature: 0 });
       assert.equal(next.usage?.completion_tokens, 2, "the slot was freed");
     });
@@ -203,10 +244,17 @@ Deno.test("e2e: the openai client against the real server (chat, completions, st
     await t.step(
       "SIGTERM drains: the stream in flight completes, /ready turns 503, then exit 0",
       async () => {
+        // The longest generation allowed (greedy, no EOS): still in flight while /ready is polled below.
+        const most = await room(s.url, "In the beginning");
         const res = await fetch(`${s.url}/v1/generate`, {
           method: "POST",
           headers: { authorization: `Bearer ${KEY}` },
-          body: JSON.stringify({ prompt: "In the beginning", max_tokens: 80, temperature: 0, stream: true }),
+          body: JSON.stringify({
+            prompt: "In the beginning",
+            max_tokens: most,
+            temperature: 0,
+            stream: true,
+          }),
         });
         const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
         let body = (await reader.read()).value ?? "";
@@ -236,16 +284,14 @@ Deno.test("e2e: the openai client against the real server (chat, completions, st
         assert.equal(events.at(-1), "[DONE]");
         const last = JSON.parse(events.at(-2)!);
         assert.equal(last.finish_reason, "length");
-        assert.equal(last.usage.completion_tokens, 80);
+        assert.equal(last.usage.completion_tokens, most);
         assert.equal((await s.child.status).code, 0);
         exited = true;
         assert.match(s.log(), /shutting down: draining 1 generation/);
       },
     );
   } finally {
-    if (!exited) {
-      s.child.kill("SIGKILL");
-      await s.child.status;
-    }
+    // stop() also removes the server's fresh SPECDEC_CACHE_DIR.
+    await s.stop(exited ? "SIGTERM" : "SIGKILL");
   }
 });
