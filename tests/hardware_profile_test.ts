@@ -6,6 +6,10 @@ import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../src/m
 import { SafetensorsModel } from "../src/model/safetensors.ts";
 import { randomTensors, SMALL_CONFIG, smallConfig, writeModelFolder } from "./fixtures/random_model.ts";
 
+// Whatever this file's code would cache goes to a fresh directory, never beside the bundled draft.
+const CACHE = Deno.makeTempDirSync({ prefix: "specdec-cache-" });
+Deno.env.set("SPECDEC_CACHE_DIR", CACHE);
+
 /** A GPU whose only usable property is its adapter description; measuring on it fails the test. */
 const adapter = (description: string) =>
   new Proxy({}, {
@@ -76,4 +80,6 @@ Deno.test("hardware profile: reused from cache; invalidated by adapter, Deno ver
   targetFolder.checkpoint.close();
   draftFolder.checkpoint.close();
   smallFolder.checkpoint.close();
+  // Nothing was measured, so nothing was cached.
+  assert.deepEqual([...Deno.readDirSync(CACHE)], []);
 });
