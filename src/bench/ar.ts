@@ -5,7 +5,8 @@
  * @module
  */
 
-import { generateAutoregressive, type GenerationStats } from "../decoding/autoregressive.ts";
+import { generateAutoregressive } from "../decoding/autoregressive.ts";
+import type { GenerationStats } from "../decoding/stats.ts";
 import { GREEDY } from "../model/sampling.ts";
 import type { Backend } from "../runtime/backend.ts";
 import { median } from "../util/stats.ts";

@@ -1,16 +1,15 @@
 /**
  * Every model load of the benchmarks, in one place: opening the pair's folders, loading the pair
  * resident or paged, its hardware profile (t(n) costs), its acceptance vector per sampling setting, and
- * Sequoia's hardware-aware tree pick. The CLIs do the same steps for serving; keeping the bench's copy
- * here means switching it to the shared runtime object is an edit of {@link openPair} and
- * {@link loadPair} only.
+ * Sequoia's hardware-aware tree pick. The pair itself loads through the shared {@link Runtime}; the AR
+ * and kernel benchmarks load single models here too.
  *
  * @module
  */
 
-import { acceptanceFor } from "../runtime/acceptance.ts";
 import { type Backend, type LoadedModel, loadModel, sharedGpu } from "../runtime/backend.ts";
-import { type HardwareCosts, loadOrMeasureCosts } from "../runtime/hardware_profile.ts";
+import type { HardwareCosts } from "../runtime/hardware_profile.ts";
+import { Runtime } from "../runtime/runtime.ts";
 import { GpuLlama } from "../gpu/llama/model.ts";
 import { minPagedBudget, weightSizes } from "../gpu/paging/pager.ts";
 import { pagedModel } from "../model/capabilities.ts";
@@ -98,44 +97,42 @@ const PROPORTIONAL_COSTS = (() => {
 })();
 
 /**
- * Load the pair with the target's weights held as `mode` says ("paged": under {@link pagedBudget}),
- * then its hardware profile when both run on the GPU. Progress goes to `log`.
+ * Load the pair through the shared {@link Runtime} (the same startup path as serve, generate and
+ * profile) with the target's weights held as `mode` says ("paged": under {@link pagedBudget}), then its
+ * hardware profile when both run on the GPU. Progress goes to `log`.
  */
 export async function loadPair(
   folders: PairFolders,
   o: { mode: Mode; backend: Backend; maxBatch: number; log?: (line: string) => void },
 ): Promise<BenchPair> {
-  const { targetFolder, draftFolder } = folders;
   let gpuMemoryBudget: number | undefined, targetWeightBytes: number | undefined;
   if (o.mode === "paged") {
-    ({ budget: gpuMemoryBudget, weightBytes: targetWeightBytes } = pagedBudget(targetFolder));
+    ({ budget: gpuMemoryBudget, weightBytes: targetWeightBytes } = pagedBudget(folders.targetFolder));
   }
-  const t = await loadModel(targetFolder, o.backend, { maxBatch: o.maxBatch, gpuMemoryBudget });
-  const d = await loadModel(draftFolder, o.backend);
-  const close = () => {
-    t.close();
-    d.close();
-  };
+  const rt = await Runtime.open({
+    model: folders.targetFolder.dir,
+    draft: folders.draftFolder.dir,
+    backend: o.backend,
+    maxBatch: o.maxBatch,
+    paging: { gpuMemoryBudget },
+    log: o.log,
+  });
   let costs: HardwareCosts | undefined;
   try {
-    // The profiler measures GPU forwards, so it needs the GPU model itself, not just a capability.
-    if (t.model instanceof GpuLlama && d.model instanceof GpuLlama) {
-      const gpuPair = { targetFolder, draftFolder, target: t.model, draft: d.model };
-      costs = (await loadOrMeasureCosts(await sharedGpu(), gpuPair, { log: o.log })).costs;
-    }
+    if (o.backend === "gpu") costs = (await rt.hardwareCosts()).costs;
   } catch (e) {
-    close();
+    rt.close();
     throw e;
   }
-  const p = pagedModel(t.model)?.paging;
-  const models = { targetFolder, draftFolder, target: t.model, draft: d.model };
+  const target = rt.target, draft = rt.draft!;
+  const p = pagedModel(target.model)?.paging;
   return {
-    target: t.model,
-    draft: d.model,
-    device: t.device,
+    target: target.model,
+    draft: draft.model,
+    device: target.device,
     info: {
       mode: o.mode,
-      device: t.device,
+      device: target.device,
       gpuMemoryBudget,
       targetWeightBytes,
       plan: p &&
@@ -147,7 +144,7 @@ export async function loadPair(
         },
     },
     costs,
-    acceptance: (sampling) => acceptanceFor(models, sampling, { log: o.log }),
+    acceptance: async (sampling) => (await rt.acceptance(sampling)).acceptance,
     chooseSequoia: (acceptance) => {
       if (!costs) {
         return { pick: DEFAULT_TREE, ranked: pickSequoiaTree(acceptance, PROPORTIONAL_COSTS).ranked };
@@ -159,7 +156,7 @@ export async function loadPair(
         predicted: { tokPerS: pick.tokPerS, speedup: pick.speedup },
       };
     },
-    close,
+    close: () => rt.close(),
   };
 }
 

@@ -8,7 +8,7 @@
 
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import type { GenerationStats } from "../decoding/autoregressive.ts";
+import type { GenerationStats } from "../decoding/stats.ts";
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR } from "../model/folder.ts";
 import { SAMPLING_DEFAULTS } from "../model/sampling.ts";
 import { pagedModel } from "../model/capabilities.ts";

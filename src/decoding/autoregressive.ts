@@ -10,7 +10,6 @@ import { isDeviceSampler } from "../model/capabilities.ts";
 import { sampleToken, type SamplingParams, validateSampling } from "../model/sampling.ts";
 import { Rng } from "../util/rng.ts";
 import type { GenerationEvent } from "./stats.ts";
-export type { GenerationStats } from "./stats.ts";
 import { TokenSink } from "./token_sink.ts";
 
 /** Options of one generation. */
