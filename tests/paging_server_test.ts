@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createApp } from "../src/server/app.ts";
 import { Gpu } from "../src/gpu/device.ts";
 import { GpuLlama } from "../src/gpu/llama/model.ts";
-import { minPagedBudget } from "../src/gpu/paging/pager.ts";
+import { minPagedBudget } from "../src/gpu/paging/plan.ts";
 import { DEFAULT_TARGET_DIR, openModelFolder } from "../src/model/folder.ts";
 
 Deno.test("paged server: a checkpoint truncated on disk fails one request (503), the server keeps serving", async () => {

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { Gpu } from "../src/gpu/device.ts";
 import { GpuLlama } from "../src/gpu/llama/model.ts";
-import { planPaging } from "../src/gpu/paging/pager.ts";
+import { planPaging } from "../src/gpu/paging/plan.ts";
 import { openCheckpoint, openModelFolder } from "../src/model/folder.ts";
 import { argmax } from "../src/model/sampling.ts";
 import { generateSpeculative } from "../src/speculative/engine.ts";
@@ -212,7 +212,7 @@ Deno.test("paged model from a folder keeps its tokenizer-facing config", async (
 });
 
 Deno.test("minPagedBudget is the smallest budget that loads paged", async () => {
-  const { minPagedBudget } = await import("../src/gpu/paging/pager.ts");
+  const { minPagedBudget } = await import("../src/gpu/paging/plan.ts");
   const min = minPagedBudget(ckpt.checkpoint, ckpt.config);
   assert.equal(min, baseBytes + 2 * layerBytes);
   const m = await GpuLlama.load(gpu, ckpt, { gpuMemoryBudget: min, maxBatch: 8 });

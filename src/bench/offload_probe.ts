@@ -9,7 +9,8 @@ side-by-side run with it (`deno task bench`, unless --quick, --resident-only or 
 
 import type { Gpu } from "../gpu/device.ts";
 import { GpuLlama } from "../gpu/llama/model.ts";
-import { minPagedBudget, type PagingReport, pagingReport } from "../gpu/paging/pager.ts";
+import { minPagedBudget } from "../gpu/paging/plan.ts";
+import { type PagingReport, pagingReport } from "../gpu/paging/report.ts";
 import { formatBytes } from "../util/bytes.ts";
 import { openCheckpoint } from "../model/folder.ts";
 import { llamaConfig, makeRandomModel, PRESETS } from "../model/random_model.ts";

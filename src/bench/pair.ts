@@ -11,7 +11,7 @@ import { type Backend, type LoadedModel, loadModel, sharedGpu } from "../runtime
 import type { HardwareCosts } from "../runtime/hardware_profile.ts";
 import { Runtime } from "../runtime/runtime.ts";
 import { GpuLlama } from "../gpu/llama/model.ts";
-import { minPagedBudget, weightSizes } from "../gpu/paging/pager.ts";
+import { minPagedBudget, weightSizes } from "../gpu/paging/plan.ts";
 import { pagedModel } from "../model/capabilities.ts";
 import type { CausalLM } from "../model/causal_lm.ts";
 import {

@@ -17,7 +17,7 @@ import type { StepStats } from "../speculative/engine.ts";
 import { BACKENDS } from "../runtime/backend.ts";
 import { Runtime } from "../runtime/runtime.ts";
 import { ContextLengthError } from "../runtime/context_length.ts";
-import { pagingReport } from "../gpu/paging/pager.ts";
+import { pagingReport } from "../gpu/paging/report.ts";
 import { formatBytes } from "../util/bytes.ts";
 import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
 import { UsageError, zodMessage } from "./usage.ts";

@@ -22,7 +22,7 @@ import type {
   Paged,
 } from "../../model/capabilities.ts";
 import { type Gpu, GpuError } from "../device.ts";
-import type { PagingPlan, PagingStats } from "../paging/pager.ts";
+import type { PagingPlan, PagingStats } from "../../model/capabilities.ts";
 import { type GpuCounters, GpuForward, isGreedy } from "./forward.ts";
 import { checkInput, checkTokens } from "./inputs.ts";
 import type { GpuKvCache } from "./kv_cache.ts";
@@ -30,8 +30,6 @@ import { fusedLimits, FusedStepBuffers, runFusedTreeStep } from "./tree_step.ts"
 import { GpuWeights } from "./weights.ts";
 
 export type { GpuCounters, Head } from "./forward.ts";
-export { MAX_RING_SLOTS } from "../paging/pager.ts";
-export type { PagingPlan, PagingStats } from "../paging/pager.ts";
 
 /** Options of {@link GpuLlama.load}. */
 export interface GpuLlamaOptions {
@@ -47,7 +45,7 @@ export interface GpuLlamaOptions {
   gpuMemoryBudget?: number;
   /** Bytes of host RAM for caching streamed layers (default: all of them, up to half the free RAM). */
   hostMemoryBudget?: number;
-  /** Most ring slots when paging (default {@link MAX_RING_SLOTS}, at least 2). */
+  /** Most ring slots when paging (default MAX_RING_SLOTS of gpu/paging/plan.ts, at least 2). */
   maxRingSlots?: number;
 }
 

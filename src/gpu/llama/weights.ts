@@ -16,17 +16,9 @@ import {
 import type { ModelConfig } from "../../model/config.ts";
 import type { Gpu } from "../device.ts";
 import { destroyMatrix, type GpuMatrix, uploadMatrix } from "../tensor.ts";
-import {
-  destroyLayer,
-  type LayerMatrices,
-  layerMatrices,
-  LayerPager,
-  normBytes,
-  type PagingPlan,
-  type PagingStats,
-  planPaging,
-  weightSizes,
-} from "../paging/pager.ts";
+import { destroyLayer, type LayerMatrices, layerMatrices, LayerPager } from "../paging/pager.ts";
+import type { PagingPlan, PagingStats } from "../../model/capabilities.ts";
+import { normBytes, planPaging, weightSizes } from "../paging/plan.ts";
 
 /** A layer's two norms: (d) f32 each, always resident. */
 export type LayerNorms = Record<LayerNormRole, GPUBuffer>;

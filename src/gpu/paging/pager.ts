@@ -27,50 +27,6 @@ import type { PagingPlan, PagingStats } from "../../model/capabilities.ts";
 import type { Gpu } from "../device.ts";
 import { allocMatrix, destroyMatrix, type GpuMatrix, writeMatrix } from "../tensor.ts";
 
-export type { PagingPlan, PagingStats };
-
-/** Most ring slots the planner gives a paged model (more only adds look-ahead, not fewer bytes). */
-export const MAX_RING_SLOTS = 3;
-
-/**
- * Split a model under `budget` bytes of GPU weight memory, or return undefined when every weight fits.
- * Keeps as many whole layers resident as the budget allows after a ring of min(maxRingSlots, what fits)
- * slots; throws a RangeError stating the bytes needed when not even two slots fit.
- */
-export function planPaging(a: {
-  nLayers: number;
-  layerBytes: number;
-  baseBytes: number;
-  budget: number;
-  maxRingSlots?: number;
-  what?: string;
-}): PagingPlan | undefined {
-  const { nLayers, layerBytes, baseBytes, budget } = a;
-  const maxSlots = Math.max(2, a.maxRingSlots ?? MAX_RING_SLOTS);
-  if (!(budget >= 0)) throw new RangeError(`GPU memory budget must be a non-negative number, got ${budget}`);
-  if (baseBytes + nLayers * layerBytes <= budget) return undefined;
-  const fit = Math.floor((budget - baseBytes) / layerBytes);
-  if (fit < 2) {
-    const need = baseBytes + 2 * layerBytes;
-    throw new RangeError(
-      `GPU memory budget of ${budget} bytes is too small${a.what ? ` for ${a.what}` : ""}: the embeddings, ` +
-        `LM head and norms need ${baseBytes} bytes resident and streaming needs at least 2 layer slots of ` +
-        `${layerBytes} bytes, ${need} bytes in all`,
-    );
-  }
-  const ringSlots = Math.min(maxSlots, fit, nLayers);
-  // Whole resident layers beyond the ring, but never so many that the ring would cover every streamed layer.
-  const residentLayers = Math.min(fit - ringSlots, nLayers - ringSlots - 1);
-  return {
-    residentLayers,
-    ringSlots,
-    layerBytes,
-    baseBytes,
-    gpuWeightBytes: baseBytes + (residentLayers + ringSlots) * layerBytes,
-    bytesPerForward: (nLayers - residentLayers) * layerBytes,
-  };
-}
-
 /** A decoder layer's seven matrices on the GPU, by role (what a ring slot holds). */
 export type LayerMatrices = Record<LayerMatrixRole, GpuMatrix>;
 
@@ -82,35 +38,6 @@ export function layerMatrices(make: (role: LayerMatrixRole) => GpuMatrix): Layer
 /** Free a layer's matrices. */
 export function destroyLayer(m: LayerMatrices): void {
   for (const r of LAYER_MATRIX_ROLES) destroyMatrix(m[r]);
-}
-
-/** GPU bytes of every norm vector (two per layer and the final one), kept as f32. */
-export function normBytes(c: ModelConfig): number {
-  return (2 * c.nLayers + 1) * c.hiddenSize * 4;
-}
-
-/**
- * What paging needs to know about a checkpoint's GPU footprint: the largest decoder layer's seven
- * matrices (a slot's size) and the always-resident rest (embeddings, an untied LM head, the norms as f32).
- */
-export function weightSizes(
-  st: SafetensorsModel,
-  c: ModelConfig,
-): { nLayers: number; layerBytes: number; baseBytes: number } {
-  const spec = llamaTensorSpec(c);
-  const bytesOf = (name: string) => st.get(name)!.byteLength;
-  const layerBytes = Math.max(
-    ...spec.layers.map((s) => LAYER_MATRIX_ROLES.reduce((a, r) => a + bytesOf(s[r].name), 0)),
-  );
-  const { embed, lmHead } = spec.global;
-  const baseBytes = bytesOf(embed.name) + (lmHead ? bytesOf(lmHead.name) : 0) + normBytes(c);
-  return { nLayers: c.nLayers, layerBytes, baseBytes };
-}
-
-/** The smallest GPU memory budget under which `st` can run paged: the resident part plus two layer slots. */
-export function minPagedBudget(st: SafetensorsModel, c: ModelConfig): number {
-  const w = weightSizes(st, c);
-  return w.baseBytes + 2 * w.layerBytes;
 }
 
 /** The ring of layer slots and its refill schedule (see the module doc). */
@@ -303,52 +230,4 @@ export class LayerPager {
     for (const slot of this.slots) destroyLayer(slot);
     this.hostCache.clear();
   }
-}
-
-/** What a paged run did between two {@link PagingStats} snapshots, for reports (JSON-friendly). */
-export interface PagingReport {
-  resident_layers: number;
-  ring_slots: number;
-  layer_bytes: number;
-  gpu_weight_bytes: number;
-  host_cached_layers: number;
-  uploads: number;
-  bytes_uploaded: number;
-  host_hits: number;
-  /** Reading (disk or host cache) + writing layer bytes into the queue. */
-  upload_ms: number;
-  /** Time forwards waited for a refill. */
-  stall_ms: number;
-  /** Wall time not spent waiting for weights: the GPU's compute, readbacks, host work. */
-  compute_ms: number;
-  /**
-   * Share of the upload time hidden behind compute: 1 - stall / upload (a refill that finished before
-   * its layer was needed ran while the GPU worked on the layers already submitted).
-   */
-  overlap: number;
-  /** Upload bandwidth of the refills: bytes / upload time. */
-  upload_gb_per_s: number;
-}
-
-/** Summarise the paging work between `before` and `after` over `wallMs` of wall time. */
-export function pagingReport(before: PagingStats, after: PagingStats, wallMs: number): PagingReport {
-  const read = after.readMs - before.readMs, write = after.writeMs - before.writeMs;
-  const stall = after.stallMs - before.stallMs;
-  const upload = read + write, bytes = after.bytesUploaded - before.bytesUploaded;
-  const r = (x: number) => Math.round(x * 100) / 100;
-  return {
-    resident_layers: after.plan.residentLayers,
-    ring_slots: after.plan.ringSlots,
-    layer_bytes: after.plan.layerBytes,
-    gpu_weight_bytes: after.plan.gpuWeightBytes,
-    host_cached_layers: after.hostCachedLayers,
-    uploads: after.uploads - before.uploads,
-    bytes_uploaded: bytes,
-    host_hits: after.hostHits - before.hostHits,
-    upload_ms: r(upload),
-    stall_ms: r(stall),
-    compute_ms: r(Math.max(0, wallMs - stall)),
-    overlap: upload > 0 ? r(Math.min(1, Math.max(0, 1 - stall / upload))) : 1,
-    upload_gb_per_s: upload > 0 ? r(bytes / upload / 1e6) : 0,
-  };
 }
