@@ -82,4 +82,5 @@ Deno.test("hardware profile: reused from cache; invalidated by adapter, Deno ver
   smallFolder.checkpoint.close();
   // Nothing was measured, so nothing was cached.
   assert.deepEqual([...Deno.readDirSync(CACHE)], []);
+  Deno.removeSync(CACHE);
 });
