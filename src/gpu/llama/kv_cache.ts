@@ -29,7 +29,7 @@ export class GpuKvCache implements KvCache {
    * @param run records into the model's op context and submits (so counters stay the model's)
    */
   constructor(
-    gpu: Gpu,
+    private readonly gpu: Gpu,
     private readonly config: ModelConfig,
     readonly capacity: number,
     private readonly maxMoves: number,
@@ -40,9 +40,7 @@ export class GpuKvCache implements KvCache {
     this.v = Array.from({ length: config.nLayers }, (_, l) => gpu.createBuffer(`v cache ${l}`, bytes));
     this.slots = gpu.createBuffer("kv commit slots", maxMoves * 4);
     this.tmp = gpu.createBuffer("kv tmp", 2 * maxMoves * config.kvDim * 4);
-    this.gpu = gpu;
   }
-  private readonly gpu: Gpu;
 
   get length(): number {
     return this.used;

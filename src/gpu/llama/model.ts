@@ -20,9 +20,10 @@ import type {
   FusedTreeStepResult,
   IdHead,
   Paged,
+  PagingPlan,
+  PagingStats,
 } from "../../model/capabilities.ts";
 import { type Gpu, GpuError } from "../device.ts";
-import type { PagingPlan, PagingStats } from "../../model/capabilities.ts";
 import { type GpuCounters, GpuForward, isGreedy } from "./forward.ts";
 import { checkInput, checkTokens } from "./inputs.ts";
 import type { GpuKvCache } from "./kv_cache.ts";
