@@ -17,7 +17,8 @@ export function isDType(s: string): s is DType {
 
 // f16 -> f32 through a 64 Ki-entry table: one lookup per element instead of bit fiddling (256 KiB, built once).
 let f16Table: Float32Array | undefined;
-function f16ToF32Table(): Float32Array {
+/** The 65,536-entry f16 bit pattern -> f32 value table (built on first use). */
+export function f16ToF32Table(): Float32Array {
   if (f16Table) return f16Table;
   f16Table = new Float32Array(65536);
   for (let h = 0; h < 65536; h++) {
