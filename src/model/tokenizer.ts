@@ -67,16 +67,28 @@ export class ModelTokenizer {
         throw new TokenizerError(`${cfgPath}: cannot read: ${(e as Error).message}`);
       }
     }
+    return ModelTokenizer.fromJson(json, cfg, { source: path, configSource: cfgPath, extraEos });
+  }
+
+  /**
+   * A tokenizer from a tokenizer.json object and a tokenizer_config.json object (e.g. built from a GGUF
+   * file's metadata); `source` / `configSource` name them in errors.
+   */
+  static fromJson(
+    json: unknown,
+    cfg: Record<string, unknown>,
+    o: { source: string; configSource?: string; extraEos?: number[] },
+  ): ModelTokenizer {
     let tok: Tokenizer;
     try {
       tok = new Tokenizer(json as object, cfg);
     } catch (e) {
-      throw new TokenizerError(`${path}: unsupported tokenizer: ${(e as Error).message}`);
+      throw new TokenizerError(`${o.source}: unsupported tokenizer: ${(e as Error).message}`);
     }
     const bosToken = tokenString(cfg.bos_token);
     const eosToken = tokenString(cfg.eos_token);
     const bosId = bosToken !== undefined ? tok.token_to_id(bosToken) ?? null : null;
-    const eosIds = new Set(extraEos);
+    const eosIds = new Set(o.extraEos ?? []);
     if (eosToken !== undefined) {
       const id = tok.token_to_id(eosToken);
       if (id !== undefined) eosIds.add(id);
@@ -89,7 +101,9 @@ export class ModelTokenizer {
       try {
         template = new Template(cfg.chat_template);
       } catch (e) {
-        throw new TokenizerError(`${cfgPath}: chat_template does not parse: ${(e as Error).message}`);
+        throw new TokenizerError(
+          `${o.configSource ?? o.source}: chat_template does not parse: ${(e as Error).message}`,
+        );
       }
     }
     const vocabSize = tok.get_vocab(true).size;
@@ -115,7 +129,7 @@ export class ModelTokenizer {
   /** Render messages with the model's chat template (generation prompt added) and encode them. */
   encodeChat(messages: ChatMessage[]): number[] {
     if (!this.chatTemplate) {
-      throw new TokenizerError("this model's tokenizer_config.json has no chat_template");
+      throw new TokenizerError("this model has no chat template (tokenizer_config.json chat_template)");
     }
     const text = this.chatTemplate.render({
       messages,
