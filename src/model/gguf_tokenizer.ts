@@ -132,6 +132,9 @@ export function tokenizerFromGguf(file: GgufFile, extraEos: number[] = []): Mode
     if (types[i] === TOKEN_TYPE.control && END_OF_GENERATION.has(t)) eos.add(i);
   });
   const cfg: Record<string, unknown> = {
+    // Decoding is the exact inverse of the bytes (as llama.cpp and transformers do for these files):
+    // no "clean-up" that would eat the space in "What?! ..." or "x != y".
+    clean_up_tokenization_spaces: false,
     bos_token: tokenAt("tokenizer.ggml.bos_token_id"),
     eos_token: tokenAt("tokenizer.ggml.eos_token_id"),
     // GGUF's default (llama.cpp): a BOS is added unless the file says otherwise.

@@ -118,6 +118,7 @@ export class ModelTokenizer {
 
   /** Decode ids to text (special tokens skipped). */
   decode(ids: ArrayLike<number>): string {
+    if (ids.length === 0) return ""; // tokenizers.js throws on an empty list
     return this.tok.decode(Array.from(ids), { skip_special_tokens: true });
   }
 
