@@ -14,8 +14,11 @@ import type { Gpu } from "../gpu/device.ts";
 import * as ops from "../gpu/ops.ts";
 import { PipelineCache } from "../gpu/pipelines.ts";
 import { Recorder, UniformArena } from "../gpu/recorder.ts";
-import { uploadMatrix } from "../gpu/tensor.ts";
+import { destroyMatrix, type GpuMatrix, uploadMatrix } from "../gpu/tensor.ts";
 import { encodeTensor } from "../model/safetensors_write.ts";
+import type { ModelConfig } from "../model/config.ts";
+import type { DType } from "../model/dtype.ts";
+import { llamaTensorSpec } from "../model/weights.ts";
 import { DEFAULT_TARGET_DIR } from "../model/folder.ts";
 import { Rng } from "../util/rng.ts";
 import { sharedGpu } from "../runtime/backend.ts";
@@ -42,17 +45,23 @@ export interface KernelRow {
   gbps: number;
 }
 
-/** Time `record` (which records one repetition) as described in the module doc. */
+/**
+ * Time `record` (which records one repetition) as described in the module doc. `reps` undefined: as
+ * many repetitions as fill about 60 ms per sample, from the timed warm-up (slow kernels such as a
+ * 49k-row LM head on a CPU adapter would otherwise take seconds each).
+ */
 async function timeOps(
   gpu: Gpu,
   ctx: ops.OpContext,
   record: () => Promise<void>,
   sync: number,
-  reps = 20,
+  reps?: number,
 ): Promise<number> {
+  const w0 = performance.now();
   await record();
   await ctx.rec.submit("warm-up");
   await gpu.device.queue.onSubmittedWorkDone();
+  reps ??= Math.max(2, Math.min(40, Math.round(60 / Math.max(0.05, performance.now() - w0 - sync))));
   const samples: number[] = [];
   for (let k = 0; k < 3; k++) {
     const t0 = performance.now();
@@ -67,6 +76,221 @@ async function timeOps(
 function randBytes(n: number, seed: number): Float32Array {
   const r = new Rng(seed);
   return Float32Array.from({ length: n }, () => (r.next() - 0.5) * 0.1);
+}
+
+/** One kernel of a decode step: its time, the bytes it must move, and how often one step runs it. */
+export interface StepRow extends KernelRow {
+  /** Launches per decode step (0: not part of an AR step, e.g. the KV commit of a speculative step). */
+  perStep: number;
+}
+
+/** The decode-step breakdown: per-kernel rows and their sum per step. */
+export interface DecodeStep {
+  rows: StepRow[];
+  /** Sum of perStep * ms over the rows (kernel time of one step, dispatch overhead included). */
+  kernelMs: number;
+  /** Weight + KV bytes one step must read. */
+  bytes: number;
+  /** Launches per step. */
+  dispatches: number;
+  /** One trivial dispatch (count-1 swiglu) in a long submission: the per-dispatch floor. */
+  dispatchMs: number;
+}
+
+/**
+ * Every kernel of one decode step (n = 1, `past` cached slots) at config `c`'s shape, on random data in
+ * the checkpoint's dtype (no weights needed, so any shape can be asked for): ms, bytes, GB/s each and
+ * how many times a step launches it. Sum of the rows + one submission + one readback should come close
+ * to the measured forward t(1); the gap is what per-step work outside the kernels costs.
+ */
+export async function decodeStep(
+  gpu: Gpu,
+  ctx: ops.OpContext,
+  c: ModelConfig,
+  dtype: DType,
+  past: number,
+  submitMs: number,
+): Promise<DecodeStep> {
+  const L = c.nLayers, d = c.hiddenSize, wb = dtype === "F32" ? 4 : 2;
+  const rows: StepRow[] = [];
+  const own: GPUBuffer[] = [];
+  const buf = (name: string, floats: number, seed?: number) => {
+    const b = seed === undefined
+      ? gpu.createBuffer(name, floats * 4)
+      : gpu.createBufferWith(name, randBytes(floats, seed));
+    own.push(b);
+    return b;
+  };
+  const add = async (
+    kernel: string,
+    shape: string,
+    perStep: number,
+    bytes: number,
+    record: () => Promise<void>,
+  ) => {
+    const ms = await timeOps(gpu, ctx, record, submitMs);
+    rows.push({ kernel, shape, ms, bytes, gbps: bytes / (ms / 1000) / 1e9, perStep });
+  };
+  const wide = Math.max(c.vocabSize, c.intermediateSize, c.qDim, d);
+  const x = buf("x", Math.max(c.intermediateSize, c.qDim, d), 11);
+  const y = buf("y", wide);
+  const tokens = gpu.createBufferWith("tokens", Uint32Array.of(3));
+  own.push(tokens);
+  const mats: GpuMatrix[] = [];
+  const matrix = (name: string, r: number, k: number, seed: number) => {
+    const m = uploadMatrix(gpu, name, encodeTensor(randBytes(r * k, seed), dtype), [r, k], dtype);
+    mats.push(m);
+    return m;
+  };
+  const embed = matrix("embed", c.vocabSize, d, 12);
+  await add(
+    "embedding",
+    `${c.vocabSize}x${d}`,
+    1,
+    d * wb,
+    () => ops.embedding(ctx, { table: embed, tokens, tokOffset: 0, out: y, n: 1 }),
+  );
+  const norm = buf("norm", d, 13);
+  await add(
+    "rmsnorm",
+    `d=${d}`,
+    2 * L + 1,
+    d * 8,
+    () => ops.rmsNorm(ctx, { x, w: norm, out: y, n: 1, d, eps: 1e-5 }),
+  );
+  const shapes: [string, number, number, number][] = [
+    ["q", c.qDim, d, L],
+    ["k", c.kvDim, d, L],
+    ["v", c.kvDim, d, L],
+    ["o", d, c.qDim, L],
+    ["gate", c.intermediateSize, d, L],
+    ["up", c.intermediateSize, d, L],
+    ["down", d, c.intermediateSize, L],
+  ];
+  for (const [name, r, k, per] of shapes) {
+    const w = matrix(name, r, k, 20 + r + k);
+    await add(`matmul ${name}`, `${r}x${k}`, per, r * k * wb, () => ops.matmul(ctx, { w, x, y, n: 1 }));
+    destroyMatrix(w);
+    mats.pop();
+  }
+  await add(
+    "matmul lm head",
+    `${c.vocabSize}x${d}`,
+    1,
+    c.vocabSize * d * wb,
+    () => ops.matmul(ctx, { w: embed, x, y, n: 1 }),
+  );
+  const cap = past + 1;
+  const table = buf("rope table", cap * c.headDim, 14);
+  const positions = gpu.createBufferWith("positions", Uint32Array.of(past));
+  own.push(positions);
+  const q = buf("q", c.qDim, 15);
+  const kc = buf("k cache", cap * c.kvDim, 16);
+  const vc = buf("v cache", cap * c.kvDim, 17);
+  const r = { n: 1, headDim: c.headDim, positions, posOffset: 0, table };
+  await add(
+    "rope q",
+    `${c.nHeads} heads`,
+    L,
+    c.qDim * 8,
+    () => ops.rope(ctx, { ...r, x: q, offset: 0, stride: c.qDim, nHeads: c.nHeads }),
+  );
+  await add(
+    "rope k",
+    `${c.nKvHeads} heads`,
+    L,
+    c.kvDim * 8,
+    () => ops.rope(ctx, { ...r, x: kc, offset: past * c.kvDim, stride: c.kvDim, nHeads: c.nKvHeads }),
+  );
+  const scratch = buf("scratch", c.nHeads * cap);
+  const mask = buf("mask", 1);
+  await add(
+    "attention",
+    `past=${past}, heads ${c.nHeads}/${c.nKvHeads}`,
+    L,
+    2 * cap * c.kvDim * 4,
+    () =>
+      ops.attention(ctx, {
+        q,
+        k: kc,
+        v: vc,
+        mask,
+        scratch,
+        out: y,
+        n: 1,
+        past,
+        nHeads: c.nHeads,
+        nKvHeads: c.nKvHeads,
+        headDim: c.headDim,
+        maskWords: 1,
+        causal: true,
+        cap,
+      }),
+  );
+  const up = buf("up", c.intermediateSize, 18);
+  const gate = buf("gate", c.intermediateSize, 19);
+  await add(
+    "swiglu",
+    `${c.intermediateSize}`,
+    L,
+    c.intermediateSize * 12,
+    () => ops.swiGlu(ctx, { gate, up, count: c.intermediateSize }),
+  );
+  const logits = buf("logits", c.vocabSize, 21);
+  const ids = buf("ids", 4);
+  await add(
+    "argmax",
+    `vocab=${c.vocabSize}`,
+    1,
+    c.vocabSize * 4,
+    () => ops.argmax(ctx, { logits, out: ids, outOffset: 0, n: 1, vocab: c.vocabSize }),
+  );
+  const uni = gpu.createBufferWith("u", Float32Array.of(0.5));
+  own.push(uni);
+  await add(
+    "sample (T 0.7, top-k 50, top-p 0.9)",
+    `vocab=${c.vocabSize}`,
+    0,
+    c.vocabSize * 4,
+    () =>
+      ops.sample(ctx, {
+        logits,
+        uniforms: uni,
+        uOffset: 0,
+        out: ids,
+        outOffset: 0,
+        n: 1,
+        vocab: c.vocabSize,
+        temperature: 0.7,
+        topK: 50,
+        topP: 0.9,
+      }),
+  );
+  const slots = gpu.createBufferWith("slots", Uint32Array.of(past));
+  own.push(slots);
+  const tmp = buf("kv tmp", 2 * c.kvDim);
+  await add(
+    "kv copy (commit, 1 row, per layer)",
+    `kvDim=${c.kvDim}`,
+    0,
+    4 * c.kvDim * 4,
+    () => ops.kvCopy(ctx, { slots, k: kc, v: vc, tmp, count: 1, kvDim: c.kvDim, dstBase: 0 }),
+  );
+  const dispatchMs = await timeOps(gpu, ctx, () => ops.swiGlu(ctx, { gate, up, count: 1 }), submitMs, 200);
+  rows.push({
+    kernel: "empty dispatch",
+    shape: "swiglu count=1",
+    ms: dispatchMs,
+    bytes: 0,
+    gbps: 0,
+    perStep: 0,
+  });
+  for (const m of mats) destroyMatrix(m);
+  for (const b of own) b.destroy();
+  const kernelMs = rows.reduce((a, r) => a + r.perStep * r.ms, 0);
+  const dispatches = rows.reduce((a, r) => a + r.perStep, 0);
+  const bytes = rows.reduce((a, r) => a + r.perStep * r.bytes, 0);
+  return { rows, kernelMs, bytes, dispatches, dispatchMs };
 }
 
 /** Run the kernel benchmark on the shared GPU; prints Markdown, writes the JSON, returns the data. */
@@ -134,7 +358,8 @@ export async function benchKernels(o: KernelBenchOptions): Promise<Record<string
     ),
     d * 8,
   );
-  const past = Math.min(256, c.maxPositions - 1);
+  // The hardware profile's past (runtime/hardware_profile.ts measureCosts): every forward re-prefills it.
+  const past = Math.min(64, c.maxPositions - 1);
   const kc = gpu.createBufferWith("k", randBytes((past + 1) * c.kvDim, 5));
   const vc = gpu.createBufferWith("v", randBytes((past + 1) * c.kvDim, 6));
   const scratch = gpu.createBuffer("scratch", c.nHeads * (past + 1) * 4);
@@ -193,9 +418,13 @@ export async function benchKernels(o: KernelBenchOptions): Promise<Record<string
     c.vocabSize * 4,
   );
 
+  // One decode step (n = 1) kernel by kernel at the target's shape, against the measured forward.
+  const dtype = target.folder.checkpoint.get(llamaTensorSpec(c).global.embed.name)!.dtype;
+  const step = await decodeStep(gpu, ctx, c, dtype, past, sync.submitMs);
+
   // Whole target forward t(n): n new tokens after `past` cached ones, one submission + one readback.
   const fwd: { n: number; ms: number }[] = [];
-  for (const n of quick ? [1, 8, 32] : [1, 2, 4, 8, 16, 32, 64, 128]) {
+  for (const n of quick ? [1, 8, 32] : [1, 2, 4, 8, 16, 32, 64]) {
     fwd.push({ n, ms: sync.readbackMs + await forwardMs(model, n, past, sync.readbackMs, quick ? 2 : 3) });
   }
   target.close();
@@ -219,6 +448,31 @@ export async function benchKernels(o: KernelBenchOptions): Promise<Record<string
   console.log("| n | ms | ms per token |");
   console.log("|---:|---:|---:|");
   for (const f of fwd) console.log(`| ${f.n} | ${f.ms.toFixed(2)} | ${(f.ms / f.n).toFixed(3)} |`);
+  const t1 = fwd[0].ms;
+  console.log(
+    `\n## One decode step (n = 1, past=${past}) kernel by kernel at the target's shape (${dtype})\n`,
+  );
+  console.log("| kernel | shape | ms | bytes | GB/s | % of stream | per step | ms per step |");
+  console.log("|---|---|---:|---:|---:|---:|---:|---:|");
+  for (const r of step.rows) {
+    console.log(
+      `| ${r.kernel} | ${r.shape} | ${r.ms.toFixed(3)} | ${r.bytes} | ${r.gbps.toFixed(2)} | ${
+        (100 * r.gbps / streamGbps).toFixed(0)
+      }% | ${r.perStep} | ${(r.perStep * r.ms).toFixed(2)} |`,
+    );
+  }
+  const sum = step.kernelMs + sync.submitMs + sync.readbackMs;
+  console.log(
+    `\n${step.dispatches} dispatches per step; kernels ${step.kernelMs.toFixed(2)} ms + one submission ${
+      sync.submitMs.toFixed(2)
+    } ms + one readback ${sync.readbackMs.toFixed(2)} ms = ${sum.toFixed(2)} ms vs measured t(1) ${
+      t1.toFixed(2)
+    } ms (${(100 * sum / t1).toFixed(0)}%). ${(step.bytes / 1e6).toFixed(1)} MB per token: ${
+      (step.bytes / (t1 / 1000) / 1e9).toFixed(2)
+    } GB/s at t(1) = ${(100 * step.bytes / (t1 / 1000) / 1e9 / streamGbps).toFixed(0)}% of streaming read ${
+      streamGbps.toFixed(2)
+    } GB/s (AR ${(1000 / t1).toFixed(2)} tok/s).`,
+  );
   for (const b of [data, partial, x, y, vec, out, norm, kc, vc, scratch, mask, logits, uni]) b.destroy();
   for (const p of W.parts) p.buffer.destroy();
   const result = {
@@ -228,6 +482,7 @@ export async function benchKernels(o: KernelBenchOptions): Promise<Record<string
     kernels: rows,
     matmulTn: tn,
     targetForwardTn: fwd,
+    decodeStep: step,
   };
   if (o.jsonPath) {
     await Deno.writeTextFile(

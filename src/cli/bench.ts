@@ -23,6 +23,7 @@ const USAGE =
   `Usage: deno task bench [--quick] [--offload | --resident-only] [--methods LIST] [--temperatures LIST]
                        [--runs R] [--max-tokens N] [--prompts N] [--backend gpu|cpu] [--json PATH] [--out DIR]
        deno task bench --kernels | --sweep | --ar  [--quick] [--json PATH]
+       deno task bench --kernels --model DIR       (kernels, t(n) and a decode step at DIR's shape)
 
 Default: AR, chain (k = 4), SpecInfer (4 x 4), Sequoia (the hardware profiler's pick for this adapter,
 plus a sweep of tree sizes n = 4 .. 64 at the profiler's depth for each) and SpecExec (K = 64, 256,
@@ -45,7 +46,8 @@ writes SVG plots (tokens/step vs tree size with the planner's prediction, tok/s 
   --replot PATH    print the tables and redraw the plots of a saved --json report (no measurement)
 
 Other benchmarks:
-  --kernels   per-kernel ms and GB/s, matmul and target-forward t(n), sync cost, streaming bandwidth
+  --kernels   per-kernel ms and GB/s, matmul and target-forward t(n), sync cost, streaming bandwidth,
+              one decode step kernel by kernel against the measured t(1) (--model DIR: that model)
   --sweep     Sequoia over a grid of (n, d) at T = 0.7, the profiler's pick beside the best found
   --ar        AR tok/s of the target and draft: GPU at 8 and 1 tokens per submission, CPU reference
 `;
@@ -67,6 +69,7 @@ const OPTIONS = {
   json: { type: "string" },
   out: { type: "string", default: "bench/out" },
   replot: { type: "string" },
+  model: { type: "string" },
   "skip-1b": { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
 } as const;
@@ -97,12 +100,13 @@ export async function runBench(args: string[]): Promise<number> {
   if ([values.kernels, values.sweep, values.ar].filter(Boolean).length > 1) {
     throw new UsageError(`--kernels, --sweep and --ar are separate benchmarks: pick one`);
   }
+  if (values.model !== undefined && !values.kernels) throw new UsageError(`--model goes with --kernels only`);
   if (values.replot) {
     await replot(values.replot, values.out || undefined);
     return 0;
   }
   if (values.kernels) {
-    await benchKernels({ quick: values.quick, jsonPath: values.json });
+    await benchKernels({ quick: values.quick, targetDir: values.model, jsonPath: values.json });
     return 0;
   }
   // --sweep and --ar: held-out prompts of their own, more and longer than the side-by-side's quick run.
