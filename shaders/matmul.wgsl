@@ -2,17 +2,23 @@
 // col = row_start + r. W is an HF Linear weight (out, in), row-major; a matrix bigger than one binding
 // is split into row chunks, one dispatch each (row_start, rows). f32 accumulation.
 //
-// Each workgroup: 4 row groups x 16 lanes; a row group owns RPT weight rows, its 16 lanes split the
-// `in` dimension and reduce in workgroup memory. Each weight element is loaded once per TN token rows
-// and each x chunk once per RPT weight rows: loads per multiply-add fall as 1/TN + 1/RPT, which is what
-// makes verifying n tree tokens cost far less than n single-token passes.
+// Two layouts of a workgroup of WG threads, each thread owning RPT weight rows and TN token rows (each
+// weight element is loaded once per TN token rows and each x chunk once per RPT weight rows: loads per
+// multiply-add fall as 1/TN + 1/RPT, which is what makes verifying n tree tokens cost far less than n
+// single-token passes):
+//   SPLIT: WG / 16 row groups x 16 lanes; the lanes of a row group split the `in` dimension and reduce
+//          in workgroup memory (log2(16) barriers per workgroup).
+//   else:  one thread per RPT rows walks the whole `in` dimension: no reduction, no barrier. On a CPU
+//          adapter (llvmpipe: one workgroup per core thread, SIMD across invocations, every divergent
+//          load a per-lane gather) this runs the n = 1 matvec at 2-3x the speed of SPLIT, because the
+//          barriers and the reduction dominate a 576-wide row there; a GPU wants SPLIT's coalescing.
 //
 // bindings: 0 params; 1 w: the chunk, (rows, in): VEC -> array<vec4<u32>> (8 halves or 4 f32 per load,
 //           needs in % 8 == 0), else array<u32>; 2 x: array<f32>, row t at x_offset + t * in
 //           (VEC: array<vec4<f32>>); 3 y: array<f32>, element (t, col) at y_offset + t * y_stride + col
-// dispatch: (ceil(rows / (4 * RPT)), ceil(n / TN))
+// dispatch: (ceil(rows / ((SPLIT ? WG / 16 : WG) * RPT)), ceil(n / TN))
 // defines: DTYPE (0 F32, 1 F16, 2 BF16), VEC (bool), TN (token rows per workgroup), RPT (weight rows per
-//          thread), ACC (bool: y += ...)
+//          thread), ACC (bool: y += ...), SPLIT (bool), WG (threads per workgroup; 64 with SPLIT)
 struct Params { n: u32, in_dim: u32, rows: u32, row_start: u32, x_offset: u32, y_offset: u32, y_stride: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 //#if VEC
@@ -24,16 +30,20 @@ struct Params { n: u32, in_dim: u32, rows: u32, row_start: u32, x_offset: u32, y
 //#endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
+//#if SPLIT
 const LANES: u32 = 16u;
-const ROWS: u32 = 4u * RPT; // weight rows per workgroup
-var<workgroup> red: array<f32, 64 * RPT * TN>;
+var<workgroup> red: array<f32, WG * RPT * TN>;
+//#else
+const LANES: u32 = 1u;
+//#endif
+const ROWS: u32 = WG / LANES * RPT; // weight rows per workgroup
 
 fn unpack2(word: u32) -> vec2<f32> {
   if (DTYPE == 1u) { return unpack2x16float(word); }
   return vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u));
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let lane = lid % LANES;
   let r0 = wg.x * ROWS + (lid / LANES) * RPT; // this thread's first weight row
@@ -106,6 +116,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 //#end
   }
 //#endif
+//#if SPLIT
   let base = lid * RPT * TN;
 //#unroll j RPT
 //#unroll t TN
@@ -135,4 +146,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       }
     }
   }
+//#else
+//#unroll j RPT
+//#unroll t TN
+  if (r0 + $ju < p.rows && t0 + $tu < p.n) {
+    let o_$j_$t = p.y_offset + (t0 + $tu) * p.y_stride + p.row_start + r0 + $ju;
+//#if ACC
+    y[o_$j_$t] += acc_$j_$t;
+//#else
+    y[o_$j_$t] = acc_$j_$t;
+//#endif
+  }
+//#end
+//#end
+//#endif
 }

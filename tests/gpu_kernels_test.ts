@@ -114,6 +114,39 @@ Deno.test("gpu: matmul, all dtypes, vec4 and scalar paths, tiles, offsets, resid
   }
 });
 
+Deno.test("gpu: matmul tiles, row-per-thread and split lanes, awkward rows / in / n, row chunks", async () => {
+  const tiles: ops.MatmulTile[] = [
+    { tn: 1, rpt: 1, split: true, wg: 64 },
+    { tn: 4, rpt: 8, split: true, wg: 64 },
+    { tn: 1, rpt: 8, split: false, wg: 8 },
+    { tn: 2, rpt: 3, split: false, wg: 16 },
+    { tn: 8, rpt: 8, split: false, wg: 8 },
+  ];
+  for (const dtype of ["F32", "F16", "BF16"] as DType[]) {
+    for (const [out, inDim] of [[37, 48], [101, 70], [9, 584]]) {
+      for (const n of [1, 3, 11]) {
+        for (const tile of tiles) {
+          const W = rand(out * inDim, 40 + n, 0.5);
+          const x = rand(n * inDim, 50 + n);
+          const y0 = rand(n * out, 60 + n);
+          const m = uploadMatrix(gpu, "w", encodeTensor(W, dtype), [out, inDim], dtype, 6 * inDim * 4);
+          const y = upload(y0);
+          await ops.matmul(ctx, { w: m, x: upload(x), y, n, acc: true, tile });
+          await ctx.rec.submit();
+          const want = y0.slice();
+          const row = new Float32Array(out);
+          for (let t = 0; t < n; t++) {
+            matVec(rounded(W, dtype), x.subarray(t * inDim, (t + 1) * inDim), out, inDim, row);
+            for (let o = 0; o < out; o++) want[t * out + o] += row[o];
+          }
+          const what = `matmul ${dtype} ${out}x${inDim} n=${n} tile ${JSON.stringify(tile)}`;
+          assertClose(await readF32(y, y0.length), want, 2e-5, what);
+        }
+      }
+    }
+  }
+});
+
 Deno.test("gpu: rope (rotate_half) from the f64 cos/sin table", async () => {
   const n = 3, nHeads = 5, hd = 12, cap = 40, stride = nHeads * hd + 4, offset = 7;
   const inv = Float64Array.from({ length: hd / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / hd));

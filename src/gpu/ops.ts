@@ -44,20 +44,42 @@ export async function rmsNorm(
   c.rec.dispatch("rmsnorm", pl, [a.n, a.d, f32Bits(a.eps)], [a.x, a.w, a.out], [a.n]);
 }
 
+/** How one matmul dispatch is laid out (see shaders/matmul.wgsl). */
+export interface MatmulTile {
+  /** Token rows per workgroup. */
+  tn: number;
+  /** Weight rows per thread. */
+  rpt: number;
+  /** 16 lanes split `in` and reduce in workgroup memory (else one thread walks a whole row). */
+  split: boolean;
+  /** Threads per workgroup. */
+  wg: number;
+}
+
+/** Weight rows one workgroup of `t` covers. */
+export function tileRows(t: MatmulTile): number {
+  return (t.split ? t.wg / 16 : t.wg) * t.rpt;
+}
+
 /**
- * Tile of a matmul over n token rows: TN token rows per workgroup (weights loaded once per TN rows)
- * and RPT weight rows per thread (x loaded once per RPT rows). n = 1 keeps RPT = 1: a matvec is
- * bandwidth-bound and wants as many workgroups as possible.
+ * Tile of a matmul over n token rows and `rows` weight rows: TN token rows per workgroup (weights
+ * loaded once per TN rows) and RPT weight rows per thread (x loaded once per RPT rows), every thread
+ * walking whole rows (no split, no barrier) in workgroups of 8 threads.
+ *
+ * Measured on llvmpipe (2 cores, bench --kernels and SmolLM2-135M's shapes, F16): against the former
+ * SPLIT tiles (16 lanes per row, 4 row groups of 64 threads) the n = 1 matvec runs 2-4x faster (576-wide
+ * rows: 1.0-1.9 -> 4-7 GB/s; the 49,152 x 576 LM head 29 -> 7-9 ms) and n = 2..64 1.2-3x faster.
+ * Workgroups of 8 threads keep >= 6 of them even for a 192-row projection, so both core threads get
+ * work (llvmpipe runs one workgroup per thread, SIMD across its invocations). SPLIT stays available for
+ * adapters whose memory wants coalesced lanes (tile override).
  */
-export function matmulTile(n: number): { tn: number; rpt: number } {
-  // Measured on llvmpipe (bench --kernels): RPT 8 halves the time of n = 8..64 against RPT 4.
-  return n <= 1
-    ? { tn: 1, rpt: 1 }
-    : n <= 4
-    ? { tn: 4, rpt: 8 }
-    : n <= 16
-    ? { tn: 8, rpt: 8 }
-    : { tn: 16, rpt: 8 };
+export function matmulTile(n: number, rows = Infinity): MatmulTile {
+  if (n <= 1) {
+    return rows >= 512 ? { tn: 1, rpt: 8, split: false, wg: 8 } : { tn: 1, rpt: 4, split: false, wg: 8 };
+  }
+  if (n <= 2) return { tn: 2, rpt: 8, split: false, wg: 8 };
+  if (n <= 16) return { tn: 4, rpt: 8, split: false, wg: 8 };
+  return { tn: 8, rpt: 8, split: false, wg: 8 };
 }
 
 /**
@@ -75,17 +97,24 @@ export async function matmul(
     yOffset?: number;
     yStride?: number;
     acc?: boolean;
+    /** Override {@link matmulTile} (benchmarks and tests). */
+    tile?: MatmulTile;
   },
 ): Promise<void> {
+  if (a.tile?.split && (a.tile.wg % 16 !== 0 || a.tile.wg * a.tile.rpt * a.tile.tn * 4 > 16384)) {
+    throw new RangeError(`matmul: split tile ${JSON.stringify(a.tile)} needs wg % 16 == 0 and <= 16 KiB`);
+  }
   const xOffset = a.xOffset ?? 0;
   const vec = a.w.cols % 8 === 0 && xOffset % 4 === 0;
-  const { tn, rpt } = matmulTile(a.n);
+  const tile = a.tile ?? matmulTile(a.n, a.w.rows);
   const pl = await c.pipelines.get("matmul", {
     DTYPE: DTYPE_CODE[a.w.dtype],
     VEC: vec,
-    TN: tn,
-    RPT: rpt,
+    TN: tile.tn,
+    RPT: tile.rpt,
     ACC: !!a.acc,
+    SPLIT: tile.split,
+    WG: tile.wg,
   });
   for (const part of a.w.parts) {
     c.rec.dispatch(
@@ -93,7 +122,7 @@ export async function matmul(
       pl,
       [a.n, a.w.cols, part.rows, part.rowStart, xOffset, a.yOffset ?? 0, a.yStride ?? a.w.rows],
       [part.buffer, a.x, a.y],
-      [ceil(part.rows, 4 * rpt), ceil(a.n, tn)],
+      [ceil(part.rows, tileRows(tile)), ceil(a.n, tile.tn)],
     );
   }
 }
