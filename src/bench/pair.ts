@@ -110,8 +110,8 @@ export async function loadPair(
     ({ budget: gpuMemoryBudget, weightBytes: targetWeightBytes } = pagedBudget(folders.targetFolder));
   }
   const rt = await Runtime.open({
-    model: folders.targetFolder.dir,
-    draft: folders.draftFolder.dir,
+    model: folders.targetFolder.path,
+    draft: folders.draftFolder.path,
     backend: o.backend,
     maxBatch: o.maxBatch,
     paging: { gpuMemoryBudget },

@@ -134,7 +134,7 @@ async function serve(
   }
   const scheduler = new Scheduler({ maxQueue: o.maxQueue });
   const app = createApp({
-    name: folder.dir.split("/").filter(Boolean).pop() ?? "model",
+    name: folder.path.split("/").filter(Boolean).pop() ?? "model",
     model,
     tokenizer: folder.tokenizer,
     draft: runtime.draft?.model,

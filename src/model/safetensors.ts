@@ -12,6 +12,7 @@
  */
 
 import { type DType, DTYPE_BYTES, isDType, toF32 } from "./dtype.ts";
+import type { TensorStore } from "./tensor_store.ts";
 
 /** The HF reference implementation refuses headers above 100 MB; so do we (a corrupt length is huge). */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
@@ -249,7 +250,10 @@ function checkNoOverlap(path: string, ts: TensorInfo[]): void {
  * All tensors of a checkpoint folder: `model.safetensors`, or the shards listed by
  * `model.safetensors.index.json`, or (fallback) every `*.safetensors` file in the folder.
  */
-export class SafetensorsModel {
+export class SafetensorsModel implements TensorStore {
+  /** A folder's config lives in config.json beside the shards. */
+  readonly format = "safetensors";
+
   private constructor(
     /** Open files, one per shard. */
     readonly files: SafetensorsFile[],
@@ -345,6 +349,18 @@ export class SafetensorsModel {
     const f = this.index.get(name);
     if (!f) throw new CheckpointError(`checkpoint has no tensor "${name}"`);
     return await f.readF32(name);
+  }
+
+  /**
+   * Per shard: its file name, size and tensor table (names, dtypes, shapes, offsets): changed weights of
+   * the same layout go unnoticed, the price of not hashing gigabytes at startup.
+   */
+  identity(): string[] {
+    return this.files.flatMap((f) => [
+      f.path.split("/").pop()!,
+      String(f.size),
+      JSON.stringify([...f.tensors.values()].map((t) => [t.name, t.dtype, t.shape, t.offset])),
+    ]);
   }
 
   /** Close every shard. */

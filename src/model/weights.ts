@@ -7,7 +7,8 @@
  */
 
 import type { ModelConfig } from "./config.ts";
-import { CheckpointError, SafetensorsModel } from "./safetensors.ts";
+import { CheckpointError } from "./safetensors.ts";
+import type { TensorStore } from "./tensor_store.ts";
 
 /** One expected tensor: HF name and shape. */
 export interface TensorSpec {
@@ -86,13 +87,15 @@ export function specTensors(spec: LlamaTensorSpec): TensorSpec[] {
  * Check that every expected tensor is present with the expected shape. Some exporters write an
  * lm_head even for tied models; that is accepted (and ignored) when tie_word_embeddings is true.
  */
-export function validateCheckpoint(st: SafetensorsModel, c: ModelConfig, dir: string): void {
+export function validateCheckpoint(st: TensorStore, c: ModelConfig, dir: string): void {
   for (const t of specTensors(llamaTensorSpec(c))) {
     const info = st.get(t.name);
     if (!info) throw new CheckpointError(`${dir}: tensor "${t.name}" is missing from the checkpoint`);
     if (info.shape.length !== t.shape.length || info.shape.some((s, i) => s !== t.shape[i])) {
       throw new CheckpointError(
-        `${info.file}: tensor "${t.name}" has shape [${info.shape}], expected [${t.shape}] from config.json`,
+        `${info.file}: tensor "${t.name}" has shape [${info.shape}], expected [${t.shape}] from ${
+          st.format === "gguf" ? "the metadata" : "config.json"
+        }`,
       );
     }
   }
@@ -116,7 +119,7 @@ export interface LlamaWeightsF32 {
 }
 
 /** Load and convert all weights to f32. */
-export async function loadWeightsF32(st: SafetensorsModel, c: ModelConfig): Promise<LlamaWeightsF32> {
+export async function loadWeightsF32(st: TensorStore, c: ModelConfig): Promise<LlamaWeightsF32> {
   const spec = llamaTensorSpec(c);
   const layers: LayerWeightsF32[] = [];
   for (const s of spec.layers) {

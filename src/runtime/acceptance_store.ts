@@ -29,19 +29,16 @@ const fileSchema = z.object({ version: z.literal(1), entries: z.array(entrySchem
 export type AcceptanceEntry = z.infer<typeof entrySchema>;
 
 /**
- * A content identity of a model: SHA-256 over config.json and every shard's name, size and header
- * (the header lists every tensor's dtype, shape and offsets; changed weights of the same shape
- * are not detected, which is the price of not hashing gigabytes at startup).
+ * A content identity of a model: SHA-256 over its config and its tensor store's identity. An HF folder:
+ * config.json and every shard's name, size and header (every tensor's dtype, shape and offsets); a GGUF
+ * file: its name, size, metadata table (config and tokenizer) and tensor infos. Changed weights of the
+ * same layout are not detected, which is the price of not hashing gigabytes at startup.
  */
 export async function modelId(folder: Checkpoint): Promise<string> {
-  const parts: string[] = [await Deno.readTextFile(`${folder.dir}/config.json`)];
-  for (const f of folder.checkpoint.files) {
-    parts.push(
-      f.path.split("/").pop()!,
-      String(f.size),
-      JSON.stringify([...f.tensors.values()].map((t) => [t.name, t.dtype, t.shape, t.offset])),
-    );
-  }
+  const st = folder.checkpoint;
+  // A GGUF file's config is in its metadata, which its identity already covers.
+  const parts = st.format === "gguf" ? [] : [await Deno.readTextFile(`${folder.dir}/config.json`)];
+  parts.push(...st.identity());
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(parts.join("\n")));
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("").slice(0, 16);
 }

@@ -66,7 +66,7 @@ export class GpuWeights {
         ...weightSizes(st, c),
         budget: opts.gpuMemoryBudget,
         maxRingSlots: opts.maxRingSlots,
-        what: folder.dir,
+        what: folder.path,
       });
     }
     const embed = await matrix(spec.global.embed);

@@ -21,7 +21,7 @@
  */
 
 import type { ModelConfig } from "../../model/config.ts";
-import type { SafetensorsModel } from "../../model/safetensors.ts";
+import type { TensorStore } from "../../model/tensor_store.ts";
 import { LAYER_MATRIX_ROLES, type LayerMatrixRole, llamaTensorSpec } from "../../model/weights.ts";
 import type { PagingPlan, PagingStats } from "../../model/capabilities.ts";
 import type { Gpu } from "../device.ts";
@@ -62,7 +62,7 @@ export class LayerPager {
   static async create(
     gpu: Gpu,
     config: ModelConfig,
-    st: SafetensorsModel,
+    st: TensorStore,
     plan: PagingPlan,
     hostBudget: number,
   ): Promise<LayerPager> {
@@ -74,7 +74,7 @@ export class LayerPager {
   private constructor(
     private readonly gpu: Gpu,
     private readonly config: ModelConfig,
-    private readonly st: SafetensorsModel,
+    private readonly st: TensorStore,
     readonly plan: PagingPlan,
     hostBudget: number,
   ) {

@@ -6,7 +6,7 @@
  */
 
 import type { ModelConfig } from "../../model/config.ts";
-import type { SafetensorsModel } from "../../model/safetensors.ts";
+import type { TensorStore } from "../../model/tensor_store.ts";
 import { LAYER_MATRIX_ROLES, llamaTensorSpec } from "../../model/weights.ts";
 import type { PagingPlan } from "../../model/capabilities.ts";
 
@@ -62,7 +62,7 @@ export function normBytes(c: ModelConfig): number {
  * matrices (a slot's size) and the always-resident rest (embeddings, an untied LM head, the norms as f32).
  */
 export function weightSizes(
-  st: SafetensorsModel,
+  st: TensorStore,
   c: ModelConfig,
 ): { nLayers: number; layerBytes: number; baseBytes: number } {
   const spec = llamaTensorSpec(c);
@@ -76,7 +76,7 @@ export function weightSizes(
 }
 
 /** The smallest GPU memory budget under which `st` can run paged: the resident part plus two layer slots. */
-export function minPagedBudget(st: SafetensorsModel, c: ModelConfig): number {
+export function minPagedBudget(st: TensorStore, c: ModelConfig): number {
   const w = weightSizes(st, c);
   return w.baseBytes + 2 * w.layerBytes;
 }
