@@ -147,6 +147,106 @@ Deno.test("gpu: matmul tiles, row-per-thread and split lanes, awkward rows / in 
   }
 });
 
+Deno.test("gpu: gate_up (fused gate, up, swiglu) equals the CPU and the unfused kernels bit for bit", async () => {
+  const tiles: (ops.MatmulTile | undefined)[] = [
+    undefined,
+    { tn: 2, rpt: 3, split: false, wg: 16 },
+    { tn: 8, rpt: 8, split: false, wg: 8 },
+  ];
+  for (const dtype of ["F32", "F16", "BF16"] as DType[]) {
+    for (const [rows, inDim] of [[37, 48], [101, 584]]) {
+      for (const n of [1, 3, 11]) {
+        for (const tile of tiles) {
+          const G = rand(rows * inDim, 70 + n, 0.5), U = rand(rows * inDim, 80 + n, 0.5);
+          const x = upload(rand(n * inDim, 90 + n, 2));
+          const wGate = uploadMatrix(gpu, "g", encodeTensor(G, dtype), [rows, inDim], dtype);
+          const wUp = uploadMatrix(gpu, "u", encodeTensor(U, dtype), [rows, inDim], dtype);
+          assert.ok(ops.gateUpFusable(wGate, wUp));
+          const out = empty(n * rows), g = empty(n * rows), u = empty(n * rows);
+          await ops.gateUp(ctx, { wGate, wUp, x, out, n, tile });
+          const t = tile ?? ops.matmulTile(n, rows);
+          await ops.matmul(ctx, { w: wGate, x, y: g, n, tile: t });
+          await ops.matmul(ctx, { w: wUp, x, y: u, n, tile: t });
+          await ops.swiGlu(ctx, { gate: g, up: u, count: n * rows });
+          await ctx.rec.submit();
+          const got = await readF32(out, n * rows);
+          const what = `gate_up ${dtype} ${rows}x${inDim} n=${n} tile ${JSON.stringify(tile)}`;
+          assertClose(got, await readF32(g, n * rows), 0, `${what} vs unfused`);
+          const xs = await readF32(x, n * inDim), want = new Float32Array(n * rows);
+          const gr = new Float32Array(rows), ur = new Float32Array(rows);
+          for (let r = 0; r < n; r++) {
+            matVec(rounded(G, dtype), xs.subarray(r * inDim, (r + 1) * inDim), rows, inDim, gr);
+            matVec(rounded(U, dtype), xs.subarray(r * inDim, (r + 1) * inDim), rows, inDim, ur);
+            swiGlu(gr, ur, want.subarray(r * rows, (r + 1) * rows));
+          }
+          assertClose(got, want, 1e-4, `${what} vs cpu`);
+        }
+      }
+    }
+  }
+});
+
+Deno.test("gpu: qk_rope (fused q/k projections + rope) equals the CPU and the unfused kernels bit for bit", async () => {
+  const nHeads = 5, nKv = 2, hd = 12, cap = 40;
+  const inv = Float64Array.from({ length: hd / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / hd));
+  const table = new Float32Array(cap * hd);
+  for (let p = 0; p < cap; p++) {
+    for (let i = 0; i < hd / 2; i++) {
+      table[(p * hd / 2 + i) * 2] = Math.cos(p * inv[i]);
+      table[(p * hd / 2 + i) * 2 + 1] = Math.sin(p * inv[i]);
+    }
+  }
+  const tb = upload(table);
+  const positions = Uint32Array.from({ length: 16 }, (_, i) => (i * 7 + 3) % cap);
+  const pb = upload(positions);
+  const tiles: (ops.MatmulTile | undefined)[] = [
+    undefined,
+    { tn: 2, rpt: 6, split: false, wg: 16 },
+    { tn: 8, rpt: 2, split: false, wg: 8 },
+  ];
+  for (const dtype of ["F32", "F16", "BF16"] as DType[]) {
+    for (const inDim of [48, 584]) {
+      for (const n of [1, 3, 11]) {
+        for (const tile of tiles) {
+          const qDim = nHeads * hd, kvDim = nKv * hd, kOffset = 2 * kvDim, posOffset = 4;
+          const Q = rand(qDim * inDim, 100 + n, 0.5), K = rand(kvDim * inDim, 110 + n, 0.5);
+          const xs = rand(n * inDim, 120 + n, 2);
+          const x = upload(xs);
+          const wq = uploadMatrix(gpu, "q", encodeTensor(Q, dtype), [qDim, inDim], dtype);
+          const wk = uploadMatrix(gpu, "k", encodeTensor(K, dtype), [kvDim, inDim], dtype);
+          assert.ok(ops.qkRopeFusable(wq, wk, hd));
+          const k0 = rand(kOffset + n * kvDim, 130 + n);
+          const q = empty(n * qDim), k = upload(k0), q2 = empty(n * qDim), k2 = upload(k0);
+          const r = { n, headDim: hd, positions: pb, posOffset, table: tb };
+          await ops.qkRope(ctx, { ...r, wq, wk, x, q, k, kOffset, tile });
+          const t = tile ?? ops.matmulTile(n, qDim);
+          await ops.matmul(ctx, { w: wq, x, y: q2, n, tile: t });
+          await ops.matmul(ctx, { w: wk, x, y: k2, n, yOffset: kOffset, tile: t });
+          await ops.rope(ctx, { ...r, x: q2, offset: 0, stride: qDim, nHeads });
+          await ops.rope(ctx, { ...r, x: k2, offset: kOffset, stride: kvDim, nHeads: nKv });
+          await ctx.rec.submit();
+          const what = `qk_rope ${dtype} in=${inDim} n=${n} tile ${JSON.stringify(tile)}`;
+          const gq = await readF32(q, n * qDim), gk = await readF32(k, k0.length);
+          assertClose(gq, await readF32(q2, n * qDim), 0, `${what}: q vs unfused`);
+          assertClose(gk, await readF32(k2, k0.length), 0, `${what}: k vs unfused`);
+          const wantQ = new Float32Array(n * qDim), wantK = k0.slice();
+          for (let i = 0; i < n; i++) {
+            const xi = xs.subarray(i * inDim, (i + 1) * inDim);
+            const qi = wantQ.subarray(i * qDim, (i + 1) * qDim);
+            const ki = wantK.subarray(kOffset + i * kvDim, kOffset + (i + 1) * kvDim);
+            matVec(rounded(Q, dtype), xi, qDim, inDim, qi);
+            matVec(rounded(K, dtype), xi, kvDim, inDim, ki);
+            rope(qi, nHeads, hd, positions[posOffset + i], inv);
+            rope(ki, nKv, hd, positions[posOffset + i], inv);
+          }
+          assertClose(gq, wantQ, 1e-4, `${what}: q vs cpu`);
+          assertClose(gk, wantK, 1e-4, `${what}: k vs cpu`);
+        }
+      }
+    }
+  }
+});
+
 Deno.test("gpu: rope (rotate_half) from the f64 cos/sin table", async () => {
   const n = 3, nHeads = 5, hd = 12, cap = 40, stride = nHeads * hd + 4, offset = 7;
   const inv = Float64Array.from({ length: hd / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / hd));

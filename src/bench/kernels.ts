@@ -173,6 +173,52 @@ export async function decodeStep(
     destroyMatrix(w);
     mats.pop();
   }
+  // The fused launches forward.ts records instead where the matrices allow (their rows replace the
+  // unfused ones in the per-step count).
+  const wq = matrix("q", c.qDim, d, 31), wk = matrix("k", c.kvDim, d, 32);
+  const qkFused = ops.qkRopeFusable(wq, wk, c.headDim);
+  const ropeTable = buf("rope table", (past + 1) * c.headDim, 14);
+  const positions = gpu.createBufferWith("positions", Uint32Array.of(past));
+  own.push(positions);
+  const qOut = buf("q", c.qDim, 15);
+  const kCache = buf("k cache", (past + 1) * c.kvDim, 16);
+  if (qkFused) {
+    await add(
+      "qk_rope (q, k + rope)",
+      `${c.qDim}+${c.kvDim}x${d}`,
+      L,
+      (c.qDim + c.kvDim) * d * wb,
+      () =>
+        ops.qkRope(ctx, {
+          wq,
+          wk,
+          x,
+          q: qOut,
+          k: kCache,
+          kOffset: past * c.kvDim,
+          n: 1,
+          headDim: c.headDim,
+          positions,
+          posOffset: 0,
+          table: ropeTable,
+        }),
+    );
+  }
+  const wGate = matrix("gate", c.intermediateSize, d, 33), wUp = matrix("up", c.intermediateSize, d, 34);
+  const guFused = ops.gateUpFusable(wGate, wUp);
+  if (guFused) {
+    await add(
+      "gate_up (gate, up + swiglu)",
+      `2x${c.intermediateSize}x${d}`,
+      L,
+      2 * c.intermediateSize * d * wb,
+      () => ops.gateUp(ctx, { wGate, wUp, x, out: y, n: 1 }),
+    );
+  }
+  for (const r of rows) {
+    if (qkFused && (r.kernel === "matmul q" || r.kernel === "matmul k")) r.perStep = 0;
+    if (guFused && (r.kernel === "matmul gate" || r.kernel === "matmul up")) r.perStep = 0;
+  }
   await add(
     "matmul lm head",
     `${c.vocabSize}x${d}`,
@@ -181,24 +227,20 @@ export async function decodeStep(
     () => ops.matmul(ctx, { w: embed, x, y, n: 1 }),
   );
   const cap = past + 1;
-  const table = buf("rope table", cap * c.headDim, 14);
-  const positions = gpu.createBufferWith("positions", Uint32Array.of(past));
-  own.push(positions);
-  const q = buf("q", c.qDim, 15);
-  const kc = buf("k cache", cap * c.kvDim, 16);
+  const table = ropeTable, q = qOut, kc = kCache;
   const vc = buf("v cache", cap * c.kvDim, 17);
   const r = { n: 1, headDim: c.headDim, positions, posOffset: 0, table };
   await add(
     "rope q",
     `${c.nHeads} heads`,
-    L,
+    qkFused ? 0 : L,
     c.qDim * 8,
     () => ops.rope(ctx, { ...r, x: q, offset: 0, stride: c.qDim, nHeads: c.nHeads }),
   );
   await add(
     "rope k",
     `${c.nKvHeads} heads`,
-    L,
+    qkFused ? 0 : L,
     c.kvDim * 8,
     () => ops.rope(ctx, { ...r, x: kc, offset: past * c.kvDim, stride: c.kvDim, nHeads: c.nKvHeads }),
   );
@@ -232,7 +274,7 @@ export async function decodeStep(
   await add(
     "swiglu",
     `${c.intermediateSize}`,
-    L,
+    guFused ? 0 : L,
     c.intermediateSize * 12,
     () => ops.swiGlu(ctx, { gate, up, count: c.intermediateSize }),
   );

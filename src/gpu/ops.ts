@@ -127,6 +127,94 @@ export async function matmul(
   }
 }
 
+/**
+ * out (n, rows) = silu(Wg x[t]) * (Wu x[t]) for t < n: the gate and up matmuls and swiglu in one
+ * dispatch (shaders/gate_up.wgsl). Both matrices (rows, in) in one binding each, same dtype, in % 8 == 0
+ * ({@link gateUpFusable}); x row t at t * in. The tile is the matmul's for (n, rows).
+ */
+export async function gateUp(
+  c: OpContext,
+  a: { wGate: GpuMatrix; wUp: GpuMatrix; x: Binding; out: Binding; n: number; tile?: MatmulTile },
+): Promise<void> {
+  if (!gateUpFusable(a.wGate, a.wUp)) {
+    throw new RangeError(`gateUp: ${a.wGate.name} / ${a.wUp.name} cannot be fused (see gateUpFusable)`);
+  }
+  const t = a.tile ?? matmulTile(a.n, a.wGate.rows);
+  if (t.split) throw new RangeError("gateUp: row-per-thread tiles only");
+  const pl = await c.pipelines.get("gate_up", {
+    DTYPE: DTYPE_CODE[a.wGate.dtype],
+    TN: t.tn,
+    RPT: t.rpt,
+    WG: t.wg,
+  });
+  const rows = a.wGate.rows;
+  c.rec.dispatch(
+    "gate_up",
+    pl,
+    [a.n, a.wGate.cols, rows],
+    [a.wGate.parts[0].buffer, a.wUp.parts[0].buffer, a.x, a.out],
+    [ceil(rows, tileRows(t)), ceil(a.n, t.tn)],
+  );
+}
+
+/** True when {@link gateUp} can run these two matrices (else: two matmuls and swiGlu). */
+export function gateUpFusable(g: GpuMatrix, u: GpuMatrix): boolean {
+  return g.parts.length === 1 && u.parts.length === 1 && g.rows === u.rows && g.cols === u.cols &&
+    g.dtype === u.dtype && g.cols % 8 === 0;
+}
+
+/**
+ * q (n, nHeads * headDim) = RoPE(Wq x[t]) and k rows kOffset / kvDim + t = RoPE(Wk x[t]) for t < n at
+ * positions[posOffset + t]: both projections and both rope kernels in one dispatch
+ * (shaders/qk_rope.wgsl). Needs {@link qkRopeFusable}; x row t at t * in; `table` as for {@link rope}.
+ */
+export async function qkRope(
+  c: OpContext,
+  a: {
+    wq: GpuMatrix;
+    wk: GpuMatrix;
+    x: Binding;
+    q: Binding;
+    k: Binding;
+    /** Element offset of row 0 in `k` (the first new cache slot times kvDim). */
+    kOffset: number;
+    n: number;
+    headDim: number;
+    positions: Binding;
+    posOffset: number;
+    table: Binding;
+    tile?: MatmulTile;
+  },
+): Promise<void> {
+  if (!qkRopeFusable(a.wq, a.wk, a.headDim)) {
+    throw new RangeError(`qkRope: ${a.wq.name} / ${a.wk.name} cannot be fused (see qkRopeFusable)`);
+  }
+  const t = a.tile ?? matmulTile(a.n, a.wq.rows);
+  if (t.split) throw new RangeError("qkRope: row-per-thread tiles only");
+  const rpt = Math.max(1, t.rpt >> 1); // rotation pairs per thread: the tile's rows, two per pair
+  const pl = await c.pipelines.get("qk_rope", {
+    DTYPE: DTYPE_CODE[a.wq.dtype],
+    TN: t.tn,
+    RPT: rpt,
+    WG: t.wg,
+  });
+  const half = a.headDim / 2, qPairs = a.wq.rows / 2, kPairs = a.wk.rows / 2, per = t.wg * rpt;
+  const qGroups = ceil(qPairs, per);
+  c.rec.dispatch(
+    "qk_rope",
+    pl,
+    [a.n, a.wq.cols, qPairs, kPairs, half, a.headDim, qGroups, a.wq.rows, a.kOffset, a.wk.rows, a.posOffset],
+    [a.wq.parts[0].buffer, a.wk.parts[0].buffer, a.x, a.q, a.k, a.positions, a.table],
+    [qGroups + ceil(kPairs, per), ceil(a.n, t.tn)],
+  );
+}
+
+/** True when {@link qkRope} can run these projections (else: two matmuls and two rope launches). */
+export function qkRopeFusable(wq: GpuMatrix, wk: GpuMatrix, headDim: number): boolean {
+  return wq.parts.length === 1 && wk.parts.length === 1 && wq.dtype === wk.dtype && wq.cols === wk.cols &&
+    wq.cols % 8 === 0 && headDim % 2 === 0 && wq.rows % headDim === 0 && wk.rows % headDim === 0;
+}
+
 /** In-place RoPE on n rows of `x` (row t at offset + t * stride), positions[posOffset + t] (u32). */
 export async function rope(
   c: OpContext,

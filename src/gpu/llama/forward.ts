@@ -124,13 +124,18 @@ export class GpuForward {
       const L = await this.weights.layer(l);
       const k = this.kv.k[l], v = this.kv.v[l];
       await ops.rmsNorm(ctx, { x: b.x, w: L.attnNorm, out: b.xn, n, d, eps: c.rmsNormEps });
-      await ops.matmul(ctx, { w: L.wq, x: b.xn, y: b.q, n });
       // New keys/values go straight into the cache at slots past .. past + n - 1.
-      await ops.matmul(ctx, { w: L.wk, x: b.xn, y: k, n, yOffset: past * c.kvDim });
-      await ops.matmul(ctx, { w: L.wv, x: b.xn, y: v, n, yOffset: past * c.kvDim });
       const r = { n, headDim: c.headDim, positions: pos, posOffset: a.posOffset, table: b.rope };
-      await ops.rope(ctx, { ...r, x: b.q, offset: 0, stride: c.qDim, nHeads: c.nHeads });
-      await ops.rope(ctx, { ...r, x: k, offset: past * c.kvDim, stride: c.kvDim, nHeads: c.nKvHeads });
+      if (ops.qkRopeFusable(L.wq, L.wk, c.headDim)) {
+        // One launch for q, k and their rotation (a dispatch is ~0.05-0.1 ms of fixed cost on llvmpipe).
+        await ops.qkRope(ctx, { ...r, wq: L.wq, wk: L.wk, x: b.xn, q: b.q, k, kOffset: past * c.kvDim });
+      } else {
+        await ops.matmul(ctx, { w: L.wq, x: b.xn, y: b.q, n });
+        await ops.matmul(ctx, { w: L.wk, x: b.xn, y: k, n, yOffset: past * c.kvDim });
+        await ops.rope(ctx, { ...r, x: b.q, offset: 0, stride: c.qDim, nHeads: c.nHeads });
+        await ops.rope(ctx, { ...r, x: k, offset: past * c.kvDim, stride: c.kvDim, nHeads: c.nKvHeads });
+      }
+      await ops.matmul(ctx, { w: L.wv, x: b.xn, y: v, n, yOffset: past * c.kvDim });
       await ops.attention(ctx, {
         q: b.q,
         k,
@@ -150,9 +155,13 @@ export class GpuForward {
       });
       await ops.matmul(ctx, { w: L.wo, x: b.att, y: b.x, n, acc: true });
       await ops.rmsNorm(ctx, { x: b.x, w: L.mlpNorm, out: b.xn, n, d, eps: c.rmsNormEps });
-      await ops.matmul(ctx, { w: L.wGate, x: b.xn, y: b.gate, n });
-      await ops.matmul(ctx, { w: L.wUp, x: b.xn, y: b.up, n });
-      await ops.swiGlu(ctx, { gate: b.gate, up: b.up, count: n * c.intermediateSize });
+      if (ops.gateUpFusable(L.wGate, L.wUp)) {
+        await ops.gateUp(ctx, { wGate: L.wGate, wUp: L.wUp, x: b.xn, out: b.gate, n });
+      } else {
+        await ops.matmul(ctx, { w: L.wGate, x: b.xn, y: b.gate, n });
+        await ops.matmul(ctx, { w: L.wUp, x: b.xn, y: b.up, n });
+        await ops.swiGlu(ctx, { gate: b.gate, up: b.up, count: n * c.intermediateSize });
+      }
       await ops.matmul(ctx, { w: L.wDown, x: b.gate, y: b.x, n, acc: true });
       if (streamed) {
         // Submit now so the slot can be refilled (queue order) while the GPU runs this layer.

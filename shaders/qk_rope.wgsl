@@ -1,0 +1,115 @@
+// The query and key projections with RoPE applied on the way out, in one dispatch: q[t] = rope(Wq x[t])
+// and k[past + t] = rope(Wk x[t]) ("rotate_half" layout, cos/sin from the f64 table like rope.wgsl).
+// Each thread owns RPT rotation pairs — rows (h * head_dim + i, h * head_dim + i + half) of one head —
+// so both rows of a pair are in its registers when it rotates them: two matmuls and two rope kernels
+// become one launch (on llvmpipe every dispatch costs a thread-pool wake-up and a wait, ~0.05-0.1 ms,
+// 120 of them per SmolLM2-sized step). Workgroups [0, q_groups) take the q pairs, the rest the k pairs
+// (the matrix is uniform per workgroup). Per-row sums in matmul.wgsl's row-per-thread order and
+// rope.wgsl's rotation: bit-identical to the separate kernels.
+//
+// bindings: 0 params; 1 wq (q_pairs * 2, in), 2 wk (k_pairs * 2, in): array<vec4<u32>> in DTYPE (needs
+//           in % 8 == 0); 3 x: array<vec4<f32>> (n, in); 4 q: array<f32> (n, q_stride);
+//           5 k: array<f32>, row t at k_offset + t * k_stride; 6 positions: array<u32>;
+//           7 table: array<vec2<f32>> (positions, half) of (cos, sin)
+// dispatch: (q_groups + ceil(k_pairs / (WG * RPT)), ceil(n / TN)), q_groups = ceil(q_pairs / (WG * RPT))
+// defines: DTYPE (0 F32, 1 F16, 2 BF16), TN (token rows per workgroup), RPT (pairs per thread), WG
+struct Params {
+  n: u32, in_dim: u32, q_pairs: u32, k_pairs: u32, half: u32, head_dim: u32, q_groups: u32,
+  q_stride: u32, k_offset: u32, k_stride: u32, pos_offset: u32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> w0: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> w1: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> q: array<f32>;
+@group(0) @binding(5) var<storage, read_write> k: array<f32>;
+@group(0) @binding(6) var<storage, read> positions: array<u32>;
+@group(0) @binding(7) var<storage, read> table: array<vec2<f32>>;
+
+fn unpack2(word: u32) -> vec2<f32> {
+  if (DTYPE == 1u) { return unpack2x16float(word); }
+  return vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u));
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let mat = select(1u, 0u, grp.x < p.q_groups);
+  let pairs = select(p.k_pairs, p.q_pairs, mat == 0u);
+  let p0 = (grp.x - select(p.q_groups, 0u, mat == 0u)) * WG * RPT + lid * RPT;
+  let t0 = grp.y * TN;
+  // Pairs past the end are clamped for loading and skipped when writing; token rows past n read zeros.
+//#unroll j RPT
+  let pj_$j = min(p0 + $ju, pairs - 1u);
+  let i_$j = pj_$j % p.half;
+  let ra_$j = (pj_$j / p.half) * p.head_dim + i_$j;
+  let rb_$j = ra_$j + p.half;
+//#unroll t TN
+  var a_$j_$t = 0.0;
+  var b_$j_$t = 0.0;
+//#end
+//#end
+//#unroll m 2
+  if (mat == $mu) {
+    if (DTYPE == 0u) {
+      let per_row = p.in_dim / 4u;
+      for (var c = 0u; c < per_row; c++) {
+//#unroll t TN
+        var x_$t = vec4<f32>(0.0);
+        if (t0 + $tu < p.n) { x_$t = x[(t0 + $tu) * per_row + c]; }
+//#end
+//#unroll j RPT
+        let wa_$j = bitcast<vec4<f32>>(w$m[ra_$j * per_row + c]);
+        let wb_$j = bitcast<vec4<f32>>(w$m[rb_$j * per_row + c]);
+//#unroll t TN
+        a_$j_$t += dot(wa_$j, x_$t);
+        b_$j_$t += dot(wb_$j, x_$t);
+//#end
+//#end
+      }
+    } else {
+      let per_row = p.in_dim / 8u;
+      for (var c = 0u; c < per_row; c++) {
+//#unroll t TN
+        var xa_$t = vec4<f32>(0.0);
+        var xb_$t = vec4<f32>(0.0);
+        if (t0 + $tu < p.n) {
+          let xi_$t = (t0 + $tu) * p.in_dim / 4u + 2u * c;
+          xa_$t = x[xi_$t];
+          xb_$t = x[xi_$t + 1u];
+        }
+//#end
+//#unroll j RPT
+        let qa_$j = w$m[ra_$j * per_row + c];
+        let qb_$j = w$m[rb_$j * per_row + c];
+        let aa_$j = vec4<f32>(unpack2(qa_$j.x), unpack2(qa_$j.y));
+        let ab_$j = vec4<f32>(unpack2(qa_$j.z), unpack2(qa_$j.w));
+        let ba_$j = vec4<f32>(unpack2(qb_$j.x), unpack2(qb_$j.y));
+        let bb_$j = vec4<f32>(unpack2(qb_$j.z), unpack2(qb_$j.w));
+//#unroll t TN
+        a_$j_$t += dot(aa_$j, xa_$t) + dot(ab_$j, xb_$t);
+        b_$j_$t += dot(ba_$j, xa_$t) + dot(bb_$j, xb_$t);
+//#end
+//#end
+      }
+    }
+  }
+//#end
+//#unroll j RPT
+//#unroll t TN
+  if (p0 + $ju < pairs && t0 + $tu < p.n) {
+    let cs_$j_$t = table[positions[p.pos_offset + t0 + $tu] * p.half + i_$j];
+    let oa_$j_$t = a_$j_$t * cs_$j_$t.x - b_$j_$t * cs_$j_$t.y;
+    let ob_$j_$t = b_$j_$t * cs_$j_$t.x + a_$j_$t * cs_$j_$t.y;
+    if (mat == 0u) {
+      let o = (t0 + $tu) * p.q_stride;
+      q[o + ra_$j] = oa_$j_$t;
+      q[o + rb_$j] = ob_$j_$t;
+    } else {
+      let o = p.k_offset + (t0 + $tu) * p.k_stride;
+      k[o + ra_$j] = oa_$j_$t;
+      k[o + rb_$j] = ob_$j_$t;
+    }
+  }
+//#end
+//#end
+}
