@@ -3,6 +3,7 @@ import { CheckpointError, SafetensorsFile, SafetensorsModel } from "../src/model
 import { serializeSafetensors } from "../src/model/safetensors_write.ts";
 import { toF32 } from "../src/model/dtype.ts";
 import { openModelFolder } from "../src/model/folder.ts";
+import type { TensorStore } from "../src/model/tensor_store.ts";
 import { randomTensors, SMALL_CONFIG, smallConfig, writeModelFolder } from "./fixtures/random_model.ts";
 
 const data = (n: number, k = 1) => Float32Array.from({ length: n }, (_, i) => (i - n / 2) * 0.125 * k);
@@ -151,6 +152,14 @@ Deno.test("safetensors: sharded checkpoint via model.safetensors.index.json", as
   const m = await SafetensorsModel.open(dir);
   assert.deepEqual(m.names().sort(), ["a", "b"]);
   assert.deepEqual(await m.readF32("b"), data(4));
+  // As a TensorStore: its config lives beside it, and its identity is per shard name, size, tensor table.
+  const st: TensorStore = m;
+  assert.equal(st.format, "safetensors");
+  const id = st.identity();
+  assert.equal(id.length, 6);
+  assert.deepEqual([id[0], id[3]], ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]);
+  assert.equal(id[1], String((await Deno.stat(`${dir}/${id[0]}`)).size));
+  assert.deepEqual(JSON.parse(id[5]), [["b", "BF16", [2, 2], m.files[1].get("b")!.offset]]);
   m.close();
   // The index claims a tensor lives in a shard that does not have it.
   index.weight_map.b = "model-00001-of-00002.safetensors";
