@@ -32,10 +32,10 @@ const USAGE = `Usage: deno task generate --prompt TEXT [options]
   --top-k K            keep the K most likely tokens, 0 = off (default ${SAMPLING.topK})
   --top-p P            nucleus mass in (0, 1], 1 = off (default ${SAMPLING.topP})
   --seed S             sampling seed (default 0)
-  --model DIR          Hugging Face Llama folder (default weights/tiny/target)
+  --model PATH         Hugging Face Llama folder or .gguf file (default weights/tiny/target)
   --backend gpu|cpu    WebGPU engine (default) or the CPU reference
   --method M           ar (default) | chain | specinfer | sequoia | specexec
-  --draft DIR          draft model for speculative methods (default weights/tiny/draft)
+  --draft PATH         draft folder or .gguf file for speculative methods (default weights/tiny/draft)
   --tree-size N        sequoia: tree nodes incl. the root (default 32)
   --depth D            speculated levels below the root (chain 4, specinfer 4, sequoia 8)
   --width W            specinfer: root children (4); specexec: children per expansion (8)

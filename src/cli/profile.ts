@@ -28,8 +28,8 @@ const USAGE = `Usage: deno task profile [--acceptance] [options]
                      vector (stored, or measured now) and pick Sequoia's tree size and depth
   --acceptance       only (re-)measure the acceptance vector and store it beside the draft
   --reprofile        ignore the cached hardware profile
-  --model DIR        target (default weights/tiny/target)
-  --draft DIR        draft (default weights/tiny/draft)
+  --model PATH       target folder or .gguf file (default weights/tiny/target)
+  --draft PATH       draft folder or .gguf file (default weights/tiny/draft)
   --temperature T    (default ${SAMPLING.temperature})   --top-k K (default ${SAMPLING.topK})   --top-p P (default ${SAMPLING.topP})
   --backend gpu|cpu  (default gpu)
   --gpu-memory-budget B   profile the target paged under B bytes of GPU weight memory (its own

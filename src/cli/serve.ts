@@ -21,8 +21,9 @@ const USAGE = `Usage: deno task start [options]
 
   --port N            port (default $PORT or 8000; 0 = any free port)
   --host H            interface (default 127.0.0.1)
-  --model DIR         Hugging Face Llama folder (default weights/tiny/target)
-  --draft DIR         draft model for speculative methods (default weights/tiny/draft; "none" to serve AR only)
+  --model PATH        Hugging Face Llama folder or .gguf file (default weights/tiny/target)
+  --draft PATH        draft folder or .gguf file for speculative methods (default weights/tiny/draft;
+                      "none" to serve AR only)
   --method M          default method of requests: auto (default: Sequoia when the startup profile predicts
                       a speedup on this adapter, else ar), ar, chain, specinfer, sequoia, specexec
   --backend B         gpu (WebGPU, default) or cpu (the reference implementation)

@@ -96,7 +96,7 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep {
     const w = await GpuWeights.upload(gpu, folder, opts);
     const model = new GpuLlama(gpu, c, capacity, maxBatch, w);
     model.options = { ...opts, capacity, maxBatch };
-    gpu.check(`loading ${folder.dir}`);
+    gpu.check(`loading ${folder.path}`);
     return model;
   }
 
