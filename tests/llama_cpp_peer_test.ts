@@ -7,8 +7,7 @@
 import assert from "node:assert/strict";
 import { benchLlamaCpp, isLlamaCppRow } from "../src/bench/llama_cpp.ts";
 
-const root = (p: string) =>
-  decodeURIComponent(new URL(`../${p}`, import.meta.url).pathname);
+const root = (p: string) => decodeURIComponent(new URL(`../${p}`, import.meta.url).pathname);
 const TOOL = root("tools/llama_cpp");
 const MODEL = root("weights/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
 const GOLDEN = root("tests/fixtures/smollm2/golden.json");
@@ -81,16 +80,13 @@ Deno.test({
 });
 
 Deno.test({
-  name:
-    "llama.cpp (CPU, 2 threads): greedy tokens of the first golden prompt match the committed fixture",
+  name: "llama.cpp (CPU, 2 threads): greedy tokens of the first golden prompt match the committed fixture",
   ignore: !runnable,
   async fn() {
     const golden = JSON.parse(await Deno.readTextFile(GOLDEN));
     const fixture = JSON.parse(await Deno.readTextFile(FIXTURE));
     const first = golden.prompts[0];
-    const expected = fixture.prompts.find((p: { name: string }) =>
-      p.name === first.name
-    );
+    const expected = fixture.prompts.find((p: { name: string }) => p.name === first.name);
     assert.ok(expected, `${first.name} is not in ${FIXTURE}`);
     const out = await new Deno.Command(Deno.env.get("NODE") ?? "node", {
       args: [

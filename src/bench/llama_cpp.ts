@@ -171,9 +171,7 @@ export async function benchLlamaCpp(
     };
   } catch (e) {
     return no(
-      `unreadable output of reference.mjs: ${
-        e instanceof Error ? e.message : String(e)
-      }`,
+      `unreadable output of reference.mjs: ${e instanceof Error ? e.message : String(e)}`,
     );
   }
 }

@@ -374,8 +374,7 @@ function compare(prompts, greedy, threshold) {
   const forcedRows = rows.filter((r) => r.forcedDisagreements);
   return {
     threshold,
-    rule:
-      "compare transformers' greedy tokens in order; at the first disagreement stop: a tie when " +
+    rule: "compare transformers' greedy tokens in order; at the first disagreement stop: a tie when " +
       "transformers' top-1/top-2 logit margin there is below the threshold, else a mismatch",
     prompts: rows.length,
     allAgree: rows.filter((r) => r.verdict === "all agree").length,
@@ -405,8 +404,7 @@ function fixtureOf(result, golden) {
   const sections = result.backends.filter((b) => !b.error);
   const first = sections[0];
   return {
-    $comment:
-      "Written by tools/llama_cpp/reference.mjs (node-llama-cpp's prebuilt llama.cpp) from " +
+    $comment: "Written by tools/llama_cpp/reference.mjs (node-llama-cpp's prebuilt llama.cpp) from " +
       "tests/fixtures/smollm2/golden.json's prompt ids: greedy (temperature 0, greedy sampler alone, no " +
       "penalties), not stopping at EOS. tokens: the CPU backend's; a backend whose tokens differ lists its " +
       "own (tokens_<backend>); a backend's comparison.rows name the prompts it ran. comparison: the margin " +
@@ -438,9 +436,7 @@ function fixtureOf(result, golden) {
             llamaCppGap: r.llamaCppGap,
           }),
           forcedAgree: r.forcedAgree,
-          forcedNonTies: r.forcedDisagreements?.filter((d) => !d.tie).map((d) =>
-            d.step
-          ),
+          forcedNonTies: r.forcedDisagreements?.filter((d) => !d.tie).map((d) => d.step),
           top5MaxAbsLogitDiff: r.top5MaxAbsLogitDiff,
         })),
       },
