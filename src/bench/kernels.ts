@@ -335,6 +335,33 @@ export async function decodeStep(
   return { rows, kernelMs, bytes, dispatches, dispatchMs };
 }
 
+/**
+ * Median ms of one pass of the adapter's streaming-read kernel over `bytes` (every byte read once, the
+ * best a weight-reading kernel can do): the yardstick for bandwidth figures.
+ */
+export async function streamingReadMs(
+  gpu: Gpu,
+  ctx: ops.OpContext,
+  bytes: number,
+  submitMs: number,
+): Promise<number> {
+  const data = gpu.createBuffer("stream", bytes);
+  const groups = 256;
+  const partial = gpu.createBuffer("partials", groups * 256 * 4);
+  try {
+    return await timeOps(
+      gpu,
+      ctx,
+      () => ops.streamRead(ctx, { data, count: bytes / 16, out: partial, groups }),
+      submitMs,
+      5,
+    );
+  } finally {
+    data.destroy();
+    partial.destroy();
+  }
+}
+
 /** Run the kernel benchmark on the shared GPU; prints Markdown, writes the JSON, returns the data. */
 export async function benchKernels(o: KernelBenchOptions): Promise<Record<string, unknown>> {
   const gpu = await sharedGpu();
@@ -350,16 +377,7 @@ export async function benchKernels(o: KernelBenchOptions): Promise<Record<string
 
   // Streaming read bandwidth: the yardstick.
   const streamBytes = quick ? 16 << 20 : 64 << 20;
-  const data = gpu.createBuffer("stream", streamBytes);
-  const groups = 256;
-  const partial = gpu.createBuffer("partials", groups * 256 * 4);
-  const tStream = await timeOps(
-    gpu,
-    ctx,
-    () => ops.streamRead(ctx, { data, count: streamBytes / 16, out: partial, groups }),
-    sync.submitMs,
-    5,
-  );
+  const tStream = await streamingReadMs(gpu, ctx, streamBytes, sync.submitMs);
   add("stream_read", `${streamBytes >> 20} MiB`, tStream, streamBytes);
   const streamGbps = rows[0].gbps;
 
@@ -515,7 +533,7 @@ export async function benchKernels(o: KernelBenchOptions): Promise<Record<string
       streamGbps.toFixed(2)
     } GB/s (AR ${(1000 / t1).toFixed(2)} tok/s).`,
   );
-  for (const b of [data, partial, x, y, vec, out, norm, kc, vc, scratch, mask, logits, uni]) b.destroy();
+  for (const b of [x, y, vec, out, norm, kc, vc, scratch, mask, logits, uni]) b.destroy();
   for (const p of W.parts) p.buffer.destroy();
   const result = {
     adapter: gpu.adapter,

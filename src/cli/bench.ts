@@ -11,6 +11,7 @@ import { type Backend, BACKENDS } from "../runtime/backend.ts";
 import { benchAr } from "../bench/ar.ts";
 import { BENCH_METHODS, type BenchSizes, FULL_SIZES, QUICK_SIZES } from "../bench/cases.ts";
 import { benchKernels } from "../bench/kernels.ts";
+import { benchPeers, PEER_DEFAULTS } from "../bench/peers.ts";
 import { benchPagedAtSize } from "../bench/offload_probe.ts";
 import { replot } from "../bench/replot.ts";
 import { type Mode, MODES } from "../bench/report.ts";
@@ -24,6 +25,7 @@ const USAGE =
                        [--runs R] [--max-tokens N] [--prompts N] [--backend gpu|cpu] [--json PATH] [--out DIR]
        deno task bench --kernels | --sweep | --ar  [--quick] [--json PATH]
        deno task bench --kernels --model DIR       (kernels, t(n) and a decode step at DIR's shape)
+       deno task bench --peers [--model FILE.gguf] [--vulkan] [--max-tokens N] [--runs R] [--json PATH]
 
 Default: AR, chain (k = 4), SpecInfer (4 x 4), Sequoia (the hardware profiler's pick for this adapter,
 plus a sweep of tree sizes n = 4 .. 64 at the profiler's depth for each) and SpecExec (K = 64, 256,
@@ -50,6 +52,10 @@ Other benchmarks:
               one decode step kernel by kernel against the measured t(1) (--model DIR: that model)
   --sweep     Sequoia over a grid of (n, d) at T = 0.7, the profiler's pick beside the best found
   --ar        AR tok/s of the target and draft: GPU at 8 and 1 tokens per submission, CPU reference
+  --peers     a real model (default: SmolLM2-135M-Instruct from deno task models) decoded by this engine
+              (GPU at 8 and 1 tokens per submission, CPU reference) and by llama.cpp on the same GGUF
+              (CPU, 2 threads; --vulkan adds its Vulkan backend; bash tools/llama_cpp/install.sh first),
+              same prompt ids and tokens, with weight bytes per token and GB/s beside streaming read
 `;
 
 const OPTIONS = {
@@ -58,6 +64,8 @@ const OPTIONS = {
   spec: { type: "boolean", default: false }, // the default now; kept for old command lines
   sweep: { type: "boolean", default: false },
   ar: { type: "boolean", default: false },
+  peers: { type: "boolean", default: false },
+  vulkan: { type: "boolean", default: false },
   offload: { type: "boolean", default: false },
   "resident-only": { type: "boolean", default: false },
   methods: { type: "string" },
@@ -97,16 +105,30 @@ export async function runBench(args: string[]): Promise<number> {
   const runs = positive("runs", values.runs) ?? (values.quick ? 1 : 3);
   if (!BACKENDS.includes(values.backend as Backend)) throw new UsageError(`--backend must be "gpu" or "cpu"`);
   const backend = values.backend as Backend;
-  if ([values.kernels, values.sweep, values.ar].filter(Boolean).length > 1) {
-    throw new UsageError(`--kernels, --sweep and --ar are separate benchmarks: pick one`);
+  if ([values.kernels, values.sweep, values.ar, values.peers].filter(Boolean).length > 1) {
+    throw new UsageError(`--kernels, --sweep, --ar and --peers are separate benchmarks: pick one`);
   }
-  if (values.model !== undefined && !values.kernels) throw new UsageError(`--model goes with --kernels only`);
+  if (values.model !== undefined && !values.kernels && !values.peers) {
+    throw new UsageError(`--model goes with --kernels or --peers only`);
+  }
+  if (values.vulkan && !values.peers) throw new UsageError(`--vulkan goes with --peers only`);
   if (values.replot) {
     await replot(values.replot, values.out || undefined);
     return 0;
   }
   if (values.kernels) {
     await benchKernels({ quick: values.quick, targetDir: values.model, jsonPath: values.json });
+    return 0;
+  }
+  if (values.peers) {
+    await benchPeers({
+      model: values.model ?? PEER_DEFAULTS.model,
+      prompts: PEER_DEFAULTS.prompts,
+      tokens: maxTokensFlag ?? (values.quick ? 16 : 64),
+      runs,
+      vulkan: values.vulkan,
+      jsonPath: values.json,
+    });
     return 0;
   }
   // --sweep and --ar: held-out prompts of their own, more and longer than the side-by-side's quick run.

@@ -29,6 +29,8 @@ export interface LoadedModel {
   model: CausalLM;
   /** e.g. "gpu: llvmpipe (LLVM 15.0.6, 256 bits)" or "cpu reference". */
   device: string;
+  /** Bytes of weights the backend holds (and reads once per decoded token): f32 on the CPU reference. */
+  weightBytes: number;
   /** Release the model and its device. */
   close(): void;
 }
@@ -52,7 +54,9 @@ export async function loadModel(
       throw new RangeError("a GPU memory budget (paged weights) needs the gpu backend");
     }
     const model = await loadCpuModel(folder);
-    return { model, device: "cpu reference", close: () => model.dispose() };
+    const st = folder.checkpoint;
+    const weightBytes = st.names().reduce((a, n) => a + 4 * st.get(n)!.shape.reduce((x, y) => x * y, 1), 0);
+    return { model, device: "cpu reference", weightBytes, close: () => model.dispose() };
   }
   const gpu = await sharedGpu();
   const model = await GpuLlama.load(gpu, folder, {
@@ -69,6 +73,7 @@ export async function loadModel(
   return {
     model,
     device: `gpu: ${gpu.adapter.description || gpu.adapter.vendor}${paging}`,
+    weightBytes: model.weightBytes,
     close: () => model.dispose(),
   };
 }
