@@ -1,6 +1,6 @@
 /** The CLI as a user runs it: real subprocesses of src/main.ts. */
 import assert from "node:assert/strict";
-import { freshCacheDir, spawnServer } from "./fixtures/server_process.ts";
+import { freshCacheDir, spawnServe } from "./fixtures/server_process.ts";
 
 const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 const DRAFT = new URL("../weights/tiny/draft", import.meta.url).pathname;
@@ -118,18 +118,7 @@ Deno.test("cli: without XDG_RUNTIME_DIR, a start prints no loader warning about 
 
 Deno.test("cli: serve listens on a free port and answers", async () => {
   // AR only: this test needs no profile or acceptance vector.
-  const server = await spawnServer(Deno.execPath(), [
-    "run",
-    "-A",
-    MAIN,
-    "serve",
-    "--port",
-    "0",
-    "--model",
-    DRAFT,
-    "--draft",
-    "none",
-  ]);
+  const server = await spawnServe(["--model", DRAFT, "--draft", "none"]);
   let code: number | undefined;
   try {
     const res = await fetch(`${server.url}/v1/generate`, {

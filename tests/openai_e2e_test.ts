@@ -7,9 +7,8 @@
  */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { type ServerProcess, spawnServer } from "./fixtures/server_process.ts";
+import { type ServerProcess, spawnServe } from "./fixtures/server_process.ts";
 
-const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 const KEY = "e2e-key";
 const QUEUE_DEPTH = 12;
 /** Long enough that the generation a step holds in flight never finishes before the step acts on it. */
@@ -19,17 +18,7 @@ type Server = ServerProcess;
 
 /** Start `serve` on port 0 (target only) and wait for its "listening on" line. */
 function startServer(...args: string[]): Promise<Server> {
-  return spawnServer(Deno.execPath(), [
-    "run",
-    "-A",
-    MAIN,
-    "serve",
-    "--port",
-    "0",
-    "--draft",
-    "none",
-    ...args,
-  ]);
+  return spawnServe(["--draft", "none", ...args]);
 }
 
 /**

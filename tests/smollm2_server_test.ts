@@ -4,27 +4,14 @@
  * emitted), and names the model by its file in /v1/models. Greedy, so the answer is deterministic.
  */
 import assert from "node:assert/strict";
-import { spawnServer } from "./fixtures/server_process.ts";
+import { spawnServe } from "./fixtures/server_process.ts";
 import { haveSmollm2, SMOLLM2 } from "./fixtures/smollm2.ts";
-
-const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 
 Deno.test({
   name: "smollm2 server: a chat completion is a sensible English answer ending at <|im_end|>",
   ignore: !haveSmollm2,
   fn: async () => {
-    const server = await spawnServer(Deno.execPath(), [
-      "run",
-      "-A",
-      MAIN,
-      "serve",
-      "--port",
-      "0",
-      "--model",
-      SMOLLM2,
-      "--draft",
-      "none",
-    ]);
+    const server = await spawnServe(["--model", SMOLLM2, "--draft", "none"]);
     try {
       const models = await (await fetch(`${server.url}/v1/models`)).json();
       assert.equal(models.data[0].id, "SmolLM2-135M-Instruct.Q4_1.gguf");

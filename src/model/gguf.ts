@@ -17,7 +17,7 @@
  * @module
  */
 
-import { CheckpointError } from "./safetensors.ts";
+import { CheckpointError, openForReading, readRange } from "./safetensors.ts";
 import {
   dequantize,
   GGML_TYPES,
@@ -242,12 +242,7 @@ export class GgufFile {
 
   /** Open and validate `path`. Throws {@link CheckpointError} naming the file and the entry. */
   static async open(path: string): Promise<GgufFile> {
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(path, { read: true });
-    } catch (e) {
-      throw new CheckpointError(`${path}: cannot open: ${(e as Error).message}`);
-    }
+    const file = await openForReading(path);
     try {
       const size = (await file.stat()).size;
       const c = new HeaderCursor(file, path, size);
@@ -449,17 +444,7 @@ export class GgufFile {
         `${this.path}: the file changed on disk (${this.size} bytes when opened, now ${size}); reading tensor "${t.name}"`,
       );
     }
-    const buf = new Uint8Array(t.byteLength);
-    await this.file.seek(t.offset, Deno.SeekMode.Start);
-    let got = 0;
-    while (got < buf.byteLength) {
-      const n = await this.file.read(buf.subarray(got));
-      if (n === null) {
-        throw new CheckpointError(`${this.path}: unexpected end of file reading tensor "${t.name}"`);
-      }
-      got += n;
-    }
-    return buf;
+    return await readRange(this.file, this.path, t.offset, t.byteLength);
   }
 
   /** Close the file. */

@@ -39,7 +39,7 @@ export class CheckpointError extends Error {
 }
 
 /** Read exactly `length` bytes at `offset` (into `into` when given), or throw naming the file. */
-async function readRange(
+export async function readRange(
   f: Deno.FsFile,
   path: string,
   offset: number,
@@ -65,6 +65,15 @@ async function readRange(
   return buf;
 }
 
+/** Open `path` read-only, or throw a {@link CheckpointError} naming it. */
+export async function openForReading(path: string): Promise<Deno.FsFile> {
+  try {
+    return await Deno.open(path, { read: true });
+  } catch (e) {
+    throw new CheckpointError(`${path}: cannot open: ${(e as Error).message}`);
+  }
+}
+
 /** One open .safetensors file: its validated header and on-demand tensor reads. */
 export class SafetensorsFile {
   private constructor(
@@ -81,12 +90,7 @@ export class SafetensorsFile {
 
   /** Open `path`, read and validate its header. Throws {@link CheckpointError} naming file and tensor. */
   static async open(path: string): Promise<SafetensorsFile> {
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(path, { read: true });
-    } catch (e) {
-      throw new CheckpointError(`${path}: cannot open: ${(e as Error).message}`);
-    }
+    const file = await openForReading(path);
     try {
       const size = (await file.stat()).size;
       if (size < 8) {
