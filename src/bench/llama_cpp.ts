@@ -60,8 +60,11 @@ export function isLlamaCppRow(r: LlamaCppResult): r is LlamaCppRow {
   return !("unavailable" in r);
 }
 
-const ROOT = new URL("../../", import.meta.url);
-const fromRoot = (p: string) => decodeURIComponent(new URL(p, ROOT).pathname);
+/**
+ * The tool folder, the fetched model and the reference prompts belong to a checkout, not to the compiled
+ * binary: they are found from the working directory (the repository root, where `deno task` runs).
+ */
+const fromRoot = (p: string) => `${Deno.cwd()}/${p}`;
 
 async function exists(path: string): Promise<boolean> {
   try {

@@ -25,10 +25,13 @@ import { streamingReadMs } from "./kernels.ts";
 import { benchLlamaCpp, isLlamaCppRow, type LlamaCppResult } from "./llama_cpp.ts";
 import { loadAlone } from "./pair.ts";
 
-/** The default model and prompt set (the transformers reference prompts). */
+/**
+ * The default model (fetched by `deno task models`) and prompt set (the transformers reference prompts),
+ * relative to the working directory: both belong to a checkout, not to the compiled binary.
+ */
 export const PEER_DEFAULTS = {
-  model: new URL("../../weights/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", import.meta.url).pathname,
-  prompts: new URL("../../tests/fixtures/smollm2/golden.json", import.meta.url).pathname,
+  model: "weights/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+  prompts: "tests/fixtures/smollm2/golden.json",
 } as const;
 
 /** Options of {@link benchPeers}. */

@@ -56,6 +56,7 @@ Other benchmarks:
               (GPU at 8 and 1 tokens per submission, CPU reference) and by llama.cpp on the same GGUF
               (CPU, 2 threads; --vulkan adds its Vulkan backend; bash tools/llama_cpp/install.sh first),
               same prompt ids and tokens, with weight bytes per token and GB/s beside streaming read
+              (run from the repository root: the model, prompts and tool folder are found from there)
 `;
 
 const OPTIONS = {
