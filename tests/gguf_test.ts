@@ -208,3 +208,28 @@ Deno.test({
     }
   },
 });
+
+Deno.test("gguf: a value straddling the end of the header's first read-ahead chunk is read whole", async () => {
+  // The header is fetched from the file in chunks, the first of exactly 1 MiB: a string pads the file so
+  // the next entry's value starts 2 bytes before that boundary. Header 24 B; entry 1 = key "p" (8 + 1) +
+  // type (4) + string (8 + L); entry 2 = key "v" (8 + 1) + type (4), then its value at 58 + L.
+  const L = (1 << 20) - 2 - 58;
+  const cases: [number, unknown][] = [[3, -1234], [4, 0xdeadbeef], [6, 0.25], [10, 2n ** 60n], [12, 0.1]];
+  for (const [type, value] of cases) {
+    const path = await Deno.makeTempFile({ suffix: ".gguf" });
+    try {
+      await Deno.writeFile(
+        path,
+        writeGguf({ kv: [{ key: "p", type: 8, value: "x".repeat(L) }, { key: "v", type, value }] }),
+      );
+      const f = await GgufFile.open(path);
+      try {
+        assert.equal(f.value("v"), value, `type ${type}`);
+      } finally {
+        f.close();
+      }
+    } finally {
+      await Deno.remove(path);
+    }
+  }
+});

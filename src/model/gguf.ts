@@ -145,40 +145,41 @@ class HeaderCursor {
 
   /** One value of `type` (arrays recursively). */
   async value(type: GgufValueType, what: string): Promise<GgufValue> {
-    const v = this.view;
-    const fixed = async (n: number, get: (o: number) => GgufValue) => {
+    // `need` may replace the buffer and its view: read through the view it leaves, never an earlier one.
+    const fixed = async (n: number, get: (v: DataView, o: number) => GgufValue) => {
       await this.need(n, what);
-      const x = get(this.pos);
+      const x = get(this.view, this.pos);
       this.pos += n;
       return x;
     };
     switch (type) {
       case "u8":
-        return await fixed(1, (o) => v.getUint8(o));
+        return await fixed(1, (v, o) => v.getUint8(o));
       case "i8":
-        return await fixed(1, (o) => v.getInt8(o));
+        return await fixed(1, (v, o) => v.getInt8(o));
       case "u16":
-        return await fixed(2, (o) => v.getUint16(o, true));
+        return await fixed(2, (v, o) => v.getUint16(o, true));
       case "i16":
-        return await fixed(2, (o) => v.getInt16(o, true));
+        return await fixed(2, (v, o) => v.getInt16(o, true));
       case "u32":
-        return await fixed(4, (o) => v.getUint32(o, true));
+        return await fixed(4, (v, o) => v.getUint32(o, true));
       case "i32":
-        return await fixed(4, (o) => v.getInt32(o, true));
+        return await fixed(4, (v, o) => v.getInt32(o, true));
       case "f32":
-        return await fixed(4, (o) => v.getFloat32(o, true));
+        return await fixed(4, (v, o) => v.getFloat32(o, true));
       case "f64":
-        return await fixed(8, (o) => v.getFloat64(o, true));
+        return await fixed(8, (v, o) => v.getFloat64(o, true));
       case "bool": {
-        const b = await fixed(1, (o) => v.getUint8(o));
+        const b = await fixed(1, (v, o) => v.getUint8(o));
         if (b !== 0 && b !== 1) throw new CheckpointError(`${this.path}: ${what} is a bool of value ${b}`);
         return b === 1;
       }
       case "u64":
       case "i64": {
-        await this.need(8, what);
-        const big = type === "u64" ? v.getBigUint64(this.pos, true) : v.getBigInt64(this.pos, true);
-        this.pos += 8;
+        const big = await fixed(
+          8,
+          (v, o) => type === "u64" ? v.getBigUint64(o, true) : v.getBigInt64(o, true),
+        ) as bigint;
         const safe = big <= BigInt(Number.MAX_SAFE_INTEGER) && big >= BigInt(Number.MIN_SAFE_INTEGER);
         return safe ? Number(big) : big;
       }
