@@ -19,7 +19,7 @@
  * @module
  */
 
-import { f16ToF32Table } from "./dtype.ts";
+import { f16ToF32Table, toF32 } from "./dtype.ts";
 
 /** The ggml tensor types this project reads, by GGUF type id. */
 export const GGML_TYPES = {
@@ -105,25 +105,14 @@ export function dequantize(type: GgmlType, bytes: Uint8Array, count: number): Fl
   if (bytes.byteLength !== need) {
     throw new RangeError(`${type}: ${count} elements need ${need} bytes, got ${bytes.byteLength}`);
   }
+  // Plain element types: the same decoder as safetensors checkpoints.
+  if (type === "F32" || type === "F16" || type === "BF16") return toF32(bytes, type);
   const out = new Float32Array(count);
   const h = f16ToF32Table();
   const f16 = (o: number) => h[bytes[o] | (bytes[o + 1] << 8)];
   const { blockSize, typeSize } = GGML_TYPES[type];
   const blocks = count / blockSize;
   switch (type) {
-    case "F32":
-    case "F16":
-    case "BF16": {
-      // Plain element types: reuse the checkpoint decoder (same bits as safetensors).
-      const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
-      if (type === "F32") out.set(new Float32Array(aligned.buffer, aligned.byteOffset, count));
-      else if (type === "F16") { for (let i = 0; i < count; i++) out[i] = f16(2 * i); }
-      else {
-        const u = new Uint32Array(out.buffer);
-        for (let i = 0; i < count; i++) u[i] = (bytes[2 * i] | (bytes[2 * i + 1] << 8)) << 16;
-      }
-      return out;
-    }
     case "Q8_0":
       for (let b = 0; b < blocks; b++) {
         const o = b * typeSize, d = f16(o), y = b * 32;
