@@ -11,6 +11,8 @@ import { type Backend, BACKENDS } from "../runtime/backend.ts";
 import { benchAr } from "../bench/ar.ts";
 import { BENCH_METHODS, type BenchSizes, FULL_SIZES, QUICK_SIZES } from "../bench/cases.ts";
 import { benchKernels } from "../bench/kernels.ts";
+import { loadMarkdown, runLoad } from "../bench/load.ts";
+import { loadPrompts } from "../bench/prompts.ts";
 import { benchPeers, PEER_DEFAULTS } from "../bench/peers.ts";
 import { benchPagedAtSize } from "../bench/offload_probe.ts";
 import { replot } from "../bench/replot.ts";
@@ -26,6 +28,8 @@ const USAGE =
        deno task bench --kernels | --sweep | --ar  [--quick] [--json PATH]
        deno task bench --kernels --model DIR       (kernels, t(n) and a decode step at DIR's shape)
        deno task bench --peers [--model FILE.gguf] [--vulkan] [--max-tokens N] [--runs R] [--json PATH]
+       deno task bench --load URL [--concurrency C] [--requests N] [--max-tokens N] [--temperatures T]
+                       [--api-key KEY] [--json PATH]
 
 Default: AR, chain (k = 4), SpecInfer (4 x 4), Sequoia (the hardware profiler's pick for this adapter,
 plus a sweep of tree sizes n = 4 .. 64 at the profiler's depth for each) and SpecExec (K = 64, 256,
@@ -57,6 +61,10 @@ Other benchmarks:
               (CPU, 2 threads; --vulkan adds its Vulkan backend; bash tools/llama_cpp/install.sh first),
               same prompt ids and tokens, with weight bytes per token and GB/s beside streaming read
               (run from the repository root: the model, prompts and tool folder are found from there)
+  --load URL  a running server (or replicas behind a balancer) under C concurrent streaming completions
+              (default 8 clients, 64 requests, 32 tokens, T = 0.7, bench/prompts.json; --api-key or
+              $SPECDEC_API_KEY): requests/s, tok/s, latency, TTFT and inter-token percentiles, and every
+              answer that was not a complete stream; exits 1 if any was not
 `;
 
 const OPTIONS = {
@@ -80,6 +88,10 @@ const OPTIONS = {
   replot: { type: "string" },
   model: { type: "string" },
   "skip-1b": { type: "boolean", default: false },
+  load: { type: "string" },
+  concurrency: { type: "string" },
+  requests: { type: "string" },
+  "api-key": { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
@@ -106,13 +118,31 @@ export async function runBench(args: string[]): Promise<number> {
   const runs = positive("runs", values.runs) ?? (values.quick ? 1 : 3);
   if (!BACKENDS.includes(values.backend as Backend)) throw new UsageError(`--backend must be "gpu" or "cpu"`);
   const backend = values.backend as Backend;
-  if ([values.kernels, values.sweep, values.ar, values.peers].filter(Boolean).length > 1) {
-    throw new UsageError(`--kernels, --sweep, --ar and --peers are separate benchmarks: pick one`);
+  if (
+    [values.kernels, values.sweep, values.ar, values.peers, values.load !== undefined].filter(Boolean)
+      .length > 1
+  ) {
+    throw new UsageError(`--kernels, --sweep, --ar, --peers and --load are separate benchmarks: pick one`);
   }
   if (values.model !== undefined && !values.kernels && !values.peers) {
     throw new UsageError(`--model goes with --kernels or --peers only`);
   }
   if (values.vulkan && !values.peers) throw new UsageError(`--vulkan goes with --peers only`);
+  const concurrency = positive("concurrency", values.concurrency);
+  const requests = positive("requests", values.requests);
+  if ((concurrency ?? requests ?? values["api-key"]) !== undefined && values.load === undefined) {
+    throw new UsageError(`--concurrency, --requests and --api-key go with --load URL only`);
+  }
+  if (values.load !== undefined) {
+    return await benchLoad(values.load, {
+      concurrency: concurrency ?? 8,
+      requests: requests ?? 64,
+      maxTokens: maxTokensFlag ?? 32,
+      temperatures: values.temperatures,
+      apiKey: values["api-key"] ?? Deno.env.get("SPECDEC_API_KEY"),
+      jsonPath: values.json,
+    });
+  }
   if (values.replot) {
     await replot(values.replot, values.out || undefined);
     return 0;
@@ -185,6 +215,34 @@ export async function runBench(args: string[]): Promise<number> {
     await benchPagedAtSize(values.out || "bench/out");
   }
   return 0;
+}
+
+/** `--load URL`: the load run, its table on stdout, the JSON report to `jsonPath`; 1 if any answer failed. */
+async function benchLoad(
+  url: string,
+  o: {
+    concurrency: number;
+    requests: number;
+    maxTokens: number;
+    temperatures?: string;
+    apiKey?: string;
+    jsonPath?: string;
+  },
+): Promise<number> {
+  if (!/^https?:\/\/[^/]+/.test(url)) {
+    throw new UsageError(`--load needs an http(s) URL, got ${JSON.stringify(url)}`);
+  }
+  const temperature = Number(o.temperatures ?? "0.7");
+  if (!Number.isFinite(temperature) || temperature < 0) {
+    throw new UsageError(`--temperatures with --load is one number >= 0, got ${o.temperatures}`);
+  }
+  const report = await runLoad({ url, ...o, temperature, prompts: await loadPrompts() });
+  console.log(loadMarkdown(report));
+  for (const r of report.records.filter((r) => !r.complete).slice(0, 5)) {
+    console.error(`  ${r.id}: status ${r.status}: ${r.error}`);
+  }
+  if (o.jsonPath) await Deno.writeTextFile(o.jsonPath, JSON.stringify(report, null, 2) + "\n");
+  return report.ok === report.requests ? 0 : 1;
 }
 
 /** The command line as typed (via `deno task bench` or the compiled binary). */
