@@ -75,6 +75,21 @@ Deno.test("compile: the task embeds the shaders and the default weights, with th
       );
     }
   }
+  // A worker's entry is no import either: deno compile embeds it (and its graph) only when included.
+  const workerRef = /new Worker\(\s*new URL\(\s*[`"']([^`"']+)[`"']\s*,\s*import\.meta\.url\s*\)/g;
+  const workers: string[] = [];
+  for await (const file of walk(`${ROOT}/src`)) {
+    if (!file.endsWith(".ts")) continue;
+    for (const m of (await Deno.readTextFile(file)).matchAll(workerRef)) {
+      const target = new URL(m[1], `file://${file}`).pathname.slice(ROOT.length + 1);
+      workers.push(target);
+      assert.ok(
+        INCLUDES.includes(target),
+        `${file.slice(ROOT.length + 1)} starts worker ${target}: --include it`,
+      );
+    }
+  }
+  assert.ok(workers.includes("src/server/engine_worker.ts"), `workers found: ${workers}`);
   assert.ok(found.some((f) => f.startsWith("shaders")), `shader lookup found: ${found}`);
   assert.ok(found.some((f) => f.startsWith("weights/tiny")), `weights lookup found: ${found}`);
 });

@@ -113,7 +113,10 @@ Deno.test({
     assert.equal(report.requests, 48);
 
     // The balancer's view: one line per request, all 200, and who finally answered each.
-    const access = nginx.accessLog().map(parseAccess).filter((a) => a.rid.startsWith("lb-"));
+    // nginx logs a request when it finalizes it, which can be just after the client read [DONE].
+    const logged = () => nginx!.accessLog().map(parseAccess).filter((a) => a.rid.startsWith("lb-"));
+    for (let i = 0; i < 100 && logged().length < 48; i++) await new Promise((r) => setTimeout(r, 20));
+    const access = logged();
     assert.equal(access.length, 48, "one access-log line per request");
     assert.deepEqual(access.filter((a) => a.status !== 200).map((a) => a.rid), []);
     const finalBy = new Map(access.map((a) => [a.rid, a.upstreams[a.upstreams.length - 1]]));

@@ -5,7 +5,7 @@
  * request exactly as before afterwards.
  */
 import assert from "node:assert/strict";
-import { createApp } from "../src/server/app.ts";
+import { createApp, localService } from "../src/server/app.ts";
 import { Scheduler } from "../src/server/queue.ts";
 import { DEFAULT_DRAFT_DIR, openModelFolder } from "../src/model/folder.ts";
 import { loadCpuModel } from "../src/cpu/load.ts";
@@ -16,7 +16,7 @@ const CASES = 1500;
 const folder = await openModelFolder(DEFAULT_DRAFT_DIR);
 const model = await loadCpuModel(folder);
 const scheduler = new Scheduler({ maxQueue: 4 });
-const app = createApp({ name: "tiny-draft", model, tokenizer: folder.tokenizer }, {
+const app = createApp(localService({ name: "tiny-draft", model, tokenizer: folder.tokenizer }), {
   scheduler,
   maxBodyBytes: 256 * 1024,
 });

@@ -4,7 +4,7 @@
  * requests, and once the file is back generation resumes with the same output as before.
  */
 import assert from "node:assert/strict";
-import { createApp } from "../src/server/app.ts";
+import { createApp, localService } from "../src/server/app.ts";
 import { Gpu } from "../src/gpu/device.ts";
 import { GpuLlama } from "../src/gpu/llama/model.ts";
 import { minPagedBudget } from "../src/gpu/paging/plan.ts";
@@ -22,7 +22,7 @@ Deno.test("paged server: a checkpoint truncated on disk fails one request (503),
     hostMemoryBudget: 0, // every refill reads the file
     maxBatch: 32,
   });
-  const app = createApp({ name: "paged", model, tokenizer: folder.tokenizer });
+  const app = createApp(localService({ name: "paged", model, tokenizer: folder.tokenizer }));
   const generate = (prompt: string) =>
     app.request("/v1/generate", {
       method: "POST",

@@ -3,7 +3,7 @@
  * CPU reference: OpenAI formats, stop sequences, queue limits, cancellation, drain, auth, metrics.
  */
 import assert from "node:assert/strict";
-import { type AppOptions, createApp } from "../src/server/app.ts";
+import { type AppOptions, createApp, localService } from "../src/server/app.ts";
 import { DEFAULT_DRAFT_DIR, openModelFolder } from "../src/model/folder.ts";
 import { loadCpuModel } from "../src/cpu/load.ts";
 import type { CausalLM, ForwardInput } from "../src/model/causal_lm.ts";
@@ -44,7 +44,7 @@ class GatedModel implements CausalLM {
 }
 
 function makeApp(opts: AppOptions = {}, model: CausalLM = cpu) {
-  return createApp({ name: "tiny-draft", model, tokenizer: tok }, opts);
+  return createApp(localService({ name: "tiny-draft", model, tokenizer: tok }), opts);
 }
 const app = makeApp();
 

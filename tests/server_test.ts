@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createApp } from "../src/server/app.ts";
+import { createApp, localService } from "../src/server/app.ts";
 import { DEFAULT_DRAFT_DIR, openModelFolder } from "../src/model/folder.ts";
 import { loadCpuModel } from "../src/cpu/load.ts";
 import { generateAutoregressive } from "../src/decoding/autoregressive.ts";
@@ -7,7 +7,7 @@ import { GREEDY } from "../src/model/sampling.ts";
 
 const folder = await openModelFolder(DEFAULT_DRAFT_DIR);
 const model = await loadCpuModel(folder);
-const app = createApp({ name: "tiny-draft", model, tokenizer: folder.tokenizer });
+const app = createApp(localService({ name: "tiny-draft", model, tokenizer: folder.tokenizer }));
 
 const post = (body: unknown) =>
   app.request("/v1/generate", {
@@ -97,7 +97,7 @@ Deno.test("server: speculative methods answer exactly like AR at T=0; /v1/status
   const tf = await openModelFolder(DEFAULT_TARGET_DIR);
   const target = await loadCpuModel(tf);
   const acc = [0.6, 0.12, 0.06, 0.04];
-  const spec = createApp({
+  const spec = createApp(localService({
     name: "tiny",
     model: target,
     tokenizer: tf.tokenizer,
@@ -107,7 +107,7 @@ Deno.test("server: speculative methods answer exactly like AR at T=0; /v1/status
     acceptance: acc,
     adaptive: new AdaptiveSequoiaPlan(acc, 12, 4),
     status: { note: "test" },
-  });
+  }));
   const ask = async (body: Record<string, unknown>) =>
     await (await spec.request("/v1/generate", {
       method: "POST",

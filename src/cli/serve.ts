@@ -1,19 +1,23 @@
 /**
- * `deno task start`: parse the flags, open a {@link Runtime} (models, startup profile, default method)
- * and serve the HTTP app until a signal.
+ * `deno task start`: parse the flags, open the engine worker (a {@link Runtime} there: models, startup
+ * profile, default method) and serve the HTTP app until a signal.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR } from "../model/folder.ts";
+import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, type ModelFolder, openModelFolder } from "../model/folder.ts";
 import { SAMPLING_DEFAULTS } from "../model/sampling.ts";
 import { type Backend, BACKENDS } from "../runtime/backend.ts";
-import { Runtime, startupStageCount } from "../runtime/runtime.ts";
-import { Progress } from "../runtime/progress.ts";
 import { type Method, METHODS } from "../speculative/methods.ts";
 import { createApp, DEFAULT_MAX_QUEUE } from "../server/app.ts";
 import { Scheduler } from "../server/queue.ts";
+import type { DecodeEngine } from "../server/engine.ts";
+import { RuntimeEngine } from "../server/runtime_engine.ts";
+import { type EngineInfo, type EngineOpenRequest, WorkerEngine } from "../server/worker_engine.ts";
+
+/** Where the models run: a worker (the HTTP thread never waits on the device) or the HTTP thread. */
+const ENGINES = ["worker", "inline"] as const;
 import { UsageError } from "./usage.ts";
 import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
 
@@ -32,6 +36,9 @@ const USAGE = `Usage: deno task start [options]
   --queue-depth N     generations that may wait behind the running one; more get 429 (default ${DEFAULT_MAX_QUEUE})
   --drain-timeout S   on SIGINT/SIGTERM, let queued work finish for up to S seconds, then cancel it
                       (default 30; a second signal cancels at once)
+  --engine E          worker (default): the models run in a worker thread, so /health, /ready, /metrics
+                      and 429s answer while the device works; inline: on the HTTP thread (a long
+                      prefill or a big tree then delays every other answer)
   --gpu-memory-budget B   GPU bytes for the target's weights (e.g. 256MB); a target that does not fit
                           streams its decoder layers from disk through a ring of layer slots
   --host-memory-budget B  host RAM for caching streamed layers (default: all, up to half the free RAM)
@@ -62,6 +69,7 @@ export async function runServe(args: string[]): Promise<number> {
         "api-key": { type: "string", default: Deno.env.get("SPECDEC_API_KEY") },
         "queue-depth": { type: "string", default: String(DEFAULT_MAX_QUEUE) },
         "drain-timeout": { type: "string", default: "30" },
+        engine: { type: "string", default: "worker" },
         ...PAGING_FLAGS,
         help: { type: "boolean", short: "h", default: false },
       },
@@ -88,18 +96,28 @@ export async function runServe(args: string[]): Promise<number> {
   }
   const backend = values.backend as Backend;
   const draft = values.draft === "none" ? undefined : values.draft;
-  const progress = new Progress(startupStageCount({ draft, backend }), (l) => console.error(l));
-  const runtime = await Runtime.open({
+  const t0 = performance.now();
+  // The models load and run in the engine worker; this thread keeps only the tokenizer (and the
+  // config's facts), so the HTTP side stays responsive while the device works.
+  if (!ENGINES.includes(values.engine as typeof ENGINES[number])) {
+    throw new UsageError(`--engine must be "worker" or "inline", got ${JSON.stringify(values.engine)}`);
+  }
+  const request: EngineOpenRequest = {
     model: values.model,
     draft,
     backend,
     paging: pagingBudgets(values),
     reprofile: values.reprofile,
-    log: (l) => console.error(`  ${l}`),
-    stages: progress,
-  });
+    method: values.method as Method | "auto",
+    sampling: SAMPLING_DEFAULTS.profile,
+  };
+  const engine = values.engine === "worker"
+    ? await WorkerEngine.open(request)
+    : await RuntimeEngine.open(request);
   try {
-    return await serve(runtime, progress, values.method as Method | "auto", {
+    const folder = await openModelFolder(values.model);
+    folder.checkpoint.close(); // only the tokenizer is needed here; the worker reads the weights
+    return await serve(engine, folder, t0, {
       port,
       host: values.host,
       maxQueue,
@@ -107,50 +125,48 @@ export async function runServe(args: string[]): Promise<number> {
       apiKey: values["api-key"],
     });
   } finally {
-    runtime.close();
+    await engine.close();
   }
 }
 
 /**
- * Serve `runtime` until SIGINT/SIGTERM. The startup profile (GPU): t(n) on this adapter (cached) + the
- * acceptance vector for the default sampling of requests -> Sequoia's tree, and whether speculation
- * pays here at all.
+ * Serve the engine until SIGINT/SIGTERM. The startup profile (GPU), made in the worker: t(n) on this
+ * adapter (cached) + the acceptance vector for the default sampling of requests -> Sequoia's tree, and
+ * whether speculation pays here at all.
  */
 async function serve(
-  runtime: Runtime,
-  progress: Progress,
-  methodFlag: Method | "auto",
+  engine: DecodeEngine & { readonly info: EngineInfo },
+  folder: ModelFolder,
+  t0: number,
   o: { port: number; host: string; maxQueue: number; drainS: number; apiKey?: string },
 ): Promise<number> {
-  const plan = await runtime.plan(SAMPLING_DEFAULTS.profile, methodFlag, { scope: "server" });
-  const method = plan.method;
-  const { folder, model } = runtime.target;
-  if (plan.pick) {
-    const pick = plan.pick.pick;
+  const info = engine.info;
+  const method = info.method;
+  if (info.pick) {
     console.error(
-      `  sequoia n=${pick.n} depth=${pick.depth}, predicted ${
-        pick.speedup.toFixed(2)
+      `  sequoia n=${info.pick.n} depth=${info.pick.depth}, predicted ${
+        info.pick.speedup.toFixed(2)
       }x AR -> default method ${method}`,
     );
   }
   const scheduler = new Scheduler({ maxQueue: o.maxQueue });
   const app = createApp({
     name: folder.path.split("/").filter(Boolean).pop() ?? "model",
-    model,
     tokenizer: folder.tokenizer,
-    draft: runtime.draft?.model,
+    engine,
     defaultMethod: method,
-    tree: plan.tree,
-    acceptance: plan.acceptance,
-    adaptive: plan.adaptive,
-    status: plan.status,
+    tree: info.tree,
+    acceptance: info.acceptance,
+    status: info.status,
   }, { scheduler, apiKey: o.apiKey });
   const server = Deno.serve({
     port: o.port,
     hostname: o.host,
     onListen: ({ hostname, port }) =>
       console.error(
-        `ready in ${progress.elapsed} s: listening on http://${hostname}:${port} (default method ${method}, ` +
+        `ready in ${
+          ((performance.now() - t0) / 1000).toFixed(1)
+        } s: listening on http://${hostname}:${port} (default method ${method}, ` +
           `queue depth ${o.maxQueue}${o.apiKey ? ", API key required" : ""})`,
       ),
   }, app.fetch);

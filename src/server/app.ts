@@ -20,7 +20,7 @@ import { nativeRoutes } from "./native.ts";
 import { openaiRoutes } from "./openai.ts";
 import { Scheduler } from "./queue.ts";
 
-export type { ModelService } from "./generation.ts";
+export { localService, type ModelService } from "./generation.ts";
 export { MAX_BODY_BYTES } from "./body.ts";
 
 /** Default number of generations that may wait behind the running one. */
@@ -98,10 +98,10 @@ export function createApp(svc: ModelService, opts: AppOptions = {}): Hono {
   app.get("/v1/status", (c) =>
     c.json({
       model: svc.name,
-      methods: svc.draft ? [...METHODS] : ["ar"],
+      methods: svc.engine.hasDraft ? [...METHODS] : ["ar"],
       default_method: svc.defaultMethod ?? "ar",
       tree: svc.tree ?? {},
-      acceptance: svc.adaptive?.acceptance ?? svc.acceptance ?? null,
+      acceptance: svc.engine.liveAcceptance() ?? svc.acceptance ?? null,
       profile: svc.status ?? null,
       queue: { waiting: scheduler.waiting, running: scheduler.running, limit: scheduler.maxQueue },
       context: gen.context,

@@ -11,31 +11,41 @@ import type { CausalLM } from "../model/causal_lm.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
 import type { SamplingParams } from "../model/sampling.ts";
 import type { FinishReason, GenerationStats } from "../decoding/stats.ts";
-import { decode } from "../speculative/decode.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
+import { type DecodeEngine, LocalEngine } from "./engine.ts";
 import { ApiError } from "./errors.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { CancelCause, Scheduler, Slot } from "./queue.ts";
 import { StopFilter } from "./stop.ts";
 
-/** What the app serves: one target model, its tokenizer, and optionally a draft for speculation. */
+/** What the app serves: one target model behind an engine, its tokenizer, and the startup decisions. */
 export interface ModelService {
   /** The model id clients name (GET /v1/models). */
   name: string;
-  model: CausalLM;
   tokenizer: ModelTokenizer;
-  /** Draft model; without it only "ar" is available. */
-  draft?: CausalLM;
+  /** Runs the generations (in this thread, or in a worker); without a draft only "ar" is available. */
+  engine: DecodeEngine;
   /** Method used when a request names none. */
   defaultMethod?: Method;
   /** Default tree settings (e.g. the hardware-aware pick) and Sequoia's acceptance vector. */
   tree?: TreeOptions;
   acceptance?: number[];
-  /** Sequoia's self-re-planning tree, shared by all requests. */
-  adaptive?: AdaptiveSequoiaPlan;
   /** What GET /v1/status reports about the startup profile. */
   status?: Record<string, unknown>;
+}
+
+/** A {@link ModelService} whose engine runs `model` (and `draft`) in this thread ({@link LocalEngine}). */
+export function localService(
+  o: Omit<ModelService, "engine"> & {
+    model: CausalLM;
+    draft?: CausalLM;
+    /** Sequoia's self-re-planning tree, shared by all requests that keep the server's tree. */
+    adaptive?: AdaptiveSequoiaPlan;
+  },
+): ModelService {
+  const { model, draft, adaptive, ...rest } = o;
+  return { ...rest, engine: new LocalEngine(model, draft, adaptive) };
 }
 
 /**
@@ -108,13 +118,13 @@ export class Generations {
     readonly scheduler: Scheduler,
     readonly metrics: ServerMetrics,
   ) {
-    this.context = svc.model.config.maxPositions;
+    this.context = svc.engine.context;
   }
 
   /** The method a request runs with; 400 when this server cannot run it. */
   resolveMethod(requested: Method | undefined): Method {
     const method = requested ?? this.svc.defaultMethod ?? "ar";
-    if (method !== "ar" && !this.svc.draft) {
+    if (method !== "ar" && !this.svc.engine.hasDraft) {
       throw new ApiError(400, `method: "${method}" needs a draft model; this server has none`, {
         param: "method",
       });
@@ -191,18 +201,16 @@ export class Generations {
       budget: req.budget ?? svc.tree?.budget,
     };
     // The shared adaptive plan only serves requests that keep the server's tree.
-    const adaptive = req.treeSize === undefined && req.depth === undefined ? svc.adaptive : undefined;
-    const events = decode(method, svc.model, svc.draft, req.prompt, {
+    const adaptive = req.treeSize === undefined && req.depth === undefined;
+    const events = svc.engine.decode(method, req.prompt, {
       tree,
       acceptance: svc.acceptance,
       adaptive,
-      log: (l) => console.error(`[server] ${l}`),
       maxTokens: req.maxTokens,
       sampling: req.sampling,
       seed: req.seed ?? crypto.getRandomValues(new Uint32Array(1))[0],
       eosIds: svc.tokenizer.eosIds,
-      signal: AbortSignal.any([signal, stopped.signal]),
-    });
+    }, AbortSignal.any([signal, stopped.signal]));
     let lastYield = performance.now();
     for await (const ev of events) {
       if (ev.type === "step") {

@@ -1,0 +1,87 @@
+/**
+ * The seam between the HTTP layer and the models: a {@link DecodeEngine} runs one generation as a
+ * stream of engine events. {@link LocalEngine} runs it on models in this thread (tests, `app.request`);
+ * the server runs it in a worker (worker_engine.ts), so device polling and CPU kernels never block the
+ * event loop that answers /health, /ready, /metrics, 429s and disconnects.
+ *
+ * @module
+ */
+
+import type { CausalLM } from "../model/causal_lm.ts";
+import type { SamplingParams } from "../model/sampling.ts";
+import type { SpeculativeEvent } from "../speculative/engine.ts";
+import { decode } from "../speculative/decode.ts";
+import type { Method, TreeOptions } from "../speculative/methods.ts";
+import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
+
+/** One generation's engine options (plain data: they cross a worker boundary). */
+export interface EngineDecodeOptions {
+  tree: TreeOptions;
+  acceptance?: number[];
+  /** Sequoia: decode with the engine's shared self-re-planning tree (when it has one). */
+  adaptive: boolean;
+  maxTokens: number;
+  sampling: SamplingParams;
+  seed: number;
+  eosIds: number[];
+}
+
+/** Runs generations on a loaded target (and draft). */
+export interface DecodeEngine {
+  /** The target's context length in tokens (prompt + generated). */
+  readonly context: number;
+  /** True when a draft is loaded, so the speculative methods can run. */
+  readonly hasDraft: boolean;
+  /** The shared adaptive Sequoia plan's current acceptance vector, when there is one. */
+  liveAcceptance(): number[] | undefined;
+  /** One generation of `prompt` (n token ids) with `method`; stops at its next step once `signal` aborts. */
+  decode(
+    method: Method,
+    prompt: number[],
+    o: EngineDecodeOptions,
+    signal: AbortSignal,
+  ): AsyncIterable<SpeculativeEvent>;
+  /** Release what the engine holds (idempotent). */
+  close(): void | Promise<void>;
+}
+
+/** A {@link DecodeEngine} over models in this thread. */
+export class LocalEngine implements DecodeEngine {
+  readonly context: number;
+
+  constructor(
+    readonly model: CausalLM,
+    readonly draft?: CausalLM,
+    readonly adaptive?: AdaptiveSequoiaPlan,
+    private readonly log: (line: string) => void = (l) => console.error(`[server] ${l}`),
+  ) {
+    this.context = model.config.maxPositions;
+  }
+
+  get hasDraft(): boolean {
+    return this.draft !== undefined;
+  }
+
+  liveAcceptance(): number[] | undefined {
+    return this.adaptive?.acceptance;
+  }
+
+  decode(
+    method: Method,
+    prompt: number[],
+    o: EngineDecodeOptions,
+    signal: AbortSignal,
+  ): AsyncIterable<SpeculativeEvent> {
+    const { adaptive, ...rest } = o;
+    return decode(method, this.model, this.draft, prompt, {
+      ...rest,
+      adaptive: adaptive ? this.adaptive : undefined,
+      log: this.log,
+      signal,
+    });
+  }
+
+  close(): void {
+    // The models belong to whoever loaded them.
+  }
+}
