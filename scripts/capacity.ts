@@ -74,11 +74,7 @@ try {
 console.log(
   `serve flags: ${serveArgs.join(" ") || "(defaults)"}; ${maxTokens} tokens per request, T = 0.7\n`,
 );
-console.log("| setup | " + loadMarkdown(reports[0].report).split("\n")[0].slice(2));
-console.log("|---" + loadMarkdown(reports[0].report).split("\n")[1]);
-for (const { setup, report } of reports) {
-  console.log(`| ${setup} ` + loadMarkdown(report).split("\n")[2]);
-}
+console.log(loadMarkdown(reports.map(({ setup, report }) => ({ label: setup, report })), "setup"));
 if (values.json) {
   const slim = reports.map(({ setup, report }) => ({ setup, ...report, records: undefined }));
   await Deno.writeTextFile(values.json, JSON.stringify(slim, null, 2) + "\n");

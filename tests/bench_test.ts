@@ -282,6 +282,11 @@ Deno.test("bench: usage errors", async () => {
       ["--temperatures", "0,x"],
       ["--backend", "cpu", "--offload"],
       ["--kernels", "--sweep"],
+      ["--concurrency", "4"],
+      ["--load", "localhost:8000"],
+      ["--load", "http://127.0.0.1:1", "--concurrency", "0"],
+      ["--load", "http://127.0.0.1:1", "--temperatures", "0,0.7"],
+      ["--load", "http://127.0.0.1:1", "--kernels"],
     ]
   ) {
     await assert.rejects(runBench(args), (e) => e instanceof UsageError && e.exitCode === 2, args.join(" "));
@@ -342,5 +347,63 @@ Deno.test("bench: a tiny side-by-side run on the CPU reference writes tables, JS
     assertWellFormed(await Deno.readTextFile(report.plots[0]));
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bench --load: counts complete streams, and catches a cut stream, an error status and a refused connection", async () => {
+  const { runLoad, loadMarkdown, percentiles } = await import("../src/bench/load.ts");
+  assert.deepEqual(percentiles([5, 1, 4, 2, 3]), { p50: 3, p95: 5, max: 5 });
+  let n = 0;
+  const enc = new TextEncoder();
+  // A fake OpenAI stream: request 2 is cut before [DONE], request 3 answers 429.
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
+    const body = await req.json();
+    assert.equal(body.stream, true);
+    assert.deepEqual(body.stream_options, { include_usage: true });
+    const i = n++;
+    if (i === 3) return new Response(JSON.stringify({ error: { message: "queue full" } }), { status: 429 });
+    const events = [
+      { choices: [{ index: 0, text: "a", finish_reason: null }] },
+      { choices: [{ index: 0, text: "b", finish_reason: "length" }] },
+      { choices: [], usage: { completion_tokens: 2 } },
+    ];
+    const stream = new ReadableStream({
+      start(c) {
+        for (const e of events) c.enqueue(enc.encode(`data: ${JSON.stringify(e)}\n\n`));
+        if (i !== 2) c.enqueue(enc.encode("data: [DONE]\n\n"));
+        c.close();
+      },
+    });
+    return new Response(stream, { headers: { "content-type": "text/event-stream" } });
+  });
+  try {
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    const r = await runLoad({
+      url,
+      concurrency: 2,
+      requests: 6,
+      maxTokens: 2,
+      temperature: 0,
+      prompts: ["x"],
+    });
+    assert.equal(r.requests, 6);
+    assert.equal(r.ok, 4);
+    assert.equal(r.incomplete, 1);
+    assert.deepEqual(r.statuses, { 200: 5, 429: 1 });
+    assert.equal(r.records.filter((x) => x.complete).reduce((s, x) => s + x.tokens, 0), 8);
+    assert.match(r.records.find((x) => x.status === 200 && !x.complete)!.error!, /cut before \[DONE\]/);
+    assert.match(loadMarkdown([{ report: r }]), /1 x 429; 1 cut/);
+    const refused = await runLoad({
+      url: "http://127.0.0.1:1",
+      concurrency: 1,
+      requests: 1,
+      maxTokens: 1,
+      temperature: 0,
+      prompts: ["x"],
+    });
+    assert.equal(refused.statuses["0"], 1);
+    assert.ok(refused.records[0].error);
+  } finally {
+    await server.shutdown();
   }
 });

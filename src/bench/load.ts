@@ -210,18 +210,21 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
   };
 }
 
-/** The report as a Markdown table row set (one run). */
-export function loadMarkdown(r: LoadReport): string {
+/** Markdown table rows for load runs, one row each, labelled (default: the URL) in the first column. */
+export function loadMarkdown(runs: { label?: string; report: LoadReport }[], firstColumn = "url"): string {
   const f = (x: number, d = 1) => Number.isFinite(x) ? x.toFixed(d) : "-";
   const p = (q: Percentiles) => `${f(q.p50)} / ${f(q.p95)}`;
-  const bad = Object.entries(r.statuses).filter(([s]) => s !== "200").map(([s, n]) => `${n} x ${s}`);
-  return [
-    `| url | clients | requests | complete | req/s | tok/s | latency p50/p95 ms | TTFT p50/p95 ms | ITL p50/p95 ms | not 200 |`,
-    `|---|---:|---:|---:|---:|---:|---:|---:|---:|---|`,
-    `| ${r.url} | ${r.concurrency} | ${r.requests} | ${r.ok} | ${f(r.requestsPerS, 2)} | ${
+  const row = ({ label, report: r }: { label?: string; report: LoadReport }) => {
+    const bad = Object.entries(r.statuses).filter(([s]) => s !== "200").map(([s, n]) => `${n} x ${s}`);
+    const notOk = `${bad.join(", ") || "none"}${r.incomplete ? `; ${r.incomplete} cut` : ""}`;
+    return `| ${label ?? r.url} | ${r.concurrency} | ${r.requests} | ${r.ok} | ${f(r.requestsPerS, 2)} | ${
       f(r.tokensPerS)
-    } | ${p(r.latencyMs)} | ${p(r.ttftMs)} | ${p(r.interTokenMs)} | ${bad.join(", ") || "none"}${
-      r.incomplete ? `; ${r.incomplete} cut` : ""
-    } |`,
+    } | ${p(r.latencyMs)} | ${p(r.ttftMs)} | ${p(r.interTokenMs)} | ${notOk} |`;
+  };
+  return [
+    `| ${firstColumn} | clients | requests | complete | req/s | tok/s | latency p50/p95 ms | TTFT p50/p95 ms | ` +
+    `ITL p50/p95 ms | not 200 |`,
+    `|---|---:|---:|---:|---:|---:|---:|---:|---:|---|`,
+    ...runs.map(row),
   ].join("\n");
 }

@@ -237,7 +237,7 @@ async function benchLoad(
     throw new UsageError(`--temperatures with --load is one number >= 0, got ${o.temperatures}`);
   }
   const report = await runLoad({ url, ...o, temperature, prompts: await loadPrompts() });
-  console.log(loadMarkdown(report));
+  console.log(loadMarkdown([{ report }]));
   for (const r of report.records.filter((r) => !r.complete).slice(0, 5)) {
     console.error(`  ${r.id}: status ${r.status}: ${r.error}`);
   }
