@@ -206,7 +206,7 @@ async function generate(runtime: Runtime, o: GenerateCliOptions): Promise<number
       if (!o.json && piece) await Deno.stdout.write(out.encode(piece));
     } else if (ev.type === "step") {
       steps.push(ev.stats);
-    } else {
+    } else if (ev.type === "done") {
       stats = ev.stats;
       finishReason = ev.finishReason;
     }

@@ -25,7 +25,32 @@ export interface GenerationStats {
   syncs: number;
 }
 
+/**
+ * One generated token. With `logprobs` requested: its log-probability under the target's processed
+ * distribution at temperature 1 (log-softmax of the logits after the request's processors, before
+ * temperature, top-k, top-p), and the `top` most likely (id, logprob) pairs, most likely first.
+ */
+export interface TokenEvent {
+  type: "token";
+  id: number;
+  logprob?: number;
+  top?: [number, number][];
+}
+
+/**
+ * The prompt's own log-probabilities (OpenAI's `echo` with `logprobs`), emitted once before the first
+ * token when asked for: entry i is prompt token i's logprob given tokens 0..i-1 (null for i = 0), with
+ * the same definition as {@link TokenEvent}.
+ */
+export interface PromptEvent {
+  type: "prompt";
+  logprobs: (number | null)[];
+  /** Per position, the most likely (id, logprob) pairs (empty at 0), when top logprobs were asked. */
+  top?: [number, number][][];
+}
+
 /** One event of a generation stream. */
 export type GenerationEvent =
-  | { type: "token"; id: number }
+  | TokenEvent
+  | PromptEvent
   | { type: "done"; finishReason: FinishReason; stats: GenerationStats };

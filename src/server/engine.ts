@@ -9,6 +9,8 @@
 
 import type { CausalLM } from "../model/causal_lm.ts";
 import type { SamplingParams } from "../model/sampling.ts";
+import type { PromptEvent, TokenEvent } from "../decoding/stats.ts";
+import type { ProcessingSpec } from "../decoding/logits/processor.ts";
 import type { SpeculativeEvent } from "../speculative/engine.ts";
 import { decode } from "../speculative/decode.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
@@ -24,6 +26,15 @@ export interface EngineDecodeOptions {
   sampling: SamplingParams;
   seed: number;
   eosIds: number[];
+  /** The request's logit processors (bias, penalties, min_p, grammar); absent: none. */
+  processing?: ProcessingSpec;
+  /**
+   * Log-probabilities on every token event: undefined = none, k >= 0 = the token's own plus the k most
+   * likely (k <= 20). See {@link TokenEvent}.
+   */
+  logprobs?: number;
+  /** Also emit the prompt's log-probabilities first (a {@link PromptEvent}; needs `logprobs`). */
+  promptLogprobs?: boolean;
 }
 
 /** Runs generations on a loaded target (and draft). */

@@ -226,7 +226,7 @@ export class Generations {
         text += out.text;
         if (out.stopped) stopped.abort();
         await onToken?.(ev.id, out.text);
-      } else {
+      } else if (ev.type === "done") {
         finish = ev.finishReason;
         stats = ev.stats;
       }
