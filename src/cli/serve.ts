@@ -13,13 +13,14 @@ import { type Method, METHODS } from "../speculative/methods.ts";
 import { createApp, DEFAULT_MAX_QUEUE } from "../server/app.ts";
 import { Scheduler } from "../server/queue.ts";
 import type { DecodeEngine } from "../server/engine.ts";
+import type { EngineInfo, EngineOpenRequest } from "../server/engine_protocol.ts";
 import { RuntimeEngine } from "../server/runtime_engine.ts";
-import { type EngineInfo, type EngineOpenRequest, WorkerEngine } from "../server/worker_engine.ts";
+import { WorkerEngine } from "../server/worker_engine.ts";
+import { UsageError } from "./usage.ts";
+import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
 
 /** Where the models run: a worker (the HTTP thread never waits on the device) or the HTTP thread. */
 const ENGINES = ["worker", "inline"] as const;
-import { UsageError } from "./usage.ts";
-import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
 
 const USAGE = `Usage: deno task start [options]
 
@@ -97,8 +98,6 @@ export async function runServe(args: string[]): Promise<number> {
   const backend = values.backend as Backend;
   const draft = values.draft === "none" ? undefined : values.draft;
   const t0 = performance.now();
-  // The models load and run in the engine worker; this thread keeps only the tokenizer (and the
-  // config's facts), so the HTTP side stays responsive while the device works.
   if (!ENGINES.includes(values.engine as typeof ENGINES[number])) {
     throw new UsageError(`--engine must be "worker" or "inline", got ${JSON.stringify(values.engine)}`);
   }
@@ -135,7 +134,7 @@ export async function runServe(args: string[]): Promise<number> {
  * whether speculation pays here at all.
  */
 async function serve(
-  engine: DecodeEngine & { readonly info: EngineInfo },
+  engine: DecodeEngine & { readonly info: EngineInfo; onCrash?: (e: Error) => void },
   folder: ModelFolder,
   t0: number,
   o: { port: number; host: string; maxQueue: number; drainS: number; apiKey?: string },
@@ -190,8 +189,17 @@ async function serve(
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
+  // A crashed engine worker cannot be recovered in place: fail what runs, stop listening and exit 1, so
+  // a supervisor (Kubernetes, systemd, the container runtime) restarts the process instead of a live
+  // /health hiding a replica that answers every generation with 500.
+  let crashed = false;
+  engine.onCrash = () => {
+    crashed = true;
+    scheduler.cancelAll();
+    server.shutdown();
+  };
   await server.finished;
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
-  return 0;
+  return crashed ? 1 : 0;
 }

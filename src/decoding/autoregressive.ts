@@ -11,6 +11,9 @@ import { sampleToken, type SamplingParams, validateSampling } from "../model/sam
 import { Rng } from "../util/rng.ts";
 import type { GenerationEvent } from "./stats.ts";
 import { TokenSink } from "./token_sink.ts";
+import { type GrammarFactory, LogitsPipeline } from "./logits/pipeline.ts";
+import type { ProcessingSpec, TokenVocabulary } from "./logits/processor.ts";
+import { logprobsOf } from "./logits/logprobs.ts";
 
 /** Options of one generation. */
 export interface GenerateOptions {
@@ -26,6 +29,14 @@ export interface GenerateOptions {
    * feeds each token to the next step itself; tokens past an EOS are computed and dropped. Default 8.
    */
   tokensPerSubmission?: number;
+  /** The request's logit processors (penalties, bias, min_p, grammar); see logits/processor.ts. */
+  processing?: ProcessingSpec;
+  /** Needed by a grammar: the tokens' bytes. */
+  vocab?: TokenVocabulary;
+  /** Builds a grammar's processor (needed by a grammar). */
+  grammar?: GrammarFactory;
+  /** Log-probabilities on each token event: the token's and the `logprobs` most likely (0..20). */
+  logprobs?: number;
 }
 
 /**
@@ -57,8 +68,16 @@ export async function* generateAutoregressive(
   };
   let forwards = 1;
   let t1: number;
+  const pipe = LogitsPipeline.fromSpec(opts.processing, {
+    temperature: opts.sampling.temperature,
+    vocabSize: model.config.vocabSize,
+    vocab: opts.vocab,
+    grammar: opts.grammar,
+  });
+  const top = opts.logprobs;
 
-  if (isDeviceSampler(model)) {
+  // The device samples only the plain distribution; processors and logprobs need the logits here.
+  if (isDeviceSampler(model) && !pipe && top === undefined) {
     // Device path: the GPU samples (with uniforms from our seeded RNG, one per token, as on the CPU
     // path) and chains up to `tokensPerSubmission` steps per submission.
     const per = Math.max(1, opts.tokensPerSubmission ?? 8);
@@ -80,16 +99,19 @@ export async function* generateAutoregressive(
     }
   } else {
     let logits = await model.forward(promptInput);
+    let state = pipe?.initial(prompt);
     t1 = performance.now();
     while (sink.produced < opts.maxTokens) {
       if (opts.signal?.aborted) { // before sampling: a cancelled stream draws no more random numbers
         sink.finish = "cancelled";
         break;
       }
-      const id = sampleToken(logits, opts.sampling, rng);
-      yield* sink.emit([id]);
+      const row = pipe ? pipe.processed(logits, state!) : logits;
+      const id = sampleToken(row, opts.sampling, rng);
+      yield* sink.emit([id], top === undefined ? undefined : [logprobsOf(row, id, top)]);
       const pos = model.kv.length;
       if (sink.finish || pos >= ctx) break;
+      if (pipe) state = pipe.advance(state!, id);
       logits = await model.forward({ tokens: Int32Array.of(id), positions: Int32Array.of(pos) });
       forwards++;
     }

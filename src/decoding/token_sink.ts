@@ -4,7 +4,10 @@
  * @module
  */
 
-import type { FinishReason, GenerationEvent } from "./stats.ts";
+import type { FinishReason, GenerationEvent, TokenEvent } from "./stats.ts";
+
+/** A token's log-probabilities, when the request asked for them. */
+export type TokenScores = Pick<TokenEvent, "logprob" | "top">;
 
 /**
  * The output side of one generation, shared by every decoding loop: emits tokens in order and decides
@@ -22,9 +25,14 @@ export class TokenSink {
     private readonly signal?: AbortSignal,
   ) {}
 
-  /** Emit `ids` in order until one of the ending conditions holds (then `finish` is set). */
-  *emit(ids: Iterable<number>): Generator<GenerationEvent> {
+  /**
+   * Emit `ids` in order until one of the ending conditions holds (then `finish` is set); `scores[i]`,
+   * when given, rides on the i-th token's event.
+   */
+  *emit(ids: Iterable<number>, scores?: readonly (TokenScores | undefined)[]): Generator<GenerationEvent> {
+    let i = 0;
     for (const id of ids) {
+      const sc = scores?.[i++];
       if (this.signal?.aborted) {
         this.finish = "cancelled";
         return;
@@ -34,7 +42,7 @@ export class TokenSink {
         return;
       }
       this.produced++;
-      yield { type: "token", id };
+      yield sc ? { type: "token", id, ...sc } : { type: "token", id };
       if (this.produced >= this.maxTokens) {
         this.finish = "length";
         return;

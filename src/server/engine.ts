@@ -9,8 +9,8 @@
 
 import type { CausalLM } from "../model/causal_lm.ts";
 import type { SamplingParams } from "../model/sampling.ts";
-import type { PromptEvent, TokenEvent } from "../decoding/stats.ts";
-import type { ProcessingSpec } from "../decoding/logits/processor.ts";
+import type { ProcessingSpec, TokenVocabulary } from "../decoding/logits/processor.ts";
+import type { GrammarFactory } from "../decoding/logits/pipeline.ts";
 import type { SpeculativeEvent } from "../speculative/engine.ts";
 import { decode } from "../speculative/decode.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
@@ -30,10 +30,10 @@ export interface EngineDecodeOptions {
   processing?: ProcessingSpec;
   /**
    * Log-probabilities on every token event: undefined = none, k >= 0 = the token's own plus the k most
-   * likely (k <= 20). See {@link TokenEvent}.
+   * likely (k <= 20); see TokenEvent in decoding/stats.ts.
    */
   logprobs?: number;
-  /** Also emit the prompt's log-probabilities first (a {@link PromptEvent}; needs `logprobs`). */
+  /** Also emit the prompt's log-probabilities first (a PromptEvent; needs `logprobs`). */
   promptLogprobs?: boolean;
 }
 
@@ -64,10 +64,18 @@ export class LocalEngine implements DecodeEngine {
     readonly model: CausalLM,
     readonly draft?: CausalLM,
     readonly adaptive?: AdaptiveSequoiaPlan,
-    private readonly log: (line: string) => void = (l) => console.error(`[server] ${l}`),
+    private readonly o: {
+      log?: (line: string) => void;
+      /** The target's token bytes, for grammars (built on first use). */
+      vocab?: () => TokenVocabulary;
+      /** Grammar support (response_format); absent: grammars are refused. */
+      grammar?: GrammarFactory;
+    } = {},
   ) {
     this.context = model.config.maxPositions;
   }
+
+  private vocabulary?: TokenVocabulary;
 
   get hasDraft(): boolean {
     return this.draft !== undefined;
@@ -84,11 +92,14 @@ export class LocalEngine implements DecodeEngine {
     signal: AbortSignal,
   ): AsyncIterable<SpeculativeEvent> {
     const { adaptive, ...rest } = o;
+    if (o.processing?.grammar && this.o.vocab) this.vocabulary ??= this.o.vocab();
     return decode(method, this.model, this.draft, prompt, {
       ...rest,
       adaptive: adaptive ? this.adaptive : undefined,
-      log: this.log,
+      log: this.o.log ?? ((l) => console.error(`[server] ${l}`)),
       signal,
+      vocab: this.vocabulary,
+      grammar: this.o.grammar,
     });
   }
 

@@ -3,20 +3,26 @@
  * {@link RuntimeEngine} (models, startup profile, default method) in this thread and runs generations
  * on request, posting every engine event back. Device waits and CPU kernels block only this thread.
  *
- * Generations run one at a time (the server's queue admits one), but each keeps its own id and
- * AbortController so a late cancel never touches the next one.
+ * Generations run one after another in arrival order (the models have one KV cache each); a cancel
+ * reaches a running one at its next step because the loop yields to the event loop every ~10 ms (a
+ * CPU forward otherwise resolves in microtasks and no message would be read until it ended).
  *
  * @module
  */
 
 /// <reference lib="deno.worker" />
 
+import { Yielder } from "../util/macrotask.ts";
 import { RuntimeEngine } from "./runtime_engine.ts";
-import type { EngineOpenRequest, FromWorker, ToWorker } from "./worker_engine.ts";
-import { toWire } from "./worker_engine.ts";
+import { type EngineOpenRequest, type FromWorker, toWire, type ToWorker } from "./engine_protocol.ts";
+
+type DecodeMessage = Extract<ToWorker, { type: "decode" }>;
 
 let engine: RuntimeEngine | undefined;
-const running = new Map<number, { ac: AbortController; done: Promise<void> }>();
+/** Decodes not yet finished (running or waiting), by id. */
+const controllers = new Map<number, AbortController>();
+/** The tail of the run queue: each decode starts when the previous one ended. */
+let tail: Promise<void> = Promise.resolve();
 
 const post = (m: FromWorker) => self.postMessage(m);
 
@@ -25,38 +31,42 @@ async function open(r: EngineOpenRequest): Promise<void> {
   post({ type: "ready", info: engine.info });
 }
 
-async function decode(m: Extract<ToWorker, { type: "decode" }>, ac: AbortController): Promise<void> {
+async function decode(m: DecodeMessage, ac: AbortController): Promise<void> {
+  const yielder = new Yielder(10);
   try {
     if (!engine) throw new Error("the engine is not open");
+    let live = engine.liveAcceptance();
     for await (const event of engine.decode(m.method, m.prompt, m.options, ac.signal)) {
       post({ type: "event", id: m.id, event });
+      if (event.type === "step") {
+        const now = engine.liveAcceptance();
+        if (now && now !== live) post({ type: "acceptance", acceptance: live = now });
+      }
+      await yielder.maybe();
     }
     post({ type: "end", id: m.id, liveAcceptance: engine.liveAcceptance() });
   } catch (e) {
     // The main thread rethrows it with this stack, and the HTTP layer logs it once.
     post({ type: "error", id: m.id, error: toWire(e) });
   } finally {
-    running.delete(m.id);
+    controllers.delete(m.id);
   }
 }
 
 self.onmessage = (e: MessageEvent<ToWorker>) => {
   const m = e.data;
   if (m.type === "open") {
-    open(m.request).catch((err) => {
-      post({ type: "failed", error: toWire(err) });
-    });
+    open(m.request).catch((err) => post({ type: "failed", error: toWire(err) }));
   } else if (m.type === "decode") {
-    const entry = { ac: new AbortController(), done: Promise.resolve() };
-    running.set(m.id, entry); // before decode starts: it removes the entry when it ends
-    entry.done = decode(m, entry.ac);
+    const ac = new AbortController();
+    controllers.set(m.id, ac);
+    tail = tail.then(() => decode(m, ac));
   } else if (m.type === "cancel") {
-    running.get(m.id)?.ac.abort(new DOMException("cancelled", "AbortError"));
+    controllers.get(m.id)?.abort(new DOMException("cancelled", "AbortError"));
   } else if (m.type === "close") {
-    // Stop what runs at its next step, and free the models only once nothing uses them.
-    const all = [...running.values()];
-    for (const r of all) r.ac.abort(new DOMException("closing", "AbortError"));
-    Promise.allSettled(all.map((r) => r.done)).then(() => {
+    // Stop what runs at its next step (and what waits), free the models once nothing uses them.
+    for (const ac of controllers.values()) ac.abort(new DOMException("closing", "AbortError"));
+    tail.then(() => {
       engine?.close();
       post({ type: "closed" });
     });

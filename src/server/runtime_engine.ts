@@ -10,7 +10,7 @@
 import { Progress } from "../runtime/progress.ts";
 import { Runtime, startupStageCount } from "../runtime/runtime.ts";
 import { LocalEngine } from "./engine.ts";
-import type { EngineInfo, EngineOpenRequest } from "./worker_engine.ts";
+import type { EngineInfo, EngineOpenRequest } from "./engine_protocol.ts";
 
 /** A {@link LocalEngine} over an opened runtime; `close` releases the runtime. */
 export class RuntimeEngine extends LocalEngine {

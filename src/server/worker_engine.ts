@@ -4,86 +4,22 @@
  * WebGPU waits for the device on the calling thread (every readback polls and sleeps; one long prefill
  * or a 1024-node SpecExec tree is one wait), and the CPU backend computes synchronously. In the worker,
  * that blocks only the worker; /health, /ready, /metrics, 429s and disconnects are answered meanwhile.
- *
- * Protocol (structured-clone messages): main -> worker `open`, `decode`, `cancel`, `close`; worker ->
- * main `ready` | `failed` once, then per generation `event`* followed by `end` or `error`.
+ * The messages are in engine_protocol.ts.
  *
  * @module
  */
 
-import { CheckpointError } from "../model/safetensors.ts";
-import type { SamplingParams } from "../model/sampling.ts";
-import type { PagingBudgets } from "../runtime/backend.ts";
-import type { Backend } from "../runtime/backend.ts";
 import type { SpeculativeEvent } from "../speculative/engine.ts";
-import type { Method, TreeOptions } from "../speculative/methods.ts";
+import type { Method } from "../speculative/methods.ts";
 import type { DecodeEngine, EngineDecodeOptions } from "./engine.ts";
-
-/** What the worker opens: the Runtime's options (plain data) and the server-scope plan to make. */
-export interface EngineOpenRequest {
-  model: string;
-  draft?: string;
-  backend: Backend;
-  paging?: PagingBudgets;
-  reprofile: boolean;
-  /** The --method flag ("auto": the startup profile decides). */
-  method: Method | "auto";
-  /** The sampling the startup plan is made for (the server's default request). */
-  sampling: SamplingParams;
-}
-
-/** What the worker reports once the models are loaded and the plan made. */
-export interface EngineInfo {
-  context: number;
-  hasDraft: boolean;
-  /** The plan's method ("auto" resolved). */
-  method: Method;
-  tree: TreeOptions;
-  acceptance?: number[];
-  status?: Record<string, unknown>;
-  /** Sequoia's pick on this adapter, for the startup log. */
-  pick?: { n: number; depth: number; speedup: number };
-  /** The adaptive plan's acceptance at startup. */
-  liveAcceptance?: number[];
-}
-
-/** An error as it crosses the boundary. */
-export interface WireError {
-  name: string;
-  message: string;
-  stack?: string;
-}
-
-/** Messages to the worker. */
-export type ToWorker =
-  | { type: "open"; request: EngineOpenRequest }
-  | { type: "decode"; id: number; method: Method; prompt: number[]; options: EngineDecodeOptions }
-  | { type: "cancel"; id: number }
-  | { type: "close" };
-
-/** Messages from the worker. */
-export type FromWorker =
-  | { type: "ready"; info: EngineInfo }
-  | { type: "failed"; error: WireError }
-  | { type: "event"; id: number; event: SpeculativeEvent }
-  | { type: "end"; id: number; liveAcceptance?: number[] }
-  | { type: "error"; id: number; error: WireError }
-  | { type: "closed" };
-
-/** An Error for `e`, in a form that survives postMessage (name, message, stack). */
-export function toWire(e: unknown): WireError {
-  return e instanceof Error
-    ? { name: e.name, message: e.message, stack: e.stack }
-    : { name: "Error", message: String(e) };
-}
-
-/** The Error a {@link WireError} stands for (a CheckpointError is rebuilt: the HTTP layer maps it to 503). */
-export function fromWire(w: WireError): Error {
-  const e = w.name === "CheckpointError" ? new CheckpointError(w.message) : new Error(w.message);
-  e.name = w.name;
-  if (w.stack) e.stack = `${w.stack}\n    (in the engine worker)`;
-  return e;
-}
+import {
+  type EngineInfo,
+  type EngineOpenRequest,
+  fromWire,
+  type FromWorker,
+  toWire,
+  type ToWorker,
+} from "./engine_protocol.ts";
 
 /** One generation's stream of events from the worker. */
 interface Pending {
@@ -99,17 +35,21 @@ export class WorkerEngine implements DecodeEngine {
   private crashed?: Error;
   private closing?: Promise<void>;
   private onClosed?: () => void;
+  /** Called once if the worker dies (an uncaught error): the engine is unusable from then on. */
+  onCrash?: (e: Error) => void;
 
   private constructor(private readonly worker: Worker, readonly info: EngineInfo) {
     this.live = info.liveAcceptance;
     worker.onmessage = (e: MessageEvent<FromWorker>) => this.receive(e.data);
-    // A worker that dies (an uncaught error) fails its generations instead of leaving them waiting.
+    // A worker that dies fails its generations instead of leaving them waiting, and says so.
     worker.onerror = (e) => {
       e.preventDefault();
+      if (this.crashed) return;
       this.crashed = new Error(`the engine worker crashed: ${e.message}`);
       console.error(`[server] ${this.crashed.message}`);
       for (const [id, p] of this.pending) p.push({ type: "error", id, error: toWire(this.crashed) });
       this.onClosed?.();
+      this.onCrash?.(this.crashed);
     };
   }
 
@@ -144,6 +84,11 @@ export class WorkerEngine implements DecodeEngine {
     return this.info.hasDraft;
   }
 
+  /** False once the worker crashed. */
+  get healthy(): boolean {
+    return this.crashed === undefined;
+  }
+
   liveAcceptance(): number[] | undefined {
     return this.live;
   }
@@ -154,10 +99,19 @@ export class WorkerEngine implements DecodeEngine {
       return;
     }
     if (m.type === "ready" || m.type === "failed") return;
+    if (m.type === "acceptance") {
+      this.live = m.acceptance;
+      return;
+    }
     if (m.type === "end" && m.liveAcceptance) this.live = m.liveAcceptance;
     this.pending.get(m.id)?.push(m);
   }
 
+  /**
+   * One generation in the worker. Once `signal` aborts, the worker stops at its next step; events it
+   * sent before it saw the cancel are dropped here (no token after a stop sequence or a disconnect),
+   * except the final `done` with the run's stats.
+   */
   async *decode(
     method: Method,
     prompt: number[],
@@ -169,6 +123,7 @@ export class WorkerEngine implements DecodeEngine {
     const id = this.nextId++;
     const queue: FromWorker[] = [];
     let wake: (() => void) | undefined;
+    let ended = false;
     this.pending.set(id, {
       push: (m) => {
         queue.push(m);
@@ -184,12 +139,21 @@ export class WorkerEngine implements DecodeEngine {
         while (queue.length === 0) await new Promise<void>((r) => (wake = r));
         wake = undefined;
         const m = queue.shift()!;
-        if (m.type === "event") yield m.event;
-        else if (m.type === "end") return;
-        else if (m.type === "error") throw fromWire(m.error);
+        if (m.type === "event") {
+          if (signal.aborted && m.event.type !== "done") continue;
+          yield m.event;
+        } else if (m.type === "end") {
+          ended = true;
+          return;
+        } else if (m.type === "error") {
+          ended = true;
+          throw fromWire(m.error);
+        }
       }
     } finally {
       signal.removeEventListener("abort", cancel);
+      // A consumer that stopped early (threw, or broke out) must not leave the worker generating.
+      if (!ended && !this.crashed) cancel();
       this.pending.delete(id);
     }
   }
@@ -204,9 +168,9 @@ export class WorkerEngine implements DecodeEngine {
         this.worker.terminate();
         resolve();
       };
-      const timer = setTimeout(done, 5000);
+      const timer = setTimeout(done, this.crashed ? 0 : 5000);
       this.onClosed = done;
-      this.worker.postMessage({ type: "close" } satisfies ToWorker);
+      if (!this.crashed) this.worker.postMessage({ type: "close" } satisfies ToWorker);
     });
     return this.closing;
   }

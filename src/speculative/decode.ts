@@ -13,6 +13,9 @@ import { generateSpeculative, type SpeculativeEvent } from "./engine.ts";
 import { makeDrafter, type Method, type TreeOptions } from "./methods.ts";
 import type { AdaptiveSequoiaPlan } from "./adaptive.ts";
 import { StaticTreeDrafter } from "./drafters/static_tree.ts";
+import type { GrammarFactory } from "../decoding/logits/pipeline.ts";
+import type { ProcessingSpec, TokenVocabulary } from "../decoding/logits/processor.ts";
+import { promptLogprobs } from "../decoding/logits/prompt_logprobs.ts";
 
 /** One generation with `method`: AR over the target, or speculative with the draft. */
 export function decode(
@@ -32,8 +35,19 @@ export function decode(
     /** Sequoia only: a self-re-planning tree (kept across generations by long-lived callers). */
     adaptive?: AdaptiveSequoiaPlan;
     log?: (line: string) => void;
+    /** The request's logit processors (penalties, bias, min-p, grammar). */
+    processing?: ProcessingSpec;
+    /** Needed by a grammar: the tokens' bytes. */
+    vocab?: TokenVocabulary;
+    /** Builds a grammar's processor. */
+    grammar?: GrammarFactory;
+    /** Log-probabilities on every token event (the token's and this many most likely). */
+    logprobs?: number;
+    /** First emit the prompt's log-probabilities (with `logprobs`' top count). */
+    promptLogprobs?: boolean;
   },
 ): AsyncGenerator<SpeculativeEvent> {
+  if (o.promptLogprobs) return withPromptLogprobs(method, target, draft, prompt, o);
   if (method === "ar") return generateAutoregressive(target, prompt, o);
   if (!draft) throw new RangeError(`method "${method}" needs a draft model`);
   if (method === "sequoia" && o.adaptive) {
@@ -41,6 +55,18 @@ export function decode(
   }
   const { drafter, verifier } = makeDrafter(method, o.tree, o.acceptance);
   return generateSpeculative(target, draft, prompt, { ...o, drafter, verifier });
+}
+
+/** The prompt's logprobs (one teacher-forced pass), then the generation. */
+async function* withPromptLogprobs(
+  method: Method,
+  target: CausalLM,
+  draft: CausalLM | undefined,
+  prompt: number[],
+  o: Parameters<typeof decode>[4],
+): AsyncGenerator<SpeculativeEvent> {
+  yield await promptLogprobs(target, prompt, o.logprobs ?? 0);
+  yield* decode(method, target, draft, prompt, { ...o, promptLogprobs: false });
 }
 
 /** Sequoia whose tree follows the online acceptance estimate (re-planned between steps, logged). */

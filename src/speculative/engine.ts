@@ -20,6 +20,10 @@ import { keptDraftSlots, rootSlot } from "./drafters/draft_cache.ts";
 import { levels, treeAttention } from "./tree.ts";
 import { checkPairing, type NodeDistributions, type VerifierKind } from "./verify/verifier.ts";
 import { VERIFIERS } from "./verify/registry.ts";
+import { type GrammarFactory, LogitsPipeline, type PipelineState } from "../decoding/logits/pipeline.ts";
+import type { ProcessingSpec, TokenVocabulary } from "../decoding/logits/processor.ts";
+import { logprobsOf } from "../decoding/logits/logprobs.ts";
+import type { TokenScores } from "../decoding/token_sink.ts";
 
 /** Options of one speculative generation. */
 export interface SpeculativeOptions {
@@ -31,6 +35,14 @@ export interface SpeculativeOptions {
   seed: number;
   eosIds?: number[];
   signal?: AbortSignal;
+  /** The request's logit processors, applied to the target's row at every node with its own history. */
+  processing?: ProcessingSpec;
+  /** Needed by a grammar: the tokens' bytes. */
+  vocab?: TokenVocabulary;
+  /** Builds a grammar's processor (needed by a grammar). */
+  grammar?: GrammarFactory;
+  /** Log-probabilities on each token event: the token's and the `logprobs` most likely (0..20). */
+  logprobs?: number;
 }
 
 /** Stats of one speculative step. */
@@ -83,6 +95,16 @@ export async function* generateSpeculative(
   const rng = new Rng(opts.seed);
   const sink = new TokenSink(opts.maxTokens, new Set(opts.eosIds ?? []), opts.signal);
   const V = target.config.vocabSize;
+  // Processors (penalties, bias, grammar, min-p) change the target's rows only: every verifier is exact
+  // for any draft distribution, so q stays the draft's own (what its children were drawn from).
+  const pipe = LogitsPipeline.fromSpec(opts.processing, {
+    temperature: opts.sampling.temperature,
+    vocabSize: V,
+    vocab: opts.vocab,
+    grammar: opts.grammar,
+  });
+  const top = opts.logprobs;
+  let rootState: PipelineState | undefined = pipe?.initial(prompt);
   target.kv.truncate(0);
   draft.kv.truncate(0);
   // A pair on one device may run a whole static-tree step there with one readback.
@@ -152,7 +174,23 @@ export async function* generateSpeculative(
     }
     const size = tree.tokens.length;
     targetForwards++;
-    const row = (v: number) => logits.subarray(v * V, (v + 1) * V);
+    const raw = (v: number) => logits.subarray(v * V, (v + 1) * V);
+    // Node v's processor state: the generated tokens so far, then the path root -> v (v's token last).
+    const states = new Map<number, PipelineState>();
+    const stateOf = (v: number): PipelineState => {
+      let st = states.get(v);
+      if (!st) {
+        states.set(v, st = v === 0 ? rootState! : pipe!.advance(stateOf(tree.parent[v]), tree.tokens[v]));
+      }
+      return st;
+    };
+    const rows = new Map<number, Float32Array>();
+    const row = (v: number) => {
+      if (!pipe) return raw(v);
+      let x = rows.get(v);
+      if (!x) rows.set(v, x = pipe.processed(raw(v), stateOf(v)));
+      return x;
+    };
     const pCache = new Map<number, Float64Array>();
     const p = (v: number) => {
       let x = pCache.get(v);
@@ -177,6 +215,15 @@ export async function* generateSpeculative(
     const acceptedTokens = res.accepted.map((v) => tree.tokens[v]);
     pending = [...acceptedTokens.slice(kept.count), res.bonus];
     root = res.bonus;
+    // The row each emitted token was drawn from: its parent's (the root's for the first), the last
+    // accepted node's for the bonus.
+    const from = [0, ...res.accepted];
+    const scores: TokenScores[] | undefined = top === undefined
+      ? undefined
+      : [...acceptedTokens, res.bonus].map(
+        (id, i) => logprobsOf(row(from[i]), id, top),
+      );
+    if (pipe) rootState = pipe.advance(stateOf(from[from.length - 1]), res.bonus);
 
     const accepted = res.accepted.length;
     steps++;
@@ -199,7 +246,7 @@ export async function* generateSpeculative(
       },
       visits: res.visits,
     };
-    yield* sink.emit([...acceptedTokens, res.bonus]);
+    yield* sink.emit([...acceptedTokens, res.bonus], scores);
     if (sink.finish) break;
     if (target.kv.length >= ctx) break; // the next root would have no position left
   }

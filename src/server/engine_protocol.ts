@@ -1,0 +1,87 @@
+/**
+ * The engine worker's protocol (structured-clone messages) and the facts it reports: main -> worker
+ * `open`, `decode`, `cancel`, `close`; worker -> main `ready` | `failed` once, then per generation
+ * `event`* followed by `end` or `error`. Shared by the client (worker_engine.ts), the worker
+ * (engine_worker.ts) and the in-thread runtime engine (runtime_engine.ts).
+ *
+ * @module
+ */
+
+import { CheckpointError } from "../model/safetensors.ts";
+import type { SamplingParams } from "../model/sampling.ts";
+import type { Backend, PagingBudgets } from "../runtime/backend.ts";
+import type { SpeculativeEvent } from "../speculative/engine.ts";
+import type { Method, TreeOptions } from "../speculative/methods.ts";
+import type { EngineDecodeOptions } from "./engine.ts";
+
+/** What the worker opens: the Runtime's options (plain data) and the server-scope plan to make. */
+export interface EngineOpenRequest {
+  model: string;
+  draft?: string;
+  backend: Backend;
+  paging?: PagingBudgets;
+  reprofile: boolean;
+  /** The --method flag ("auto": the startup profile decides). */
+  method: Method | "auto";
+  /** The sampling the startup plan is made for (the server's default request). */
+  sampling: SamplingParams;
+}
+
+/** What the worker reports once the models are loaded and the plan made. */
+export interface EngineInfo {
+  context: number;
+  hasDraft: boolean;
+  /** The plan's method ("auto" resolved). */
+  method: Method;
+  tree: TreeOptions;
+  acceptance?: number[];
+  status?: Record<string, unknown>;
+  /** Sequoia's pick on this adapter, for the startup log. */
+  pick?: { n: number; depth: number; speedup: number };
+  /** The adaptive plan's acceptance at startup. */
+  liveAcceptance?: number[];
+}
+
+/** An error as it crosses the boundary. */
+export interface WireError {
+  name: string;
+  message: string;
+  stack?: string;
+}
+
+/** Messages to the worker. */
+export type ToWorker =
+  | { type: "open"; request: EngineOpenRequest }
+  | { type: "decode"; id: number; method: Method; prompt: number[]; options: EngineDecodeOptions }
+  | { type: "cancel"; id: number }
+  | { type: "close" };
+
+/** Messages from the worker. */
+export type FromWorker =
+  | { type: "ready"; info: EngineInfo }
+  | { type: "failed"; error: WireError }
+  | { type: "event"; id: number; event: SpeculativeEvent }
+  | { type: "end"; id: number; liveAcceptance?: number[] }
+  /** The shared adaptive plan re-planned (its new acceptance vector, for /v1/status). */
+  | { type: "acceptance"; acceptance: number[] }
+  | { type: "error"; id: number; error: WireError }
+  | { type: "closed" };
+
+/** An Error for `e`, in a form that survives postMessage (name, message, stack). */
+export function toWire(e: unknown): WireError {
+  return e instanceof Error
+    ? { name: e.name, message: e.message, stack: e.stack }
+    : { name: "Error", message: String(e) };
+}
+
+/**
+ * The Error a {@link WireError} stands for: a CheckpointError (the HTTP layer maps it to 503) and an
+ * AbortError (a DOMException, as cancellation checks expect) are rebuilt with their types.
+ */
+export function fromWire(w: WireError): Error {
+  if (w.name === "AbortError") return new DOMException(w.message, "AbortError");
+  const e = w.name === "CheckpointError" ? new CheckpointError(w.message) : new Error(w.message);
+  e.name = w.name;
+  if (w.stack) e.stack = `${w.stack}\n    (in the engine worker)`;
+  return e;
+}
