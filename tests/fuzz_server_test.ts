@@ -1,6 +1,7 @@
 /**
  * Fuzz: >= 1000 malformed bodies (random JSON, wrong types, huge numbers, deep nesting, invalid UTF-8,
- * unpaired surrogates, truncated JSON) against every POST route. Each body is invalid by construction,
+ * unpaired surrogates, truncated JSON; every request field, the logits-processing and accepted-as-neutral
+ * ones included, at values it must refuse) against every POST route. Each body is invalid by construction,
  * so every answer must be a 4xx in the OpenAI error envelope, and the server must answer a valid
  * request exactly as before afterwards.
  */
@@ -66,6 +67,34 @@ const BAD: Record<string, unknown[]> = {
   seed: [-1, 2 ** 32, 1.5, "7", 2 ** 60],
 };
 
+/** Bad values of the logits-processing fields every route takes (ids >= 2048 are outside the vocabulary). */
+const PROCESSING: Record<string, unknown[]> = {
+  presence_penalty: [2.01, -3, "0", [], {}],
+  frequency_penalty: [2.1, -2.5, "0", true],
+  repetition_penalty: [0, -1, "1", true],
+  min_p: [-0.1, 1.5, "0.1"],
+  logit_bias: [[], "x", { "5000": 1 }, { abc: 1 }, { "-1": 1 }, { "01": 1 }, { "5": 101 }, { "5": "1" }, {
+    "5": null,
+  }],
+  response_format: [
+    "json",
+    { type: "xml" },
+    { type: "json_schema" },
+    { type: "json_schema", json_schema: {} },
+    { type: "json_schema", json_schema: { name: "bad name!" } },
+    { type: "json_schema", json_schema: { name: "x", schema: [] } },
+    { type: "text", extra: 1 },
+  ],
+};
+
+/** Bad values of the fields accepted only at neutral values. */
+const NEUTRAL: Record<string, unknown[]> = {
+  store: [true, "false", 1],
+  service_tier: ["flex", "priority", 1],
+  metadata: [[], "x", { k: 1 }, Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, "v"]))],
+  user: [1, "x".repeat(300)],
+};
+
 interface Route {
   path: string;
   base: Record<string, unknown>;
@@ -89,39 +118,48 @@ const ROUTES: Route[] = [
       tree_size: [...BAD.int, 257],
       depth: [...BAD.int, 33],
       budget: [...BAD.int, 1025],
+      logprobs: [...BAD.int.filter((v) => v !== 0), 21, true],
+      ...PROCESSING,
     },
   },
   {
     path: "/v1/completions",
     base: { model: "tiny-draft", prompt: "And God said", max_tokens: 2, temperature: 0 },
     fields: {
-      // ["x"] is a valid completions prompt (a one-string batch).
+      // ["x"] and ["a", "b"] are valid completions prompts (a list of prompts), as are [[1], [2]].
       prompt: [
         ...BAD.text.filter((v) => !Array.isArray(v)),
         null,
         [],
         [1.5],
         [-1],
-        ["a", "b"],
-        [[1], [2]],
+        Array(65).fill("a"),
+        [[1], [2, 5000]],
         [[]],
         [5000],
         [{}],
+        ["a", 1],
+        ["a", ""],
       ],
       model: BAD.model,
       max_tokens: BAD.int,
       temperature: [...BAD.num, 2.01],
       top_p: BAD.prob,
-      n: [2, 0, "1", true],
+      n: [17, 0, "1", true, 1.5],
       stream: BAD.bool,
-      stream_options: [5, "x", [], { include_usage: 1 }, { other: true }],
+      // Without stream: true even a well-formed stream_options is refused.
+      stream_options: [5, "x", [], { include_usage: 1 }, { other: true }, { include_usage: true }],
       stop: BAD.stop,
       seed: BAD.seed,
-      frequency_penalty: [0.1, -2, "0", true],
-      presence_penalty: [0.1, 2, [], {}],
-      logprobs: [true, 1, 5, "x"],
-      echo: [true, 1, "no"],
+      logprobs: [true, 6, -1, "x", 1.5],
+      echo: [1, "no", []],
+      best_of: [0, 17, "2", 1.5],
+      suffix: ["y", 1],
       method: BAD.method,
+      // The server has no draft: tree fields would be ignored by "ar".
+      tree_size: [4],
+      ...PROCESSING,
+      ...NEUTRAL,
     },
   },
   {
@@ -147,8 +185,21 @@ const ROUTES: Route[] = [
       temperature: BAD.num,
       top_p: BAD.prob,
       stop: BAD.stop,
-      n: [3],
-      tools: [[], [{ type: "function" }]],
+      n: [17, 0],
+      logprobs: [1, "true", []],
+      top_logprobs: [21, -1, 2, "1"],
+      tools: [[{ type: "function" }], "x", {}],
+      tool_choice: ["required", { type: "function" }],
+      functions: [[{ name: "f" }]],
+      function_call: [{ name: "f" }],
+      parallel_tool_calls: [1, "yes"],
+      modalities: [["audio"], ["text", "audio"], "text"],
+      audio: [{ voice: "alloy", format: "wav" }],
+      prediction: [{ type: "content", content: "x" }],
+      reasoning_effort: ["low"],
+      best_of: [2],
+      ...PROCESSING,
+      ...NEUTRAL,
     },
   },
 ];
@@ -269,4 +320,33 @@ Deno.test(`fuzz: ${CASES} malformed bodies get 4xx envelopes only; the server is
   const fourxx = [...m.matchAll(/^specdec_requests_total\{route="[^"]+",status="4\d\d"\} (\d+)$/gm)]
     .reduce((a, x) => a + Number(x[1]), 0);
   assert.equal(fourxx, CASES, "every malformed request was counted as a 4xx");
+});
+
+Deno.test("fuzz: every listed bad value of every field, one by one, gets a 4xx naming the field", async () => {
+  const fresh = createApp(localService({ name: "tiny-draft", model, tokenizer: folder.tokenizer }));
+  let n = 0;
+  for (const route of ROUTES) {
+    for (const [field, bad] of Object.entries(route.fields)) {
+      for (const v of Array.isArray(bad) ? bad : BAD[bad]) {
+        if (v === "1e999") continue; // a bare number token: the random cases cover it
+        const res = await fresh.request(route.path, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ ...route.base, [field]: v }),
+        });
+        const j = await res.json();
+        const shown = `${route.path} ${field}=${JSON.stringify(v)?.slice(0, 80)}: ${res.status} ${
+          JSON.stringify(j)
+        }`;
+        assert.ok(res.status >= 400 && res.status < 500, shown);
+        // The field at fault is named (a missing or wrong prompt/messages may be named by its own path).
+        assert.ok(
+          (j.error.param ?? "").startsWith(field) || j.error.message.startsWith(field),
+          `names the field: ${shown}`,
+        );
+        n++;
+      }
+    }
+  }
+  console.log(`  ${n} field values, each refused`);
 });

@@ -10,7 +10,8 @@
 import type { CausalLM } from "../model/causal_lm.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
 import type { SamplingParams } from "../model/sampling.ts";
-import type { FinishReason, GenerationStats } from "../decoding/stats.ts";
+import type { FinishReason, GenerationStats, PromptEvent, TokenEvent } from "../decoding/stats.ts";
+import type { ProcessingSpec, TokenVocabulary } from "../decoding/logits/processor.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
 import { type DecodeEngine, LocalEngine } from "./engine.ts";
@@ -33,6 +34,8 @@ export interface ModelService {
   acceptance?: number[];
   /** What GET /v1/status reports about the startup profile. */
   status?: Record<string, unknown>;
+  /** The tokens' bytes, for logprobs' `bytes`; absent: each id decoded alone. */
+  vocab?: TokenVocabulary;
 }
 
 /** A {@link ModelService} whose engine runs `model` (and `draft`) in this thread ({@link LocalEngine}). */
@@ -71,6 +74,88 @@ export interface GenerationRequest {
   treeSize?: number;
   depth?: number;
   budget?: number;
+  /** The request's logits processors (penalties, logit_bias, min_p, grammar); absent: none. */
+  processing?: ProcessingSpec;
+  /** Log-probabilities of every generated token and its `logprobs` most likely alternatives (0..20). */
+  logprobs?: number;
+  /** Also the prompt's log-probabilities (OpenAI's `echo` with `logprobs`; needs `logprobs`). */
+  promptLogprobs?: boolean;
+}
+
+/** Which request fields a refusal names (they differ between routes). */
+export interface RequestParams {
+  /** The field that set max_tokens (default "max_tokens"). */
+  maxTokens?: string;
+  /** The field the prompt came from (default "prompt"; "messages" for chat). */
+  prompt?: string;
+}
+
+/**
+ * llama.cpp's per-response `timings` (tools/server: `result_timings`): prompt processing and
+ * generation times and rates, and when speculation drafted anything, the draft tokens proposed and
+ * accepted. Rates whose denominator is 0 are 0 (JSON has no NaN or Infinity).
+ */
+export interface Timings {
+  /** Prompt tokens reused from a cache: always 0 (every generation processes its whole prompt). */
+  cache_n: number;
+  prompt_n: number;
+  prompt_ms: number;
+  prompt_per_token_ms: number;
+  prompt_per_second: number;
+  /** Generated tokens (= usage.completion_tokens). */
+  predicted_n: number;
+  predicted_ms: number;
+  predicted_per_token_ms: number;
+  predicted_per_second: number;
+  /** Draft tokens proposed (tree nodes below the root, summed over steps); only when > 0. */
+  draft_n?: number;
+  /** Draft tokens the target accepted (the bonus token not counted); with `draft_n`. */
+  draft_n_accepted?: number;
+}
+
+/** What one generation drafted: steps that proposed tokens, tokens proposed, accepted, accepted per depth. */
+export interface DraftCounts {
+  drafts: number;
+  draftTokens: number;
+  accepted: number;
+  /** acceptedPerPos[i]: drafts whose accepted path reached depth i + 1 (vLLM's per-position count). */
+  acceptedPerPos: number[];
+}
+
+/** `timings` of one or more finished generations, their counts and times summed. */
+export function timingsOf(outs: readonly GenerationResult[]): Timings {
+  let promptN = 0, promptMs = 0, predictedN = 0, predictedMs = 0, draftN = 0, accepted = 0;
+  for (const o of outs) {
+    promptN += o.promptTokens;
+    promptMs += o.stats?.prefillMs ?? 0;
+    predictedN += o.ids.length;
+    predictedMs += o.stats?.decodeMs ?? 0;
+    draftN += o.draft.draftTokens;
+    accepted += o.draft.accepted;
+  }
+  const div = (a: number, b: number) => (b > 0 && Number.isFinite(a / b) ? a / b : 0);
+  const t: Timings = {
+    cache_n: 0,
+    prompt_n: promptN,
+    prompt_ms: promptMs,
+    prompt_per_token_ms: div(promptMs, promptN),
+    prompt_per_second: div(promptN * 1000, promptMs),
+    predicted_n: predictedN,
+    predicted_ms: predictedMs,
+    predicted_per_token_ms: div(predictedMs, predictedN),
+    predicted_per_second: div(predictedN * 1000, predictedMs),
+  };
+  if (draftN > 0) {
+    t.draft_n = draftN;
+    t.draft_n_accepted = accepted;
+  }
+  return t;
+}
+
+/** A generated token's log-probabilities (when asked for): its own and the most likely (id, logprob). */
+export interface TokenScore {
+  logprob?: number;
+  top?: [number, number][];
 }
 
 /** Why a generation ended, as clients see it. */
@@ -90,17 +175,31 @@ export interface GenerationResult {
   method: Method;
   stats: GenerationStats;
   promptTokens: number;
+  /** Per generated id, its log-probabilities, when the request asked for them. */
+  scores?: TokenScore[];
+  /** The prompt's log-probabilities, when asked for (and the engine gave them). */
+  prompt?: PromptEvent;
+  /** What speculation drafted for this generation (all 0 for "ar"). */
+  draft: DraftCounts;
 }
 
-/** Called for each generated token with the text it releases (possibly ""), in order. */
-export type OnToken = (id: number, text: string) => Promise<void> | void;
+/**
+ * Called for each generated token with the text it releases (possibly ""), in order, and its event
+ * (which carries `logprob` / `top` when they were asked for).
+ */
+export type OnToken = (id: number, text: string, ev: TokenEvent) => Promise<void> | void;
 
-/** A generation that holds a place in the queue; `run` it at once. */
+/** Called once with the prompt's log-probabilities, before the first token (when asked for). */
+export type OnPrompt = (ev: PromptEvent) => Promise<void> | void;
+
+/** A generation that holds a place in the queue; `run` it at once (or `abandon` it). */
 export interface PendingGeneration {
   readonly method: Method;
   readonly promptTokens: number;
   /** Wait for the turn, generate, free the place. */
-  run(onToken?: OnToken): Promise<GenerationResult>;
+  run(onToken?: OnToken, onPrompt?: OnPrompt): Promise<GenerationResult>;
+  /** Give the place back without generating (only instead of `run`). */
+  abandon(): void;
 }
 
 /** The error a generation cancelled by shutdown answers with (503; an error event when streaming). */
@@ -108,10 +207,30 @@ export function shutdownError(): ApiError {
   return new ApiError(503, "generation cancelled: the server is shutting down", { code: "shutting_down" });
 }
 
+/** Tree settings a request may set, by field: they change only speculative methods. */
+const TREE_FIELDS = [["treeSize", "tree_size"], ["depth", "depth"], ["budget", "budget"]] as const;
+
+/** Request fields whose values the engine checks again (its RangeErrors name them first). */
+const PROCESSING_FIELD =
+  /^(response_format|logit_bias|min_p|presence_penalty|frequency_penalty|repetition_penalty)\b/;
+
+/**
+ * The 400 for an engine refusal of a request's processing (e.g. a JSON schema its grammar cannot
+ * compile, or an engine without grammar support): a RangeError whose message starts with the field's
+ * name (it crosses the worker with its name and message). Undefined for anything else.
+ */
+export function processingError(e: unknown): ApiError | undefined {
+  if (!(e instanceof Error) || e.name !== "RangeError") return undefined;
+  const field = e.message.match(PROCESSING_FIELD)?.[1];
+  return field ? new ApiError(400, e.message, { param: field }) : undefined;
+}
+
 /** Runs generations for the routes of one app. */
 export class Generations {
   /** The model's context length (tokens). */
   readonly context: number;
+  /** Token ids as logprobs show them. */
+  readonly pieces: TokenPieces;
 
   constructor(
     readonly svc: ModelService,
@@ -119,6 +238,9 @@ export class Generations {
     readonly metrics: ServerMetrics,
   ) {
     this.context = svc.engine.context;
+    this.pieces = new TokenPieces(svc.tokenizer, svc.vocab);
+    // Dashboards see speculation's counters at 0 before the first speculative step.
+    if (svc.engine.hasDraft) metrics.initSpecDecode(svc.name);
   }
 
   /** The method a request runs with; 400 when this server cannot run it. */
@@ -137,10 +259,25 @@ export class Generations {
     return method;
   }
 
-  /** 400 when the prompt plus `maxTokens` do not fit the context; names both numbers and the limit. */
-  checkContext(promptTokens: number, maxTokens: number, param = "max_tokens"): void {
+  /**
+   * 400 (code `context_length_exceeded`) when the prompt leaves no room for a generated token (naming
+   * the prompt's field) or the prompt plus `maxTokens` do not fit (naming the max_tokens field); both
+   * numbers and the limit are named.
+   */
+  checkContext(promptTokens: number, maxTokens: number, params: RequestParams = {}): void {
+    const param = params.maxTokens ?? "max_tokens";
+    const promptParam = params.prompt ?? "prompt";
     if (promptTokens === 0) {
-      throw new ApiError(400, "prompt: must contain at least one token", { param: "prompt" });
+      throw new ApiError(400, `${promptParam}: must contain at least one token`, { param: promptParam });
+    }
+    if (promptTokens >= this.context) {
+      throw new ApiError(
+        400,
+        `${promptParam}: the prompt (${promptTokens} tokens) does not fit the model's context of ${this.context} tokens (at most ${
+          this.context - 1
+        }, leaving room for one generated token)`,
+        { param: promptParam, code: "context_length_exceeded" },
+      );
     }
     if (promptTokens + maxTokens > this.context) {
       throw new ApiError(
@@ -153,27 +290,76 @@ export class Generations {
     }
   }
 
+  /** 400 naming a tree field set for a generation that runs "ar" (it would be silently ignored). */
+  checkTree(req: GenerationRequest, method: Method): void {
+    if (method !== "ar") return;
+    for (const [key, field] of TREE_FIELDS) {
+      if (req[key] !== undefined) {
+        const why = req.method === undefined ? `the server's default method is "ar"` : `method is "ar"`;
+        throw new ApiError(
+          400,
+          `${field}: only applies to speculative methods (chain, specinfer, sequoia, specexec); ${why}`,
+          { param: field },
+        );
+      }
+    }
+  }
+
   /**
    * Validate `req` against the model and take a place in the queue. Throws {@link ApiError}: 400
-   * (method, context), 429 (queue full), 503 (shutting down). `client` aborts when the client leaves.
+   * (method, tree fields, context), 429 (queue full), 503 (shutting down). `client` aborts when the
+   * client leaves.
    */
-  prepare(req: GenerationRequest, client?: AbortSignal, maxTokensParam = "max_tokens"): PendingGeneration {
-    const method = this.resolveMethod(req.method);
-    this.checkContext(req.prompt.length, req.maxTokens, maxTokensParam);
+  prepare(req: GenerationRequest, client?: AbortSignal, params: RequestParams = {}): PendingGeneration {
+    return this.prepareMany([req], client, params)[0];
+  }
+
+  /**
+   * {@link prepare} for several generations of one request (n > 1, best_of, a list of prompts): all
+   * are checked first, then each takes its own place in the queue, consecutively; when the queue
+   * cannot take them all, none keeps its place (429). They run one after another, in order.
+   */
+  prepareMany(
+    reqs: readonly GenerationRequest[],
+    client?: AbortSignal,
+    params: RequestParams = {},
+  ): PendingGeneration[] {
+    const methods = reqs.map((req) => {
+      const method = this.resolveMethod(req.method);
+      this.checkTree(req, method);
+      this.checkContext(req.prompt.length, req.maxTokens, params);
+      return method;
+    });
+    const out: PendingGeneration[] = [];
+    try {
+      for (let i = 0; i < reqs.length; i++) out.push(this.admit(reqs[i], methods[i], client));
+    } catch (e) {
+      for (const p of out) p.abandon();
+      throw e;
+    }
+    return out;
+  }
+
+  private admit(req: GenerationRequest, method: Method, client?: AbortSignal): PendingGeneration {
     const slot = this.scheduler.admit(client);
     const queuedAt = performance.now();
     return {
       method,
       promptTokens: req.prompt.length,
-      run: (onToken) =>
+      run: (onToken, onPrompt) =>
         slot.run((signal) => {
           this.metrics.queueSeconds.observe((performance.now() - queuedAt) / 1000);
-          return this.generate(method, req, slot, signal, onToken);
+          return this.generate(method, req, slot, signal, onToken, onPrompt);
         }).catch((e) => {
           // Cancelled by shutdown before its turn: the client hears why.
           if (slot.cause === "shutdown") throw shutdownError();
-          throw e;
+          throw processingError(e) ?? e;
         }),
+      abandon: () => {
+        slot.cancel("client");
+        // A slot already at the head is released by running nothing.
+        slot.run(() => Promise.resolve()).catch(() => {});
+      },
     };
   }
 
@@ -183,6 +369,7 @@ export class Generations {
     slot: Slot,
     signal: AbortSignal,
     onToken?: OnToken,
+    onPrompt?: OnPrompt,
   ): Promise<GenerationResult> {
     const { svc, metrics } = this;
     // A stop sequence ends generation through the engine's own cancellation, so it stops at the very
@@ -191,6 +378,9 @@ export class Generations {
     const dec = svc.tokenizer.streamDecoder();
     const stop = new StopFilter(req.stop ?? []);
     const ids: number[] = [];
+    const scores: TokenScore[] | undefined = req.logprobs === undefined ? undefined : [];
+    let prompt: PromptEvent | undefined;
+    const draft: DraftCounts = { drafts: 0, draftTokens: 0, accepted: 0, acceptedPerPos: [] };
     let text = "";
     let finish: FinishReason = "length";
     let stats: GenerationStats | undefined;
@@ -210,22 +400,40 @@ export class Generations {
       sampling: req.sampling,
       seed: req.seed ?? crypto.getRandomValues(new Uint32Array(1))[0],
       eosIds: svc.tokenizer.eosIds,
+      ...(req.processing ? { processing: req.processing } : {}),
+      ...(req.logprobs !== undefined ? { logprobs: req.logprobs } : {}),
+      ...(req.promptLogprobs && req.logprobs !== undefined ? { promptLogprobs: true } : {}),
     }, AbortSignal.any([signal, stopped.signal]));
     let lastYield = performance.now();
     for await (const ev of events) {
       if (ev.type === "step") {
         metrics.tokensPerStep.observe(ev.stats.accepted + 1);
         metrics.stepSeconds.observe((ev.stats.draftMs + ev.stats.verifyMs) / 1000);
+        // Draft tokens proposed: the tree's nodes below its root (the root is the last emitted token).
+        const proposed = ev.stats.treeSize - 1;
+        if (proposed > 0) {
+          draft.drafts++;
+          draft.draftTokens += proposed;
+          draft.accepted += ev.stats.accepted;
+          for (let i = 0; i < ev.stats.accepted; i++) {
+            draft.acceptedPerPos[i] = (draft.acceptedPerPos[i] ?? 0) + 1;
+          }
+          metrics.observeDraft(svc.name, method, proposed, ev.stats.accepted);
+        }
+      } else if (ev.type === "prompt") {
+        prompt = ev;
+        await onPrompt?.(ev);
       } else if (ev.type === "token") {
         if (performance.now() - lastYield > YIELD_EVERY_MS) {
           await macrotask();
           lastYield = performance.now();
         }
         ids.push(ev.id);
+        scores?.push({ logprob: ev.logprob, top: ev.top });
         const out = stop.push(dec.push(ev.id));
         text += out.text;
         if (out.stopped) stopped.abort();
-        await onToken?.(ev.id, out.text);
+        await onToken?.(ev.id, out.text, ev);
       } else if (ev.type === "done") {
         finish = ev.finishReason;
         stats = ev.stats;
@@ -255,6 +463,38 @@ export class Generations {
       method,
       stats: stats!,
       promptTokens: req.prompt.length,
+      ...(scores ? { scores } : {}),
+      ...(prompt ? { prompt } : {}),
+      draft,
     };
+  }
+}
+
+/** A token as logprobs show it: its text, and its bytes (UTF-8) where the text cannot carry them. */
+export interface TokenPiece {
+  /** The token's text; `bytes:\\xNN...` when it is part of a character (its lone decode is not valid). */
+  text: string;
+  bytes: number[];
+}
+
+/** Token ids as logprobs show them, decoded once per id. */
+export class TokenPieces {
+  private readonly cache = new Map<number, TokenPiece>();
+  constructor(private readonly tokenizer: ModelTokenizer, private readonly vocab?: TokenVocabulary) {}
+
+  /** The piece of token `id`. */
+  of(id: number): TokenPiece {
+    let p = this.cache.get(id);
+    if (!p) {
+      const text = this.tokenizer.decode([id]);
+      const raw = this.vocab && id < this.vocab.size ? this.vocab.bytes(id) : undefined;
+      const bytes = [...(raw ?? new TextEncoder().encode(text))];
+      // A lone byte of a multi-byte character decodes to U+FFFD: show that it is not text.
+      p = text.includes("\uFFFD")
+        ? { text: "bytes:" + bytes.map((b) => "\\x" + b.toString(16).padStart(2, "0")).join(""), bytes }
+        : { text, bytes };
+      this.cache.set(id, p);
+    }
+    return p;
   }
 }

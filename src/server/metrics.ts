@@ -1,18 +1,36 @@
 /**
  * Prometheus metrics in the text exposition format (version 0.0.4), without a client library: counters
- * with labels, gauges read at scrape time, and cumulative histograms.
+ * with labels, gauges read at scrape time, and cumulative histograms. Besides our `specdec_` series,
+ * speculation is counted under vLLM's own names (`vllm:spec_decode_*`, vllm/v1/spec_decode/metrics.py),
+ * so dashboards made for vLLM work unchanged; `:` is valid in metric names (not in label names).
  *
  * @module
  */
 
 type Labels = Record<string, string>;
 
+/** Prometheus' metric name syntax (colons allowed). */
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+/** Prometheus' label name syntax (no colons; `__` is reserved). */
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+function checkName(name: string): void {
+  if (!METRIC_NAME.test(name)) {
+    throw new RangeError(`invalid Prometheus metric name: ${JSON.stringify(name)}`);
+  }
+}
+
 function escapeLabel(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 
 function labelText(l: Labels): string {
-  const parts = Object.entries(l).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
+  const parts = Object.entries(l).map(([k, v]) => {
+    if (!LABEL_NAME.test(k) || k.startsWith("__")) {
+      throw new RangeError(`invalid Prometheus label name: ${JSON.stringify(k)}`);
+    }
+    return `${k}="${escapeLabel(v)}"`;
+  });
   return parts.length ? `{${parts.join(",")}}` : "";
 }
 
@@ -29,7 +47,9 @@ interface Metric {
 /** A monotonically increasing count, one series per label set. */
 export class Counter implements Metric {
   private readonly series = new Map<string, { labels: Labels; value: number }>();
-  constructor(readonly name: string, readonly help: string) {}
+  constructor(readonly name: string, readonly help: string) {
+    checkName(name);
+  }
 
   /** Add `by` (>= 0) to the series of `labels`. */
   inc(labels: Labels = {}, by = 1): void {
@@ -55,7 +75,9 @@ export class Counter implements Metric {
 
 /** A value read when scraped (e.g. the queue depth). */
 export class Gauge implements Metric {
-  constructor(readonly name: string, readonly help: string, private readonly read: () => number) {}
+  constructor(readonly name: string, readonly help: string, private readonly read: () => number) {
+    checkName(name);
+  }
 
   render(): string[] {
     return [
@@ -73,6 +95,7 @@ export class Histogram implements Metric {
   private count = 0;
 
   constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[]) {
+    checkName(name);
     this.counts = new Array(buckets.length).fill(0);
   }
 
@@ -131,7 +154,61 @@ export class ServerMetrics {
     "Time a generation waited in the queue before it ran.",
     [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
   );
+  // Speculation, by method (ours) ...
+  readonly drafts = new Counter(
+    "specdec_spec_decode_drafts_total",
+    "Speculative steps that proposed draft tokens, by method.",
+  );
+  readonly draftTokens = new Counter(
+    "specdec_spec_decode_draft_tokens_total",
+    "Draft tokens proposed (tree nodes below the root), by method.",
+  );
+  readonly acceptedTokens = new Counter(
+    "specdec_spec_decode_accepted_tokens_total",
+    "Draft tokens the target accepted (the bonus token not counted), by method.",
+  );
+  readonly acceptedPerPos = new Counter(
+    "specdec_spec_decode_accepted_tokens_per_pos_total",
+    "Drafts whose accepted path reached depth position + 1, by method and position.",
+  );
+  // ... and under vLLM's names and labels (model_name, engine), for vLLM dashboards.
+  readonly vllmDrafts = new Counter("vllm:spec_decode_num_drafts_total", "Number of spec decoding drafts.");
+  readonly vllmDraftTokens = new Counter(
+    "vllm:spec_decode_num_draft_tokens_total",
+    "Number of draft tokens.",
+  );
+  readonly vllmAcceptedTokens = new Counter(
+    "vllm:spec_decode_num_accepted_tokens_total",
+    "Number of accepted tokens.",
+  );
+  readonly vllmAcceptedPerPos = new Counter(
+    "vllm:spec_decode_num_accepted_tokens_per_pos_total",
+    "Accepted tokens per draft position.",
+  );
   private readonly gauges: Gauge[] = [];
+
+  /** Create vLLM's speculation series of `model` at 0 (a server with a draft, before its first step). */
+  initSpecDecode(model: string): void {
+    const l = { model_name: model, engine: "0" };
+    this.vllmDrafts.inc(l, 0);
+    this.vllmDraftTokens.inc(l, 0);
+    this.vllmAcceptedTokens.inc(l, 0);
+  }
+
+  /** Count one speculative step of `method` that proposed `proposed` tokens and accepted `accepted`. */
+  observeDraft(model: string, method: string, proposed: number, accepted: number): void {
+    const l = { model_name: model, engine: "0" };
+    this.drafts.inc({ method });
+    this.draftTokens.inc({ method }, proposed);
+    this.acceptedTokens.inc({ method }, accepted);
+    this.vllmDrafts.inc(l);
+    this.vllmDraftTokens.inc(l, proposed);
+    this.vllmAcceptedTokens.inc(l, accepted);
+    for (let pos = 0; pos < accepted; pos++) {
+      this.acceptedPerPos.inc({ method, position: String(pos) });
+      this.vllmAcceptedPerPos.inc({ ...l, position: String(pos) });
+    }
+  }
 
   /** Add a gauge read at each scrape. */
   gauge(name: string, help: string, read: () => number): void {
@@ -148,6 +225,14 @@ export class ServerMetrics {
       this.tokensPerStep,
       this.stepSeconds,
       this.queueSeconds,
+      this.drafts,
+      this.draftTokens,
+      this.acceptedTokens,
+      this.acceptedPerPos,
+      this.vllmDrafts,
+      this.vllmDraftTokens,
+      this.vllmAcceptedTokens,
+      this.vllmAcceptedPerPos,
       ...this.gauges,
     ];
     return all.flatMap((m) => m.render()).join("\n") + "\n";
