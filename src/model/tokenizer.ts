@@ -30,6 +30,96 @@ function tokenString(v: unknown): string | undefined {
   return undefined;
 }
 
+const UTF8 = new TextEncoder();
+
+/** GPT-2's byte-level alphabet inverted: the character standing for each byte -> the byte. */
+const BYTE_LEVEL_DECODE: ReadonlyMap<string, number> = (() => {
+  // bytes_to_unicode(): printable Latin-1 bytes stand for themselves, the other 68 are shifted to 256+.
+  const printable = (b: number) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || b >= 0xae;
+  const m = new Map<string, number>();
+  let shifted = 0;
+  for (let b = 0; b < 256; b++) m.set(String.fromCharCode(printable(b) ? b : 256 + shifted++), b);
+  return m;
+})();
+
+/** How one tokenizer turns a single vocabulary string into bytes, derived once per tokenizer. */
+interface DecoderPlan {
+  /** Added tokens by id (special or not). */
+  added: ReadonlyMap<number, unknown>;
+  bytes(token: string): Uint8Array;
+}
+
+const PLANS = new WeakMap<Tokenizer, DecoderPlan>();
+
+/**
+ * The per-token byte mapping of `tok`'s decoder (tokenizer.json `decoder`): ByteLevel (GPT-2, SmolLM2:
+ * each character is one byte), Metaspace and the Llama-2 sequence Replace(▁ -> " ") + ByteFallback
+ * (`<0xNN>` is byte NN) + Fuse + Strip. Strip only trims the start of a whole text, so it does not
+ * apply to one token mid-text; decoders that rewrite across tokens (WordPiece, CTC, BPEDecoder) are
+ * refused.
+ */
+function decoderPlan(tok: Tokenizer): DecoderPlan {
+  const cached = PLANS.get(tok);
+  if (cached) return cached;
+  type Step = (piece: string) => string | Uint8Array;
+  const steps: Step[] = [];
+  const add = (cfg: unknown): void => {
+    const c = (cfg ?? {}) as Record<string, unknown>;
+    switch (c.type) {
+      case "ByteLevel":
+        steps.push((s) => {
+          const out: number[] = [];
+          for (const ch of s) {
+            const b = BYTE_LEVEL_DECODE.get(ch);
+            // A character outside the alphabet (a hand-added token) stands for itself.
+            if (b !== undefined) out.push(b);
+            else out.push(...UTF8.encode(ch));
+          }
+          return Uint8Array.from(out);
+        });
+        return;
+      case "Metaspace": {
+        const r = typeof c.replacement === "string" ? c.replacement : "\u2581";
+        steps.push((s) => s.replaceAll(r, " "));
+        return;
+      }
+      case "Replace": {
+        const p = c.pattern as { String?: unknown } | undefined;
+        if (typeof p?.String !== "string") {
+          throw new TokenizerError(`decoder Replace with pattern ${JSON.stringify(p)} is not supported`);
+        }
+        const from = p.String, to = typeof c.content === "string" ? c.content : "";
+        steps.push((s) => s.replaceAll(from, to));
+        return;
+      }
+      case "ByteFallback":
+        steps.push((s) => /^<0x[0-9A-Fa-f]{2}>$/.test(s) ? Uint8Array.of(parseInt(s.slice(3, 5), 16)) : s);
+        return;
+      case "Fuse":
+      case "Strip":
+        return;
+      case "Sequence":
+        for (const d of (c.decoders as unknown[] | undefined) ?? []) add(d);
+        return;
+      default:
+        throw new TokenizerError(`decoder ${JSON.stringify(c.type)} has no per-token byte mapping`);
+    }
+  };
+  const decoder = (tok.decoder as { config?: unknown } | null)?.config;
+  if (decoder !== undefined && decoder !== null) add(decoder);
+  const plan: DecoderPlan = {
+    added: tok.get_added_tokens_decoder(),
+    bytes(token) {
+      let piece: string | Uint8Array = token;
+      // A step that produced bytes (ByteLevel, a <0xNN> fallback) ends the chain: bytes are final.
+      for (const step of steps) if (typeof piece === "string") piece = step(piece);
+      return typeof piece === "string" ? UTF8.encode(piece) : piece;
+    },
+  };
+  PLANS.set(tok, plan);
+  return plan;
+}
+
 /** A model's tokenizer: BOS/EOS ids, encoding, decoding, streaming decoding and the chat template. */
 export class ModelTokenizer {
   private constructor(
@@ -140,6 +230,37 @@ export class ModelTokenizer {
     });
     // The template writes BOS itself when the model wants one; the text's "<s>" is a special token.
     return this.tok.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /**
+   * The UTF-8 bytes token `id` appends to decoded text, or undefined for ids that decoding drops
+   * (special tokens: BOS, EOS, chat markers) and ids outside the vocabulary. Unlike `decode([id])` this
+   * is exact for tokens that hold part of a character (byte-level BPE's pieces of "🙂", SentencePiece's
+   * `<0xF0>`), which is what a byte-level grammar needs. Mid-text semantics: SentencePiece's `▁` is a
+   * space even where `decode` would strip it at the very start of a text, and no clean-up
+   * (`clean_up_tokenization_spaces`) is applied, so concatenating the bytes of `encode(text)` gives
+   * `text`'s UTF-8.
+   *
+   * @example
+   * ```ts
+   * const tok = await ModelTokenizer.load("weights/tiny/target");
+   * const [id] = tok.encode(" the", { addBos: false }); // "Ġthe"
+   * new TextDecoder().decode(tok.tokenBytes(id)); // " the"
+   * ```
+   * @throws {TokenizerError} when the tokenizer's decoder is one this mapping does not know
+   */
+  tokenBytes(id: number): Uint8Array | undefined {
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) return undefined;
+    const plan = decoderPlan(this.tok);
+    const added = plan.added.get(id);
+    if (added !== undefined) {
+      // Added tokens are written verbatim by the decoders; decode() drops the special ones (including
+      // the config's additional_special_tokens), so ask it rather than re-deriving its rule.
+      const text = this.tok.decode([id], { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+      return text === "" ? undefined : UTF8.encode(text);
+    }
+    const token = this.tok.id_to_token(id);
+    return token === undefined ? undefined : plan.bytes(token);
   }
 
   /** A streaming decoder for one generation. */
