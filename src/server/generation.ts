@@ -11,7 +11,8 @@ import type { CausalLM } from "../model/causal_lm.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
 import type { SamplingParams } from "../model/sampling.ts";
 import type { FinishReason, GenerationStats, PromptEvent, TokenEvent } from "../decoding/stats.ts";
-import type { ProcessingSpec, TokenVocabulary } from "../decoding/logits/processor.ts";
+import type { ProcessingSpec } from "../decoding/logits/processor.ts";
+import { grammarProcessor, vocabularyOf } from "../decoding/grammar/mod.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
 import { type DecodeEngine, LocalEngine } from "./engine.ts";
@@ -34,11 +35,12 @@ export interface ModelService {
   acceptance?: number[];
   /** What GET /v1/status reports about the startup profile. */
   status?: Record<string, unknown>;
-  /** The tokens' bytes, for logprobs' `bytes`; absent: each id decoded alone. */
-  vocab?: TokenVocabulary;
 }
 
-/** A {@link ModelService} whose engine runs `model` (and `draft`) in this thread ({@link LocalEngine}). */
+/**
+ * A {@link ModelService} whose engine runs `model` (and `draft`) in this thread ({@link LocalEngine}),
+ * with grammar support for `response_format` over `tokenizer`'s vocabulary.
+ */
 export function localService(
   o: Omit<ModelService, "engine"> & {
     model: CausalLM;
@@ -48,7 +50,11 @@ export function localService(
   },
 ): ModelService {
   const { model, draft, adaptive, ...rest } = o;
-  return { ...rest, engine: new LocalEngine(model, draft, adaptive) };
+  const engine = new LocalEngine(model, draft, adaptive, {
+    vocab: () => vocabularyOf(o.tokenizer, model.config.vocabSize),
+    grammar: (spec, vocab) => grammarProcessor(spec, vocab),
+  });
+  return { ...rest, engine };
 }
 
 /**
@@ -220,6 +226,9 @@ const PROCESSING_FIELD =
  * name (it crosses the worker with its name and message). Undefined for anything else.
  */
 export function processingError(e: unknown): ApiError | undefined {
+  if (e instanceof Error && e.name === "GrammarError") {
+    return new ApiError(400, `response_format: ${e.message}`, { param: "response_format" });
+  }
   if (!(e instanceof Error) || e.name !== "RangeError") return undefined;
   const field = e.message.match(PROCESSING_FIELD)?.[1];
   return field ? new ApiError(400, e.message, { param: field }) : undefined;
@@ -238,7 +247,7 @@ export class Generations {
     readonly metrics: ServerMetrics,
   ) {
     this.context = svc.engine.context;
-    this.pieces = new TokenPieces(svc.tokenizer, svc.vocab);
+    this.pieces = new TokenPieces(svc.tokenizer);
     // Dashboards see speculation's counters at 0 before the first speculative step.
     if (svc.engine.hasDraft) metrics.initSpecDecode(svc.name);
   }
@@ -470,29 +479,41 @@ export class Generations {
   }
 }
 
-/** A token as logprobs show it: its text, and its bytes (UTF-8) where the text cannot carry them. */
+/** A token as logprobs show it: its text and its bytes (UTF-8). */
 export interface TokenPiece {
-  /** The token's text; `bytes:\\xNN...` when it is part of a character (its lone decode is not valid). */
+  /** The token's text; `bytes:\\xNN...` when its bytes are not valid UTF-8 alone (part of a character). */
   text: string;
   bytes: number[];
 }
 
-/** Token ids as logprobs show them, decoded once per id. */
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Token ids as logprobs show them, computed once per id. */
 export class TokenPieces {
   private readonly cache = new Map<number, TokenPiece>();
-  constructor(private readonly tokenizer: ModelTokenizer, private readonly vocab?: TokenVocabulary) {}
+  constructor(private readonly tokenizer: ModelTokenizer) {}
 
-  /** The piece of token `id`. */
+  /** The piece of token `id`: the bytes it appends mid-text (`tokenBytes`), or its lone decode. */
   of(id: number): TokenPiece {
     let p = this.cache.get(id);
     if (!p) {
-      const text = this.tokenizer.decode([id]);
-      const raw = this.vocab && id < this.vocab.size ? this.vocab.bytes(id) : undefined;
-      const bytes = [...(raw ?? new TextEncoder().encode(text))];
-      // A lone byte of a multi-byte character decodes to U+FFFD: show that it is not text.
-      p = text.includes("\uFFFD")
-        ? { text: "bytes:" + bytes.map((b) => "\\x" + b.toString(16).padStart(2, "0")).join(""), bytes }
-        : { text, bytes };
+      let raw: Uint8Array | undefined;
+      try {
+        raw = this.tokenizer.tokenBytes(id);
+      } catch {
+        // A decoder tokenBytes does not know: fall back to decoding the id alone.
+      }
+      if (raw === undefined) {
+        const text = this.tokenizer.decode([id]);
+        p = { text, bytes: [...new TextEncoder().encode(text)] };
+      } else {
+        const bytes = [...raw];
+        try {
+          p = { text: STRICT_UTF8.decode(raw), bytes };
+        } catch {
+          p = { text: "bytes:" + bytes.map((b) => "\\x" + b.toString(16).padStart(2, "0")).join(""), bytes };
+        }
+      }
       this.cache.set(id, p);
     }
     return p;

@@ -11,6 +11,7 @@
 import type { Hono } from "hono";
 import { z } from "zod";
 import type { GrammarSpec, ProcessingSpec } from "../decoding/logits/processor.ts";
+import { compileGrammar, GrammarError } from "../decoding/grammar/mod.ts";
 import { METHODS } from "../speculative/methods.ts";
 import { ApiError } from "./errors.ts";
 import {
@@ -94,7 +95,8 @@ type ProcessingFields = z.infer<z.ZodObject<typeof processingFields>>;
 /**
  * The engine's {@link ProcessingSpec} for the processing fields of a body, or undefined when they change
  * nothing (neutral values are dropped, so the engine keeps its fastest path). Throws {@link ApiError}
- * 400 naming `logit_bias.<id>` for an id outside the vocabulary of `vocabSize` tokens.
+ * 400 naming `logit_bias.<id>` for an id outside the vocabulary of `vocabSize` tokens, and
+ * `response_format.json_schema.schema` for a schema the grammar cannot enforce exactly.
  */
 export function processingSpec(b: ProcessingFields, vocabSize: number): ProcessingSpec | undefined {
   const spec: ProcessingSpec = {};
@@ -120,7 +122,17 @@ export function processingSpec(b: ProcessingFields, vocabSize: number): Processi
     if (Object.keys(bias).length) spec.logitBias = bias;
   }
   const grammar = grammarOf(b.response_format);
-  if (grammar) spec.grammar = grammar;
+  if (grammar) {
+    // Compiled here too, so a schema outside the supported subset is a 400 before the request queues.
+    try {
+      compileGrammar(grammar);
+    } catch (e) {
+      if (!(e instanceof GrammarError)) throw e;
+      const param = grammar.kind === "json_schema" ? "response_format.json_schema.schema" : "response_format";
+      throw new ApiError(400, `${param}: ${e.message}`, { param });
+    }
+    spec.grammar = grammar;
+  }
   return Object.keys(spec).length ? spec : undefined;
 }
 
