@@ -37,6 +37,9 @@ const USAGE = `Usage: deno task start [options]
   --queue-depth N     generations that may wait behind the running one; more get 429 (default ${DEFAULT_MAX_QUEUE})
   --drain-timeout S   on SIGINT/SIGTERM, let queued work finish for up to S seconds, then cancel it
                       (default 30; a second signal cancels at once)
+  --body-timeout S    a request body must arrive within S seconds of its headers, else 408 (default 30;
+                      0 = no limit). Deno.serve has no header-read or keep-alive idle timeout: put a
+                      proxy (deploy/nginx) in front to bound those
   --engine E          worker (default): the models run in a worker thread, so /health, /ready, /metrics
                       and 429s answer while the device works; inline: on the HTTP thread (a long
                       prefill or a big tree then delays every other answer)
@@ -70,6 +73,7 @@ export async function runServe(args: string[]): Promise<number> {
         "api-key": { type: "string", default: Deno.env.get("SPECDEC_API_KEY") },
         "queue-depth": { type: "string", default: String(DEFAULT_MAX_QUEUE) },
         "drain-timeout": { type: "string", default: "30" },
+        "body-timeout": { type: "string", default: "30" },
         engine: { type: "string", default: "worker" },
         ...PAGING_FLAGS,
         help: { type: "boolean", short: "h", default: false },
@@ -85,6 +89,10 @@ export async function runServe(args: string[]): Promise<number> {
   const drainS = Number(values["drain-timeout"]);
   if (!(drainS >= 0 && drainS <= 86_400)) {
     throw new UsageError(`--drain-timeout must be 0..86400 seconds, got ${values["drain-timeout"]}`);
+  }
+  const bodyS = Number(values["body-timeout"]);
+  if (!(bodyS >= 0 && bodyS <= 3600)) {
+    throw new UsageError(`--body-timeout must be 0..3600 seconds, got ${values["body-timeout"]}`);
   }
   if (values["api-key"] === "") throw new UsageError("--api-key must not be empty");
   if (!BACKENDS.includes(values.backend as Backend)) {
@@ -121,6 +129,7 @@ export async function runServe(args: string[]): Promise<number> {
       host: values.host,
       maxQueue,
       drainS,
+      bodyS,
       apiKey: values["api-key"],
     });
   } finally {
@@ -137,7 +146,7 @@ async function serve(
   engine: DecodeEngine & { readonly info: EngineInfo; onCrash?: (e: Error) => void },
   folder: ModelFolder,
   t0: number,
-  o: { port: number; host: string; maxQueue: number; drainS: number; apiKey?: string },
+  o: { port: number; host: string; maxQueue: number; drainS: number; bodyS: number; apiKey?: string },
 ): Promise<number> {
   const info = engine.info;
   const method = info.method;
@@ -157,7 +166,10 @@ async function serve(
     tree: info.tree,
     acceptance: info.acceptance,
     status: info.status,
-  }, { scheduler, apiKey: o.apiKey });
+  }, { scheduler, apiKey: o.apiKey, bodyTimeoutMs: o.bodyS * 1000 });
+  // Deno.serve (2.9) takes no header-read, keep-alive idle or body timeout (measured: a connection that
+  // sends half its headers, or idles after a response, stays open > 70 s). The body limit is the app's
+  // (--body-timeout: 408); headers and idle connections are bounded by a proxy in front (deploy/nginx).
   const server = Deno.serve({
     port: o.port,
     hostname: o.host,

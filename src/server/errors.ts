@@ -105,3 +105,26 @@ export function unexpectedError(e: unknown): ApiError {
   }
   return new ApiError(500, "internal server error");
 }
+
+/** The status counted for a client that went away before its answer (nginx's "client closed request"). */
+export const CLIENT_CLOSED_REQUEST = 499;
+
+/**
+ * The client closed the connection before its request body was complete: the body stream failed (the
+ * `cause`; on Deno 2.9 `BadResource: Cannot read request body as underlying resource unavailable`).
+ * Nobody is left to answer: the app counts it as status {@link CLIENT_CLOSED_REQUEST} and logs one
+ * line, not a stack trace.
+ */
+export class ClientAbortError extends Error {
+  constructor(
+    /** Body bytes received before the connection went away. */
+    readonly bytesRead: number,
+    cause?: unknown,
+  ) {
+    const why = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause ?? "closed");
+    const message =
+      `the client closed the connection while sending the request body (${bytesRead} bytes read; ${why})`;
+    super(message, { cause });
+    this.name = "ClientAbortError";
+  }
+}

@@ -9,16 +9,27 @@
 import type { Context } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import type { z } from "zod";
-import { ApiError, fromZod, unexpectedError } from "./errors.ts";
-import { readJson } from "./body.ts";
+import { ApiError, CLIENT_CLOSED_REQUEST, fromZod, unexpectedError } from "./errors.ts";
+import { DEFAULT_BODY_TIMEOUT_MS, readJson } from "./body.ts";
 
-/** Read the body as JSON and validate it with `schema`; 413/400 as {@link ApiError}. */
+declare module "hono" {
+  interface ContextVariableMap {
+    /** How long a route may take to read this request's body, in ms (0 = no limit); set by the app. */
+    bodyTimeoutMs: number | undefined;
+  }
+}
+
+/**
+ * Read the body as JSON and validate it with `schema`: 413/408/400 as {@link ApiError}, a client that
+ * disconnects mid-body as `ClientAbortError`. The time limit is the request's `bodyTimeoutMs`
+ * (createApp's `bodyTimeoutMs`; {@link DEFAULT_BODY_TIMEOUT_MS} when unset).
+ */
 export async function parseBody<S extends z.ZodType>(
   c: Context,
   schema: S,
   maxBytes: number,
 ): Promise<z.infer<S>> {
-  const raw = await readJson(c.req.raw, maxBytes);
+  const raw = await readJson(c.req.raw, maxBytes, c.get("bodyTimeoutMs") ?? DEFAULT_BODY_TIMEOUT_MS);
   const r = schema.safeParse(raw);
   if (!r.success) throw fromZod(r.error);
   return r.data;
@@ -35,7 +46,7 @@ export function clientAbort(c: Context): AbortController {
 
 /** A response the client will never read: it went away (nginx's 499, for the access metrics). */
 export function clientGone(): Response {
-  return new Response(null, { status: 499 });
+  return new Response(null, { status: CLIENT_CLOSED_REQUEST });
 }
 
 /** True for the rejection of a queue slot or engine run that was aborted. */

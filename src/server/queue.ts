@@ -4,6 +4,10 @@
  * letting latency grow without bound; a request whose client goes away leaves the queue (waiting) or is
  * cancelled at its next step (running); shutdown drains, then cancels what is left.
  *
+ * The Retry-After of a refusal is the expected wait for the work ahead: what the running generation
+ * has left plus each waiting one's expected duration, from its `max_tokens` (its {@link JobCost}) and
+ * the measured time per generated token and share of `max_tokens` that generations actually use.
+ *
  * @module
  */
 
@@ -16,6 +20,35 @@ export type CancelCause = "client" | "shutdown";
 export interface SchedulerOptions {
   /** Most requests waiting behind the running one; one more is refused with 429. */
   maxQueue: number;
+  /** Clock in ms (default `performance.now`); tests pass a fake one. */
+  now?: () => number;
+}
+
+/** What a generation is expected to cost, for the wait told to refused clients (Retry-After). */
+export interface JobCost {
+  /** Most tokens it may generate (its max_tokens): the upper bound of its decoding time. */
+  maxTokens: number;
+}
+
+/** Expected duration of a job about which nothing is known yet (ms). */
+export const DEFAULT_JOB_MS = 1000;
+
+/** Weight of the newest measurement in the moving averages of the wait estimate. */
+const EWMA = 0.2;
+
+/** An exponential moving average whose first sample replaces the prior. */
+class Average {
+  private n = 0;
+  constructor(private v: number) {}
+  get value(): number {
+    return this.v;
+  }
+  get measured(): boolean {
+    return this.n > 0;
+  }
+  add(x: number): void {
+    this.v = this.n++ === 0 ? x : (1 - EWMA) * this.v + EWMA * x;
+  }
 }
 
 /**
@@ -27,13 +60,20 @@ export class Slot {
   readonly signal: AbortSignal;
   /** Set when `signal` aborted. */
   cause: CancelCause | undefined;
+  /** Tokens its job generated, once reported ({@link Slot.reportGenerated}). */
+  generated: number | undefined;
   private readonly ac = new AbortController();
   private turn!: () => void;
   private refuse!: (e: unknown) => void;
   /** Resolves when this slot reaches the head of the queue. */
   readonly ready: Promise<void>;
 
-  constructor(private readonly owner: Scheduler, client?: AbortSignal) {
+  constructor(
+    private readonly owner: Scheduler,
+    client?: AbortSignal,
+    /** What its job is expected to cost (none: an average job). */
+    readonly cost?: JobCost,
+  ) {
     this.signal = this.ac.signal;
     this.ready = new Promise<void>((res, rej) => {
       this.turn = res;
@@ -50,6 +90,14 @@ export class Slot {
     this.cause = cause;
     this.ac.abort(new DOMException(`cancelled by ${cause}`, "AbortError"));
     this.owner.withdraw(this);
+  }
+
+  /**
+   * Tell the queue how many tokens this slot's job generated (call before the job resolves): its
+   * duration per token and its share of `max_tokens` refine the wait told to refused clients.
+   */
+  reportGenerated(tokens: number): void {
+    this.generated = tokens;
   }
 
   /** @internal Called by the scheduler when the slot reaches the head. */
@@ -82,8 +130,12 @@ export class Slot {
  * @example
  * ```ts
  * const s = new Scheduler({ maxQueue: 16 });
- * const slot = s.admit(request.signal);          // throws ApiError 429 when 16 are waiting
- * const out = await slot.run((signal) => generate(signal));
+ * const slot = s.admit(request.signal, { maxTokens: 128 }); // throws ApiError 429 when 16 are waiting
+ * const out = await slot.run(async (signal) => {
+ *   const ids = await generate(signal);
+ *   slot.reportGenerated(ids.length);
+ *   return ids;
+ * });
  * ```
  */
 export class Scheduler {
@@ -93,15 +145,21 @@ export class Scheduler {
   private readonly waitingSlots: Slot[] = [];
   private draining = false;
   private idleWaiters: (() => void)[] = [];
-  /** Exponential moving average of job durations (ms), for Retry-After. */
-  private avgJobMs = 1000;
+  private readonly now: () => number;
   private jobStart = 0;
+  /** Duration of a job (ms): for jobs admitted without a cost, and before any token was measured. */
+  private readonly jobMs = new Average(DEFAULT_JOB_MS);
+  /** Duration per generated token, prefill included (ms). */
+  private readonly tokenMs = new Average(0);
+  /** Share of max_tokens that finished generations used (EOS and stop sequences end them early). */
+  private readonly fill = new Average(1);
 
   constructor(opts: SchedulerOptions) {
     if (!Number.isInteger(opts.maxQueue) || opts.maxQueue < 0) {
       throw new RangeError(`maxQueue must be an integer >= 0, got ${opts.maxQueue}`);
     }
     this.maxQueue = opts.maxQueue;
+    this.now = opts.now ?? (() => performance.now());
   }
 
   /** Requests waiting (not counting the running one). */
@@ -119,16 +177,41 @@ export class Scheduler {
     return this.draining;
   }
 
-  /** Seconds a refused client should wait: the expected time until a place frees up. */
+  /** Expected duration of a job of `cost` (ms), and its upper bound when one is known. */
+  private expectedMs(cost: JobCost | undefined): { mean: number; max?: number } {
+    if (!cost || !this.tokenMs.measured) return { mean: this.jobMs.value };
+    const max = cost.maxTokens * this.tokenMs.value;
+    return { mean: max * this.fill.value, max };
+  }
+
+  /**
+   * The expected wait (ms) of a request admitted now before its generation starts: what the running
+   * one has left (its expected duration minus the time it ran; once past that, its upper bound minus
+   * the time it ran) plus the expected duration of each waiting one.
+   */
+  expectedWaitMs(): number {
+    let ms = 0;
+    if (this.active) {
+      const e = this.expectedMs(this.active.cost);
+      const ran = this.now() - this.jobStart;
+      ms += e.mean > ran ? e.mean - ran : Math.max(0, (e.max ?? 0) - ran);
+    }
+    for (const s of this.waitingSlots) ms += this.expectedMs(s.cost).mean;
+    return ms;
+  }
+
+  /** Seconds a refused client should wait: {@link expectedWaitMs}, at least 1. */
   retryAfterSeconds(): number {
-    return Math.max(1, Math.ceil(this.avgJobMs / 1000));
+    return Math.max(1, Math.ceil(this.expectedWaitMs() / 1000));
   }
 
   /**
    * Take a place in the queue, cancelled when `client` aborts. Throws {@link ApiError} 503 while
-   * draining and 429 (with Retry-After) when `maxQueue` requests already wait.
+   * draining and 429 (with Retry-After, the expected wait) when `maxQueue` requests already wait.
+   * `cost` (the request's max_tokens) makes the wait told to others exact for this job; without it the
+   * job counts as an average one.
    */
-  admit(client?: AbortSignal): Slot {
+  admit(client?: AbortSignal, cost?: JobCost): Slot {
     if (this.draining) {
       throw new ApiError(503, "the server is shutting down and accepts no new generations", {
         code: "shutting_down",
@@ -139,11 +222,12 @@ export class Scheduler {
       const after = this.retryAfterSeconds();
       throw new ApiError(
         429,
-        `the generation queue is full (${this.waitingSlots.length} waiting, limit ${this.maxQueue}); retry after ${after} s`,
+        `the generation queue is full (${this.waitingSlots.length} waiting, limit ${this.maxQueue}; ` +
+          `about ${after} s of work ahead); retry after ${after} s`,
         { code: "queue_full", headers: { "Retry-After": String(after) } },
       );
     }
-    const slot = new Slot(this, client);
+    const slot = new Slot(this, client, cost);
     if (slot.signal.aborted) {
       slot.deny();
       return slot;
@@ -165,10 +249,19 @@ export class Scheduler {
   /** @internal The slot's job ended (or it never ran): the next one starts. */
   release(slot: Slot): void {
     if (this.active !== slot) return;
-    const ms = performance.now() - this.jobStart;
-    this.avgJobMs = 0.8 * this.avgJobMs + 0.2 * ms;
+    this.measure(slot, this.now() - this.jobStart);
     this.active = undefined;
     this.pump();
+  }
+
+  /** Learn from a job that ran `ms`: its duration, per token, and its share of max_tokens. */
+  private measure(slot: Slot, ms: number): void {
+    this.jobMs.add(ms);
+    const g = slot.generated;
+    if (g === undefined || g < 1) return; // nothing to divide by (failed, or cancelled at once)
+    this.tokenMs.add(ms / g);
+    // A cancelled job says nothing about how much of max_tokens a finished one uses.
+    if (slot.cost && !slot.signal.aborted) this.fill.add(Math.min(1, g / slot.cost.maxTokens));
   }
 
   private pump(): void {
@@ -176,7 +269,7 @@ export class Scheduler {
       const next = this.waitingSlots.shift();
       if (next) {
         this.active = next;
-        this.jobStart = performance.now();
+        this.jobStart = this.now();
         next.grant();
       }
     }
