@@ -93,6 +93,8 @@ const NEUTRAL: Record<string, unknown[]> = {
   service_tier: ["flex", "priority", 1],
   metadata: [[], "x", { k: 1 }, Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, "v"]))],
   user: [1, "x".repeat(300)],
+  prompt_cache_retention: ["forever", 1],
+  prompt_cache_options: [{ mode: "always" }, { other: 1 }, "x"],
 };
 
 interface Route {
@@ -197,6 +199,7 @@ const ROUTES: Route[] = [
       audio: [{ voice: "alloy", format: "wav" }],
       prediction: [{ type: "content", content: "x" }],
       reasoning_effort: ["low"],
+      moderation: [{}, true],
       best_of: [2],
       ...PROCESSING,
       ...NEUTRAL,

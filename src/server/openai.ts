@@ -65,6 +65,13 @@ const neutralFields = {
   /** OpenAI's newer end-user and cache identifiers: they change nothing here. */
   safety_identifier: z.string().max(256).nullish(),
   prompt_cache_key: z.string().max(1024).nullish(),
+  // Prompt caching only changes latency; this server has no prompt cache to configure.
+  prompt_cache_retention: z.enum(["in_memory", "24h"]).nullish(),
+  prompt_cache_options: z.object({
+    mode: z.enum(["implicit", "explicit"]).nullish(),
+    ttl: z.string().max(16).nullish(),
+  })
+    .strict().nullish(),
   store: onlyNeutral((v) => v === false, "store: true is not supported: this server keeps no completions"),
   metadata: z.record(z.string().max(64), z.string().max(512)).refine(
     (m) => Object.keys(m).length <= 16,
@@ -161,6 +168,7 @@ export const chatSchema = z.object({
   web_search_options: onlyNeutral(never, "web search is not supported"),
   reasoning_effort: onlyNeutral(never, "not supported: the served model has no reasoning effort setting"),
   verbosity: onlyNeutral(never, "not supported: the served model has no verbosity setting"),
+  moderation: onlyNeutral(never, "moderation is not supported"),
 }).strict();
 
 type Common = z.infer<z.ZodObject<typeof common>>;
