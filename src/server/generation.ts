@@ -350,7 +350,8 @@ export class Generations {
   }
 
   private admit(req: GenerationRequest, method: Method, client?: AbortSignal): PendingGeneration {
-    const slot = this.scheduler.admit(client);
+    // Its max_tokens bounds its time: the wait told to refused clients (Retry-After) counts it.
+    const slot = this.scheduler.admit(client, { maxTokens: req.maxTokens });
     const queuedAt = performance.now();
     return {
       method,
@@ -460,6 +461,7 @@ export class Generations {
       metrics.tokensPerStep.observe(1, steps);
       metrics.stepSeconds.observe(stats.decodeMs / steps / 1000, steps);
     }
+    slot.reportGenerated(ids.length);
     metrics.promptTokens.inc({}, req.prompt.length);
     metrics.completionTokens.inc({ method }, ids.length);
     metrics.generations.inc({ method, finish_reason: finish });
