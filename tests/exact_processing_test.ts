@@ -10,6 +10,7 @@ import { LogitsPipeline } from "../src/decoding/logits/pipeline.ts";
 import type { ProcessingSpec } from "../src/decoding/logits/processor.ts";
 import { probabilities, type SamplingParams } from "../src/model/sampling.ts";
 import type { Method } from "../src/speculative/methods.ts";
+import { grammarProcessor, vocabularyOf } from "../src/decoding/grammar/mod.ts";
 import {
   categories,
   chiSquare,
@@ -58,7 +59,7 @@ Deno.test("exactness with processors: greedy speculative output equals AR with t
   );
 });
 
-Deno.test("exactness with processors: on the GPU's one-readback path too (sequoia, specexec)", async () => {
+Deno.test("exactness with processors: on the GPU too (sequoia, specexec; drafted and verified apart from the fused step)", async () => {
   const pair = await gpuPair();
   const p = (await prompts(8))[3];
   const ar = (await run(pair, "ar", p, 48, undefined, 0, { processing: GREEDY_PROCESSING })).ids;
@@ -111,6 +112,8 @@ async function processedDist(
   const pipe = LogitsPipeline.fromSpec(spec, {
     temperature: sampling.temperature,
     vocabSize: logits.length,
+    vocab: vocabularyOf(tok, logits.length),
+    grammar: grammarProcessor,
   })!;
   let st = pipe.initial(prompt);
   for (const t of generated) st = pipe.advance(st, t);
@@ -184,4 +187,71 @@ Deno.test("exactness with processors: sampled first and second tokens of sequoia
     );
   }
   assert.equal(p1.length, 6);
+});
+
+/** A schema whose output is bounded, so generations end with EOS well within max_tokens. */
+const SCHEMA = {
+  type: "object",
+  properties: {
+    name: { type: "string", maxLength: 6 },
+    ok: { type: "boolean" },
+    kind: { enum: ["a", "b", "c"] },
+  },
+  required: ["name", "ok", "kind"],
+  additionalProperties: false,
+};
+const GRAMMAR: ProcessingSpec = { grammar: { kind: "json_schema", schema: SCHEMA } };
+const withGrammar = { processing: GRAMMAR, vocab: vocabularyOf(tok, 2048), grammar: grammarProcessor };
+
+Deno.test("exactness with a JSON schema: greedy output of every method equals AR's and parses to the schema", async () => {
+  const pair = await cpuPair();
+  for (const p of (await prompts(8)).slice(4, 6)) {
+    const ar = (await run(pair, "ar", p, 64, undefined, 0, withGrammar)).ids;
+    const text = tok.decode(ar);
+    const value = JSON.parse(text);
+    assert.deepEqual(Object.keys(value), ["name", "ok", "kind"], text);
+    assert.ok(typeof value.name === "string" && [...value.name].length <= 6 && typeof value.ok === "boolean");
+    assert.ok(["a", "b", "c"].includes(value.kind), text);
+    for (const m of SPEC) {
+      const { ids } = await run(pair, m, p, 64, undefined, 0, withGrammar);
+      assert.deepEqual(ids, ar, `${m} with a grammar differs from AR`);
+    }
+  }
+});
+
+Deno.test("exactness with a JSON schema: sampled outputs of sequoia and specexec follow the grammar-masked target", async () => {
+  const sampling = { temperature: 1, topK: 0, topP: 1 };
+  const prompt = tok.encode("And God said");
+  const d1 = await processedDist(prompt, [], GRAMMAR, sampling);
+  const [t1, q1] = categories(d1.processed, 3);
+  const tv = t1.reduce((a, x, i) => a + Math.abs(q1[i] - d1.plain[x]), 0) / 2;
+  assert.ok(tv > 0.3, `the grammar reshapes the distribution (TV ${tv.toFixed(2)})`);
+  // The second token after the likeliest first one.
+  const d2 = await processedDist(prompt, [t1[0]], GRAMMAR, sampling);
+  const [t2, q2] = categories(d2.processed, 3);
+  const pair = await cpuPair();
+  const N = 300;
+  for (const m of ["ar", "sequoia", "specexec"] as Method[]) {
+    const c1 = new Array(q1.length).fill(0), c2 = new Array(q2.length).fill(0);
+    for (let s = 0; s < N; s++) {
+      const { ids } = await run(pair, m, prompt, 3, sampling, 9000 + s, withGrammar);
+      const text = tok.decode(ids);
+      assert.ok(/^\s{0,2}\{/.test(text), `${m}: output starts a JSON object: ${JSON.stringify(text)}`);
+      const k = t1.indexOf(ids[0]);
+      c1[k < 0 ? q1.length - 1 : k]++;
+      if (ids[0] !== t1[0]) continue;
+      const k2 = t2.indexOf(ids[1]);
+      c2[k2 < 0 ? q2.length - 1 : k2]++;
+    }
+    assert.ok(c2.reduce((a, b) => a + b, 0) > 60, `${m}: too few samples with the likeliest first token`);
+    const x1 = chiSquare(c1, q1), x2 = chiSquare(c2, q2);
+    assert.ok(
+      x1 < 31,
+      `${m}: first-token chi-square ${x1.toFixed(1)}, counts ${c1}, p ${q1.map((v) => v.toFixed(3))}`,
+    );
+    assert.ok(
+      x2 < 31,
+      `${m}: second-token chi-square ${x2.toFixed(1)}, counts ${c2}, p ${q2.map((v) => v.toFixed(3))}`,
+    );
+  }
 });

@@ -9,8 +9,9 @@
 
 import type { CausalLM } from "../model/causal_lm.ts";
 import type { SamplingParams } from "../model/sampling.ts";
-import type { ProcessingSpec, TokenVocabulary } from "../decoding/logits/processor.ts";
-import type { GrammarFactory } from "../decoding/logits/pipeline.ts";
+import type { ProcessingSpec } from "../decoding/logits/processor.ts";
+import { grammarProcessor, vocabularyOf } from "../decoding/grammar/mod.ts";
+import type { ModelTokenizer } from "../model/tokenizer.ts";
 import type { SpeculativeEvent } from "../speculative/engine.ts";
 import { decode } from "../speculative/decode.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
@@ -66,16 +67,12 @@ export class LocalEngine implements DecodeEngine {
     readonly adaptive?: AdaptiveSequoiaPlan,
     private readonly o: {
       log?: (line: string) => void;
-      /** The target's token bytes, for grammars (built on first use). */
-      vocab?: () => TokenVocabulary;
-      /** Grammar support (response_format); absent: grammars are refused. */
-      grammar?: GrammarFactory;
+      /** The target's tokenizer: grammars (response_format) need every token's bytes; absent: refused. */
+      tokenizer?: ModelTokenizer;
     } = {},
   ) {
     this.context = model.config.maxPositions;
   }
-
-  private vocabulary?: TokenVocabulary;
 
   get hasDraft(): boolean {
     return this.draft !== undefined;
@@ -92,14 +89,17 @@ export class LocalEngine implements DecodeEngine {
     signal: AbortSignal,
   ): AsyncIterable<SpeculativeEvent> {
     const { adaptive, ...rest } = o;
-    if (o.processing?.grammar && this.o.vocab) this.vocabulary ??= this.o.vocab();
+    // The vocabulary's bytes are read once per tokenizer (vocabularyOf caches them).
+    const vocab = o.processing?.grammar && this.o.tokenizer
+      ? vocabularyOf(this.o.tokenizer, this.model.config.vocabSize)
+      : undefined;
     return decode(method, this.model, this.draft, prompt, {
       ...rest,
       adaptive: adaptive ? this.adaptive : undefined,
       log: this.o.log ?? ((l) => console.error(`[server] ${l}`)),
       signal,
-      vocab: this.vocabulary,
-      grammar: this.o.grammar,
+      vocab,
+      grammar: grammarProcessor,
     });
   }
 

@@ -19,7 +19,9 @@ export class RuntimeEngine extends LocalEngine {
     readonly info: EngineInfo,
     plan: Awaited<ReturnType<Runtime["plan"]>>,
   ) {
-    super(runtime.target.model, runtime.draft?.model, plan.adaptive);
+    super(runtime.target.model, runtime.draft?.model, plan.adaptive, {
+      tokenizer: runtime.target.folder.tokenizer,
+    });
   }
 
   /** Open the models of `r` (startup stages on stderr) and make the server's plan. */

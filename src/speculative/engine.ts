@@ -148,9 +148,12 @@ export async function* generateSpeculative(
       rng,
       maxNodes: Math.min(room, ctx - prefixLen - pending.length + 1),
       draftRoom: ctx - prefixLen - pending.length,
+      processing: pipe && { pipeline: pipe, root: rootState! },
     };
     // One device round trip when the drafter and the pair can (draft levels + target, one readback).
-    const fused = fusedLimits && opts.drafter.planFused?.(draftInput, fusedLimits);
+    // With processors the draft's rows are processed on the host (the device draws from raw rows), so
+    // the step is drafted and verified apart: exact either way, but drafts stay where p allows them.
+    const fused = !pipe && fusedLimits && opts.drafter.planFused?.(draftInput, fusedLimits);
     let tree: DraftOutput, logits: Float32Array, tb: number;
     if (fused && fusedTarget) {
       const r = await fusedTarget.fusedTreeStep(draft, {

@@ -10,6 +10,7 @@ import type { FusedDraftForward, FusedTreeLimits, FusedTreeStepResult } from "..
 import type { SamplingParams } from "../../model/sampling.ts";
 import type { Rng } from "../../util/rng.ts";
 import type { DrafterKind } from "../verify/verifier.ts";
+import type { LogitsPipeline, PipelineState } from "../../decoding/logits/pipeline.ts";
 
 /** What a drafter gets for one step. */
 export interface DraftInput {
@@ -24,6 +25,13 @@ export interface DraftInput {
   maxNodes: number;
   /** Free KV slots in the draft cache after the pending tokens; drafters never forward more nodes. */
   draftRoom: number;
+  /**
+   * The request's logit processors, to draft from the processed draft rows (node v's state: `root`
+   * advanced along the path to v). Not needed for exactness (the verifiers are exact for any q: q is
+   * whatever the children were drawn from); it raises acceptance, e.g. a grammar keeps drafts inside
+   * it instead of having the verifier cut them.
+   */
+  processing?: { pipeline: LogitsPipeline; root: PipelineState };
 }
 
 /** A drafted tree. */

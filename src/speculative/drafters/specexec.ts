@@ -10,6 +10,7 @@ import { topIndices } from "../draw.ts";
 import { childrenOf } from "../tree.ts";
 import type { Drafter, DraftInput, DraftOutput } from "./drafter.ts";
 import { feedPending, forwardNodes } from "./draft_cache.ts";
+import type { PipelineState } from "../../decoding/logits/pipeline.ts";
 
 /** Options of the SpecExec drafter. */
 export interface SpecExecOptions {
@@ -51,8 +52,12 @@ export class SpecExecDrafter implements Drafter {
     const { logits: rootLogits, rootSlot } = await feedPending(input);
     slot[0] = rootSlot;
     let forwards = 1;
-    const addChildren = (node: number, logits: Float32Array) => {
+    // With processors: each node's state is its parent's advanced by its token (parents come first).
+    const proc = input.processing;
+    const states: PipelineState[] = proc ? [proc.root] : [];
+    const addChildren = (node: number, raw: Float32Array) => {
       expanded[node] = true;
+      const logits = proc ? proc.pipeline.processed(raw, states[node]) : raw;
       // log-softmax at T = 1
       let max = -Infinity;
       for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
@@ -60,6 +65,8 @@ export class SpecExecDrafter implements Drafter {
       for (let i = 0; i < logits.length; i++) z += Math.exp(logits[i] - max);
       const lz = max + Math.log(z);
       for (const t of topIndices(logits, this.opts.width)) {
+        if (logits[t] === -Infinity) continue; // forbidden by a processor (e.g. outside a grammar)
+        if (proc) states.push(proc.pipeline.advance(states[node], t));
         tokens.push(t);
         parent.push(node);
         depth.push(depth[node] + 1);

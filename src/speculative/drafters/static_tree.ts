@@ -10,6 +10,7 @@
 
 import type { FusedDraftForward, FusedTreeLimits } from "../../model/capabilities.ts";
 import { probabilities } from "../../model/sampling.ts";
+import type { PipelineState } from "../../decoding/logits/pipeline.ts";
 import { drawIid, drawWithoutReplacement, topIndices } from "../draw.ts";
 import { appendAttention, childrenOf, levels, type TreeShape } from "../tree.ts";
 import type { DrafterKind } from "../verify/verifier.ts";
@@ -55,9 +56,23 @@ export class StaticTreeDrafter implements Drafter {
     slotOf[0] = rootSlot;
     let forwards = 1;
     const greedy = input.sampling.temperature === 0;
-    const expand = (node: number, logits: Float32Array) => {
+    const forbidden: boolean[] = new Array(n).fill(false);
+    // With processors: node v's state is the root's advanced along the path to v (parents come first).
+    // A node whose token the processors forbid (greedy top-b can reach past a grammar's few allowed
+    // tokens) has no state: its subtree is drafted from raw rows and can never be accepted (p = 0).
+    const proc = input.processing;
+    const states = proc ? new Array<PipelineState | undefined>(n) : undefined;
+    if (proc) states![0] = proc.root;
+    const expand = (node: number, raw: Float32Array) => {
       const kids = children[node];
       if (kids.length === 0) return;
+      let logits = raw;
+      if (proc) {
+        if (node > 0 && states![shape.parent[node]] !== undefined && !forbidden[node]) {
+          states![node] = proc.pipeline.advance(states![shape.parent[node]]!, tokens[node]);
+        }
+        if (states![node] !== undefined) logits = proc.pipeline.processed(raw, states![node]!);
+      }
       const dist = probabilities(logits, input.sampling);
       q[node] = dist;
       const picks = greedy
@@ -67,7 +82,10 @@ export class StaticTreeDrafter implements Drafter {
         : drawIid(dist, kids.length, input.rng);
       // Fewer distinct tokens than children (tiny support under top-k/top-p): repeat the last draw;
       // a repeated child can never be accepted twice, it only costs a slot.
-      kids.forEach((c, i) => (tokens[c] = picks[Math.min(i, picks.length - 1)]));
+      kids.forEach((c, i) => {
+        tokens[c] = picks[Math.min(i, picks.length - 1)];
+        forbidden[c] = logits[tokens[c]] === -Infinity;
+      });
     };
     expand(0, rootLogits);
     // Levels 1 .. last - 1 have children to draw; the last level's nodes are leaves (never forwarded).
