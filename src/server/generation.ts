@@ -12,7 +12,6 @@ import type { ModelTokenizer } from "../model/tokenizer.ts";
 import type { SamplingParams } from "../model/sampling.ts";
 import type { FinishReason, GenerationStats, PromptEvent, TokenEvent } from "../decoding/stats.ts";
 import type { ProcessingSpec } from "../decoding/logits/processor.ts";
-import { grammarProcessor, vocabularyOf } from "../decoding/grammar/mod.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
 import { type DecodeEngine, LocalEngine } from "./engine.ts";
@@ -50,11 +49,7 @@ export function localService(
   },
 ): ModelService {
   const { model, draft, adaptive, ...rest } = o;
-  const engine = new LocalEngine(model, draft, adaptive, {
-    vocab: () => vocabularyOf(o.tokenizer, model.config.vocabSize),
-    grammar: (spec, vocab) => grammarProcessor(spec, vocab),
-  });
-  return { ...rest, engine };
+  return { ...rest, engine: new LocalEngine(model, draft, adaptive, { tokenizer: o.tokenizer }) };
 }
 
 /**
