@@ -21,10 +21,20 @@ const ARGS = TASK.split(/\s+/).slice(2); // after "deno compile"
 const INCLUDES = ARGS.flatMap((a, i) => ARGS[i - 1] === "--include" ? [a.replace(/\/$/, "")] : []);
 const ENTRY = ARGS.at(-1)!;
 
-/** Local files `deno compile` puts into the binary for the entry point: its module graph. */
+/**
+ * Local files `deno compile` puts into the binary: the module graph of the entry point and of every
+ * included module (a worker's entry is included with its own imports).
+ */
 async function moduleGraph(): Promise<string[]> {
+  const entries = [ENTRY, ...INCLUDES.filter((i) => i.endsWith(".ts"))];
+  const all = new Set<string>();
+  for (const e of entries) for (const f of await graphOf(e)) all.add(f);
+  return [...all];
+}
+
+async function graphOf(entry: string): Promise<string[]> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", ENTRY],
+    args: ["info", "--json", entry],
     cwd: ROOT,
     stdout: "piped",
     stderr: "piped",
