@@ -128,8 +128,11 @@ export async function* generateAutoregressive(
       prefillMs: t1 - t0,
       decodeMs,
       tokPerS: decodeMs > 0 ? produced / (decodeMs / 1000) : 0,
-      targetForwards: forwards,
-      tokensPerStep: forwards > 1 ? (produced - 1) / (forwards - 1) : produced,
+      // Forwards whose token was emitted: the device may have computed up to tokensPerSubmission - 1
+      // tokens past the end (EOS, max_tokens, a cancel) that are dropped; they are not steps of this
+      // generation, so AR's tokens per step stays 1.
+      targetForwards: Math.min(forwards, Math.max(1, produced)),
+      tokensPerStep: produced > 1 ? 1 : produced,
       syncs: isDeviceSampler(model) ? model.counters.readbacks - syncs0 : 0,
     },
   };
