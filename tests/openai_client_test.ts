@@ -368,7 +368,7 @@ Deno.test("client: the openai client exercises every request field against a rea
         });
         const o = JSON.parse(obj.choices[0].message.content!);
         assert.ok(typeof o === "object" && o !== null && !Array.isArray(o));
-        for (const method of ["ar", "specexec"]) {
+        for (const method of ["ar", "sequoia", "specexec"]) {
           const r = await client.chat.completions.create(raw({
             ...greedy,
             messages: MESSAGES,

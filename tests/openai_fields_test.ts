@@ -691,7 +691,7 @@ function matchesSchema(v: Json): boolean {
     Object.keys(v).sort().join() === "answer,n" && ["yes", "no"].includes(v.answer) && Number.isInteger(v.n);
 }
 
-Deno.test("fields: response_format json_object and json_schema: the output parses and matches, under ar and speculation", async () => {
+Deno.test("fields: response_format json_object and json_schema: the output parses and matches, under ar and every speculative method", async () => {
   const a = specApp();
   const obj = await ok(a, "/v1/completions", {
     prompt: PROMPT,
@@ -704,7 +704,7 @@ Deno.test("fields: response_format json_object and json_schema: the output parse
   assert.ok(typeof parsed === "object" && parsed !== null && !Array.isArray(parsed), obj.choices[0].text);
   const rf = { type: "json_schema", json_schema: { name: "answer", schema: SCHEMA, strict: true } };
   const texts: string[] = [];
-  for (const method of ["ar", "chain", "specexec"]) {
+  for (const method of ["ar", "chain", "specexec", "sequoia"]) {
     const r = await ok(a, "/v1/completions", {
       prompt: PROMPT,
       max_tokens: 60,
