@@ -1,26 +1,14 @@
 /**
  * Exactness with a request's logit processors (presence / frequency / repetition penalties, logit_bias,
- * min-p) and with logprobs: greedy output of every speculative method is token-identical to AR with the
- * same processors (CPU reference and the GPU's one-readback path), logprobs agree with AR's, and sampled
- * first and second tokens follow the PROCESSED target distribution (chi-square), which differs from the
- * plain one by construction, so a method that ignored the processors (or a node's history) would fail.
+ * min-p, a JSON schema) and with logprobs: greedy output of every speculative method is token-identical
+ * to AR with the same processors (CPU reference and GPU), logprobs agree with AR's. The sampled cases are
+ * in tests/exact_processing_sampled_test.ts and tests/exact_grammar_sampled_test.ts.
  */
 import assert from "node:assert/strict";
-import { LogitsPipeline } from "../src/decoding/logits/pipeline.ts";
 import type { ProcessingSpec } from "../src/decoding/logits/processor.ts";
-import { probabilities, type SamplingParams } from "../src/model/sampling.ts";
 import type { Method } from "../src/speculative/methods.ts";
-import { grammarProcessor, vocabularyOf } from "../src/decoding/grammar/mod.ts";
-import {
-  categories,
-  chiSquare,
-  cpuPair,
-  gpuPair,
-  prompts,
-  run,
-  SPEC,
-  targetFolder,
-} from "./fixtures/exact.ts";
+import { cpuPair, gpuPair, prompts, run, SPEC, targetFolder } from "./fixtures/exact.ts";
+import { withGrammar } from "./fixtures/processing.ts";
 
 const tok = targetFolder.tokenizer;
 /** Strong enough to change greedy output within a few tokens (checked below). */
@@ -94,115 +82,6 @@ Deno.test("logprobs: every method reports AR's logprobs for the same tokens; top
   }
 });
 
-/** The processed target distribution after `ids` (generated = ids after the prompt), CPU reference. */
-async function processedDist(
-  prompt: number[],
-  generated: number[],
-  spec: ProcessingSpec,
-  sampling: SamplingParams,
-): Promise<{ processed: Float64Array; plain: Float64Array }> {
-  const { target } = await cpuPair();
-  const ids = [...prompt, ...generated];
-  target.kv.truncate(0);
-  const logits = await target.forward({
-    tokens: Int32Array.from(ids),
-    positions: Int32Array.from(ids, (_, i) => i),
-    logitRows: [ids.length - 1],
-  });
-  const pipe = LogitsPipeline.fromSpec(spec, {
-    temperature: sampling.temperature,
-    vocabSize: logits.length,
-    vocab: vocabularyOf(tok, logits.length),
-    grammar: grammarProcessor,
-  })!;
-  let st = pipe.initial(prompt);
-  for (const t of generated) st = pipe.advance(st, t);
-  return {
-    processed: probabilities(pipe.processed(logits, st), sampling),
-    plain: probabilities(logits, sampling),
-  };
-}
-
-Deno.test("exactness with processors: sampled first and second tokens of sequoia and specexec follow the processed target", async () => {
-  const sampling = { temperature: 0.8, topK: 0, topP: 1 };
-  const prompt = tok.encode("And they");
-  const first = await processedDist(prompt, [], { repetitionPenalty: 1.2, minP: 0.02 }, sampling);
-  const [top1, p1] = categories(first.processed, 5);
-  // Second token after the likeliest first: negative presence/frequency penalties make the token just
-  // generated far likelier again, and a bias and min-p reshape the rest, so a method that used the root's
-  // state (ignoring a node's own history) or the plain distribution would show.
-  const spec: ProcessingSpec = {
-    presencePenalty: -2,
-    frequencyPenalty: -2,
-    repetitionPenalty: 0.3,
-    minP: 0.02,
-    logitBias: { [top1[4]]: -100 },
-  };
-  const d1 = await processedDist(prompt, [], spec, sampling);
-  const [t1, q1] = categories(d1.processed, 5);
-  const d2 = await processedDist(prompt, [t1[0]], spec, sampling);
-  const [t2, q2] = categories(d2.processed, 3);
-  // The bug to catch: the second token scored with the root's state, as if nothing had been generated.
-  const { target } = await cpuPair();
-  const ids = [...prompt, t1[0]];
-  target.kv.truncate(0);
-  const row2 = await target.forward({
-    tokens: Int32Array.from(ids),
-    positions: Int32Array.from(ids, (_, i) => i),
-    logitRows: [ids.length - 1],
-  });
-  const pipe = LogitsPipeline.fromSpec(spec, { temperature: sampling.temperature, vocabSize: row2.length })!;
-  const noHistory = probabilities(pipe.processed(row2, pipe.initial(prompt)), sampling);
-  const tv = (ref: Float64Array) => t2.reduce((a, t, i) => a + Math.abs(q2[i] - ref[t]), 0) / 2;
-  assert.ok(
-    tv(d2.plain) > 0.1 && tv(noHistory) > 0.1,
-    `the processors and the history reshape the second token: TV ${tv(d2.plain).toFixed(3)} vs plain, ${
-      tv(noHistory).toFixed(3)
-    } vs the root's state; first ${t1} ${q1.map((x) => x.toFixed(2))}, second ${t2} ${
-      q2.map((x) => x.toFixed(2))
-    }`,
-  );
-  const pair = await cpuPair();
-  const N = 400;
-  for (const m of ["ar", "sequoia", "specexec"] as Method[]) {
-    const c1 = new Array(q1.length).fill(0), c2 = new Array(q2.length).fill(0);
-    for (let s = 0; s < N; s++) {
-      const { ids } = await run(pair, m, prompt, 2, sampling, 7000 + s, { processing: spec });
-      const k = t1.indexOf(ids[0]);
-      c1[k < 0 ? q1.length - 1 : k]++;
-      if (ids[0] === t1[0]) {
-        const k2 = t2.indexOf(ids[1]);
-        c2[k2 < 0 ? q2.length - 1 : k2]++;
-      }
-    }
-    const x1 = chiSquare(c1, q1), x2 = chiSquare(c2, q2);
-    assert.ok(
-      x1 < 36,
-      `${m}: first-token chi-square ${x1.toFixed(1)}, counts ${c1}, p ${q1.map((x) => x.toFixed(3))}`,
-    );
-    assert.ok(c2.reduce((a, b) => a + b, 0) > 40, `${m}: too few samples with the likeliest first token`);
-    assert.ok(
-      x2 < 31,
-      `${m}: second-token chi-square ${x2.toFixed(1)}, counts ${c2}, p ${q2.map((x) => x.toFixed(3))}`,
-    );
-  }
-  assert.equal(p1.length, 6);
-});
-
-/** A schema whose output is bounded, so generations end with EOS well within max_tokens. */
-const SCHEMA = {
-  type: "object",
-  properties: {
-    name: { type: "string", maxLength: 6 },
-    ok: { type: "boolean" },
-    kind: { enum: ["a", "b", "c"] },
-  },
-  required: ["name", "ok", "kind"],
-  additionalProperties: false,
-};
-const GRAMMAR: ProcessingSpec = { grammar: { kind: "json_schema", schema: SCHEMA } };
-const withGrammar = { processing: GRAMMAR, vocab: vocabularyOf(tok, 2048), grammar: grammarProcessor };
-
 Deno.test("exactness with a JSON schema: greedy output of every method equals AR's and parses to the schema", async () => {
   const pair = await cpuPair();
   for (const p of (await prompts(8)).slice(4, 6)) {
@@ -216,42 +95,5 @@ Deno.test("exactness with a JSON schema: greedy output of every method equals AR
       const { ids } = await run(pair, m, p, 64, undefined, 0, withGrammar);
       assert.deepEqual(ids, ar, `${m} with a grammar differs from AR`);
     }
-  }
-});
-
-Deno.test("exactness with a JSON schema: sampled outputs of sequoia and specexec follow the grammar-masked target", async () => {
-  const sampling = { temperature: 1, topK: 0, topP: 1 };
-  const prompt = tok.encode("And God said");
-  const d1 = await processedDist(prompt, [], GRAMMAR, sampling);
-  const [t1, q1] = categories(d1.processed, 3);
-  const tv = t1.reduce((a, x, i) => a + Math.abs(q1[i] - d1.plain[x]), 0) / 2;
-  assert.ok(tv > 0.3, `the grammar reshapes the distribution (TV ${tv.toFixed(2)})`);
-  // The second token after the likeliest first one.
-  const d2 = await processedDist(prompt, [t1[0]], GRAMMAR, sampling);
-  const [t2, q2] = categories(d2.processed, 3);
-  const pair = await cpuPair();
-  const N = 300;
-  for (const m of ["ar", "sequoia", "specexec"] as Method[]) {
-    const c1 = new Array(q1.length).fill(0), c2 = new Array(q2.length).fill(0);
-    for (let s = 0; s < N; s++) {
-      const { ids } = await run(pair, m, prompt, 3, sampling, 9000 + s, withGrammar);
-      const text = tok.decode(ids);
-      assert.ok(/^\s{0,2}\{/.test(text), `${m}: output starts a JSON object: ${JSON.stringify(text)}`);
-      const k = t1.indexOf(ids[0]);
-      c1[k < 0 ? q1.length - 1 : k]++;
-      if (ids[0] !== t1[0]) continue;
-      const k2 = t2.indexOf(ids[1]);
-      c2[k2 < 0 ? q2.length - 1 : k2]++;
-    }
-    assert.ok(c2.reduce((a, b) => a + b, 0) > 60, `${m}: too few samples with the likeliest first token`);
-    const x1 = chiSquare(c1, q1), x2 = chiSquare(c2, q2);
-    assert.ok(
-      x1 < 31,
-      `${m}: first-token chi-square ${x1.toFixed(1)}, counts ${c1}, p ${q1.map((v) => v.toFixed(3))}`,
-    );
-    assert.ok(
-      x2 < 31,
-      `${m}: second-token chi-square ${x2.toFixed(1)}, counts ${c2}, p ${q2.map((v) => v.toFixed(3))}`,
-    );
   }
 });
