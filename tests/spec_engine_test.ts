@@ -32,7 +32,7 @@ Deno.test("engine: big trees near the end of the context never overflow either c
     generateAutoregressive(target, prompt, { maxTokens: 100, sampling: GREEDY, seed: 0 }),
   );
   assert.equal(ar.ids.length, 64 - 20 + 1, "AR stops at the context end (the last token needs no slot)");
-  for (const m of ["chain", "specinfer", "sequoia", "specexec"] as Exclude<Method, "ar">[]) {
+  for (const m of ["chain", "specinfer", "sequoia", "specexec", "lookup"] as Exclude<Method, "ar">[]) {
     const { drafter, verifier } = makeDrafter(m, { treeSize: 48, depth: 12, budget: 60, width: 4 }, ACC);
     const sp = await tokens(
       generateSpeculative(target, draft, prompt, {

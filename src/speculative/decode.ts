@@ -1,7 +1,8 @@
 /**
- * One generation with a method by name: autoregressive over the target, or speculative with the draft
- * (the method's drafter and its exact verifier); Sequoia with a self-re-planning tree when the caller
- * keeps one across generations.
+ * One generation with a method by name: autoregressive over the target, speculative with the draft
+ * (the method's drafter and its exact verifier), or lookup (speculative over the target alone, trees
+ * copied from the text); Sequoia with a self-re-planning tree when the caller keeps one across
+ * generations.
  *
  * @module
  */
@@ -10,14 +11,17 @@ import { generateAutoregressive } from "../decoding/autoregressive.ts";
 import type { SamplingParams } from "../model/sampling.ts";
 import type { CausalLM } from "../model/causal_lm.ts";
 import { generateSpeculative, type SpeculativeEvent } from "./engine.ts";
-import { makeDrafter, type Method, type TreeOptions } from "./methods.ts";
+import { makeDrafter, type Method, needsDraftModel, type TreeOptions } from "./methods.ts";
 import type { AdaptiveSequoiaPlan } from "./adaptive.ts";
 import { StaticTreeDrafter } from "./drafters/static_tree.ts";
 import type { GrammarFactory } from "../decoding/logits/pipeline.ts";
 import type { ProcessingSpec, TokenVocabulary } from "../decoding/logits/processor.ts";
 import { promptLogprobs } from "../decoding/logits/prompt_logprobs.ts";
 
-/** One generation with `method`: AR over the target, or speculative with the draft. */
+/**
+ * One generation with `method`: AR over the target, speculative with the draft, or lookup (which never
+ * uses `draft`, loaded or not).
+ */
 export function decode(
   method: Method,
   target: CausalLM,
@@ -49,8 +53,8 @@ export function decode(
 ): AsyncGenerator<SpeculativeEvent> {
   if (o.promptLogprobs) return withPromptLogprobs(method, target, draft, prompt, o);
   if (method === "ar") return generateAutoregressive(target, prompt, o);
-  if (!draft) throw new RangeError(`method "${method}" needs a draft model`);
-  if (method === "sequoia" && o.adaptive) {
+  if (!draft && needsDraftModel(method)) throw new RangeError(`method "${method}" needs a draft model`);
+  if (method === "sequoia" && o.adaptive && draft) {
     return adaptiveSequoia(target, draft, prompt, { ...o, adaptive: o.adaptive });
   }
   const { drafter, verifier } = makeDrafter(method, o.tree, o.acceptance);

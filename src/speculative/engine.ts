@@ -1,17 +1,19 @@
 /**
  * Speculative decoding engine: draft a tree -> one target forward over it with the ancestor mask ->
  * verify -> compact both KV caches -> emit the accepted tokens and the bonus. An AsyncGenerator of
- * events, with per-step stats, over any pair of {@link CausalLM} backends.
+ * events, with per-step stats, over any pair of {@link CausalLM} backends, or over the target alone
+ * for a drafter that needs no draft model (lookup).
  *
  * Invariants between steps: the target cache holds every emitted token except the last (the root of
- * the next tree); the draft cache holds a prefix of them and `pending` the rest (root last).
+ * the next tree); the draft cache (when there is a draft model) holds a prefix of them and `pending`
+ * the rest (root last).
  *
  * @module
  */
 
 import { argmax, probabilities, type SamplingParams, validateSampling } from "../model/sampling.ts";
 import type { CausalLM } from "../model/causal_lm.ts";
-import { hasFusedTreeStep, readbacks } from "../model/capabilities.ts";
+import { hasFusedTreeStep, isDeviceSampler, readbacks } from "../model/capabilities.ts";
 import { Rng } from "../util/rng.ts";
 import type { GenerationEvent, GenerationStats } from "../decoding/stats.ts";
 import { TokenSink } from "../decoding/token_sink.ts";
@@ -43,6 +45,11 @@ export interface SpeculativeOptions {
   grammar?: GrammarFactory;
   /** Log-probabilities on each token event: the token's and the `logprobs` most likely (0..20). */
   logprobs?: number;
+  /**
+   * Device targets: most plain steps (trees of the root alone, see DraftOutput.plainSteps) decoded in
+   * one submission, as AR does. Default 8.
+   */
+  tokensPerSubmission?: number;
 }
 
 /** Stats of one speculative step. */
@@ -72,10 +79,13 @@ export interface SpeculativeStats extends GenerationStats {
   verifyMs: number;
 }
 
-/** Generate with speculative decoding. The caches of both models are reset first. */
+/**
+ * Generate with speculative decoding. The caches of both models are reset first. `draftModel` may be
+ * undefined when the drafter needs no draft model (one given is then left untouched).
+ */
 export async function* generateSpeculative(
   target: CausalLM,
-  draft: CausalLM,
+  draftModel: CausalLM | undefined,
   prompt: ArrayLike<number>,
   opts: SpeculativeOptions,
 ): AsyncGenerator<SpeculativeEvent> {
@@ -84,13 +94,17 @@ export async function* generateSpeculative(
   const verifierKind: VerifierKind = greedy ? "greedy" : opts.verifier;
   checkPairing(opts.drafter.kind, verifierKind, opts.sampling.temperature);
   const verifier = VERIFIERS[verifierKind];
-  if (draft.config.vocabSize !== target.config.vocabSize) {
+  if (opts.drafter.needsDraftModel && !draftModel) {
+    throw new RangeError(`drafter "${opts.drafter.kind}" needs a draft model`);
+  }
+  const draft = opts.drafter.needsDraftModel ? draftModel : undefined;
+  if (draft && draft.config.vocabSize !== target.config.vocabSize) {
     throw new RangeError(
       `draft vocabulary ${draft.config.vocabSize} != target vocabulary ${target.config.vocabSize}`,
     );
   }
   if (prompt.length === 0) throw new RangeError("prompt must contain at least one token");
-  const ctx = Math.min(target.config.maxPositions, draft.config.maxPositions);
+  const ctx = Math.min(target.config.maxPositions, draft?.config.maxPositions ?? Infinity);
   if (prompt.length >= ctx) throw new RangeError(`prompt has ${prompt.length} tokens; the context is ${ctx}`);
   const rng = new Rng(opts.seed);
   const sink = new TokenSink(opts.maxTokens, new Set(opts.eosIds ?? []), opts.signal);
@@ -106,11 +120,17 @@ export async function* generateSpeculative(
   const top = opts.logprobs;
   let rootState: PipelineState | undefined = pipe?.initial(prompt);
   target.kv.truncate(0);
-  draft.kv.truncate(0);
+  draft?.kv.truncate(0);
   // A pair on one device may run a whole static-tree step there with one readback.
-  const fusedTarget = hasFusedTreeStep(target) ? target : undefined;
-  const fusedLimits = fusedTarget?.fusedTreeLimits(draft);
-  const sync0 = readbacks(target) + readbacks(draft);
+  const fusedTarget = draft && hasFusedTreeStep(target) ? target : undefined;
+  const fusedLimits = draft && fusedTarget?.fusedTreeLimits(draft);
+  const syncs = () => readbacks(target) + (draft ? readbacks(draft) : 0);
+  // Plain steps (a tree of the root alone) may run as AR does on a device: several in one submission,
+  // sampled there. The device samples the plain distribution: not with processors or logprobs.
+  const plainTarget = isDeviceSampler(target) && !opts.processing && opts.logprobs === undefined
+    ? target
+    : undefined;
+  const sync0 = syncs();
   const t0 = performance.now();
 
   // Prefill: everything but the last prompt token goes into both caches; the last one is the root.
@@ -122,10 +142,12 @@ export async function* generateSpeculative(
       logitRows: [n - 2],
     };
     await target.forward(head);
-    await draft.forward(head);
+    await draft?.forward(head);
   }
   let root = prompt[n - 1];
   let pending = [root];
+  // Every token so far, the root last (appended in place: a drafter may index it incrementally).
+  const history: number[] = Array.from(prompt);
   const t1 = performance.now();
   let emitted = 0, steps = 0, targetForwards = 0, draftForwards = 0, draftMs = 0, verifyMs = 0;
 
@@ -137,13 +159,15 @@ export async function* generateSpeculative(
     const L = target.kv.length; // == prompt + emitted - 1
     const room = Math.min(ctx - L, target.maxBatch ?? Infinity);
     if (room < 1) break;
-    const s0 = readbacks(target) + readbacks(draft);
+    const s0 = syncs();
     const ta = performance.now();
-    const prefixLen = draft.kv.length;
+    // Without a draft model the "draft cache" is the target's: every token but the root.
+    const prefixLen = draft ? draft.kv.length : L;
     const draftInput = {
       draft,
       prefixLen,
       pending,
+      history,
       sampling: opts.sampling,
       rng,
       maxNodes: Math.min(room, ctx - prefixLen - pending.length + 1),
@@ -172,6 +196,55 @@ export async function* generateSpeculative(
     } else {
       tree = await opts.drafter.draft(draftInput);
       tb = performance.now();
+      const plain = tree.tokens.length === 1 ? Math.min(tree.plainSteps ?? 1, room) : 1;
+      if (plainTarget && plain > 1) {
+        // Plain steps on the device, AR's way: up to tokensPerSubmission tokens, one readback.
+        const k = Math.min(plain, opts.tokensPerSubmission ?? 8, opts.maxTokens - sink.produced);
+        const ids = Array.from(
+          await plainTarget.decodeSteps(
+            root,
+            k,
+            greedy ? { kind: "argmax" } : {
+              kind: "sample",
+              sampling: opts.sampling,
+              uniforms: Array.from({ length: k }, () => rng.next()),
+            },
+          ),
+        );
+        const share = (performance.now() - tb) / k;
+        const stepSyncs = syncs() - s0;
+        targetForwards += k;
+        draftMs += tb - ta;
+        verifyMs += share * k;
+        for (const [i, id] of ids.entries()) {
+          steps++;
+          emitted++;
+          const ms = share + (i === 0 ? tb - ta : 0);
+          opts.drafter.observe?.({ treeSize: 1, accepted: 0, ms });
+          yield {
+            type: "step",
+            stats: {
+              treeSize: 1,
+              treeDepth: 1,
+              accepted: 0,
+              rootRank: 0,
+              draftMs: i === 0 ? tb - ta : 0,
+              verifyMs: share,
+              draftForwards: 0,
+              syncs: i === 0 ? stepSyncs : 0,
+            },
+            visits: [],
+          };
+          yield* sink.emit([id]);
+          if (sink.finish) break;
+        }
+        history.push(...ids);
+        root = ids[ids.length - 1];
+        pending = [root];
+        if (sink.finish) break;
+        if (target.kv.length >= ctx) break;
+        continue;
+      }
       const { positions, mask } = treeAttention(tree.parent, tree.depth, L);
       logits = await target.forward({ tokens: tree.tokens, positions, mask });
     }
@@ -213,11 +286,16 @@ export async function* generateSpeculative(
 
     // Compact: target keeps the root and the accepted path; the draft keeps what it has processed.
     await target.kv.commit(L, [L, ...res.accepted.map((v) => L + v)]);
-    const kept = keptDraftSlots(res.accepted, tree.slotOf);
-    await draft.kv.commit(rootSlot(prefixLen, pending.length) + 1, kept.slots);
     const acceptedTokens = res.accepted.map((v) => tree.tokens[v]);
-    pending = [...acceptedTokens.slice(kept.count), res.bonus];
+    if (draft) {
+      const kept = keptDraftSlots(res.accepted, tree.slotOf);
+      await draft.kv.commit(rootSlot(prefixLen, pending.length) + 1, kept.slots);
+      pending = [...acceptedTokens.slice(kept.count), res.bonus];
+    } else {
+      pending = [res.bonus];
+    }
     root = res.bonus;
+    history.push(...acceptedTokens, res.bonus);
     // The row each emitted token was drawn from: its parent's (the root's for the first), the last
     // accepted node's for the bonus.
     const from = [0, ...res.accepted];
@@ -229,6 +307,7 @@ export async function* generateSpeculative(
     if (pipe) rootState = pipe.advance(stateOf(from[from.length - 1]), res.bonus);
 
     const accepted = res.accepted.length;
+    opts.drafter.observe?.({ treeSize: size, accepted, ms: performance.now() - ta });
     steps++;
     emitted += accepted + 1;
     draftForwards += tree.forwards;
@@ -245,7 +324,7 @@ export async function* generateSpeculative(
         draftMs: tb - ta,
         verifyMs: tc - tb,
         draftForwards: tree.forwards,
-        syncs: readbacks(target) + readbacks(draft) - s0,
+        syncs: syncs() - s0,
       },
       visits: res.visits,
     };
@@ -265,7 +344,7 @@ export async function* generateSpeculative(
     targetForwards,
     // Tokens each step emitted (accepted + bonus), before truncation at EOS / max_tokens.
     tokensPerStep: steps ? emitted / steps : 0,
-    syncs: readbacks(target) + readbacks(draft) - sync0,
+    syncs: syncs() - sync0,
     steps,
     draftForwards,
     draftMs,

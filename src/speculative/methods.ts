@@ -1,6 +1,6 @@
 /**
  * The decoding methods by name, with their defaults: which drafter builds the tree and which verifier
- * is exact for it.
+ * is exact for it, and which methods need a draft model (all but ar and lookup).
  *
  * @module
  */
@@ -8,20 +8,32 @@
 import type { Drafter } from "./drafters/drafter.ts";
 import { chainShape, specInferShape } from "./drafters/shapes.ts";
 import { SpecExecDrafter } from "./drafters/specexec.ts";
+import { LOOKUP_DEFAULTS, LookupDrafter } from "./drafters/lookup.ts";
 import { StaticTreeDrafter } from "./drafters/static_tree.ts";
 import { materialize, planSequoia } from "./sequoia_plan.ts";
 import type { VerifierKind } from "./verify/verifier.ts";
 
 /** Decoding methods. */
-export const METHODS = ["ar", "chain", "specinfer", "sequoia", "specexec"] as const;
+export const METHODS = ["ar", "chain", "specinfer", "sequoia", "specexec", "lookup"] as const;
 /** A decoding method. */
 export type Method = typeof METHODS[number];
 
+/** Methods that run on the target alone: AR, and lookup (trees copied from the text, no draft model). */
+export const DRAFT_FREE_METHODS: readonly Method[] = ["ar", "lookup"];
+
+/** Whether `method` needs a draft model loaded. */
+export function needsDraftModel(method: Method): boolean {
+  return !DRAFT_FREE_METHODS.includes(method);
+}
+
 /** Tree settings; unset fields take each method's default. */
 export interface TreeOptions {
-  /** Sequoia: nodes in the tree, root included (default 32). */
+  /** Sequoia: nodes in the tree, root included (default 32); lookup: most nodes (default 16). */
   treeSize?: number;
-  /** Speculated levels below the root: chain length k (default 4), SpecInfer depth (4), Sequoia max depth (8). */
+  /**
+   * Speculated levels below the root: chain length k (default 4), SpecInfer depth (4), Sequoia max
+   * depth (8), lookup max depth (8).
+   */
   depth?: number;
   /** SpecInfer: children of the root (default 4); SpecExec: children per expanded node (default 8). */
   width?: number;
@@ -41,6 +53,8 @@ export const TREE_DEFAULTS = {
   specExecBatch: 64,
   specExecDecay: 0.95,
   specExecRounds: 12,
+  lookupSize: LOOKUP_DEFAULTS.budget,
+  lookupDepth: LOOKUP_DEFAULTS.depth,
 } as const;
 
 /** A drafter and its exact verifier for `method` (not "ar"). */
@@ -82,6 +96,12 @@ export function makeDrafter(
           decay: D.specExecDecay,
           maxRounds: D.specExecRounds,
         }),
+        verifier: "match",
+      };
+    case "lookup":
+      // Deterministic children copied from the text: the match rule (greedy at T = 0) is exact for them.
+      return {
+        drafter: new LookupDrafter({ budget: o.treeSize ?? D.lookupSize, depth: o.depth ?? D.lookupDepth }),
         verifier: "match",
       };
   }

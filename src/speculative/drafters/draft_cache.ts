@@ -14,9 +14,16 @@
  * @module
  */
 
+import type { CausalLM } from "../../model/causal_lm.ts";
 import type { TreeShape } from "../tree.ts";
 import { appendAttention } from "../tree.ts";
 import type { DraftInput } from "./drafter.ts";
+
+/** The draft model of a step, for drafters that need one (the engine passes it to them). */
+export function draftModel(input: DraftInput): CausalLM {
+  if (!input.draft) throw new RangeError("drafter: this drafter needs a draft model and the step has none");
+  return input.draft;
+}
 
 /** Slot of the root (the last pending token) in the draft cache. */
 export function rootSlot(prefixLen: number, pending: number): number {
@@ -25,7 +32,8 @@ export function rootSlot(prefixLen: number, pending: number): number {
 
 /** Run the pending tokens through the draft (causally); returns the root's logits and its slot. */
 export async function feedPending(input: DraftInput): Promise<{ logits: Float32Array; rootSlot: number }> {
-  const { draft, prefixLen, pending } = input;
+  const { prefixLen, pending } = input;
+  const draft = draftModel(input);
   if (draft.kv.length !== prefixLen) {
     throw new Error(`drafter: draft cache ${draft.kv.length} != prefix ${prefixLen}`);
   }
@@ -50,8 +58,9 @@ export async function forwardNodes(
   rows: number[],
   slotOf: Int32Array,
 ): Promise<Float32Array[]> {
-  const { positions, mask } = appendAttention(tree, root, input.draft.kv.length, rows, slotOf);
-  const logits = await input.draft.forward({
+  const draft = draftModel(input);
+  const { positions, mask } = appendAttention(tree, root, draft.kv.length, rows, slotOf);
+  const logits = await draft.forward({
     tokens: Int32Array.from(rows, (r) => tokens[r]),
     positions,
     mask,

@@ -1,6 +1,7 @@
 /**
- * The drafting seam: a {@link Drafter} builds a token tree below the root with the draft model. The
- * engine knows only this interface — never how a tree was planned, nor which backend runs it.
+ * The drafting seam: a {@link Drafter} builds a token tree below the root, with the draft model or
+ * (lookup) from the text alone. The engine knows only this interface — never how a tree was planned,
+ * nor which backend runs it.
  *
  * @module
  */
@@ -14,11 +15,20 @@ import type { LogitsPipeline, PipelineState } from "../../decoding/logits/pipeli
 
 /** What a drafter gets for one step. */
 export interface DraftInput {
-  draft: CausalLM;
-  /** Committed draft cache length (the draft has processed tokens [0, prefixLen)). */
+  /** The draft model; absent for a drafter that needs none ({@link Drafter.needsDraftModel} false). */
+  draft?: CausalLM;
+  /**
+   * Committed draft cache length (the draft has processed tokens [0, prefixLen)); without a draft
+   * model, the target's (every token but the root).
+   */
   prefixLen: number;
-  /** Tokens emitted but not yet in the draft cache, the root last (length >= 1). */
+  /** Tokens emitted but not yet in the draft cache, the root last (length >= 1; [root] without a draft). */
   pending: number[];
+  /**
+   * (prompt + emitted) every token of the sequence so far, the root last. The engine appends to the
+   * same array from step to step (a drafter may index it incrementally); read it, never change it.
+   */
+  history: readonly number[];
   sampling: SamplingParams;
   rng: Rng;
   /** Most nodes the target may verify in this step (context room); drafters shrink to fit. */
@@ -50,6 +60,11 @@ export interface DraftOutput {
   slotOf: Int32Array;
   /** Draft forward passes made. */
   forwards: number;
+  /**
+   * Optional, for a tree of the root alone: how many consecutive steps (this one included) the drafter
+   * will propose nothing, so the engine may decode them autoregressively in one device submission.
+   */
+  plainSteps?: number;
 }
 
 /**
@@ -68,11 +83,28 @@ export interface FusedDraft {
   complete(result: FusedTreeStepResult): DraftOutput;
 }
 
+/** What one verified step achieved, as the engine tells a drafter ({@link Drafter.observe}). */
+export interface StepOutcome {
+  /** Nodes verified, root included (1: a plain autoregressive step). */
+  treeSize: number;
+  /** Tree nodes accepted (the bonus token not counted). */
+  accepted: number;
+  /** Wall time of the step (draft + verify), ms; a plain step decoded in a batch of k: its 1/k share. */
+  ms: number;
+}
+
 /** A tree builder. */
 export interface Drafter {
   readonly kind: DrafterKind;
-  /** Draft a tree with forwards through `input.draft` (any backend). */
+  /**
+   * Whether the drafter drafts with a draft model. When false the engine runs without one (none need be
+   * loaded; one that is loaded is left untouched) and `input.draft` is absent.
+   */
+  readonly needsDraftModel: boolean;
+  /** Draft a tree (with forwards through `input.draft`, on any backend, when it needs a draft model). */
   draft(input: DraftInput): Promise<DraftOutput>;
+  /** Optional: called after every step with what it achieved, before the next {@link Drafter.draft}. */
+  observe?(step: StepOutcome): void;
   /**
    * Optional: this step as a {@link FusedDraft} within `limits`, or undefined when the tree does not
    * fit them (the engine then drafts with {@link Drafter.draft} and verifies apart).

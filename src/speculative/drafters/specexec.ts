@@ -9,7 +9,7 @@
 import { topIndices } from "../draw.ts";
 import { childrenOf } from "../tree.ts";
 import type { Drafter, DraftInput, DraftOutput } from "./drafter.ts";
-import { feedPending, forwardNodes } from "./draft_cache.ts";
+import { draftModel, feedPending, forwardNodes } from "./draft_cache.ts";
 import type { PipelineState } from "../../decoding/logits/pipeline.ts";
 
 /** Options of the SpecExec drafter. */
@@ -34,6 +34,7 @@ export interface SpecExecOptions {
  */
 export class SpecExecDrafter implements Drafter {
   readonly kind = "specexec" as const;
+  readonly needsDraftModel = true;
   constructor(readonly opts: SpecExecOptions) {
     if (opts.budget < 1 || opts.width < 1 || opts.batch < 1) {
       throw new RangeError("specexec: budget, width and batch must be >= 1");
@@ -86,7 +87,7 @@ export class SpecExecDrafter implements Drafter {
       );
       // Expanding v adds children with scores < score[v]; only worth it if they can beat the K-th.
       // The draft cache must hold every expanded node: never expand past its free slots.
-      const free = input.draftRoom - (input.draft.kv.length - (input.prefixLen + input.pending.length));
+      const free = input.draftRoom - (draftModel(input).kv.length - (input.prefixLen + input.pending.length));
       const useful = frontier.filter(({ s }) => sorted.length < K || s + logDecay > kth).slice(
         0,
         Math.max(0, free),

@@ -15,7 +15,7 @@ import { drawIid, drawWithoutReplacement, topIndices } from "../draw.ts";
 import { appendAttention, childrenOf, levels, type TreeShape } from "../tree.ts";
 import type { DrafterKind } from "../verify/verifier.ts";
 import type { Drafter, DraftInput, DraftOutput, FusedDraft } from "./drafter.ts";
-import { feedPending, forwardNodes, rootSlot } from "./draft_cache.ts";
+import { draftModel, feedPending, forwardNodes, rootSlot } from "./draft_cache.ts";
 import { truncateShape } from "./shapes.ts";
 
 /** Nodes at depth d of a breadth-first shape (a contiguous range of indices). */
@@ -27,6 +27,7 @@ function levelRows(shape: TreeShape, d: number): number[] {
 
 /** A drafter over a fixed breadth-first shape. */
 export class StaticTreeDrafter implements Drafter {
+  readonly needsDraftModel = true;
   constructor(
     readonly kind: DrafterKind,
     /** Breadth-first shape, root included. */
@@ -133,7 +134,7 @@ export class StaticTreeDrafter implements Drafter {
       forwards,
       draw: this.draw,
       complete: (r) => {
-        const V = input.draft.config.vocabSize;
+        const V = draftModel(input).config.vocabSize;
         const q: (Float64Array | undefined)[] = new Array(n);
         if (r.q) {
           for (let i = 0; i < n; i++) {

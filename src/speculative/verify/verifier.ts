@@ -15,7 +15,7 @@
 import type { Rng } from "../../util/rng.ts";
 
 /** How a drafter chose each node's children. */
-export type DrafterKind = "chain" | "specinfer" | "sequoia" | "specexec";
+export type DrafterKind = "chain" | "specinfer" | "sequoia" | "specexec" | "lookup";
 /** A verification rule. */
 export type VerifierKind = "greedy" | "match" | "swor" | "specinfer";
 
@@ -67,6 +67,9 @@ export const EXACT_PAIRINGS: Readonly<Record<DrafterKind, readonly VerifierKind[
   sequoia: ["greedy", "swor", "match"],
   // deterministic best-first children: only the match rule is exact (any tree built without the target).
   specexec: ["greedy", "match"],
+  // children copied from earlier text (n-gram / suffix matches): a function of the context, never drawn
+  // from a q; the match rule is exact for them, the min(1, p/q) rules have no q to use.
+  lookup: ["greedy", "match"],
 };
 
 /** Throw unless `verifier` is exact for trees from `drafter` at `temperature`. */
