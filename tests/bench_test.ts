@@ -251,11 +251,13 @@ Deno.test("bench: cases keep AR under --methods; the sweep takes the profiler's 
     "specexec K=64",
     "specexec K=256",
     "specexec K=1024",
+    "lookup n=8",
     "sequoia n=4 d=1",
     "sequoia n=16 d=3",
   ]);
   assert.equal(all[3].sequoia?.predicted, 2.3);
-  assert.equal(all[8].group, "sweep");
+  assert.deepEqual(all[7].tree, { treeSize: 8 }, "lookup: the pick's node budget, its own depth");
+  assert.equal(all[9].group, "sweep");
   const some = buildCases(FULL_SIZES, { pick: { n: 8, depth: 2 }, ranked, withSweep: false }, ["specexec"]);
   assert.deepEqual(some.map((c) => `${c.label} ${c.prompts}x${c.maxTokens}`), [
     "ar 4x48",
@@ -309,7 +311,7 @@ Deno.test("bench: a tiny side-by-side run on the CPU reference writes tables, JS
         sweep: { sizes: [4], prompts: 1, maxTokens: 4 },
         specexec: [{ budget: 8, prompts: 1, maxTokens: 3 }],
       },
-      methods: ["chain", "sequoia", "specexec"],
+      methods: ["chain", "sequoia", "specexec", "lookup"],
       command: "deno task bench --test",
       outDir: dir,
       jsonPath: `${dir}/report.json`,
@@ -326,9 +328,15 @@ Deno.test("bench: a tiny side-by-side run on the CPU reference writes tables, JS
     assert.equal(json.version, 1);
     assert.equal(json.deno, Deno.version.deno);
     const labels = json.rows.map((r: BenchRow) => r.label);
-    assert.deepEqual(labels.slice(0, 4), ["ar", "chain k=4", "sequoia n=8 d=3", "specexec K=8"]);
-    assert.match(labels[4], /^sequoia n=4 d=[1-3]$/, "the sweep's size at the planner's depth");
-    assert.equal(json.rows[4].group, "sweep");
+    assert.deepEqual(labels.slice(0, 5), [
+      "ar",
+      "chain k=4",
+      "sequoia n=8 d=3",
+      "specexec K=8",
+      "lookup n=8",
+    ]);
+    assert.match(labels[5], /^sequoia n=4 d=[1-3]$/, "the sweep's size at the planner's depth");
+    assert.equal(json.rows[5].group, "sweep");
     assert.deepEqual(json, JSON.parse(JSON.stringify(report)));
     for (const r of json.rows as BenchRow[]) {
       assert.equal(r.tokens, r.maxTokens, r.label);
@@ -343,7 +351,7 @@ Deno.test("bench: a tiny side-by-side run on the CPU reference writes tables, JS
     await replot(`${dir}/report.json`, dir, (t) => (again += t + "\n"));
     const tables = (s: string) => s.split("\n").filter((l) => l.startsWith("|"));
     assert.deepEqual(tables(again), tables(printed));
-    assert.equal(tables(printed).length, 2 + 4 + 2 + 2); // mode table: 4 main rows; sweep: pick + n=4
+    assert.equal(tables(printed).length, 2 + 5 + 2 + 2); // mode table: 5 main rows; sweep: pick + n=4
     assertWellFormed(await Deno.readTextFile(report.plots[0]));
   } finally {
     await Deno.remove(dir, { recursive: true });

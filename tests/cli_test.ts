@@ -133,3 +133,43 @@ Deno.test("cli: serve listens on a free port and answers", async () => {
   }
   assert.equal(code, 0, "SIGTERM shuts down cleanly");
 });
+
+/** The tiny target's own greedy loop: lookup copies from it (see tests/lookup_test.ts). */
+const LOOPING =
+  "And the LORD said unto Moses, Behold, I will not be a burnt offering, nor a burnt offering, " +
+  "and the burnt offering, and the burnt offering,";
+
+Deno.test("cli: generate --method lookup loads no draft and prints AR's tokens", async () => {
+  const args = ["generate", "--prompt", LOOPING, "--max-tokens", "24", "--temperature", "0", "--json"];
+  const ar = await run(...args);
+  const lk = await run(...args, "--method", "lookup", "--draft", "/nonexistent");
+  assert.equal(lk.code, 0, lk.stderr);
+  const a = JSON.parse(ar.stdout), l = JSON.parse(lk.stdout);
+  assert.deepEqual(l.tokens, a.tokens);
+  assert.equal(l.stats.method, "lookup");
+  assert.equal(l.stats.draft, undefined, "no draft loaded (a bad --draft is never opened)");
+  assert.equal(l.stats.draft_forwards, 0);
+  assert.ok(l.stats.tokens_per_step > 1, `${l.stats.tokens_per_step} tokens/step`);
+});
+
+Deno.test("cli: serve --method lookup --draft none serves lookup by default", async () => {
+  const server = await spawnServe(["--method", "lookup", "--draft", "none"]);
+  let code: number | undefined;
+  try {
+    const res = await fetch(`${server.url}/v1/generate`, {
+      method: "POST",
+      body: JSON.stringify({ prompt: LOOPING, max_tokens: 16, temperature: 0 }),
+      headers: { "content-type": "application/json" },
+    });
+    const j = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(j));
+    assert.equal(j.method, "lookup");
+    assert.ok(j.stats.tokensPerStep > 1);
+    const st = await (await fetch(`${server.url}/v1/status`)).json();
+    assert.deepEqual(st.methods, ["ar", "lookup"]);
+    assert.equal(st.default_method, "lookup");
+  } finally {
+    code = await server.stop();
+  }
+  assert.equal(code, 0);
+});

@@ -85,7 +85,7 @@ Deno.test("runtime: opens the pair with numbered stages; plans per scope and met
   }
 });
 
-Deno.test("runtime: without a draft only ar is planned", async () => {
+Deno.test("runtime: without a draft only ar and lookup are planned (auto: ar)", async () => {
   const rt = await Runtime.open({ model: DEFAULT_DRAFT_DIR, backend: "cpu", cacheDir: cacheDir() });
   try {
     assert.equal(rt.draft, undefined);
@@ -94,6 +94,13 @@ Deno.test("runtime: without a draft only ar is planned", async () => {
       tree: {},
     });
     await assert.rejects(rt.plan(SAMPLING_DEFAULTS.cli, "sequoia"), /needs a draft model/);
+    assert.deepEqual(
+      await rt.plan(SAMPLING_DEFAULTS.profile, "lookup", { scope: "server", tree: { treeSize: 8 } }),
+      {
+        method: "lookup",
+        tree: { treeSize: 8 },
+      },
+    );
   } finally {
     rt.close();
   }

@@ -9,7 +9,7 @@ import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { TreeChoice } from "../speculative/tree_choice.ts";
 
 /** Methods accepted by --methods. */
-export const BENCH_METHODS: readonly Method[] = ["ar", "chain", "specinfer", "sequoia", "specexec"];
+export const BENCH_METHODS: readonly Method[] = ["ar", "chain", "specinfer", "sequoia", "specexec", "lookup"];
 
 /** One benchmark configuration. */
 export interface BenchCase {
@@ -115,6 +115,15 @@ export function buildCases(
       prompts: s.prompts,
       maxTokens: s.maxTokens,
     })),
+    // Draft-free: the node budget of Sequoia's pick (what a tree may cost on this adapter), its own depth.
+    {
+      label: `lookup n=${pick.n}`,
+      series: "lookup",
+      method: "lookup",
+      tree: { treeSize: pick.n },
+      group: "main",
+      ...main,
+    },
   ];
   if (sequoia.withSweep) {
     for (const n of sizes.sweep.sizes) {

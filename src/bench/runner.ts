@@ -1,7 +1,8 @@
 /**
  * `deno task bench`: AR, chain, SpecInfer, Sequoia (the hardware profiler's pick, plus a sweep of tree
- * sizes) and SpecExec side by side on a model pair, at each temperature, with the target's weights
- * resident and paged. Prints Markdown, writes the JSON report and the SVG plots.
+ * sizes), SpecExec and lookup (draft-free: its rows never touch the loaded draft) side by side on a
+ * model pair, at each temperature, with the target's weights resident and paged. Prints Markdown,
+ * writes the JSON report and the SVG plots.
  *
  * Method: per mode and temperature, one short warm-up generation per case (excluded), then R measured
  * runs, interleaved case by case so drift (other load on the machine) hits every method alike; tok/s is
@@ -12,6 +13,7 @@
  */
 
 import { decode } from "../speculative/decode.ts";
+import { needsDraftModel } from "../speculative/methods.ts";
 import { pagedModel, type PagingStats } from "../model/capabilities.ts";
 import { SAMPLING_DEFAULTS, type SamplingParams } from "../model/sampling.ts";
 import { type Backend, sharedGpu } from "../runtime/backend.ts";
@@ -88,7 +90,8 @@ async function runCase(
     verifyMs: 0,
   };
   for (let i = 0; i < (o.promptCount ?? c.prompts); i++) {
-    const events = decode(c.method, pair.target, pair.draft, prompts[i % prompts.length], {
+    const draft = needsDraftModel(c.method) ? pair.draft : undefined;
+    const events = decode(c.method, pair.target, draft, prompts[i % prompts.length], {
       tree: c.tree,
       acceptance: o.acceptance,
       maxTokens: o.maxTokens ?? c.maxTokens,

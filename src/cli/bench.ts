@@ -32,8 +32,8 @@ const USAGE =
                        [--api-key KEY] [--json PATH]
 
 Default: AR, chain (k = 4), SpecInfer (4 x 4), Sequoia (the hardware profiler's pick for this adapter,
-plus a sweep of tree sizes n = 4 .. 64 at the profiler's depth for each) and SpecExec (K = 64, 256,
-1024) side by side at T = 0 and 0.7, with the target's weights resident and paged (loaded under a GPU
+plus a sweep of tree sizes n = 4 .. 64 at the profiler's depth for each), SpecExec (K = 64, 256,
+1024) and lookup (draft-free, the pick's node budget) side by side at T = 0 and 0.7, with the target's weights resident and paged (loaded under a GPU
 memory budget of a quarter of its weights, or the least that pages). Reports tok/s (median of R runs,
 default 3, after a warm-up generation), speedup vs AR measured in the same run, tokens/step (with the
 planner's G(n, d) for Sequoia), tree nodes, target forwards and syncs per token, draft and verify ms per
@@ -46,7 +46,7 @@ writes SVG plots (tokens/step vs tree size with the planner's prediction, tok/s 
   --offload        paged mode only          --resident-only   resident mode only
                    (paged runs, unless --quick, end with a 1B-shaped random target paged under 256 MB,
                    made once in <out>/random-1b, 2.2 GB of disk; --skip-1b leaves it out)
-  --methods LIST   e.g. chain,sequoia (AR always runs: it is the baseline)
+  --methods LIST   e.g. chain,sequoia,lookup (AR always runs: it is the baseline)
   --temperatures   e.g. 0,0.7 (default)     --max-tokens / --prompts   override the main cases' sizes
   --backend cpu    the CPU reference (resident only; Sequoia without a hardware profile)
   --replot PATH    print the tables and redraw the plots of a saved --json report (no measurement)

@@ -12,7 +12,7 @@ import type { GenerationStats } from "../decoding/stats.ts";
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR } from "../model/folder.ts";
 import { SAMPLING_DEFAULTS } from "../model/sampling.ts";
 import { pagedModel } from "../model/capabilities.ts";
-import { METHODS } from "../speculative/methods.ts";
+import { METHODS, needsDraftModel } from "../speculative/methods.ts";
 import type { StepStats } from "../speculative/engine.ts";
 import { BACKENDS } from "../runtime/backend.ts";
 import { Runtime } from "../runtime/runtime.ts";
@@ -34,10 +34,12 @@ const USAGE = `Usage: deno task generate --prompt TEXT [options]
   --seed S             sampling seed (default 0)
   --model PATH         Hugging Face Llama folder or .gguf file (default weights/tiny/target)
   --backend gpu|cpu    WebGPU engine (default) or the CPU reference
-  --method M           ar (default) | chain | specinfer | sequoia | specexec
-  --draft PATH         draft folder or .gguf file for speculative methods (default weights/tiny/draft)
-  --tree-size N        sequoia: tree nodes incl. the root (default 32)
-  --depth D            speculated levels below the root (chain 4, specinfer 4, sequoia 8)
+  --method M           ar (default) | chain | specinfer | sequoia | specexec | lookup (no draft model:
+                       trees copied from the prompt and the text so far)
+  --draft PATH         draft folder or .gguf file for chain, specinfer, sequoia, specexec
+                       (default weights/tiny/draft; ar and lookup load none)
+  --tree-size N        sequoia: tree nodes incl. the root (default 32); lookup: most nodes (16)
+  --depth D            speculated levels below the root (chain 4, specinfer 4, sequoia 8, lookup 8)
   --width W            specinfer: root children (4); specexec: children per expansion (8)
   --budget K           specexec: tree budget (default 128)
   --tokens-per-submission N   GPU: tokens decoded per submission / readback (default 8)
@@ -137,11 +139,10 @@ function snakeKeys(o: object): Record<string, unknown> {
 /** Run `generate`; returns the process exit code. */
 export async function runGenerate(args: string[]): Promise<number> {
   const o = parseGenerateArgs(args);
-  const spec = o.method !== "ar";
   const log = (line: string) => console.error(line);
   const runtime = await Runtime.open({
     model: o.model,
-    draft: spec ? o.draft : undefined,
+    draft: needsDraftModel(o.method) ? o.draft : undefined,
     backend: o.backend,
     paging: { gpuMemoryBudget: o.gpuMemoryBudget, hostMemoryBudget: o.hostMemoryBudget },
     maxBatch: (o.budget ?? 0) + 1,

@@ -28,9 +28,10 @@ const USAGE = `Usage: deno task start [options]
   --host H            interface (default 127.0.0.1)
   --model PATH        Hugging Face Llama folder or .gguf file (default weights/tiny/target)
   --draft PATH        draft folder or .gguf file for speculative methods (default weights/tiny/draft;
-                      "none" to serve AR only)
+                      "none": no draft model, so only ar and lookup run)
   --method M          default method of requests: auto (default: Sequoia when the startup profile predicts
-                      a speedup on this adapter, else ar), ar, chain, specinfer, sequoia, specexec
+                      a speedup on this adapter, else ar; never lookup), ar, chain, specinfer, sequoia,
+                      specexec, lookup (draft-free: trees copied from the prompt and the text so far)
   --backend B         gpu (WebGPU, default) or cpu (the reference implementation)
   --reprofile         measure the adapter again instead of using the cached profile
   --api-key KEY       require "Authorization: Bearer KEY" on /v1/* and /metrics (default $SPECDEC_API_KEY)

@@ -18,7 +18,7 @@ import type { SamplingParams } from "../model/sampling.ts";
 import { GpuLlama } from "../gpu/llama/model.ts";
 import { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
 import { decode } from "../speculative/decode.ts";
-import { type Method, TREE_DEFAULTS, type TreeOptions } from "../speculative/methods.ts";
+import { type Method, needsDraftModel, TREE_DEFAULTS, type TreeOptions } from "../speculative/methods.ts";
 import type { SequoiaPlan } from "../speculative/sequoia_plan.ts";
 import { pickSequoiaTree, type TreeChoice } from "../speculative/tree_choice.ts";
 import type { SpeculativeEvent } from "../speculative/engine.ts";
@@ -261,8 +261,9 @@ export class Runtime {
 
   /**
    * Decide how to decode at `sampling` with `method` ("auto": Sequoia where this adapter's pick predicts a
-   * speedup over AR, else ar; ar without a draft or off the GPU). Explicit `tree` settings are kept;
-   * Sequoia's shape is picked for the adapter only when neither its size nor its depth is given.
+   * speedup over AR, else ar; ar without a draft or off the GPU; auto never picks lookup). Explicit
+   * `tree` settings are kept; Sequoia's shape is picked for the adapter only when neither its size nor
+   * its depth is given. Without a draft only ar and lookup can run (lookup's budget: `tree.treeSize`).
    */
   async plan(
     sampling: SamplingParams,
@@ -272,10 +273,10 @@ export class Runtime {
     const scope = opts.scope ?? "generation";
     const explicit = opts.tree ?? {};
     if (!this.draft) {
-      if (method !== "auto" && method !== "ar") {
+      if (method !== "auto" && needsDraftModel(method)) {
         throw new RangeError(`method "${method}" needs a draft model`);
       }
-      return { method: "ar", tree: { ...explicit } };
+      return { method: method === "auto" ? "ar" : method, tree: { ...explicit } };
     }
     const stages = this.options.stages ?? SILENT_STAGES;
     const gpu = this.backend === "gpu";

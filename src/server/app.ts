@@ -12,7 +12,7 @@
  */
 
 import { Hono } from "hono";
-import { METHODS } from "../speculative/methods.ts";
+import { DRAFT_FREE_METHODS, METHODS } from "../speculative/methods.ts";
 import { bearerAuth } from "./auth.ts";
 import { DEFAULT_BODY_TIMEOUT_MS, MAX_BODY_BYTES } from "./body.ts";
 import { ApiError, ClientAbortError, unexpectedError } from "./errors.ts";
@@ -132,7 +132,7 @@ export function createApp(svc: ModelService, opts: AppOptions = {}): Hono {
   app.get("/v1/status", (c) =>
     c.json({
       model: svc.name,
-      methods: svc.engine.hasDraft ? [...METHODS] : ["ar"],
+      methods: svc.engine.hasDraft ? [...METHODS] : [...DRAFT_FREE_METHODS],
       default_method: svc.defaultMethod ?? "ar",
       tree: svc.tree ?? {},
       acceptance: svc.engine.liveAcceptance() ?? svc.acceptance ?? null,

@@ -12,7 +12,7 @@ import type { ModelTokenizer } from "../model/tokenizer.ts";
 import type { SamplingParams } from "../model/sampling.ts";
 import type { FinishReason, GenerationStats, PromptEvent, TokenEvent } from "../decoding/stats.ts";
 import type { ProcessingSpec } from "../decoding/logits/processor.ts";
-import type { Method, TreeOptions } from "../speculative/methods.ts";
+import { type Method, needsDraftModel, type TreeOptions } from "../speculative/methods.ts";
 import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
 import { type DecodeEngine, LocalEngine } from "./engine.ts";
 import { ApiError } from "./errors.ts";
@@ -25,7 +25,7 @@ export interface ModelService {
   /** The model id clients name (GET /v1/models). */
   name: string;
   tokenizer: ModelTokenizer;
-  /** Runs the generations (in this thread, or in a worker); without a draft only "ar" is available. */
+  /** Runs the generations (in this thread, or in a worker); without a draft only "ar" and "lookup" run. */
   engine: DecodeEngine;
   /** Method used when a request names none. */
   defaultMethod?: Method;
@@ -243,17 +243,20 @@ export class Generations {
   ) {
     this.context = svc.engine.context;
     this.pieces = new TokenPieces(svc.tokenizer);
-    // Dashboards see speculation's counters at 0 before the first speculative step.
-    if (svc.engine.hasDraft) metrics.initSpecDecode(svc.name);
+    // Dashboards see speculation's counters at 0 before the first speculative step (lookup speculates
+    // on every server, with a draft model or not).
+    metrics.initSpecDecode(svc.name);
   }
 
   /** The method a request runs with; 400 when this server cannot run it. */
   resolveMethod(requested: Method | undefined): Method {
     const method = requested ?? this.svc.defaultMethod ?? "ar";
-    if (method !== "ar" && !this.svc.engine.hasDraft) {
-      throw new ApiError(400, `method: "${method}" needs a draft model; this server has none`, {
-        param: "method",
-      });
+    if (needsDraftModel(method) && !this.svc.engine.hasDraft) {
+      throw new ApiError(
+        400,
+        `method: "${method}" needs a draft model; this server has none (ar and lookup need none)`,
+        { param: "method" },
+      );
     }
     if (method === "sequoia" && !this.svc.acceptance) {
       throw new ApiError(400, `method: "sequoia" needs an acceptance vector; start the server with a draft`, {
@@ -302,7 +305,7 @@ export class Generations {
         const why = req.method === undefined ? `the server's default method is "ar"` : `method is "ar"`;
         throw new ApiError(
           400,
-          `${field}: only applies to speculative methods (chain, specinfer, sequoia, specexec); ${why}`,
+          `${field}: only applies to speculative methods (chain, specinfer, sequoia, specexec, lookup); ${why}`,
           { param: field },
         );
       }
@@ -392,7 +395,9 @@ export class Generations {
     const tree: TreeOptions = {
       ...svc.tree,
       treeSize: req.treeSize ?? svc.tree?.treeSize,
-      depth: req.depth ?? svc.tree?.depth,
+      // The server's depth is Sequoia's pick (a shape for the draft's acceptance): lookup keeps its own
+      // depth cap unless the request sets one; it shares the node budget (treeSize).
+      depth: req.depth ?? (method === "lookup" ? undefined : svc.tree?.depth),
       budget: req.budget ?? svc.tree?.budget,
     };
     // The shared adaptive plan only serves requests that keep the server's tree.
