@@ -37,7 +37,8 @@ Deno.test("exactness with processors: greedy speculative output equals AR with t
         processing: GREEDY_PROCESSING,
       });
       assert.deepEqual(ids, ar, `${m} with processors differs from AR for ${JSON.stringify(tok.decode(p))}`);
-      assert.ok(tokensPerStep > 1, `${m}: speculation never accepted anything`);
+      // These penalties forbid the repeats lookup copies (its acceptance with processors: lookup_test.ts).
+      if (m !== "lookup") assert.ok(tokensPerStep > 1, `${m}: speculation never accepted anything`);
     }
   }
   assert.equal(
