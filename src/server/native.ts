@@ -83,7 +83,8 @@ export const processingFields = {
   presence_penalty: z.number().min(-2).max(2).nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   /** Extension (Hugging Face's / vLLM's): > 0, 1 = off. */
-  repetition_penalty: z.number().gt(0).max(1e6).nullish(),
+  // Bounded so a logit divided by it stays a finite float32 (1e-39 overflowed to +Infinity -> NaN rows).
+  repetition_penalty: z.number().min(0.01).max(100).nullish(),
   logit_bias: logitBiasSchema.nullish(),
   /** Extension: 0..1, 0 = off. */
   min_p: z.number().min(0).max(1).nullish(),

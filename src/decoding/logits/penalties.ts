@@ -1,7 +1,7 @@
 /**
  * Repetition, presence and frequency penalties as a {@link LogitsProcessor}.
  *
- * - repetition (Hugging Face's `repetition_penalty`, r > 0): every token seen in the prompt or the output
+ * - repetition (Hugging Face's `repetition_penalty`, 0.01 <= r <= 100): every token seen in the prompt or the output
  *   has its logit divided by r when positive and multiplied by r otherwise (r > 1 discourages repeats);
  * - presence / frequency (OpenAI's, over generated tokens only, as vLLM counts them): logit -= presence x
  *   [count > 0] + frequency x count.
@@ -38,8 +38,9 @@ export function penaltyProcessor(pen: Penalties): LogitsProcessor<PenaltyState> 
   if (!(frequency >= -2 && frequency <= 2)) {
     throw new RangeError(`frequency_penalty must be in [-2, 2], got ${frequency}`);
   }
-  if (!(repetition > 0) || !Number.isFinite(repetition)) {
-    throw new RangeError(`repetition_penalty must be a finite number > 0, got ${repetition}`);
+  // Bounded: a logit divided by a tiny penalty overflows float32 to +Infinity (and the row to NaN).
+  if (!(repetition >= 0.01 && repetition <= 100)) {
+    throw new RangeError(`repetition_penalty must be in [0.01, 100], got ${repetition}`);
   }
   return {
     initial: (prompt) => ({

@@ -47,7 +47,7 @@ export interface ProcessingSpec {
   presencePenalty?: number;
   /** Subtracted per occurrence from the logit of every generated token (-2..2). */
   frequencyPenalty?: number;
-  /** > 0; logits of tokens seen in prompt or output are divided by it when positive, multiplied when not (1 = off). */
+  /** 0.01..100; logits of tokens seen in prompt or output are divided by it when positive, multiplied when not (1 = off). */
   repetitionPenalty?: number;
   /** 0..1; 0 = off. */
   minP?: number;
