@@ -3,7 +3,9 @@
  * unpaired surrogates, truncated JSON; every request field, the logits-processing and accepted-as-neutral
  * ones included, at values it must refuse) against every POST route. Each body is invalid by construction,
  * so every answer must be a 4xx in the OpenAI error envelope, and the server must answer a valid
- * request exactly as before afterwards.
+ * request exactly as before afterwards. Then 80 seeded VALID combinations of the processing, grammar,
+ * logprobs, stop and stream fields under every method on a server with a draft: no 5xx, finite logprobs,
+ * no banned token, and JSON that parses when a grammar's generation stopped on its own.
  */
 import assert from "node:assert/strict";
 import { createApp, localService } from "../src/server/app.ts";
@@ -352,4 +354,75 @@ Deno.test("fuzz: every listed bad value of every field, one by one, gets a 4xx n
     }
   }
   console.log(`  ${n} field values, each refused`);
+});
+
+Deno.test("fuzz: 80 seeded VALID combinations of the new fields under every method: no 5xx, and what they promise holds", async () => {
+  // A server with a draft, so speculative methods, processors, grammars and logprobs all reach the engine.
+  const { DEFAULT_TARGET_DIR } = await import("../src/model/folder.ts");
+  const tf = await openModelFolder(DEFAULT_TARGET_DIR);
+  const spec = createApp(localService({
+    name: "tiny",
+    model: await loadCpuModel(tf),
+    draft: model,
+    tokenizer: tf.tokenizer,
+    acceptance: [0.6, 0.12, 0.06, 0.04],
+    tree: { treeSize: 8, depth: 3, budget: 16 },
+  }));
+  const r = new Rng(77);
+  const pk = <T>(xs: readonly T[]): T => xs[Math.floor(r.next() * xs.length)];
+  const banned = tf.tokenizer.encode(" the", { addBos: false })[0];
+  let five = 0;
+  for (let i = 0; i < 80; i++) {
+    const method = pk(["ar", "chain", "specinfer", "sequoia", "specexec"]);
+    const grammar = pk([undefined, undefined, { type: "json_object" }, {
+      type: "json_schema",
+      json_schema: {
+        name: "x",
+        schema: { type: "object", properties: { a: { enum: ["x", "y"] } }, required: ["a"] },
+      },
+    }]);
+    const body: Record<string, unknown> = {
+      prompt: pk(["And God said", "In the beginning", "The LORD is"]),
+      max_tokens: 1 + Math.floor(r.next() * 12),
+      temperature: pk([0, 0.7, 1.5]),
+      method,
+      seed: i,
+      logprobs: pk([undefined, 0, 3]),
+      presence_penalty: pk([undefined, -2, 0.5, 2]),
+      frequency_penalty: pk([undefined, -1, 1.5]),
+      repetition_penalty: pk([undefined, 0.01, 1.3, 100]),
+      min_p: pk([undefined, 0, 0.05, 1]),
+      logit_bias: pk([undefined, {}, { [banned]: -100 }]),
+      stop: pk([undefined, ["."], [" and", "\n"]]),
+      stream: r.next() < 0.3,
+      ...(grammar ? { response_format: grammar } : {}),
+      ...(method === "ar" ? {} : { tree_size: pk([undefined, 4, 12]) }),
+    };
+    for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
+    if (method === "specexec" || method === "chain") delete body.tree_size;
+    const res = await spec.request("/v1/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (res.status >= 500) five++;
+    assert.ok(res.status < 500, `${res.status} for ${JSON.stringify(body)}: ${text.slice(0, 300)}`);
+    assert.equal(res.status, 200, `${JSON.stringify(body)}: ${text.slice(0, 300)}`);
+    const chunks = body.stream
+      ? text.split("\n\n").filter((l) => l.startsWith("data: ") && l !== "data: [DONE]").map((l) =>
+        JSON.parse(l.slice(6))
+      )
+      : [JSON.parse(text)];
+    const out = chunks.map((c) => c.choices?.[0]?.text ?? "").join("");
+    const finish = chunks.map((c) => c.choices?.[0]?.finish_reason).filter(Boolean).pop();
+    const lps = chunks.flatMap((c) => c.choices?.[0]?.logprobs?.token_logprobs ?? []);
+    assert.ok(lps.every((x: number) => Number.isFinite(x) && x <= 1e-9), `finite logprobs: ${lps}`);
+    const toks = chunks.flatMap((c) => c.choices?.[0]?.logprobs?.tokens ?? []);
+    if (body.logit_bias && Object.keys(body.logit_bias).length) {
+      assert.ok(!toks.includes(" the"), `a banned token was generated: ${JSON.stringify(toks)}`);
+    }
+    if (grammar && finish === "stop" && !body.stop) JSON.parse(out);
+  }
+  assert.equal(five, 0);
 });

@@ -397,6 +397,35 @@ Deno.test("client: the openai client exercises every request field against a rea
         );
       },
     );
+
+    await t.step("endpoints: models.retrieve, /tokenize and /detokenize through the client", async () => {
+      const models = await client.models.list();
+      const id = models.data[0].id;
+      const m = await client.models.retrieve(id);
+      assert.equal(m.id, id);
+      await assert.rejects(client.models.retrieve("gpt-4"), (e) => e instanceof OpenAI.NotFoundError);
+      // llama.cpp's routes sit at the server root, beside /v1: a client whose baseURL is the root.
+      const root = new OpenAI({ baseURL: s.url, apiKey: KEY, maxRetries: 0 });
+      const text = "And God said, Let there be light";
+      const tok = await root.post<{ tokens: number[] }>("/tokenize", { body: { content: text } });
+      assert.ok(tok.tokens.length > 3 && tok.tokens.every(Number.isInteger));
+      const back = await root.post<{ content: string }>("/detokenize", { body: { tokens: tok.tokens } });
+      assert.equal(back.content, text);
+      const pieces = await root.post<{ tokens: { id: number; piece: string | number[] }[] }>("/tokenize", {
+        body: { content: text, with_pieces: true },
+      });
+      assert.deepEqual(pieces.tokens.map((p) => p.id), tok.tokens);
+      assert.equal(pieces.tokens.map((p) => p.piece).join(""), text);
+      await assert.rejects(
+        root.post("/detokenize", { body: { tokens: [1, -5] } }),
+        (e) => e instanceof OpenAI.BadRequestError && /tokens\[1\]/.test(e.message),
+      );
+      const anon = new OpenAI({ baseURL: s.url, apiKey: "wrong", maxRetries: 0 });
+      await assert.rejects(
+        anon.post("/tokenize", { body: { content: "x" } }),
+        (e) => e instanceof OpenAI.AuthenticationError,
+      );
+    });
   } finally {
     await s.stop();
   }

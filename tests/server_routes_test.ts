@@ -423,6 +423,25 @@ Deno.test("routes: drain lets queued work finish and refuses new work; a drain t
   const ev = sseData(await (await streamed).text());
   assert.equal(ev.length, 2, "the role chunk, then the error; no [DONE]");
   assert.equal(JSON.parse(ev[1]).error.code, "shutting_down");
+
+  // The native stream, cut while running: its tokens, then the error event, no [DONE] (as the README says).
+  const g3 = new GatedModel(cpu);
+  const s3 = new Scheduler({ maxQueue: 4 });
+  const c = makeApp({ scheduler: s3 }, g3);
+  g3.close(3); // three forwards (prefill and two tokens) stream, then the model holds
+  // Read the stream as it comes (an unread stream holds the writer back, and the generation with it).
+  const native = post(c, "/v1/generate", { ...body, max_tokens: 100, stream: true }).then((r) => r.text());
+  await until(() => g3.forwards > 3, "streaming");
+  const cut = s3.drain(20);
+  setTimeout(() => g3.open(), 40);
+  assert.equal(await cut, false);
+  const nev = sseData(await native);
+  assert.ok(nev.length >= 2 && nev.every((d) => d !== "[DONE]"), `no [DONE]: ${nev.slice(-2)}`);
+  assert.equal(JSON.parse(nev[nev.length - 1]).error.code, "shutting_down");
+  assert.ok(
+    nev.slice(0, -1).every((d) => typeof JSON.parse(d).token === "number"),
+    "tokens before the error",
+  );
 });
 
 Deno.test("routes: bearer API key guards /v1/* and /metrics, not /health or /ready", async () => {
