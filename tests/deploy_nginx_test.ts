@@ -153,3 +153,94 @@ Deno.test({
     await Promise.all(servers.map((s) => s.stop()));
   }
 });
+
+/** Open `n` raw connections, send `prefix` on each, and measure when the far end closes each one. */
+async function stalled(port: number, n: number, prefix: string, limitMs: number): Promise<number[]> {
+  const enc = new TextEncoder();
+  return await Promise.all(Array.from({ length: n }, async () => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const t0 = performance.now();
+    try {
+      if (prefix) await conn.write(enc.encode(prefix));
+      const buf = new Uint8Array(4096);
+      const deadline = setTimeout(() => conn.close(), limitMs); // a connection nobody closes fails below
+      try {
+        while ((await conn.read(buf)) !== null) { /* a 408 or the response, then EOF */ }
+      } catch {
+        // closed by our deadline (or reset by the server): either way, measured below
+      }
+      clearTimeout(deadline);
+      return performance.now() - t0;
+    } finally {
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+    }
+  }));
+}
+
+Deno.test({
+  name:
+    "nginx in front: slow and vanishing clients (stalled headers, stalled bodies, idle keep-alive) are closed within the timeouts",
+  ignore: nginxPath() === undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const server = await spawnServe(["--backend", "cpu"]);
+  const T = 2;
+  const nginx = await startNginx(await Deno.readTextFile(CONF), [new URL(server.url).host], {
+    client_header_timeout: T,
+    client_body_timeout: T,
+    keepalive_timeout: T,
+  });
+  try {
+    const port = Number(new URL(nginx.url).port);
+    const limit = (T + 3) * 1000;
+    const probe = (async () => {
+      // The replica stays responsive through nginx meanwhile.
+      const ms: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const t = performance.now();
+        const r = await fetch(`${nginx.url}/health`);
+        await r.body?.cancel();
+        assert.equal(r.status, 200);
+        ms.push(performance.now() - t);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return ms;
+    })();
+    const [headers, bodies, idle] = await Promise.all([
+      stalled(port, 30, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: appl", limit),
+      stalled(
+        port,
+        30,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+          'Transfer-Encoding: chunked\r\n\r\n5\r\n{"pro\r\n',
+        limit,
+      ),
+      stalled(port, 30, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", limit),
+    ]);
+    for (
+      const [what, ms] of [["stalled headers", headers], ["stalled bodies", bodies], ["idle", idle]] as const
+    ) {
+      const worst = Math.max(...ms);
+      console.log(
+        `${what}: 30 connections closed after ${Math.min(...ms).toFixed(0)}-${worst.toFixed(0)} ms`,
+      );
+      assert.ok(
+        worst < limit - 500,
+        `${what}: a connection stayed open ${worst.toFixed(0)} ms (timeout ${T} s)`,
+      );
+      assert.ok(Math.min(...ms) >= T * 1000 - 300, `${what}: closed before the timeout, by something else?`);
+    }
+    assert.ok(Math.max(...await probe) < 1000, "the replica answered through nginx meanwhile");
+    // None of the stalled uploads reached the replica (nginx buffers bodies before proxying).
+    const m = await (await fetch(`${server.url}/metrics`)).text();
+    assert.doesNotMatch(m, /route="\/v1\/completions"/);
+  } finally {
+    await nginx.stop();
+    await server.stop();
+  }
+});

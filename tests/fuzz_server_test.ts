@@ -399,7 +399,7 @@ Deno.test("fuzz: 80 seeded VALID combinations of the new fields under every meth
       ...(method === "ar" ? {} : { tree_size: pk([undefined, 4, 12]) }),
     };
     for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
-    if (method === "specexec" || method === "chain") delete body.tree_size;
+    if (method !== "sequoia") delete body.tree_size; // tree_size applies to sequoia and lookup only
     const res = await spec.request("/v1/completions", {
       method: "POST",
       headers: { "content-type": "application/json" },

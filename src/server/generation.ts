@@ -211,6 +211,16 @@ export function shutdownError(): ApiError {
 /** Tree settings a request may set, by field: they change only speculative methods. */
 const TREE_FIELDS = [["treeSize", "tree_size"], ["depth", "depth"], ["budget", "budget"]] as const;
 
+/** The tree fields each method reads (see speculative/methods.ts makeDrafter). */
+const TREE_FIELDS_USED: Record<Method, readonly string[]> = {
+  ar: [],
+  chain: ["depth"],
+  specinfer: ["depth"],
+  sequoia: ["tree_size", "depth"],
+  specexec: ["budget"],
+  lookup: ["tree_size", "depth"],
+};
+
 /** Request fields whose values the engine checks again (its RangeErrors name them first). */
 const PROCESSING_FIELD =
   /^(response_format|logit_bias|min_p|presence_penalty|frequency_penalty|repetition_penalty)\b/;
@@ -297,18 +307,25 @@ export class Generations {
     }
   }
 
-  /** 400 naming a tree field set for a generation that runs "ar" (it would be silently ignored). */
+  /**
+   * 400 naming a tree field the generation's method does not use (it would be silently ignored): none
+   * for ar; depth for chain and specinfer; tree_size and depth for sequoia and lookup; budget for specexec.
+   */
   checkTree(req: GenerationRequest, method: Method): void {
-    if (method !== "ar") return;
+    const used = TREE_FIELDS_USED[method];
     for (const [key, field] of TREE_FIELDS) {
-      if (req[key] !== undefined) {
-        const why = req.method === undefined ? `the server's default method is "ar"` : `method is "ar"`;
-        throw new ApiError(
-          400,
-          `${field}: only applies to speculative methods (chain, specinfer, sequoia, specexec, lookup); ${why}`,
-          { param: field },
-        );
-      }
+      if (req[key] === undefined || used.includes(field)) continue;
+      const why = req.method === undefined
+        ? `the server's default method is "${method}"`
+        : `method is "${method}"`;
+      const users = Object.entries(TREE_FIELDS_USED).filter(([, f]) => f.includes(field)).map(([m]) => m);
+      throw new ApiError(
+        400,
+        `${field}: only the speculative methods that read it use it (${users.join(", ")}); ${why}`,
+        {
+          param: field,
+        },
+      );
     }
   }
 
