@@ -118,6 +118,8 @@ Deno.test("lookup drafter: incremental over the engine's history array, a new hi
   assert.equal(b.plainSteps, 1);
   const c = await d.draft(input([5, 6, 5]));
   assert.deepEqual([...c.tokens], [5, 6, 5], "a different history: a fresh index");
+  const weak = await d.draft(input([1, 2, 3, 4, 5, 6, 9, 1]));
+  assert.deepEqual([...weak.tokens], [1, 2, 3], "a one-token match risks 1 + 2 x 1 nodes");
   const small = await d.draft({ ...input([5, 6, 5]), maxNodes: 2 });
   assert.equal(small.tokens.length, 2, "never more nodes than the step has room for");
   checkPairing("lookup", "match", 0.7);
@@ -141,10 +143,13 @@ Deno.test("lookup policy: backoff 1, 8, 16, ... while proposals fail; node limit
   assert.deepEqual(skips, [1, 8, 16, 32, 64, 64, 64]);
   assert.deepEqual(limits, [8, 4, 2, 2, 2, 2, 2]);
   assert.equal(p.plainMs, 5, "runs of >= 8 plain steps measure a plain token");
-  // A proposal whose time per token beats a plain token pays: the streak ends, the limit doubles back.
-  p.observe({ treeSize: 2, accepted: 1, ms: 9 });
+  // A proposal whose time per token beats a plain token pays: the streak ends; when its path reached a
+  // leaf the limit doubles back.
+  p.observe({ treeSize: 2, accepted: 1, ms: 9, leaf: true });
   assert.equal(p.failures, 0);
   assert.equal(p.limit, 4);
+  p.observe({ treeSize: 4, accepted: 1, ms: 6 });
+  assert.equal(p.limit, 4, "a path that stopped inside the tree: the tree was big enough");
   assert.ok(p.proposing);
   // Accepted something but slower per token than AR: it does not pay.
   p.observe({ treeSize: 4, accepted: 1, ms: 11 });
@@ -160,10 +165,26 @@ Deno.test("lookup policy: backoff 1, 8, 16, ... while proposals fail; node limit
   assert.equal(q.plainMs, 100);
   q.observe({ treeSize: 16, accepted: 2, ms: 1000 }); // 333 ms per token > 100: does not pay
   assert.equal(q.skip, 1);
-  // A plain step outside a backoff (nothing matched) changes nothing.
+  // A plain step outside a backoff (nothing matched) changes nothing but the cost of a lone plain step.
   const r = new LookupPolicy(16);
   r.observe(plain);
-  assert.ok(r.proposing && r.plainMs === undefined && r.limit === 16);
+  assert.ok(r.proposing && r.plainMs === undefined && r.limit === 16 && r.minRun === 1);
+  assert.equal(r.noMatch(), 1, "unmeasured: a lone plain step");
+  // A device whose readback dominates: a plain step alone 21 ms, in a batch of 8 7 ms each. Plain steps
+  // then come in runs of 8 (nothing matched, and the first backoff too).
+  const g = new LookupPolicy(16);
+  g.observe({ treeSize: 3, accepted: 0, ms: 25 });
+  g.observe({ treeSize: 1, accepted: 0, ms: 21 });
+  g.observe({ treeSize: 3, accepted: 0, ms: 25 });
+  assert.equal(g.skip, 8);
+  for (let i = 0; i < 8; i++) g.observe({ treeSize: 1, accepted: 0, ms: 7, batch: 8 });
+  assert.ok(g.plainMs === 7 && g.singleMs === 21 && g.minRun === 8);
+  assert.equal(g.noMatch(), 8);
+  assert.ok(!g.proposing);
+  for (let i = 0; i < 8; i++) g.observe({ treeSize: 1, accepted: 0, ms: 7, batch: 8 });
+  g.observe({ treeSize: 3, accepted: 2, ms: 15 }); // 5 ms per token: pays
+  g.observe({ treeSize: 3, accepted: 0, ms: 15 });
+  assert.equal(g.skip, 8, "the first backoff is a whole run");
 });
 
 // ---------------------------------------------------------------- through the engine, scripted targets

@@ -220,7 +220,7 @@ export async function* generateSpeculative(
           steps++;
           emitted++;
           const ms = share + (i === 0 ? tb - ta : 0);
-          opts.drafter.observe?.({ treeSize: 1, accepted: 0, ms });
+          opts.drafter.observe?.({ treeSize: 1, accepted: 0, ms, batch: k });
           yield {
             type: "step",
             stats: {
@@ -307,7 +307,8 @@ export async function* generateSpeculative(
     if (pipe) rootState = pipe.advance(stateOf(from[from.length - 1]), res.bonus);
 
     const accepted = res.accepted.length;
-    opts.drafter.observe?.({ treeSize: size, accepted, ms: performance.now() - ta });
+    const leaf = tree.children[accepted ? res.accepted[accepted - 1] : 0].length === 0;
+    opts.drafter.observe?.({ treeSize: size, accepted, ms: performance.now() - ta, leaf });
     steps++;
     emitted += accepted + 1;
     draftForwards += tree.forwards;

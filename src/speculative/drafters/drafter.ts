@@ -91,6 +91,10 @@ export interface StepOutcome {
   accepted: number;
   /** Wall time of the step (draft + verify), ms; a plain step decoded in a batch of k: its 1/k share. */
   ms: number;
+  /** Plain steps decoded together in one device submission with this one (absent: 1, alone). */
+  batch?: number;
+  /** Whether the accepted path ended at a leaf (everything it proposed there was taken). */
+  leaf?: boolean;
 }
 
 /** A tree builder. */

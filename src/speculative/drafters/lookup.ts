@@ -210,12 +210,16 @@ export function buildLookupTree(
  *   emitted token is at most that cost.
  * - A proposal that does not pay starts a backoff of b plain steps, b = 1, 8, 16, 32, ... (doubling
  *   with each consecutive failed re-try, at most maxBackoff), and halves the node limit (at least 2):
- *   where t(n) is steep (a CPU) trees shrink to what pays. A paying proposal ends the failure streak and
- *   doubles the limit back (at most the budget).
+ *   where t(n) is steep (a CPU) trees shrink to what pays. A paying proposal ends the failure streak,
+ *   and one whose accepted path reached a leaf (the tree said too little) doubles the limit back (at
+ *   most the budget).
  * - The cost of a plain token is measured on plain runs of at least 8 steps (a device backend decodes
  *   them in one submission, as AR does): the long backoffs, and a calibration run of 8 plain steps
  *   after the first 4 proposals and every 128 proposals after that when no backoff measured it. Each
  *   run's mean ms per token is averaged in with weight 1/2.
+ * - Where a plain step decoded alone costs over 1.5x a plain token of such a run (a device's readback
+ *   per submission dominates: a small model on a GPU), plain steps come in runs of at least 8: the
+ *   first backoff, and the steps where nothing matched (each then starts an 8-step run).
  *
  * Text that never repeats therefore costs, over T tokens, about log2(maxBackoff) + T / maxBackoff
  * failed proposals of at most a few nodes each: the rest are exactly AR's steps.
@@ -229,6 +233,8 @@ export class LookupPolicy {
   limit: number;
   /** Measured ms per plain token (undefined until a long enough plain run was seen). */
   plainMs: number | undefined;
+  /** Measured ms of a plain step decoded alone (not in a device batch); undefined until one was seen. */
+  singleMs: number | undefined;
   /** Proposals observed, and how many had been observed when a plain run last measured plainMs. */
   proposals = 0;
   private measuredAt = 0;
@@ -244,9 +250,25 @@ export class LookupPolicy {
     return this.skip === 0;
   }
 
+  /** Shortest run of plain steps worth starting: 8 where a plain step alone costs much more than in a run. */
+  get minRun(): number {
+    return this.singleMs !== undefined && this.plainMs !== undefined && this.singleMs > 1.5 * this.plainMs
+      ? 8
+      : 1;
+  }
+
+  /** A step found nothing to propose: start a run of {@link minRun} plain steps; returns the run's length. */
+  noMatch(): number {
+    if (this.skip === 0 && this.minRun > 1) this.startRun(this.minRun);
+    return Math.max(1, this.skip);
+  }
+
   /** Record one step's outcome. */
   observe(step: StepOutcome): void {
     if (step.treeSize <= 1) {
+      if ((step.batch ?? 1) <= 1) {
+        this.singleMs = this.singleMs === undefined ? step.ms : 0.75 * this.singleMs + 0.25 * step.ms;
+      }
       if (this.skip === 0) return; // nothing matched: not part of a run
       this.skip--;
       this.run.seen++;
@@ -263,12 +285,14 @@ export class LookupPolicy {
     const pays = step.accepted > 0 && (this.plainMs === undefined || step.ms <= tokens * this.plainMs);
     if (pays) {
       this.failures = 0;
-      this.limit = Math.min(this.budget, this.limit * 2);
+      if (step.leaf) this.limit = Math.min(this.budget, this.limit * 2);
       const due = this.plainMs === undefined ? 4 : 128;
       if (this.proposals - this.measuredAt >= due) this.startRun(8); // calibrate
       return;
     }
-    this.startRun(this.failures === 0 ? 1 : Math.min(this.maxBackoff, 8 * 2 ** (this.failures - 1)));
+    this.startRun(
+      this.failures === 0 ? this.minRun : Math.min(this.maxBackoff, 8 * 2 ** (this.failures - 1)),
+    );
     this.failures++;
     this.limit = Math.max(2, Math.floor(this.limit / 2));
   }
@@ -281,8 +305,8 @@ export class LookupPolicy {
 
 /**
  * Lookup's drafter: no draft model; the tree comes from the prompt and the text generated so far
- * (`input.history`, indexed incrementally), under min(budget, the step's room, the policy's limit)
- * nodes. One instance serves one generation at a time (a history that does not extend the indexed one
+ * (`input.history`, indexed incrementally), under min(budget, the step's room, the policy's limit,
+ * 1 + 2 x the longest match length) nodes. One instance serves one generation at a time (a history that does not extend the indexed one
  * starts a new index and a new policy).
  */
 export class LookupDrafter implements Drafter {
@@ -316,13 +340,18 @@ export class LookupDrafter implements Drafter {
     }
     this.index.extend(h);
     const budget = Math.min(this.opts.budget, input.maxNodes, this.policy.limit);
-    const tree = this.policy.proposing && budget > 1
-      ? buildLookupTree(
-        this.index.tokens,
-        this.index.matches(this.opts.maxOccurrences, this.opts.maxMatch),
-        { budget, depth: this.opts.depth, decay: this.opts.decay },
-      )
-      : undefined;
+    let tree: LookupTree | undefined;
+    if (this.policy.proposing && budget > 1) {
+      const matches = this.index.matches(this.opts.maxOccurrences, this.opts.maxMatch);
+      // Speculate about as far as the text has been matching (SuffixDecoding's length ~ match length):
+      // a one-token match (common in any text) risks 2 nodes, a span being copied the whole budget.
+      const longest = matches.reduce((a, m) => Math.max(a, m.length), 0);
+      tree = buildLookupTree(this.index.tokens, matches, {
+        budget: Math.min(budget, 1 + 2 * longest),
+        depth: this.opts.depth,
+        decay: this.opts.decay,
+      });
+    }
     const n = tree?.tokens.length ?? 1;
     const out: DraftOutput = {
       tokens: tree?.tokens ?? Int32Array.of(h[h.length - 1]),
@@ -333,7 +362,7 @@ export class LookupDrafter implements Drafter {
       slotOf: new Int32Array(n).fill(-1),
       forwards: 0,
     };
-    if (n === 1) out.plainSteps = Math.max(1, this.policy.skip);
+    if (n === 1) out.plainSteps = this.policy.proposing ? this.policy.noMatch() : this.policy.skip;
     return Promise.resolve(out);
   }
 
