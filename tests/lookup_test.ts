@@ -115,7 +115,7 @@ Deno.test("lookup drafter: incremental over the engine's history array, a new hi
   history.push(12, 99); // the engine appends in place
   const b = await d.draft(input(history));
   assert.deepEqual([...b.tokens], [99], "nothing matches 99: the root alone");
-  assert.equal(b.plainSteps, 1);
+  assert.equal(b.plainSteps, 8, "and, no plain step measured yet, the 8-step calibration run starts");
   const c = await d.draft(input([5, 6, 5]));
   assert.deepEqual([...c.tokens], [5, 6, 5], "a different history: a fresh index");
   const weak = await d.draft(input([1, 2, 3, 4, 5, 6, 9, 1]));
@@ -169,7 +169,10 @@ Deno.test("lookup policy: backoff 1, 8, 16, ... while proposals fail; node limit
   const r = new LookupPolicy(16);
   r.observe(plain);
   assert.ok(r.proposing && r.plainMs === undefined && r.limit === 16 && r.minRun === 1);
-  assert.equal(r.noMatch(), 1, "unmeasured: a lone plain step");
+  assert.equal(r.noMatch(), 8, "nothing to propose and no plain cost measured yet: the calibration run");
+  for (let i = 0; i < 8; i++) r.observe(plain);
+  assert.equal(r.plainMs, 5);
+  assert.equal(r.noMatch(), 1, "a lone plain step costs what a run's does: no run");
   // A device whose readback dominates: a plain step alone 21 ms, in a batch of 8 7 ms each. Plain steps
   // then come in runs of 8 (nothing matched, and the first backoff too).
   const g = new LookupPolicy(16);

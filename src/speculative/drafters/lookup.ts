@@ -214,9 +214,10 @@ export function buildLookupTree(
  *   and one whose accepted path reached a leaf (the tree said too little) doubles the limit back (at
  *   most the budget).
  * - The cost of a plain token is measured on plain runs of at least 8 steps (a device backend decodes
- *   them in one submission, as AR does): the long backoffs, and a calibration run of 8 plain steps
- *   after the first 4 proposals and every 128 proposals after that when no backoff measured it. Each
- *   run's mean ms per token is averaged in with weight 1/2.
+ *   them in one submission, as AR does): the long backoffs, and a calibration run of 8 plain steps at
+ *   the first step that finds nothing to propose or after the first 4 proposals, whichever comes first,
+ *   and every 128 proposals after that when no backoff measured it. Each run's mean ms per token is
+ *   averaged in with weight 1/2.
  * - Where a plain step decoded alone costs over 1.5x a plain token of such a run (a device's readback
  *   per submission dominates: a small model on a GPU), plain steps come in runs of at least 8: the
  *   first backoff, and the steps where nothing matched (each then starts an 8-step run).
@@ -257,9 +258,15 @@ export class LookupPolicy {
       : 1;
   }
 
-  /** A step found nothing to propose: start a run of {@link minRun} plain steps; returns the run's length. */
+  /**
+   * A step found nothing to propose: start a run of {@link minRun} plain steps (the calibration run if a
+   * plain token was never measured); returns the run's length.
+   */
   noMatch(): number {
-    if (this.skip === 0 && this.minRun > 1) this.startRun(this.minRun);
+    if (this.skip === 0) {
+      if (this.plainMs === undefined) this.startRun(8);
+      else if (this.minRun > 1) this.startRun(this.minRun);
+    }
     return Math.max(1, this.skip);
   }
 
