@@ -46,6 +46,9 @@ export const LOOKUP_DEFAULTS: LookupOptions = {
   maxBackoff: 64,
 };
 
+/** A proposal pays when its time per token is at most this fraction of a plain token's. */
+const PAY_MARGIN = 0.85;
+
 /** An earlier occurrence of the context's suffix: where it ended and how many tokens it matches. */
 export interface LookupMatch {
   /** Position of its last token (its continuation starts at end + 1). */
@@ -207,7 +210,8 @@ export function buildLookupTree(
  *
  * - A proposal (a tree with nodes below the root) *pays* when it accepted at least one node and, once
  *   the cost of a plain token has been measured in this generation, its time (drafting included) per
- *   emitted token is at most that cost.
+ *   emitted token is at most 0.85 x that cost: a 15% margin, so that where t(n) grows as fast as n (the
+ *   CPU reference) timing noise does not keep lookup speculating at a loss.
  * - A proposal that does not pay starts a backoff of b plain steps, b = 1, 8, 16, 32, ... (doubling
  *   with each consecutive failed re-try, at most maxBackoff), and halves the node limit (at least 2):
  *   where t(n) is steep (a CPU) trees shrink to what pays. A paying proposal ends the failure streak,
@@ -289,7 +293,8 @@ export class LookupPolicy {
     }
     this.proposals++;
     const tokens = step.accepted + 1;
-    const pays = step.accepted > 0 && (this.plainMs === undefined || step.ms <= tokens * this.plainMs);
+    const pays = step.accepted > 0 &&
+      (this.plainMs === undefined || step.ms <= PAY_MARGIN * tokens * this.plainMs);
     if (pays) {
       this.failures = 0;
       if (step.leaf) this.limit = Math.min(this.budget, this.limit * 2);
