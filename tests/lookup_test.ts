@@ -108,9 +108,11 @@ Deno.test("lookup drafter: incremental over the engine's history array, a new hi
     draftRoom: 64,
   });
   const a = await d.draft(input(history));
-  assert.deepEqual([...a.tokens], [11, 12, 13, 20, 10]);
+  assert.deepEqual([...a.tokens], [11, 12, 13, 20], "the slow start: 4 nodes at first");
   assert.equal(a.forwards, 0);
-  assert.deepEqual(a.children, [[1], [2], [3], [4], []]);
+  assert.deepEqual(a.children, [[1], [2], [3], []]);
+  d.observe({ treeSize: 4, accepted: 3, ms: 1, leaf: true }); // a full path: the limit doubles
+  assert.equal(d.policy.limit, 8);
   assert.ok(a.q.every((x) => x === undefined) && a.slotOf.every((s) => s === -1));
   history.push(12, 99); // the engine appends in place
   const b = await d.draft(input(history));
@@ -141,7 +143,7 @@ Deno.test("lookup policy: backoff 1, 8, 16, ... while proposals fail; node limit
     while (!p.proposing) p.observe(plain);
   }
   assert.deepEqual(skips, [1, 8, 16, 32, 64, 64, 64]);
-  assert.deepEqual(limits, [8, 4, 2, 2, 2, 2, 2]);
+  assert.deepEqual(limits, [2, 2, 2, 2, 2, 2, 2], "from the slow start's 4, halved");
   assert.equal(p.plainMs, 5, "runs of >= 8 plain steps measure a plain token");
   // A proposal whose time per token beats a plain token pays: the streak ends; when its path reached a
   // leaf the limit doubles back.
@@ -168,7 +170,7 @@ Deno.test("lookup policy: backoff 1, 8, 16, ... while proposals fail; node limit
   // A plain step outside a backoff (nothing matched) changes nothing but the cost of a lone plain step.
   const r = new LookupPolicy(16);
   r.observe(plain);
-  assert.ok(r.proposing && r.plainMs === undefined && r.limit === 16 && r.minRun === 1);
+  assert.ok(r.proposing && r.plainMs === undefined && r.limit === 4 && r.minRun === 1);
   assert.equal(r.noMatch(), 8, "nothing to propose and no plain cost measured yet: the calibration run");
   for (let i = 0; i < 8; i++) r.observe(plain);
   assert.equal(r.plainMs, 5);

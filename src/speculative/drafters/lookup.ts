@@ -46,6 +46,9 @@ export const LOOKUP_DEFAULTS: LookupOptions = {
   maxBackoff: 64,
 };
 
+/** Node limit of a generation's first proposal (root included): a slow start, doubled per full path. */
+const FIRST_LIMIT = 4;
+
 /** A proposal pays when its time per token is at most this fraction of a plain token's. */
 const PAY_MARGIN = 0.85;
 
@@ -212,6 +215,7 @@ export function buildLookupTree(
  *   the cost of a plain token has been measured in this generation, its time (drafting included) per
  *   emitted token is at most 0.85 x that cost: a 15% margin, so that where t(n) grows as fast as n (the
  *   CPU reference) timing noise does not keep lookup speculating at a loss.
+ * - The node limit starts at 4 (a slow start: the first proposals are judged before any cost is known).
  * - A proposal that does not pay starts a backoff of b plain steps, b = 1, 8, 16, 32, ... (doubling
  *   with each consecutive failed re-try, at most maxBackoff), and halves the node limit (at least 2):
  *   where t(n) is steep (a CPU) trees shrink to what pays. A paying proposal ends the failure streak,
@@ -247,7 +251,7 @@ export class LookupPolicy {
   private run = { steps: 0, seen: 0, ms: 0 };
 
   constructor(readonly budget: number, readonly maxBackoff: number = LOOKUP_DEFAULTS.maxBackoff) {
-    this.limit = budget;
+    this.limit = Math.min(budget, FIRST_LIMIT);
   }
 
   /** Whether the next step should propose a tree. */
