@@ -76,6 +76,7 @@ export interface LoadReport {
   /** 200 answers whose stream did not end properly. */
   incomplete: number;
   wallS: number;
+  /** Complete 200 streams per second of wall time (like tokensPerS: what the server delivered). */
   requestsPerS: number;
   /** Completion tokens of complete streams per second of wall time, all clients together. */
   tokensPerS: number;
@@ -201,7 +202,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
     statuses,
     incomplete: records.filter((r) => r.status === 200 && !r.complete).length,
     wallS,
-    requestsPerS: records.length / wallS,
+    requestsPerS: ok.length / wallS,
     tokensPerS: ok.reduce((s, r) => s + r.tokens, 0) / wallS,
     latencyMs: percentiles(ok.map((r) => r.end - r.start)),
     ttftMs: percentiles(ok.flatMap((r) => r.ttftMs === undefined ? [] : [r.ttftMs])),
