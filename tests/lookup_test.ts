@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  acceptedAlong,
   buildLookupTree,
   LookupDrafter,
   LookupPolicy,
@@ -190,6 +191,51 @@ Deno.test("lookup policy: backoff 1, 8, 16, ... while proposals fail; node limit
   g.observe({ treeSize: 3, accepted: 2, ms: 15 }); // 5 ms per token: pays
   g.observe({ treeSize: 3, accepted: 0, ms: 15 });
   assert.equal(g.skip, 8, "the first backoff is a whole run");
+});
+
+Deno.test("lookup shadow: a backoff checks the tree it would propose against the tokens emitted; a repeat ends it", async () => {
+  const text = [1, 2, 3, 4, 9, 1, 2];
+  const ix = new NgramIndex(3);
+  ix.extend(text);
+  const t = buildLookupTree(text, ix.matches(16, 32), { budget: 8, depth: 4, decay: 0.9 });
+  assert.deepEqual([...t.tokens], [2, 3, 4, 9, 1]);
+  assert.equal(acceptedAlong(t, [...text, 3, 4, 7], text.length), 2);
+  assert.equal(acceptedAlong(t, [...text, 5], text.length), 0);
+  assert.equal(acceptedAlong(t, text, text.length), 0, "nothing emitted yet");
+
+  const d = new LookupDrafter({ budget: 8, depth: 4 });
+  const h = [10, 11, 12, 13, 14, 15, 16, 17, 50, 10, 11];
+  const step = (history: number[]): DraftInput => ({
+    prefixLen: history.length - 1,
+    pending: [history[history.length - 1]],
+    history,
+    sampling: GREEDY,
+    rng: undefined as never,
+    maxNodes: 64,
+    draftRoom: 64,
+  });
+  const fail = (n: number) => d.observe({ treeSize: n, accepted: 0, ms: 1 });
+  const plain = () => d.observe({ treeSize: 1, accepted: 0, ms: 1 });
+  assert.equal((await d.draft(step(h))).tokens.length, 4); // 11 -> 12 13 14
+  fail(4); // backoff of 1
+  h.push(60);
+  assert.equal((await d.draft(step(h))).tokens.length, 1);
+  plain();
+  h.push(10);
+  assert.equal((await d.draft(step(h))).tokens.length, 2, "halved limit"); // 10 -> 11
+  fail(2); // second failure: a backoff of 8
+  assert.equal(d.policy.skip, 8);
+  h.push(12); // the text starts repeating the passage: 12 13 14 ...
+  assert.equal((await d.draft(step(h))).tokens.length, 1, "in the backoff: plain, a shadow tree built");
+  plain();
+  h.push(13);
+  assert.equal((await d.draft(step(h))).tokens.length, 1, "the shadow has accepted one: not enough yet");
+  plain();
+  h.push(14);
+  const resumed = await d.draft(step(h));
+  assert.ok(resumed.tokens.length > 1, "the shadow would have accepted two: the backoff ends");
+  assert.equal(d.policy.failures, 0);
+  assert.equal(resumed.tokens[1], 15);
 });
 
 // ---------------------------------------------------------------- through the engine, scripted targets

@@ -230,6 +230,10 @@ export function buildLookupTree(
  *   per submission dominates: a small model on a GPU), plain steps come in runs of at least 8: the
  *   first backoff, and the steps where nothing matched (each then starts an 8-step run).
  *
+ * - During a backoff the drafter still builds the tree it would propose and checks it against the
+ *   tokens actually emitted ({@link LookupPolicy.shadow}): one that would have accepted two or more
+ *   ends the backoff, so lookup resumes as soon as the text starts repeating.
+ *
  * Text that never repeats therefore costs, over T tokens, about log2(maxBackoff) + T / maxBackoff
  * failed proposals of at most a few nodes each: the rest are exactly AR's steps.
  */
@@ -247,8 +251,8 @@ export class LookupPolicy {
   /** Proposals observed, and how many had been observed when a plain run last measured plainMs. */
   proposals = 0;
   private measuredAt = 0;
-  /** The plain run in progress: its length and the ms of its steps so far. */
-  private run = { steps: 0, seen: 0, ms: 0 };
+  /** The plain run in progress: its length, the ms of its steps so far, and whether it is a backoff. */
+  private run = { steps: 0, seen: 0, ms: 0, backoff: false };
 
   constructor(readonly budget: number, readonly maxBackoff: number = LOOKUP_DEFAULTS.maxBackoff) {
     this.limit = Math.min(budget, FIRST_LIMIT);
@@ -308,15 +312,45 @@ export class LookupPolicy {
     }
     this.startRun(
       this.failures === 0 ? this.minRun : Math.min(this.maxBackoff, 8 * 2 ** (this.failures - 1)),
+      true,
     );
     this.failures++;
     this.limit = Math.max(2, Math.floor(this.limit / 2));
   }
 
-  private startRun(steps: number): void {
-    this.skip = steps;
-    this.run = { steps, seen: 0, ms: 0 };
+  /**
+   * What the tree lookup would have proposed at a plain step of a backoff would have accepted, checked
+   * against the tokens that step emitted (free: no forward). Two or more end the backoff: the text has
+   * started to repeat. (Calibration runs and runs of nothing-matched steps are not cut.)
+   */
+  shadow(accepted: number): void {
+    if (this.skip > 0 && this.run.backoff && accepted >= 2) {
+      this.skip = 0;
+      this.failures = 0;
+      this.limit = Math.max(this.limit, Math.min(this.budget, FIRST_LIMIT));
+    }
   }
+
+  private startRun(steps: number, backoff = false): void {
+    this.skip = steps;
+    this.run = { steps, seen: 0, ms: 0, backoff };
+  }
+}
+
+/**
+ * How many nodes of `tree` (built when the text had `at` tokens, its root the last of them) the tokens
+ * emitted since would have accepted: the length of the path that follows text[at], text[at + 1], ...
+ */
+export function acceptedAlong(tree: LookupTree, text: ArrayLike<number>, at: number): number {
+  const children = childrenOf(tree.parent);
+  let v = 0, n = 0;
+  for (let i = at; i < text.length; i++) {
+    const c = children[v].find((c) => tree.tokens[c] === text[i]);
+    if (c === undefined) break;
+    v = c;
+    n++;
+  }
+  return n;
 }
 
 /**
@@ -331,6 +365,8 @@ export class LookupDrafter implements Drafter {
   readonly opts: LookupOptions;
   private index: NgramIndex;
   private source: readonly number[] | undefined;
+  /** The tree a plain step of a backoff would have proposed, and the history length it was built at. */
+  private shadowTree: { tree: LookupTree; at: number } | undefined;
   policy: LookupPolicy;
 
   constructor(opts: Partial<LookupOptions> = {}) {
@@ -353,20 +389,35 @@ export class LookupDrafter implements Drafter {
       this.index = new NgramIndex(this.opts.maxNgram);
       this.policy = new LookupPolicy(this.opts.budget, this.opts.maxBackoff);
       this.source = h;
+      this.shadowTree = undefined;
     }
     this.index.extend(h);
+    if (this.shadowTree) {
+      // Follow the emitted tokens down the shadow tree until they leave it, or it proves its point.
+      const { tree, at } = this.shadowTree;
+      const n = acceptedAlong(tree, h, at);
+      if (n >= 2 || n < h.length - at || this.policy.proposing) {
+        this.policy.shadow(n);
+        this.shadowTree = undefined;
+      }
+    }
     const budget = Math.min(this.opts.budget, input.maxNodes, this.policy.limit);
-    let tree: LookupTree | undefined;
-    if (this.policy.proposing && budget > 1) {
+    const build = (budget: number) => {
       const matches = this.index.matches(this.opts.maxOccurrences, this.opts.maxMatch);
       // Speculate about as far as the text has been matching (SuffixDecoding's length ~ match length):
       // a one-token match (common in any text) risks 2 nodes, a span being copied the whole budget.
       const longest = matches.reduce((a, m) => Math.max(a, m.length), 0);
-      tree = buildLookupTree(this.index.tokens, matches, {
+      return buildLookupTree(this.index.tokens, matches, {
         budget: Math.min(budget, 1 + 2 * longest),
         depth: this.opts.depth,
         decay: this.opts.decay,
       });
+    };
+    let tree: LookupTree | undefined;
+    if (this.policy.proposing && budget > 1) tree = build(budget);
+    else if (!this.policy.proposing && !this.shadowTree) {
+      // Free to build: the shadow may be as large as the budget allows.
+      this.shadowTree = { tree: build(Math.min(this.opts.budget, input.maxNodes)), at: h.length };
     }
     const n = tree?.tokens.length ?? 1;
     const out: DraftOutput = {
