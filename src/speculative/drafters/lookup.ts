@@ -229,13 +229,13 @@ export function buildLookupTree(
  * - Where a plain step decoded alone costs over 1.5x a plain token of such a run (a device's readback
  *   per submission dominates: a small model on a GPU), plain steps come in runs of at least 8: the
  *   first backoff, and the steps where nothing matched (each then starts an 8-step run).
- *
  * - During a backoff the drafter still builds the tree it would propose and checks it against the
  *   tokens actually emitted ({@link LookupPolicy.shadow}): one that would have accepted two or more
  *   ends the backoff, so lookup resumes as soon as the text starts repeating.
  *
  * Text that never repeats therefore costs, over T tokens, about log2(maxBackoff) + T / maxBackoff
- * failed proposals of at most a few nodes each: the rest are exactly AR's steps.
+ * failed proposals of at most a few nodes each (more only where shadows keep seeing 2-token repeats
+ * that the real proposals then miss): the rest are exactly AR's steps.
  */
 export class LookupPolicy {
   /** Plain steps left before the next proposal. */
