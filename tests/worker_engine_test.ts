@@ -34,6 +34,18 @@ const inline = createApp(
   localService({ ...svc, model: await loadCpuModel(tf), draft: await loadCpuModel(df) }),
 );
 
+/** Greedy engine options for `maxTokens` tokens (no tree, no adaptive plan, no EOS). */
+function greedy(maxTokens: number) {
+  return {
+    tree: {},
+    adaptive: false,
+    maxTokens,
+    sampling: { temperature: 0, topK: 0, topP: 1 },
+    seed: 0,
+    eosIds: [],
+  };
+}
+
 async function generate(app: typeof worker, body: Record<string, unknown>) {
   const r = await app.request("/v1/generate", {
     method: "POST",
@@ -73,14 +85,7 @@ Deno.test("worker engine: a cancel stops a running CPU generation at its next st
   let tokens = 0;
   let done: { finishReason: string; stats: { completionTokens: number } } | undefined;
   const prompt = tf.tokenizer.encode("And God said");
-  const opts = {
-    tree: {},
-    adaptive: false,
-    maxTokens: 400,
-    sampling: { temperature: 0, topK: 0, topP: 1 },
-    seed: 0,
-    eosIds: [],
-  };
+  const opts = greedy(400);
   for await (const ev of engine.decode("ar", prompt, opts, ac.signal)) {
     if (ev.type === "token" && ++tokens === 5) ac.abort();
     if (ev.type === "done") done = ev;
@@ -94,14 +99,7 @@ Deno.test("worker engine: a cancel stops a running CPU generation at its next st
 
 Deno.test("worker engine: an engine error comes back with its message", async () => {
   const long = Array.from({ length: 600 }, () => 5);
-  const opts = {
-    tree: {},
-    adaptive: false,
-    maxTokens: 4,
-    sampling: { temperature: 0, topK: 0, topP: 1 },
-    seed: 0,
-    eosIds: [],
-  };
+  const opts = greedy(4);
   await assert.rejects(async () => {
     for await (const _ of engine.decode("ar", long, opts, new AbortController().signal)) { /* drain */ }
   }, /context/);
@@ -112,14 +110,7 @@ Deno.test("worker engine: an engine error comes back with its message", async ()
 
 Deno.test("worker engine: close ends the worker; later generations are refused", async () => {
   await engine.close();
-  const opts = {
-    tree: {},
-    adaptive: false,
-    maxTokens: 4,
-    sampling: { temperature: 0, topK: 0, topP: 1 },
-    seed: 0,
-    eosIds: [],
-  };
+  const opts = greedy(4);
   await assert.rejects(async () => {
     for await (const _ of engine.decode("ar", [1, 2], opts, new AbortController().signal)) { /* drain */ }
   }, /closed/);
