@@ -26,7 +26,7 @@
 
 import type { ModelConfig } from "./config.ts";
 import { type DType, DTYPE_BYTES, f32ToF16Bits } from "./dtype.ts";
-import { dequantize } from "./ggml_quants.ts";
+import { dequantize, type GgmlType } from "./ggml_quants.ts";
 import type { GgufFile, GgufTensorInfo } from "./gguf.ts";
 import { CheckpointError } from "./safetensors.ts";
 import type { StoredTensor, TensorStore } from "./tensor_store.ts";
@@ -188,6 +188,12 @@ export class GgufCheckpoint implements TensorStore {
     }
     into.set(bytes);
     return into;
+  }
+
+  /** `name` in its stored ggml type (quantized blocks as they are), q/k rows in HF order. */
+  async readGgml(name: string): Promise<{ type: GgmlType; bytes: Uint8Array }> {
+    const t = await this.stored(name);
+    return { type: t.gguf.type, bytes: t.bytes };
   }
 
   /** `name` as f32: exactly the values ggml dequantizes to (q/k rows in HF order). */

@@ -8,6 +8,7 @@
  */
 
 import type { DType } from "./dtype.ts";
+import type { GgmlType } from "./ggml_quants.ts";
 
 /** One tensor as the store hands it out (what {@link TensorStore.readRaw} returns bytes of). */
 export interface StoredTensor {
@@ -44,6 +45,12 @@ export interface TensorStore {
   readRaw(name: string, into?: Uint8Array): Promise<Uint8Array>;
   /** Tensor `name` as f32 (the CPU reference's weights: exact, never rounded through readRaw's dtype). */
   readF32(name: string): Promise<Float32Array>;
+  /**
+   * Tensor `name` in the type it is stored in (a GGUF file's quantized blocks, rows in HF order), for a
+   * backend that computes on the blocks directly (the wasm backend). Absent: the store holds only
+   * F32/F16/BF16, which {@link readRaw} gives as they are.
+   */
+  readGgml?(name: string): Promise<{ type: GgmlType; bytes: Uint8Array }>;
   /**
    * Strings that identify the store's content without reading the weights: file names, sizes and
    * tensor tables (and, for GGUF, the metadata). The acceptance and profile caches hash them.

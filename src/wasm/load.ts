@@ -1,0 +1,30 @@
+/**
+ * Loading a validated checkpoint into the wasm backend.
+ *
+ * @module
+ */
+
+import type { Checkpoint } from "../model/folder.ts";
+import { WasmLlama } from "./llama.ts";
+import { defaultThreads, WasmRuntime } from "./runtime.ts";
+import { loadWasmWeights } from "./weights.ts";
+
+/** Options of {@link loadWasmModel}. */
+export interface WasmLoadOptions {
+  /** Threads per forward (default: the cores of this machine). */
+  threads?: number;
+  /** KV slots (default: the model's context length). */
+  capacity?: number;
+}
+
+/** Load a folder's weights (GGUF blocks as stored) into a wasm model. */
+export async function loadWasmModel(folder: Checkpoint, opts: WasmLoadOptions = {}): Promise<WasmLlama> {
+  const rt = await WasmRuntime.create(opts.threads ?? defaultThreads());
+  try {
+    const w = await loadWasmWeights(rt, folder.checkpoint, folder.config);
+    return new WasmLlama(folder.config, rt, w, opts.capacity ?? folder.config.maxPositions);
+  } catch (e) {
+    rt.dispose();
+    throw e;
+  }
+}

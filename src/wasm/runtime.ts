@@ -1,0 +1,223 @@
+/**
+ * The wasm backend's runtime: the compiled kernels (kernels/llama.wasm), one shared memory, a bump
+ * allocator over it, and the threads that run each forward together. One runtime per model: its
+ * weights, KV cache and scratch live in its memory, and dispose() ends its threads.
+ *
+ * Threads: thread 0 is the caller's (a forward is a synchronous call); threads 1..N-1 are Workers that
+ * instantiate the same module over the same memory, each with its own stack, and wait in the kernels'
+ * worker_loop for jobs (spinning briefly, then sleeping on an atomic).
+ *
+ * @module
+ */
+
+import { CTX_FIELDS, LAYER_FIELDS, POOL_FIELDS, StructView } from "./layout.ts";
+
+/** What llama.wasm exports (addresses are wasm32 byte offsets into the memory). */
+export interface KernelExports {
+  ctx_size(): number;
+  layer_size(): number;
+  pool_size(): number;
+  forward(pool: number, ctx: number): void;
+  stop_workers(pool: number): void;
+  worker_loop(pool: number, tid: number, seen: number): void;
+  k_rmsnorm(x: number, w: number, n: number, d: number, eps: number, out: number): void;
+  k_quantize(x: number, n: number, cols: number, xq: number, xd: number, xs: number): void;
+  k_matmul(
+    type: number,
+    w: number,
+    rows: number,
+    cols: number,
+    x: number,
+    xq: number,
+    xd: number,
+    xs: number,
+    n: number,
+    out: number,
+    accum: number,
+  ): void;
+  k_rope(x: number, n: number, heads: number, hd: number, cos: number, sin: number): void;
+  k_attention(
+    q: number,
+    k: number,
+    v: number,
+    mask: number,
+    n: number,
+    slots: number,
+    heads: number,
+    kvHeads: number,
+    hd: number,
+    scores: number,
+    acc: number,
+    out: number,
+  ): void;
+  k_swiglu(g: number, u: number, n: number, out: number): void;
+  k_exp(x: number): number;
+  __stack_pointer: WebAssembly.Global;
+  __heap_base: WebAssembly.Global;
+}
+
+const PAGE = 65536;
+/** wasm32's limit: 4 GiB. */
+export const MAX_WASM_BYTES = 65536 * PAGE;
+/** Stack of each worker thread (the kernels keep a few hundred bytes of locals). */
+const WORKER_STACK = 256 * 1024;
+
+let compiled: Promise<WebAssembly.Module> | undefined;
+
+/** The compiled kernels (compiled once per process; the file is committed, built by scripts/build_wasm.sh). */
+export function kernelModule(): Promise<WebAssembly.Module> {
+  compiled ??= Deno.readFile(new URL("./kernels/llama.wasm", import.meta.url)).then((b) =>
+    WebAssembly.compile(b)
+  );
+  return compiled;
+}
+
+/** The default thread count: the cores this process may use. */
+export function defaultThreads(): number {
+  return Math.max(1, navigator.hardwareConcurrency || 1);
+}
+
+/** One memory, its allocator and its threads. */
+export class WasmRuntime {
+  private top: number;
+  private workers: Worker[] = [];
+  private disposed = false;
+
+  private constructor(
+    readonly memory: WebAssembly.Memory,
+    readonly exports: KernelExports,
+    private readonly module: WebAssembly.Module,
+    /** Threads that run each forward, the caller's included. */
+    readonly threads: number,
+    /** Address of the Pool struct. */
+    readonly pool: number,
+    heapBase: number,
+  ) {
+    this.top = heapBase;
+  }
+
+  /** Compile (once), make the memory and start `threads - 1` workers. */
+  static async create(threads = 1): Promise<WasmRuntime> {
+    if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
+      throw new RangeError(`wasm backend: threads must be an integer in [1, 64], got ${threads}`);
+    }
+    const module = await kernelModule();
+    const memory = new WebAssembly.Memory({ initial: 32, maximum: 65536, shared: true });
+    const instance = await WebAssembly.instantiate(module, { env: { memory } });
+    const exports = instance.exports as unknown as KernelExports;
+    for (
+      const [name, size, fields] of [
+        ["Ctx", exports.ctx_size(), CTX_FIELDS],
+        ["Layer", exports.layer_size(), LAYER_FIELDS],
+        ["Pool", exports.pool_size(), POOL_FIELDS],
+      ] as const
+    ) {
+      if (size !== 4 * fields.length) {
+        throw new Error(
+          `llama.wasm: struct ${name} is ${size} bytes but layout.ts lists ${fields.length} fields`,
+        );
+      }
+    }
+    const heapBase = Number(exports.__heap_base.value);
+    const rt = new WasmRuntime(memory, exports, module, threads, 0, heapBase);
+    const pool = rt.alloc(4 * POOL_FIELDS.length);
+    (rt as { pool: number }).pool = pool;
+    const pv = new StructView(memory, pool, POOL_FIELDS);
+    pv.setInt("n_threads", threads);
+    await rt.startWorkers(pv.getInt("job_gen"));
+    return rt;
+  }
+
+  private async startWorkers(seen: number): Promise<void> {
+    const ready: Promise<void>[] = [];
+    for (let tid = 1; tid < this.threads; tid++) {
+      const stack = this.alloc(WORKER_STACK, 16);
+      const w = new Worker(new URL("./thread_worker.ts", import.meta.url), { type: "module" });
+      this.workers.push(w);
+      ready.push(
+        new Promise((resolve, reject) => {
+          w.onmessage = (e) => {
+            if (e.data?.ready === tid) resolve();
+          };
+          w.onerror = (e) => {
+            e.preventDefault();
+            reject(new Error(`wasm thread ${tid}: ${e.message}`));
+          };
+        }),
+      );
+      w.postMessage({
+        module: this.module,
+        memory: this.memory,
+        pool: this.pool,
+        tid,
+        seen,
+        stackTop: stack + WORKER_STACK,
+      });
+    }
+    try {
+      await Promise.all(ready);
+    } catch (e) {
+      this.dispose();
+      throw e;
+    }
+  }
+
+  /** Allocate `bytes` (zeroed: fresh memory, never reused), aligned; grows the memory as needed. */
+  alloc(bytes: number, align = 64): number {
+    const at = Math.ceil(this.top / align) * align;
+    const end = at + bytes;
+    if (end > MAX_WASM_BYTES) {
+      throw new RangeError(
+        `wasm backend: ${
+          Math.ceil(end / 2 ** 20)
+        } MiB needed for weights, KV cache and scratch, over wasm32's ` +
+          `4096 MiB limit (use a smaller --context or quantized weights)`,
+      );
+    }
+    const have = this.memory.buffer.byteLength;
+    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+    this.top = end;
+    return at;
+  }
+
+  /** Bytes allocated so far. */
+  get used(): number {
+    return this.top;
+  }
+
+  /** A view of `n` floats at `ptr`. */
+  f32(ptr: number, n: number): Float32Array {
+    return new Float32Array(this.memory.buffer, ptr, n);
+  }
+
+  /** A view of `n` bytes at `ptr`. */
+  u8(ptr: number, n: number): Uint8Array {
+    return new Uint8Array(this.memory.buffer, ptr, n);
+  }
+
+  /** A view of `n` int32 at `ptr`. */
+  i32(ptr: number, n: number): Int32Array {
+    return new Int32Array(this.memory.buffer, ptr, n);
+  }
+
+  /** A view of `n` int16 at `ptr`. */
+  i16(ptr: number, n: number): Int16Array {
+    return new Int16Array(this.memory.buffer, ptr, n);
+  }
+
+  /** Copy `bytes` into fresh memory; returns the address. */
+  upload(bytes: Uint8Array, align = 64): number {
+    const at = this.alloc(bytes.byteLength, align);
+    this.u8(at, bytes.byteLength).set(bytes);
+    return at;
+  }
+
+  /** End the worker threads (the memory goes with the last reference). */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.workers.length) this.exports.stop_workers(this.pool);
+    for (const w of this.workers) w.terminate();
+    this.workers = [];
+  }
+}
