@@ -14,6 +14,8 @@ import { CTX_FIELDS, LAYER_FIELDS, POOL_FIELDS, StructView } from "./layout.ts";
 
 /** What llama.wasm exports (addresses are wasm32 byte offsets into the memory). */
 export interface KernelExports {
+  /** Fill the kernels' tables (once per memory, before anything else). */
+  init(): void;
   ctx_size(): number;
   layer_size(): number;
   pool_size(): number;
@@ -105,6 +107,7 @@ export class WasmRuntime {
     const memory = new WebAssembly.Memory({ initial: 32, maximum: 65536, shared: true });
     const instance = await WebAssembly.instantiate(module, { env: { memory } });
     const exports = instance.exports as unknown as KernelExports;
+    exports.init();
     for (
       const [name, size, fields] of [
         ["Ctx", exports.ctx_size(), CTX_FIELDS],

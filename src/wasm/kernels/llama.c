@@ -103,7 +103,11 @@ static inline float f16_to_f32(uint16_t h) {
   return f32_from_bits((uint32_t)u & 0x8FFFE000u) * 0x1p112f;
 }
 
-static inline float ld_f16(const uint8_t* p) { return f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
+// f16 -> f32 of the blocks' scales by table (filled once by init()): two loads instead of ~8 scalar ops.
+// The table lives in the shared linear memory (not a wasm global), so every thread sees the one copy.
+static float F16_TABLE[65536];
+
+static inline float ld_f16(const uint8_t* p) { return F16_TABLE[*(const uint16_t*)p]; }
 
 // e^x for f32: Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, degree-6 Taylor polynomial
 // (relative error < 2e-7), then scale by 2^k through the exponent bits.
@@ -397,6 +401,87 @@ static inline __attribute__((always_inline)) void row_quant(int type, const uint
   for (int t = 0; t < G; t++) res[t] = hsum(acc[t]) + accm[t];
 }
 
+// Rows of the 32-element block types (Q8_0, Q4_0, Q4_1), R rows at once for G <= 2 tokens: the decode
+// case (n <= 2), where R independent weight streams keep more loads in flight. Each row's and token's
+// arithmetic is exactly row_quant's (same block order and operations); res is (G, R).
+static inline __attribute__((always_inline)) void rows_q32(int type, const uint8_t* w, int rb, int R, int cols,
+                                                            const Act* a, int G, float* res) {
+  v128_t acc[8];
+  float accm[8];
+  for (int k = 0; k < R * G; k++) {
+    acc[k] = wasm_f32x4_splat(0.0f);
+    accm[k] = 0.0f;
+  }
+  const v128_t lo4 = wasm_i8x16_splat(0x0F);
+  const int nb = cols / 32, bytes = type == T_Q8_0 ? 34 : type == T_Q4_0 ? 18 : 20;
+  for (int b = 0; b < nb; b++) {
+    for (int r = 0; r < R; r++) {
+      const uint8_t* blk = w + r * rb + b * bytes;
+      v128_t w0, w1;
+      if (type == T_Q8_0) {
+        w0 = wasm_v128_load(blk + 2);
+        w1 = wasm_v128_load(blk + 18);
+      } else {
+        v128_t q = wasm_v128_load(blk + (type == T_Q4_0 ? 2 : 4));
+        w0 = wasm_v128_and(q, lo4);
+        w1 = wasm_u8x16_shr(q, 4);
+        if (type == T_Q4_0) {
+          w0 = wasm_i8x16_sub(w0, wasm_i8x16_splat(8));
+          w1 = wasm_i8x16_sub(w1, wasm_i8x16_splat(8));
+        }
+      }
+      const float dw = ld_f16(blk);
+      for (int t = 0; t < G; t++) {
+        const int k = t * R + r;
+        v128_t s = dot32(w0, w1, a->q + t * a->qstride + 32 * b);
+        acc[k] = wasm_f32x4_add(acc[k], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), wasm_f32x4_splat(dw * a->d[t * a->bstride + b])));
+        if (type == T_Q4_1) accm[k] += ld_f16(blk + 2) * a->s[t * a->bstride + b];
+      }
+    }
+  }
+  for (int k = 0; k < R * G; k++) res[k] = hsum(acc[k]) + accm[k];
+}
+
+// Float rows, R at a time for one token (the n = 1 case, as rows_q32): each row's arithmetic is exactly
+// row_float's.
+static inline __attribute__((always_inline)) void rows_float(int type, const uint8_t* w, int rb, int R, int cols,
+                                                              const Act* a, int tt, float* res) {
+  v128_t acc0[4], acc1[4];
+  for (int r = 0; r < R; r++) acc0[r] = acc1[r] = wasm_f32x4_splat(0.0f);
+  const float* x = a->x + tt * a->xstride;
+  int i = 0;
+  for (; i + 8 <= cols; i += 8) {
+    const v128_t x0 = wasm_v128_load(x + i), x1 = wasm_v128_load(x + i + 4);
+    for (int r = 0; r < R; r++) {
+      const uint8_t* wr = w + r * rb;
+      v128_t w0, w1;
+      if (type == T_F32) {
+        w0 = wasm_v128_load(wr + 4 * i);
+        w1 = wasm_v128_load(wr + 4 * i + 16);
+      } else if (type == T_F16) {
+        f16x8(wasm_v128_load(wr + 2 * i), &w0, &w1);
+      } else {
+        const v128_t z = wasm_i32x4_splat(0);
+        v128_t h = wasm_v128_load(wr + 2 * i);
+        w0 = wasm_i16x8_shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11);
+        w1 = wasm_i16x8_shuffle(z, h, 0, 12, 1, 13, 2, 14, 3, 15);
+      }
+      acc0[r] = wasm_f32x4_add(acc0[r], wasm_f32x4_mul(w0, x0));
+      acc1[r] = wasm_f32x4_add(acc1[r], wasm_f32x4_mul(w1, x1));
+    }
+  }
+  for (int r = 0; r < R; r++) res[r] = hsum(wasm_f32x4_add(acc0[r], acc1[r]));
+  for (; i < cols; i++) {
+    for (int r = 0; r < R; r++) {
+      const uint8_t* wr = w + r * rb;
+      float wv = type == T_F32 ? P(const float, (uintptr_t)(wr + 4 * i))[0]
+                 : type == T_F16 ? ld_f16(wr + 2 * i)
+                                 : f32_from_bits((uint32_t)(wr[2 * i] | (wr[2 * i + 1] << 8)) << 16);
+      res[r] += wv * x[i];
+    }
+  }
+}
+
 static inline int is_quant(int type) { return type != T_F32 && type != T_F16 && type != T_BF16; }
 
 static int row_bytes(int type, int cols) {
@@ -417,10 +502,46 @@ static int row_bytes(int type, int cols) {
     if (q) row_quant(W->type, row, cols, a, t0, G, res); else row_float(W->type, row, cols, a, t0, G, res); \
   } while (0)
 
-static void matmul_rows(const Mat* W, int cols, int r0, int r1, const Act* a, int n, float* out, int os, int accum) {
+__attribute__((noinline)) static void matmul_rows(const Mat* W, int cols, int r0, int r1, const Act* a, int n, float* out, int os, int accum) {
   const int rb = row_bytes(W->type, cols), q = is_quant(W->type);
   const uint8_t* base = P(const uint8_t, W->data);
-  for (int r = r0; r < r1; r++) {
+  int r = r0;
+  if (n <= 2 && (W->type == T_Q8_0 || W->type == T_Q4_0 || W->type == T_Q4_1)) {
+    // Four rows at a time for the one or two tokens.
+    for (; r + 4 <= r1; r += 4) {
+      float res[8];
+      const uint8_t* row = base + (int64_t)r * rb;
+      if (n == 1) {
+        if (W->type == T_Q8_0) rows_q32(T_Q8_0, row, rb, 4, cols, a, 1, res);
+        else if (W->type == T_Q4_0) rows_q32(T_Q4_0, row, rb, 4, cols, a, 1, res);
+        else rows_q32(T_Q4_1, row, rb, 4, cols, a, 1, res);
+      } else {
+        if (W->type == T_Q8_0) rows_q32(T_Q8_0, row, rb, 4, cols, a, 2, res);
+        else if (W->type == T_Q4_0) rows_q32(T_Q4_0, row, rb, 4, cols, a, 2, res);
+        else rows_q32(T_Q4_1, row, rb, 4, cols, a, 2, res);
+      }
+      for (int t = 0; t < n; t++)
+        for (int k = 0; k < 4; k++) {
+          float* o = out + t * os + r + k;
+          *o = accum ? *o + res[t * 4 + k] : res[t * 4 + k];
+        }
+    }
+  } else if (n == 1 && !q) {
+    for (; r + 4 <= r1; r += 4) {
+      for (int t = 0; t < n; t++) {
+        float res[4];
+        const uint8_t* row = base + (int64_t)r * rb;
+        if (W->type == T_F32) rows_float(T_F32, row, rb, 4, cols, a, t, res);
+        else if (W->type == T_F16) rows_float(T_F16, row, rb, 4, cols, a, t, res);
+        else rows_float(T_BF16, row, rb, 4, cols, a, t, res);
+        for (int k = 0; k < 4; k++) {
+          float* o = out + t * os + r + k;
+          *o = accum ? *o + res[k] : res[k];
+        }
+      }
+    }
+  }
+  for (; r < r1; r++) {
     const uint8_t* row = base + (int64_t)r * rb;
     for (int t0 = 0; t0 < n; t0 += 4) {
       float res[4];
@@ -625,6 +746,11 @@ static void run_forward(Pool* p, Ctx* c, int tid) {
 // exports
 
 #define EXPORT(name) __attribute__((export_name(#name)))
+
+// Fill the tables; the runtime calls it once, on thread 0, before any other export.
+EXPORT(init) void init(void) {
+  for (int h = 0; h < 65536; h++) F16_TABLE[h] = f16_to_f32((uint16_t)h);
+}
 
 EXPORT(ctx_size) int ctx_size(void) { return (int)sizeof(Ctx); }
 EXPORT(layer_size) int layer_size(void) { return (int)sizeof(Layer); }
