@@ -1,10 +1,14 @@
 /**
  * `deno task bench --peers`: autoregressive decoding of a real model (default: SmolLM2-135M-Instruct,
  * `deno task models`) by this engine and by llama.cpp on the same GGUF, the same prompt ids and the same
- * token count, in one run: this engine on the GPU (8 and 1 tokens per submission) and the CPU reference,
- * llama.cpp's CPU backend (2 threads) and, with `vulkan`, its Vulkan backend. Beside each row: the bytes
- * of weights it reads per token and what that is in GB/s, next to the adapter's streaming-read bandwidth
- * measured in the same run.
+ * token count, in one run: this engine on the GPU (8 and 1 tokens per submission), on the wasm backend
+ * and llama.cpp's CPU backend at the same thread counts (1 and 2 by default), the CPU reference and,
+ * with `vulkan`, llama.cpp's Vulkan backend. Beside each row: the bytes of weights it reads per token
+ * and what that is in GB/s, next to the adapter's streaming-read bandwidth measured in the same run.
+ *
+ * The prompt: the prompt file's first ids (SmolLM2's golden.json) when they fit the model's vocabulary,
+ * else the first prompt of bench/prompts.json in the model's own tokenizer (the tiny model), written to
+ * a temporary golden-shaped file for llama.cpp.
  *
  * @module
  */
@@ -23,6 +27,8 @@ import { median } from "../util/stats.ts";
 import { streamingReadMs } from "./kernels.ts";
 import { benchLlamaCpp, isLlamaCppRow, type LlamaCppResult } from "./llama_cpp.ts";
 import { loadAlone } from "./pair.ts";
+import { loadWasmModel } from "../wasm/load.ts";
+import { defaultThreads } from "../wasm/runtime.ts";
 
 /**
  * The default model (fetched by `deno task models`) and prompt set (the transformers reference prompts),
@@ -45,6 +51,10 @@ export interface PeerBenchOptions {
   runs: number;
   /** Also run llama.cpp's Vulkan backend (slow on lavapipe: ~1.5 min). */
   vulkan: boolean;
+  /** Thread counts of the wasm and llama.cpp CPU rows (default 1 and 2, at most the machine's cores). */
+  threads?: number[];
+  /** Leave out the GPU and CPU-reference rows (the CPU-side comparison only). */
+  cpuOnly?: boolean;
   /** Where the JSON goes (none when undefined). */
   jsonPath?: string;
 }
@@ -74,19 +84,70 @@ async function fileWeightBytes(path: string): Promise<number> {
 
 /** Run the comparison; prints Markdown and returns the rows. */
 export async function benchPeers(o: PeerBenchOptions): Promise<PeerRow[]> {
-  const golden = JSON.parse(await Deno.readTextFile(o.prompts));
-  const prompt: number[] = golden.prompts[0].ids;
   const folder = await openModelFolder(o.model);
+  const golden = JSON.parse(await Deno.readTextFile(o.prompts));
+  let prompt: number[] = golden.prompts[0].ids;
+  let promptName: string = golden.prompts[0].name;
+  let promptFile = o.prompts;
+  if (prompt.some((id) => id >= folder.config.vocabSize)) {
+    const text: string = JSON.parse(await Deno.readTextFile("bench/prompts.json")).prompts[0];
+    prompt = folder.tokenizer.encode(text);
+    promptName = JSON.stringify(text);
+    promptFile = await Deno.makeTempFile({ suffix: ".json" });
+    await Deno.writeTextFile(promptFile, JSON.stringify({ prompts: [{ name: promptName, ids: prompt }] }));
+  }
+  const threads = (o.threads ?? [1, 2]).filter((t) => t <= Math.max(1, defaultThreads()));
   const rows: PeerRow[] = [];
-  const gpu = await sharedGpu();
-  const ctx = { rec: new Recorder(gpu, new UniformArena(gpu)), pipelines: new PipelineCache(gpu) };
-  const streamMs = await streamingReadMs(gpu, ctx, 64 << 20, (await syncCost(gpu)).submitMs);
-  const streamGbps = (64 << 20) / (streamMs / 1000) / 1e9;
-  const configs: { backend: Backend; per: number }[] = [
-    { backend: "gpu", per: 8 },
-    { backend: "gpu", per: 1 },
-    { backend: "cpu", per: 1 },
-  ];
+  const gpu = o.cpuOnly ? undefined : await sharedGpu();
+  let streamGbps = NaN;
+  if (gpu) {
+    const ctx = { rec: new Recorder(gpu, new UniformArena(gpu)), pipelines: new PipelineCache(gpu) };
+    const streamMs = await streamingReadMs(gpu, ctx, 64 << 20, (await syncCost(gpu)).submitMs);
+    streamGbps = (64 << 20) / (streamMs / 1000) / 1e9;
+  }
+  // AR decode of `model` (timed runs after a warm-up; tok/s median).
+  const decode = async (
+    model: Parameters<typeof generateAutoregressive>[0],
+    per: number,
+    runs: number,
+    tokens: number,
+  ) => {
+    const perRun: GenerationStats[] = [];
+    for (let r = 0; r <= runs; r++) { // run 0 is the warm-up
+      const gen = generateAutoregressive(model, prompt, {
+        maxTokens: tokens,
+        sampling: GREEDY,
+        seed: 0,
+        tokensPerSubmission: per,
+      });
+      for await (const ev of gen) if (ev.type === "done" && r > 0) perRun.push(ev.stats);
+    }
+    return median(perRun.map((s) => s.tokPerS));
+  };
+  for (const t of threads) {
+    const model = await loadWasmModel(folder, { threads: t, capacity: prompt.length + o.tokens + 8 });
+    try {
+      const tokPerS = await decode(model, 1, o.runs, o.tokens);
+      rows.push({
+        engine: `specdec wasm (${t} thread${t === 1 ? "" : "s"})`,
+        tokPerS,
+        bytesPerToken: model.w.bytes,
+        gbps: (model.w.bytes * tokPerS) / 1e9,
+        note: `matrices ${[
+          ...new Set(model.w.layers.flatMap((l) => Object.values(l.matrices).map((m) => m.type))),
+        ]}, head ${model.w.lmHead.type}`,
+      });
+    } finally {
+      model.dispose();
+    }
+  }
+  const configs: { backend: Backend; per: number }[] = gpu
+    ? [
+      { backend: "gpu", per: 8 },
+      { backend: "gpu", per: 1 },
+      { backend: "cpu", per: 1 },
+    ]
+    : [];
   for (const cfg of configs) {
     const loaded = await loadAlone(folder, cfg.backend);
     const perRun: GenerationStats[] = [];
@@ -115,16 +176,19 @@ export async function benchPeers(o: PeerBenchOptions): Promise<PeerRow[]> {
   }
   folder.checkpoint.close();
   const fileBytes = await fileWeightBytes(o.model);
-  const peers: LlamaCppResult[] = [
-    await benchLlamaCpp({
-      backend: "cpu",
-      threads: 2,
-      tokens: o.tokens,
-      runs: o.runs,
-      model: o.model,
-      prompts: o.prompts,
-    }),
-  ];
+  const peers: LlamaCppResult[] = [];
+  for (const t of threads) {
+    peers.push(
+      await benchLlamaCpp({
+        backend: "cpu",
+        threads: t,
+        tokens: o.tokens,
+        runs: o.runs,
+        model: o.model,
+        prompts: promptFile,
+      }),
+    );
+  }
   if (o.vulkan) {
     peers.push(
       await benchLlamaCpp({
@@ -133,7 +197,7 @@ export async function benchPeers(o: PeerBenchOptions): Promise<PeerRow[]> {
         tokens: 32,
         runs: 2,
         model: o.model,
-        prompts: o.prompts,
+        prompts: promptFile,
       }),
     );
   }
@@ -151,11 +215,9 @@ export async function benchPeers(o: PeerBenchOptions): Promise<PeerRow[]> {
     );
   }
   console.log(
-    `Deno ${Deno.version.deno}; ${gpu.adapter.description || gpu.adapter.vendor}; model ${o.model}; ` +
-      `prompt "${
-        golden.prompts[0].name
-      }" (${prompt.length} ids), ${o.tokens} greedy tokens, median of ${o.runs} run(s); ` +
-      `streaming read ${streamGbps.toFixed(2)} GB/s\n`,
+    `Deno ${Deno.version.deno}; ${gpu ? gpu.adapter.description || gpu.adapter.vendor : "no GPU rows"}; ` +
+      `model ${o.model}; prompt ${promptName} (${prompt.length} ids), ${o.tokens} greedy tokens, median of ` +
+      `${o.runs} run(s)${gpu ? `; streaming read ${streamGbps.toFixed(2)} GB/s` : ""}\n`,
   );
   console.log("| engine | tok/s | weights read per token | GB/s of weights | % of streaming read | note |");
   console.log("|---|---:|---:|---:|---:|---|");
