@@ -55,13 +55,11 @@ export type TargetType = typeof TARGET_TYPES[number];
 export const LLAMA_FTYPE: Readonly<Record<TargetType, number>> = { F32: 0, F16: 1, Q8_0: 7 };
 
 /**
- * `tokenizer.ggml.pre` written for a plain GPT-2 ByteLevel pre-tokenizer. llama.cpp names GPT-2's
- * regex "gpt-2", which this engine's reader (gguf_tokenizer.ts) does not know; the name this engine
- * knows, "gpt2", llama.cpp refuses ("unknown pre-tokenizer type"). "default" is read by both — as
- * GPT-2's regex here, as llama.cpp's default BPE regexes there — so it is the default, and
- * `--pre gpt-2` writes llama.cpp's exact name once the reader accepts it.
+ * `tokenizer.ggml.pre` written for a plain GPT-2 ByteLevel pre-tokenizer: llama.cpp's name for GPT-2's
+ * regex, which this engine's reader (gguf_tokenizer.ts) also reads as GPT-2's regex ("default" would be
+ * read by llama.cpp as its default BPE regexes, which split `'s` and ` (` differently).
  */
-export const GPT2_PRE_DEFAULT = "default";
+export const GPT2_PRE_DEFAULT = "gpt-2";
 
 /** A conversion that cannot be done; the message names the file. */
 export class ConvertError extends Error {

@@ -407,7 +407,7 @@ Deno.test("convert_gguf: the bundled tiny target (F16 safetensors) to F16 GGUF i
     const f = await GgufFile.open(out);
     try {
       assert.equal(f.get("output.weight")?.type, "F16");
-      assert.equal(f.value("tokenizer.ggml.pre"), "default");
+      assert.equal(f.value("tokenizer.ggml.pre"), "gpt-2");
       for (const n of a.checkpoint.names()) {
         assert.deepEqual(await b.checkpoint.readF32(n), await a.checkpoint.readF32(n), n);
       }
@@ -535,7 +535,7 @@ Deno.test({
   fn: async () => {
     await inTemp(async (dir) => {
       const out = `${dir}/target.F16.gguf`;
-      // llama.cpp's own name of GPT-2's regex (this engine's reader knows it as "gpt2"/"default").
+      // llama.cpp's own name of GPT-2's regex, the default (this engine reads it like "gpt2").
       await conv(TINY, out, "F16", { pre: "gpt-2" });
       const golden = JSON.parse(await Deno.readTextFile(`${ROOT}weights/tiny/golden.json`));
       const tiny = await openModelFolder(TINY);

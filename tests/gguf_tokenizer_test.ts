@@ -54,7 +54,7 @@ Deno.test("gguf tokenizer: unsupported models and pre-tokenizers are refused by 
     [[str("tokenizer.ggml.model", "llama")], /tokenizer.ggml.model "llama" is not supported \(only "gpt2"/],
     [
       [str("tokenizer.ggml.model", "gpt2"), str("tokenizer.ggml.pre", "qwen2")],
-      /tokenizer.ggml.pre "qwen2" is not supported \(supported: gpt2, default, smollm\)/,
+      /tokenizer.ggml.pre "qwen2" is not supported \(supported: gpt2, gpt-2, default, smollm\)/,
     ],
     [[str("tokenizer.ggml.model", "gpt2")], /metadata "tokenizer.ggml.tokens" is missing/],
     [

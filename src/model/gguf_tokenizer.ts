@@ -21,10 +21,12 @@ const BYTE_LEVEL = { type: "ByteLevel", add_prefix_space: false, trim_offsets: t
 
 /**
  * Pre-tokenizers by `tokenizer.ggml.pre` name, as the models' own tokenizer.json files define them:
- * "smollm" (SmolLM / SmolLM2, the cosmo2 tokenizer) splits every digit apart before GPT-2's regex.
+ * "smollm" (SmolLM / SmolLM2, the cosmo2 tokenizer) splits every digit apart before GPT-2's regex; "gpt-2"
+ * is llama.cpp's name for GPT-2's own regex (what scripts/convert_gguf.ts writes).
  */
 const PRE_TOKENIZERS: Record<string, unknown> = {
   gpt2: BYTE_LEVEL,
+  "gpt-2": BYTE_LEVEL,
   default: BYTE_LEVEL,
   smollm: { type: "Sequence", pretokenizers: [{ type: "Digits", individual_digits: true }, BYTE_LEVEL] },
 };
