@@ -46,6 +46,8 @@ Deno.test("cli: generate --json prints {text, tokens, stats}", async () => {
     "--temperature",
     "0",
     "--json",
+    "--backend",
+    "gpu",
   );
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout);
@@ -110,6 +112,8 @@ Deno.test("cli: without XDG_RUNTIME_DIR, a start prints no loader warning about 
     "1",
     "--method",
     "ar",
+    "--backend",
+    "gpu",
   );
   assert.equal(r.code, 0, r.stderr);
   assert.doesNotMatch(r.stderr, /XDG_RUNTIME_DIR/);

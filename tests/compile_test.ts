@@ -100,6 +100,8 @@ Deno.test("compile: the task embeds the shaders and the default weights, with th
     }
   }
   assert.ok(workers.includes("src/server/engine_worker.ts"), `workers found: ${workers}`);
+  assert.ok(workers.includes("src/wasm/thread_worker.ts"), `workers found: ${workers}`);
+  assert.ok(found.includes("src/wasm/kernels/llama.wasm"), `wasm kernels lookup found: ${found}`);
   assert.ok(found.some((f) => f.startsWith("shaders")), `shader lookup found: ${found}`);
   assert.ok(found.some((f) => f.startsWith("weights/tiny")), `weights lookup found: ${found}`);
 });
@@ -119,7 +121,7 @@ async function generates(url: string): Promise<void> {
   assert.equal(j.usage.completion_tokens, 4);
 }
 
-Deno.test("compile: the compiled layout (module graph + includes only, read-only) serves on the GPU", async () => {
+Deno.test("compile: the compiled layout (module graph + includes only, read-only) serves (default backend: auto)", async () => {
   const stage = await Deno.makeTempDir({ prefix: "specdec-layout-" });
   const elsewhere = await Deno.makeTempDir({ prefix: "specdec-cwd-" });
   try {

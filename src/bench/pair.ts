@@ -9,7 +9,7 @@
 
 import { type Backend, type LoadedModel, loadModel, sharedGpu } from "../runtime/backend.ts";
 import type { HardwareCosts } from "../runtime/hardware_profile.ts";
-import { Runtime } from "../runtime/runtime.ts";
+import { profiledBackend, Runtime } from "../runtime/runtime.ts";
 import { GpuLlama } from "../gpu/llama/model.ts";
 import { minPagedBudget, weightSizes } from "../gpu/paging/plan.ts";
 import { pagedModel } from "../model/capabilities.ts";
@@ -75,7 +75,7 @@ export interface BenchPair {
   device: string;
   /** The load as the report states it. */
   info: Omit<ModeInfo, "picks" | "costs">;
-  /** The hardware profile's t(n) curves for this pair and mode (cached or measured); GPU only. */
+  /** The hardware profile's t(n) curves for this pair and mode (cached or measured); gpu and wasm. */
   costs?: HardwareCosts;
   /** The acceptance vector at these sampling settings (stored, or measured and stored). */
   acceptance(sampling: SamplingParams): Promise<number[]>;
@@ -84,11 +84,11 @@ export interface BenchPair {
   close(): void;
 }
 
-/** Without a hardware profile (the CPU backend) Sequoia runs this tree. */
+/** Without a hardware profile (the CPU reference) Sequoia runs this tree. */
 const DEFAULT_TREE = { n: 8, depth: 3 };
 
 /**
- * No hardware profile off the GPU: rank by G(n, d) under t(n) proportional to n, which orders trees by
+ * No hardware profile on the CPU reference: rank by G(n, d) under t(n) proportional to n, which orders trees by
  * the planner alone (the sweep's depths need a ranking even there).
  */
 const PROPORTIONAL_COSTS = (() => {
@@ -99,11 +99,11 @@ const PROPORTIONAL_COSTS = (() => {
 /**
  * Load the pair through the shared {@link Runtime} (the same startup path as serve, generate and
  * profile) with the target's weights held as `mode` says ("paged": under {@link pagedBudget}), then its
- * hardware profile when both run on the GPU. Progress goes to `log`.
+ * hardware profile when both run on gpu or wasm. Progress goes to `log`.
  */
 export async function loadPair(
   folders: PairFolders,
-  o: { mode: Mode; backend: Backend; maxBatch: number; log?: (line: string) => void },
+  o: { mode: Mode; backend: Backend; threads?: number; maxBatch: number; log?: (line: string) => void },
 ): Promise<BenchPair> {
   let gpuMemoryBudget: number | undefined, targetWeightBytes: number | undefined;
   if (o.mode === "paged") {
@@ -113,13 +113,14 @@ export async function loadPair(
     model: folders.targetFolder.path,
     draft: folders.draftFolder.path,
     backend: o.backend,
+    threads: o.threads,
     maxBatch: o.maxBatch,
     paging: { gpuMemoryBudget },
     log: o.log,
   });
   let costs: HardwareCosts | undefined;
   try {
-    if (o.backend === "gpu") costs = (await rt.hardwareCosts()).costs;
+    if (profiledBackend(o.backend)) costs = (await rt.hardwareCosts()).costs;
   } catch (e) {
     rt.close();
     throw e;
@@ -161,8 +162,8 @@ export async function loadPair(
 }
 
 /** One model alone on `backend` (the AR benchmark runs each model by itself). */
-export function loadAlone(folder: ModelFolder, backend: Backend): Promise<LoadedModel> {
-  return loadModel(folder, backend);
+export function loadAlone(folder: ModelFolder, backend: Backend, threads?: number): Promise<LoadedModel> {
+  return loadModel(folder, backend, { threads });
 }
 
 /** The target alone on the GPU, resident, for the kernel benchmark's forward timings. */

@@ -7,7 +7,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { type Backend, BACKENDS } from "../runtime/backend.ts";
+import { DEFAULT_TARGET_DIR } from "../model/folder.ts";
+import { describeDecision, resolveBackend } from "../runtime/backend_choice.ts";
 import { benchAr } from "../bench/ar.ts";
 import { BENCH_METHODS, type BenchSizes, FULL_SIZES, QUICK_SIZES } from "../bench/cases.ts";
 import { benchKernels } from "../bench/kernels.ts";
@@ -21,10 +22,12 @@ import { runSideBySide } from "../bench/runner.ts";
 import { benchSweep, SWEEP_GRIDS } from "../bench/sweep.ts";
 import type { Method } from "../speculative/methods.ts";
 import { UsageError } from "./usage.ts";
+import { BACKEND_FLAGS, backendFlags, backendUsage } from "./backend_flags.ts";
 
 const USAGE =
   `Usage: deno task bench [--quick] [--offload | --resident-only] [--methods LIST] [--temperatures LIST]
-                       [--runs R] [--max-tokens N] [--prompts N] [--backend gpu|cpu] [--json PATH] [--out DIR]
+                       [--runs R] [--max-tokens N] [--prompts N] [--backend gpu|cpu|wasm|auto] [--threads N]
+                       [--json PATH] [--out DIR]
        deno task bench --kernels | --sweep | --ar  [--quick] [--json PATH]
        deno task bench --kernels --model DIR       (kernels, t(n) and a decode step at DIR's shape)
        deno task bench --peers [--model FILE.gguf] [--vulkan] [--max-tokens N] [--runs R] [--json PATH]
@@ -48,7 +51,10 @@ writes SVG plots (tokens/step vs tree size with the planner's prediction, tok/s 
                    made once in <out>/random-1b, 2.2 GB of disk; --skip-1b leaves it out)
   --methods LIST   e.g. chain,sequoia,lookup (AR always runs: it is the baseline)
   --temperatures   e.g. 0,0.7 (default)     --max-tokens / --prompts   override the main cases' sizes
-  --backend cpu    the CPU reference (resident only; Sequoia without a hardware profile)
+${
+    backendUsage(19)
+  }                   (cpu and wasm: resident only; on cpu Sequoia runs without a hardware profile;
+                   auto with --offload: gpu)
   --replot PATH    print the tables and redraw the plots of a saved --json report (no measurement)
 
 Other benchmarks:
@@ -79,7 +85,7 @@ const OPTIONS = {
   "resident-only": { type: "boolean", default: false },
   methods: { type: "string" },
   temperatures: { type: "string" },
-  backend: { type: "string", default: "gpu" },
+  ...BACKEND_FLAGS,
   "max-tokens": { type: "string" },
   prompts: { type: "string" },
   runs: { type: "string" },
@@ -116,8 +122,7 @@ export async function runBench(args: string[]): Promise<number> {
   const maxTokensFlag = positive("max-tokens", values["max-tokens"]);
   const promptsFlag = positive("prompts", values.prompts);
   const runs = positive("runs", values.runs) ?? (values.quick ? 1 : 3);
-  if (!BACKENDS.includes(values.backend as Backend)) throw new UsageError(`--backend must be "gpu" or "cpu"`);
-  const backend = values.backend as Backend;
+  const { backend: backendChoice, threads } = backendFlags(values);
   if (
     [values.kernels, values.sweep, values.ar, values.peers, values.load !== undefined].filter(Boolean)
       .length > 1
@@ -179,13 +184,8 @@ export async function runBench(args: string[]): Promise<number> {
   if (values.offload && values["resident-only"]) {
     throw new UsageError(`--offload (paged only) and --resident-only exclude each other`);
   }
-  const modes: Mode[] = values.offload
-    ? ["paged"]
-    : values["resident-only"] || backend === "cpu"
-    ? ["resident"]
-    : [...MODES];
-  if (backend === "cpu" && values.offload) {
-    throw new UsageError(`--offload (paged weights) needs --backend gpu`);
+  if (backendChoice !== "gpu" && backendChoice !== "auto" && values.offload) {
+    throw new UsageError(`--offload (paged weights) needs --backend gpu, not ${backendChoice}`);
   }
   const temperatures = (values.temperatures ?? "0,0.7").split(",").map((t) => Number(t.trim()));
   if (temperatures.some((t) => !Number.isFinite(t) || t < 0)) {
@@ -199,12 +199,23 @@ export async function runBench(args: string[]): Promise<number> {
     ...base,
     main: { prompts: promptsFlag ?? base.main.prompts, maxTokens: maxTokensFlag ?? base.main.maxTokens },
   };
+  // auto: paged weights need the GPU; resident ones run where the target's t(1) is smaller.
+  const { backend, decision } = values.offload && backendChoice === "auto"
+    ? { backend: "gpu" as const, decision: undefined }
+    : await resolveBackend(backendChoice, DEFAULT_TARGET_DIR, { threads, log: (l) => console.error(l) });
+  if (decision) console.error(`backend auto: ${describeDecision(decision)}`);
+  const modes: Mode[] = values.offload
+    ? ["paged"]
+    : values["resident-only"] || backend !== "gpu"
+    ? ["resident"]
+    : [...MODES];
   await runSideBySide({
     quick: values.quick,
     modes,
     temperatures,
     runs,
     backend,
+    threads,
     sizes,
     methods,
     command: commandLine(args),

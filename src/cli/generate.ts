@@ -14,12 +14,18 @@ import { SAMPLING_DEFAULTS } from "../model/sampling.ts";
 import { pagedModel } from "../model/capabilities.ts";
 import { METHODS, needsDraftModel } from "../speculative/methods.ts";
 import type { StepStats } from "../speculative/engine.ts";
-import { BACKENDS } from "../runtime/backend.ts";
 import { Runtime } from "../runtime/runtime.ts";
 import { ContextLengthError } from "../runtime/context_length.ts";
 import { pagingReport } from "../gpu/paging/report.ts";
 import { formatBytes } from "../util/bytes.ts";
 import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
+import {
+  BACKEND_FLAGS,
+  type BackendFlags,
+  backendFlags,
+  backendUsage,
+  checkPagingBackend,
+} from "./backend_flags.ts";
 import { UsageError, zodMessage } from "./usage.ts";
 
 const SAMPLING = SAMPLING_DEFAULTS.cli;
@@ -33,8 +39,9 @@ const USAGE = `Usage: deno task generate --prompt TEXT [options]
   --top-p P            nucleus mass in (0, 1], 1 = off (default ${SAMPLING.topP})
   --seed S             sampling seed (default 0)
   --model PATH         Hugging Face Llama folder or .gguf file (default weights/tiny/target)
-  --backend gpu|cpu    WebGPU engine (default) or the CPU reference
-  --method M           ar (default) | chain | specinfer | sequoia | specexec | lookup (no draft model:
+${
+  backendUsage(23)
+}  --method M           ar (default) | chain | specinfer | sequoia | specexec | lookup (no draft model:
                        trees copied from the prompt and the text so far)
   --draft PATH         draft folder or .gguf file for chain, specinfer, sequoia, specexec
                        (default weights/tiny/draft; ar and lookup load none)
@@ -57,7 +64,6 @@ const optionsSchema = z.object({
   topP: z.coerce.number().gt(0).max(1),
   seed: z.coerce.number().int(),
   model: z.string().min(1),
-  backend: z.enum(BACKENDS, { message: 'must be "gpu" or "cpu"' }),
   tokensPerSubmission: z.coerce.number().int().min(1).max(256),
   method: z.enum(METHODS, { message: `must be one of ${METHODS.join(", ")}` }),
   draft: z.string().min(1),
@@ -71,7 +77,7 @@ const optionsSchema = z.object({
 });
 
 /** Parsed `generate` options. */
-export type GenerateCliOptions = z.infer<typeof optionsSchema>;
+export type GenerateCliOptions = z.infer<typeof optionsSchema> & BackendFlags;
 
 /** Parse and validate `generate` arguments; throws {@link UsageError}. */
 export function parseGenerateArgs(args: string[]): GenerateCliOptions {
@@ -87,7 +93,7 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
         "top-p": { type: "string", default: String(SAMPLING.topP) },
         seed: { type: "string", default: "0" },
         model: { type: "string", default: DEFAULT_TARGET_DIR },
-        backend: { type: "string", default: "gpu" },
+        ...BACKEND_FLAGS,
         "tokens-per-submission": { type: "string", default: "8" },
         method: { type: "string", default: "ar" },
         draft: { type: "string", default: DEFAULT_DRAFT_DIR },
@@ -106,6 +112,9 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
     throw new UsageError(`${(e as Error).message}\n\n${USAGE}`);
   }
   if (values.help) throw new UsageError(USAGE, 0);
+  const backend = backendFlags(values);
+  const paging = pagingBudgets(values);
+  checkPagingBackend(backend.backend, paging);
   const r = optionsSchema.safeParse({
     prompt: values.prompt,
     maxTokens: values["max-tokens"],
@@ -114,7 +123,6 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
     topP: values["top-p"],
     seed: values.seed,
     model: values.model,
-    backend: values.backend,
     tokensPerSubmission: values["tokens-per-submission"],
     method: values.method,
     draft: values.draft,
@@ -123,10 +131,10 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
     width: values.width,
     budget: values.budget,
     json: values.json,
-    ...pagingBudgets(values),
+    ...paging,
   });
   if (!r.success) throw new UsageError(`${zodMessage(r.error)}\n\n${USAGE}`);
-  return r.data;
+  return { ...r.data, ...backend };
 }
 
 /** `camelCase` keys as `snake_case`, like the HTTP API's JSON (one spelling per field). */
@@ -144,6 +152,7 @@ export async function runGenerate(args: string[]): Promise<number> {
     model: o.model,
     draft: needsDraftModel(o.method) ? o.draft : undefined,
     backend: o.backend,
+    threads: o.threads,
     paging: { gpuMemoryBudget: o.gpuMemoryBudget, hostMemoryBudget: o.hostMemoryBudget },
     maxBatch: (o.budget ?? 0) + 1,
     log,
@@ -217,6 +226,7 @@ async function generate(runtime: Runtime, o: GenerateCliOptions): Promise<number
   await paged?.pagingIdle(); // refills already scheduled belong to this run (bench counts them too)
   const paging = paged && pagingBefore ? pagingReport(pagingBefore, paged.pagingStats()!, wallMs) : undefined;
   const device = runtime.target.device;
+  const where = runtime.backendStatus();
   if (o.json) {
     console.log(JSON.stringify({
       text: tok.decode(ids),
@@ -224,8 +234,10 @@ async function generate(runtime: Runtime, o: GenerateCliOptions): Promise<number
       finish_reason: finishReason,
       stats: {
         ...snakeKeys(stats!),
-        backend: o.backend,
+        backend: where.backend,
+        threads: where.threads ?? undefined,
         device,
+        backend_choice: where.choice ?? undefined,
         method: o.method,
         model: o.model,
         draft: runtime.draft ? o.draft : undefined,

@@ -1,6 +1,6 @@
 /**
- * `deno task profile`: the hardware profile of this adapter (cached) with the acceptance vector, and the
- * trees and SpecExec budget a {@link Runtime} picks from them. `--acceptance`: measure the acceptance
+ * `deno task profile`: the hardware profile of this adapter on the gpu or wasm backend (cached) with the
+ * acceptance vector, and the trees and SpecExec budget a {@link Runtime} picks from them. `--acceptance`: measure the acceptance
  * vector of a model pair at given sampling settings (progress on stderr), store it (beside the draft,
  * or in $SPECDEC_CACHE_DIR), print it with the planner's G(n, d).
  *
@@ -13,26 +13,35 @@ import { SAMPLING_DEFAULTS, type SamplingParams, validateSampling } from "../mod
 import { pagedModel } from "../model/capabilities.ts";
 import { expectedTokens, type SequoiaPlan } from "../speculative/sequoia_plan.ts";
 import { planForPick } from "../speculative/tree_choice.ts";
-import { type Backend, BACKENDS, type PagingBudgets, sharedGpu } from "../runtime/backend.ts";
+import type { PagingBudgets } from "../runtime/backend.ts";
 import { Runtime } from "../runtime/runtime.ts";
 import { UsageError } from "./usage.ts";
 import { formatBytes } from "../util/bytes.ts";
 import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
+import {
+  BACKEND_FLAGS,
+  type BackendFlags,
+  backendFlags,
+  backendUsage,
+  checkPagingBackend,
+} from "./backend_flags.ts";
 
 const SAMPLING = SAMPLING_DEFAULTS.cli;
 
 const USAGE = `Usage: deno task profile [--acceptance] [options]
 
-  (default)          measure t_target(n), t_draft(n) and the sync cost on this adapter (cached beside
-                     the draft; --reprofile forces a new measurement), combine them with the acceptance
-                     vector (stored, or measured now) and pick Sequoia's tree size and depth
+  (default)          measure t_target(n), t_draft(n) and the sync cost on this adapter and backend (gpu
+                     or wasm; cached beside the draft; --reprofile forces a new measurement), combine
+                     them with the acceptance vector (stored, or measured now) and pick Sequoia's tree
+                     size and depth
   --acceptance       only (re-)measure the acceptance vector and store it beside the draft
   --reprofile        ignore the cached hardware profile
   --model PATH       target folder or .gguf file (default weights/tiny/target)
   --draft PATH       draft folder or .gguf file (default weights/tiny/draft)
   --temperature T    (default ${SAMPLING.temperature})   --top-k K (default ${SAMPLING.topK})   --top-p P (default ${SAMPLING.topP})
-  --backend gpu|cpu  (default gpu)
-  --gpu-memory-budget B   profile the target paged under B bytes of GPU weight memory (its own
+${
+  backendUsage(21)
+}  --gpu-memory-budget B   profile the target paged under B bytes of GPU weight memory (its own
                           cached profile: t(n) is nearly flat when streaming weights dominates)
   --host-memory-budget B  host RAM for caching streamed layers
   --json             print one JSON object
@@ -52,7 +61,7 @@ export async function runProfile(args: string[]): Promise<number> {
         temperature: { type: "string", default: String(SAMPLING.temperature) },
         "top-k": { type: "string", default: String(SAMPLING.topK) },
         "top-p": { type: "string", default: String(SAMPLING.topP) },
-        backend: { type: "string", default: "gpu" },
+        ...BACKEND_FLAGS,
         json: { type: "boolean", default: false },
         ...PAGING_FLAGS,
         help: { type: "boolean", short: "h", default: false },
@@ -63,7 +72,9 @@ export async function runProfile(args: string[]): Promise<number> {
     throw new UsageError(`${(e as Error).message}\n\n${USAGE}`);
   }
   if (values.help) throw new UsageError(USAGE, 0);
-  if (!BACKENDS.includes(values.backend as Backend)) throw new UsageError(`--backend must be "gpu" or "cpu"`);
+  const backend = backendFlags(values);
+  const paging = pagingBudgets(values);
+  checkPagingBackend(backend.backend, paging);
   const sampling = {
     temperature: Number(values.temperature),
     topK: Number(values["top-k"]),
@@ -76,17 +87,20 @@ export async function runProfile(args: string[]): Promise<number> {
   }
   const models = { model: values.model, draft: values.draft };
   if (!values.acceptance) {
-    if (values.backend !== "gpu") {
-      throw new UsageError("profile: the hardware profile measures the WebGPU engine (--backend gpu)");
+    if (backend.backend === "cpu") {
+      throw new UsageError(
+        "profile: the hardware profile measures the gpu or wasm backend, not --backend cpu",
+      );
     }
     return await hardwareProfile(models, sampling, {
       json: values.json,
       reprofile: values.reprofile,
-      ...pagingBudgets(values),
+      ...backend,
+      ...paging,
     });
   }
   const log = (l: string) => console.error(l);
-  const runtime = await Runtime.open({ ...models, backend: values.backend as Backend, log });
+  const runtime = await Runtime.open({ ...models, ...backend, log });
   try {
     const t0 = performance.now();
     const { acceptance: acc, path } = await runtime.acceptance(sampling, { remeasure: true });
@@ -121,19 +135,20 @@ export async function runProfile(args: string[]): Promise<number> {
 async function hardwareProfile(
   models: { model: string; draft: string },
   sampling: SamplingParams,
-  o: { json: boolean; reprofile: boolean } & PagingBudgets,
+  o: { json: boolean; reprofile: boolean } & BackendFlags & PagingBudgets,
 ): Promise<number> {
   const log = (l: string) => console.error(l);
   const t0 = performance.now();
   const runtime = await Runtime.open({
     ...models,
-    backend: "gpu",
+    backend: o.backend,
+    threads: o.threads,
     paging: { gpuMemoryBudget: o.gpuMemoryBudget, hostMemoryBudget: o.hostMemoryBudget },
     reprofile: o.reprofile,
     log,
   });
   try {
-    const gpu = await sharedGpu();
+    const device = await runtime.profileDevice();
     const paging = pagedModel(runtime.target.model)?.paging;
     if (paging) {
       log(
@@ -150,7 +165,8 @@ async function hardwareProfile(
     if (o.json) {
       console.log(
         JSON.stringify({
-          adapter: gpu.adapter,
+          adapter: device.adapter,
+          ...runtime.backendStatus(),
           deno: Deno.version.deno,
           paging,
           cached,
@@ -167,11 +183,14 @@ async function hardwareProfile(
       return 0;
     }
     console.log(
-      `adapter: ${gpu.adapter.description || gpu.adapter.vendor}; profile ${
-        cached ? "from cache" : "measured"
-      } (${seconds.toFixed(1)} s)`,
+      `adapter: ${device.adapter.description || device.adapter.vendor}; backend ${runtime.target.device}; ` +
+        `profile ${cached ? "from cache" : "measured"} (${seconds.toFixed(1)} s)`,
     );
-    console.log(`sync (GPU->CPU readback): ${costs.sync.toFixed(2)} ms\n`);
+    console.log(
+      runtime.backend === "gpu"
+        ? `sync (GPU->CPU readback): ${costs.sync.toFixed(2)} ms\n`
+        : "sync: none (the wasm backend's logits are in memory when its forward returns)\n",
+    );
     console.log("| n | t_target(n) ms | t_draft(n) ms |");
     console.log("|---:|---:|---:|");
     costs.sizes.forEach((n, i) =>

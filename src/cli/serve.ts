@@ -8,7 +8,6 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, type ModelFolder, openModelFolder } from "../model/folder.ts";
 import { SAMPLING_DEFAULTS } from "../model/sampling.ts";
-import { type Backend, BACKENDS } from "../runtime/backend.ts";
 import { type Method, METHODS } from "../speculative/methods.ts";
 import { createApp, DEFAULT_MAX_QUEUE } from "../server/app.ts";
 import { Scheduler } from "../server/queue.ts";
@@ -18,6 +17,7 @@ import { RuntimeEngine } from "../server/runtime_engine.ts";
 import { WorkerEngine } from "../server/worker_engine.ts";
 import { UsageError } from "./usage.ts";
 import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
+import { BACKEND_FLAGS, backendFlags, backendUsage, checkPagingBackend } from "./backend_flags.ts";
 
 /** Where the models run: a worker (the HTTP thread never waits on the device) or the HTTP thread. */
 const ENGINES = ["worker", "inline"] as const;
@@ -32,8 +32,9 @@ const USAGE = `Usage: deno task start [options]
   --method M          default method of requests: auto (default: Sequoia when the startup profile predicts
                       a speedup on this adapter, else ar; never lookup), ar, chain, specinfer, sequoia,
                       specexec, lookup (draft-free: trees copied from the prompt and the text so far)
-  --backend B         gpu (WebGPU, default) or cpu (the reference implementation)
-  --reprofile         measure the adapter again instead of using the cached profile
+${
+  backendUsage(22)
+}  --reprofile         measure the adapter again instead of using the cached profile (and backend choice)
   --api-key KEY       require "Authorization: Bearer KEY" on /v1/* and /metrics (default $SPECDEC_API_KEY)
   --queue-depth N     generations that may wait behind the running one; more get 429 (default ${DEFAULT_MAX_QUEUE})
   --drain-timeout S   on SIGINT/SIGTERM, let queued work finish for up to S seconds, then cancel it
@@ -67,7 +68,7 @@ export async function runServe(args: string[]): Promise<number> {
         port: { type: "string", default: Deno.env.get("PORT") ?? "8000" },
         host: { type: "string", default: "127.0.0.1" },
         model: { type: "string", default: DEFAULT_TARGET_DIR },
-        backend: { type: "string", default: "gpu" },
+        ...BACKEND_FLAGS,
         draft: { type: "string", default: DEFAULT_DRAFT_DIR },
         method: { type: "string", default: "auto" },
         reprofile: { type: "boolean", default: false },
@@ -96,15 +97,14 @@ export async function runServe(args: string[]): Promise<number> {
     throw new UsageError(`--body-timeout must be 0..3600 seconds, got ${values["body-timeout"]}`);
   }
   if (values["api-key"] === "") throw new UsageError("--api-key must not be empty");
-  if (!BACKENDS.includes(values.backend as Backend)) {
-    throw new UsageError(`--backend must be "gpu" or "cpu", got ${JSON.stringify(values.backend)}`);
-  }
+  const { backend, threads } = backendFlags(values);
+  const paging = pagingBudgets(values);
+  checkPagingBackend(backend, paging);
   if (values.method !== "auto" && !METHODS.includes(values.method as Method)) {
     throw new UsageError(
       `--method must be auto or one of ${METHODS.join(", ")}, got ${JSON.stringify(values.method)}`,
     );
   }
-  const backend = values.backend as Backend;
   const draft = values.draft === "none" ? undefined : values.draft;
   const t0 = performance.now();
   if (!ENGINES.includes(values.engine as typeof ENGINES[number])) {
@@ -114,7 +114,8 @@ export async function runServe(args: string[]): Promise<number> {
     model: values.model,
     draft,
     backend,
-    paging: pagingBudgets(values),
+    threads,
+    paging,
     reprofile: values.reprofile,
     method: values.method as Method | "auto",
     sampling: SAMPLING_DEFAULTS.profile,
@@ -167,6 +168,7 @@ async function serve(
     tree: info.tree,
     acceptance: info.acceptance,
     status: info.status,
+    backend: info.backend,
   }, { scheduler, apiKey: o.apiKey, bodyTimeoutMs: o.bodyS * 1000 });
   // Deno.serve (2.9) takes no header-read, keep-alive idle or body timeout (measured: a connection that
   // sends half its headers, or idles after a response, stays open > 70 s). The body limit is the app's
@@ -178,7 +180,7 @@ async function serve(
       console.error(
         `ready in ${
           ((performance.now() - t0) / 1000).toFixed(1)
-        } s: listening on http://${hostname}:${port} (default method ${method}, ` +
+        } s: listening on http://${hostname}:${port} (${info.backend.device}; default method ${method}, ` +
           `queue depth ${o.maxQueue}${o.apiKey ? ", API key required" : ""})`,
       ),
   }, app.fetch);

@@ -1,5 +1,6 @@
 /**
- * Choosing where a model runs: the WebGPU engine (default) or the CPU reference.
+ * Choosing where a model runs: the WebGPU engine, the wasm SIMD backend or the CPU reference; "auto"
+ * (what a user may also ask for) picks the faster of wasm and gpu by measurement, see backend_choice.ts.
  *
  * @module
  */
@@ -9,6 +10,8 @@ import { type Checkpoint } from "../model/folder.ts";
 import { loadCpuModel } from "../cpu/load.ts";
 import { Gpu } from "../gpu/device.ts";
 import { GpuLlama } from "../gpu/llama/model.ts";
+import { loadWasmModel } from "../wasm/load.ts";
+import { defaultThreads } from "../wasm/runtime.ts";
 import { formatBytes } from "../util/bytes.ts";
 
 /** The budgets a command passes to model loading (undefined: not given). */
@@ -20,18 +23,42 @@ export interface PagingBudgets {
 }
 
 /** Compute backends. */
-export const BACKENDS = ["gpu", "cpu"] as const;
+export const BACKENDS = ["gpu", "cpu", "wasm"] as const;
 /** A compute backend. */
 export type Backend = typeof BACKENDS[number];
+
+/** What a user may ask for: a backend, or "auto" (the faster of wasm and gpu here, measured once). */
+export const BACKEND_CHOICES = [...BACKENDS, "auto"] as const;
+/** A backend or "auto". */
+export type BackendChoice = typeof BACKEND_CHOICES[number];
+
+/** Most threads the wasm backend runs a forward on (its runtime's limit). */
+export const MAX_THREADS = 64;
+
+export { defaultThreads };
+
+/** Options of {@link loadModel}. */
+export interface LoadOptions extends PagingBudgets {
+  /** Most tokens one forward must take; at least 256 on the GPU. */
+  maxBatch?: number;
+  /** wasm: threads per forward (default {@link defaultThreads}); ignored by the other backends. */
+  threads?: number;
+}
 
 /** A loaded model and a one-line description of where it runs. */
 export interface LoadedModel {
   model: CausalLM;
-  /** e.g. "gpu: llvmpipe (LLVM 15.0.6, 256 bits)" or "cpu reference". */
+  backend: Backend;
+  /** e.g. "gpu: llvmpipe (LLVM 15.0.6, 256 bits)", "wasm: 2 threads, SIMD128" or "cpu reference". */
   device: string;
-  /** Bytes of weights the backend holds (and reads once per decoded token): f32 on the CPU reference. */
+  /** wasm: threads per forward. */
+  threads?: number;
+  /**
+   * Bytes of weights the backend reads once per decoded token: f32 on the CPU reference, the blocks as
+   * stored (plus the embeddings) on wasm.
+   */
   weightBytes: number;
-  /** Release the model and its device. */
+  /** Release the model and its device (the wasm backend's threads). */
   close(): void;
 }
 
@@ -43,20 +70,39 @@ export function sharedGpu(): Promise<Gpu> {
   return shared;
 }
 
+/** Throws a RangeError naming the budget when `backend` cannot page weights (only gpu can). */
+function checkPaging(backend: Backend, opts: PagingBudgets): void {
+  if (backend !== "gpu" && opts.gpuMemoryBudget !== undefined) {
+    throw new RangeError(
+      `a GPU memory budget (paged weights) needs the gpu backend, not ${backend}`,
+    );
+  }
+}
+
 /** Load `folder`'s weights on `backend`. */
 export async function loadModel(
   folder: Checkpoint,
   backend: Backend,
-  opts: { maxBatch?: number } & PagingBudgets = {},
+  opts: LoadOptions = {},
 ): Promise<LoadedModel> {
+  checkPaging(backend, opts);
   if (backend === "cpu") {
-    if (opts.gpuMemoryBudget !== undefined) {
-      throw new RangeError("a GPU memory budget (paged weights) needs the gpu backend");
-    }
     const model = await loadCpuModel(folder);
     const st = folder.checkpoint;
     const weightBytes = st.names().reduce((a, n) => a + 4 * st.get(n)!.shape.reduce((x, y) => x * y, 1), 0);
-    return { model, device: "cpu reference", weightBytes, close: () => model.dispose() };
+    return { model, backend, device: "cpu reference", weightBytes, close: () => model.dispose() };
+  }
+  if (backend === "wasm") {
+    const model = await loadWasmModel(folder, { threads: opts.threads ?? defaultThreads() });
+    const threads = model.threads;
+    return {
+      model,
+      backend,
+      device: `wasm: ${threads} thread${threads === 1 ? "" : "s"}, SIMD128`,
+      threads,
+      weightBytes: model.w.bytes,
+      close: () => model.dispose(),
+    };
   }
   const gpu = await sharedGpu();
   const model = await GpuLlama.load(gpu, folder, {
@@ -72,6 +118,7 @@ export async function loadModel(
     : "";
   return {
     model,
+    backend,
     device: `gpu: ${gpu.adapter.description || gpu.adapter.vendor}${paging}`,
     weightBytes: model.weightBytes,
     close: () => model.dispose(),

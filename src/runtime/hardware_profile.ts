@@ -1,13 +1,21 @@
 /**
- * Measuring what the tree choice needs on the running adapter — t_target(n), t_draft(n) and the sync
+ * Measuring what the tree choice needs on the running backend — t_target(n), t_draft(n) and the sync
  * cost — and caching it beside the draft model (or in `$SPECDEC_CACHE_DIR`, see cache_dir.ts), keyed by
- * adapter, Deno version and both models, so a restart reuses it.
+ * backend, adapter (the wasm backend's: this CPU and its thread count), Deno version and both models, so
+ * a restart reuses it and a gpu profile is never used for wasm or the other way round.
+ *
+ * The same profile.json also holds `backends`, the `--backend auto` decisions (backend_choice.ts); each
+ * writer keeps the other's section.
  *
  * @module
  */
 
-import type { Gpu } from "../gpu/device.ts";
+import type { AdapterDescription, Gpu } from "../gpu/device.ts";
 import { GpuLlama } from "../gpu/llama/model.ts";
+import type { CausalLM, ForwardInput } from "../model/causal_lm.ts";
+import { isDeviceSampler, type Paged } from "../model/capabilities.ts";
+import { loadWasmModel } from "../wasm/load.ts";
+import type { Backend } from "./backend.ts";
 import { SAMPLING_DEFAULTS, type SamplingParams } from "../model/sampling.ts";
 import { acceptanceTexts } from "./acceptance.ts";
 import { decode } from "../speculative/decode.ts";
@@ -19,12 +27,54 @@ import { cacheFiles, InvalidCacheFile, readCacheJson, writeAtomic } from "./cach
 
 /** What a cached profile is valid for. */
 export interface ProfileKey {
+  /** Absent in files from before the wasm backend: "gpu". */
+  backend?: Backend;
+  /** vendor|architecture|device|description of the adapter (wasm: of this CPU). */
   adapter: string;
+  /** wasm: threads per forward. */
+  threads?: number;
   deno: string;
   target: string;
   draft: string;
   /** How the target's weights are held: "resident", or "paged r<resident layers> s<ring slots>". */
   paging?: string;
+}
+
+/** The name of this machine's CPU (Linux: /proc/cpuinfo's model name), else its architecture. */
+export function cpuName(): string {
+  try {
+    const m = Deno.readTextFileSync("/proc/cpuinfo").match(/^model name\s*:\s*(.+)$/m);
+    if (m) return m[1].trim();
+  } catch {
+    // not Linux, or no read permission
+  }
+  return Deno.build.arch;
+}
+
+/**
+ * The wasm backend's "adapter" for the profile: this CPU (its name and cores) and the threads a forward
+ * runs on. Profiles measured at another thread count are not reused.
+ */
+export class WasmHost {
+  readonly adapter: AdapterDescription;
+
+  constructor(readonly threads: number, cpu = cpuName()) {
+    this.adapter = {
+      vendor: "wasm",
+      architecture: Deno.build.arch,
+      device: `${navigator.hardwareConcurrency || 1} cores`,
+      description: `wasm SIMD128 on ${cpu}, ${threads} thread${threads === 1 ? "" : "s"}`,
+      isFallbackAdapter: false,
+    };
+  }
+}
+
+/** Where a profile is measured: the WebGPU device, or the wasm backend on this CPU. */
+export type ProfileDevice = Gpu | WasmHost;
+
+/** The backend a profile device measures. */
+export function profileBackend(device: ProfileDevice): "gpu" | "wasm" {
+  return device instanceof WasmHost ? "wasm" : "gpu";
 }
 
 /** SpecExec at one budget, measured briefly. */
@@ -49,25 +99,31 @@ interface ProfileEntry extends HardwareCosts {
  * its budget is chosen by measurement: a short greedy-or-sampled run per budget on one held-out prompt.
  */
 export async function measureSpecExecBudgets(
-  gpu: Gpu,
-  pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; draft: GpuLlama; target?: GpuLlama },
+  device: ProfileDevice,
+  pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; draft: CausalLM; target?: CausalLM },
   sampling: SamplingParams,
   log?: (l: string) => void,
   // A paged target's forward costs about the same for any n (it is bound by streaming the weights), so
   // its useful budgets are larger.
-  budgets = pair.target?.paging ? [64, 128, 256] : [32, 64, 128],
+  budgets = pagingOf(pair.target) ? [64, 128, 256] : [32, 64, 128],
 ): Promise<BudgetRow[]> {
   const [prompt] = await acceptanceTexts(pair.targetFolder, 1, 12, log && ((l) => log(`  ${l}`)));
   const rows: BudgetRow[] = [];
   for (let budget of budgets) {
-    // The loaded target serves when its batch holds the tree; a paged one always does (a second paged
-    // copy would double the GPU and host budgets), its budget capped at what one forward can verify.
-    const reuse = pair.target && (pair.target.maxBatch > budget || pair.target.paging);
-    if (reuse) budget = Math.min(budget, pair.target!.maxBatch - 1);
-    const t = reuse ? pair.target! : await GpuLlama.load(gpu, pair.targetFolder, {
-      ...pair.target?.options,
-      maxBatch: Math.max(256, budget + 1),
-    });
+    // The loaded target serves when its batch holds the tree (the wasm backend's always does); a paged
+    // one always does (a second paged copy would double the GPU and host budgets), its budget capped at
+    // what one forward can verify.
+    const maxBatch = pair.target?.maxBatch;
+    const reuse = pair.target && (maxBatch === undefined || maxBatch > budget || pagingOf(pair.target));
+    if (reuse && maxBatch !== undefined) budget = Math.min(budget, maxBatch - 1);
+    const t = reuse
+      ? pair.target!
+      : device instanceof WasmHost
+      ? await loadWasmModel(pair.targetFolder, { threads: device.threads })
+      : await GpuLlama.load(device, pair.targetFolder, {
+        ...(pair.target instanceof GpuLlama ? pair.target.options : {}),
+        maxBatch: Math.max(256, budget + 1),
+      });
     let st: { tokPerS: number; tokensPerStep: number } | undefined;
     const events = decode("specexec", t, pair.draft, prompt, {
       tree: { budget },
@@ -89,17 +145,29 @@ export async function measureSpecExecBudgets(
   return rows;
 }
 
-/** The cache key for this adapter, Deno and model pair. */
+/** A model's paging plan, read as a plain property (undefined: resident, or a backend that cannot page). */
+function pagingOf(m: CausalLM | undefined): Paged["paging"] {
+  return (m as Partial<Paged> | undefined)?.paging;
+}
+
+/** An adapter's identity in cache keys: vendor|architecture|device|description. */
+export function adapterId(a: AdapterDescription): string {
+  return [a.vendor, a.architecture, a.device, a.description].join("|");
+}
+
+/** The cache key for this backend and adapter, Deno and model pair. */
 export async function profileKey(
-  gpu: Gpu,
+  device: ProfileDevice,
   targetFolder: ModelFolder,
   draftFolder: ModelFolder,
-  target?: GpuLlama,
+  target?: CausalLM,
 ): Promise<ProfileKey> {
-  const a = gpu.adapter;
-  const p = target?.paging;
+  const p = pagingOf(target);
+  const backend = profileBackend(device);
   return {
-    adapter: [a.vendor, a.architecture, a.device, a.description].join("|"),
+    backend,
+    adapter: adapterId(device.adapter),
+    ...(device instanceof WasmHost ? { threads: device.threads } : {}),
     deno: Deno.version.deno,
     target: await modelId(targetFolder),
     draft: await modelId(draftFolder),
@@ -108,7 +176,8 @@ export async function profileKey(
 }
 
 const sameKey = (a: ProfileKey, b: ProfileKey) =>
-  a.adapter === b.adapter && a.deno === b.deno && a.target === b.target && a.draft === b.draft &&
+  (a.backend ?? "gpu") === (b.backend ?? "gpu") && a.adapter === b.adapter && a.threads === b.threads &&
+  a.deno === b.deno && a.target === b.target && a.draft === b.draft &&
   (a.paging ?? "resident") === (b.paging ?? "resident");
 
 /** One file's entries ([] when it does not exist); throws {@link InvalidCacheFile} naming it. */
@@ -142,9 +211,18 @@ export async function syncCost(gpu: Gpu): Promise<{ submitMs: number; readbackMs
   return { submitMs: median(a.slice(2)), readbackMs: median(b.slice(2)) };
 }
 
+/**
+ * One forward of `input` as a verification runs it: on a device, every row's argmax picked there (only
+ * ids read back); elsewhere, every row's logits.
+ */
+export async function verifyForward(model: CausalLM, input: ForwardInput): Promise<void> {
+  if (isDeviceSampler(model)) await model.forwardIds(input, { kind: "argmax" });
+  else await model.forward(input);
+}
+
 /** Median compute time (ms) of one forward of n tokens after `past` cached ones, sync excluded. */
 export async function forwardMs(
-  model: GpuLlama,
+  model: CausalLM,
   n: number,
   past: number,
   sync: number,
@@ -159,27 +237,33 @@ export async function forwardMs(
       logitRows: [past - 1],
     });
     const t0 = performance.now();
-    await model.forwardIds({
+    await verifyForward(model, {
       tokens: new Int32Array(n).fill(7),
       positions: Int32Array.from({ length: n }, (_, i) => past + i),
-    }, { kind: "argmax" });
+    });
     samples.push(Math.max(0.01, performance.now() - t0 - sync));
   }
   model.kv.truncate(0);
   return median(samples);
 }
 
-/** Measure t_target(n), t_draft(n) for n = 1, 2, 4, ... maxN and the sync cost. */
+/**
+ * Measure t_target(n), t_draft(n) for n = 1, 2, 4, ... maxN and the sync cost (0 on the wasm backend:
+ * its forward returns when the logits are in memory, and AR has no submissions to batch).
+ */
 export async function measureCosts(
-  gpu: Gpu,
-  target: GpuLlama,
-  draft: GpuLlama,
+  device: ProfileDevice,
+  target: CausalLM,
+  draft: CausalLM,
   opts: { maxN: number; log?: (l: string) => void },
 ): Promise<MeasuredCosts> {
-  const sync = (await syncCost(gpu)).readbackMs;
+  const wasm = device instanceof WasmHost;
+  const sync = wasm ? 0 : (await syncCost(device)).readbackMs;
   const sizes: number[] = [];
-  for (let n = 1; n <= Math.min(opts.maxN, target.maxBatch, draft.maxBatch); n *= 2) sizes.push(n);
-  const past = Math.min(64, target.capacity - sizes[sizes.length - 1] - 1);
+  const most = Math.min(opts.maxN, target.maxBatch ?? Infinity, draft.maxBatch ?? Infinity);
+  for (let n = 1; n <= most; n *= 2) sizes.push(n);
+  const capacity = Math.min(target.kv.capacity, draft.kv.capacity);
+  const past = Math.min(64, capacity - sizes[sizes.length - 1] - 1);
   const t: number[] = [], d: number[] = [];
   for (const n of sizes) {
     // n = 1 sets the AR baseline every prediction is compared with: measure it most carefully.
@@ -188,7 +272,7 @@ export async function measureCosts(
     d.push(await forwardMs(draft, n, past, sync, reps));
     opts.log?.(`  n=${n}: target ${t[t.length - 1].toFixed(1)} ms, draft ${d[d.length - 1].toFixed(1)} ms`);
   }
-  return { sizes, target: t, draft: d, sync, arTokensPerSubmission: 8 };
+  return { sizes, target: t, draft: d, sync, arTokensPerSubmission: wasm ? 1 : 8 };
 }
 
 /** Where the hardware profile of a draft is read from and written to (see cache_dir.ts). */
@@ -202,11 +286,11 @@ export function profileFiles(draftDir: string, cacheDir?: string | null) {
  * cache file (e.g. truncated) is named in a warning on `log` before the minutes of re-profiling.
  */
 export async function loadOrMeasureCosts(
-  gpu: Gpu,
-  pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; target: GpuLlama; draft: GpuLlama },
+  device: ProfileDevice,
+  pair: { targetFolder: ModelFolder; draftFolder: ModelFolder; target: CausalLM; draft: CausalLM },
   opts: { reprofile?: boolean; maxN?: number; log?: (l: string) => void; cacheDir?: string | null } = {},
 ): Promise<{ costs: HardwareCosts; cached: boolean; key: ProfileKey }> {
-  const key = await profileKey(gpu, pair.targetFolder, pair.draftFolder, pair.target);
+  const key = await profileKey(device, pair.targetFolder, pair.draftFolder, pair.target);
   const files = profileFiles(pair.draftFolder.dir, opts.cacheDir);
   const invalid: InvalidCacheFile[] = [];
   const read = async (path: string) => {
@@ -230,23 +314,48 @@ export async function loadOrMeasureCosts(
       );
     }
   }
-  opts.log?.(`profiling ${gpu.adapter.description || gpu.adapter.vendor} ...`);
-  const measured = await measureCosts(gpu, pair.target, pair.draft, {
-    maxN: opts.maxN ?? (pair.target.paging ? 256 : 128),
+  opts.log?.(`profiling ${device.adapter.description || device.adapter.vendor} ...`);
+  const measured = await measureCosts(device, pair.target, pair.draft, {
+    maxN: opts.maxN ?? (pagingOf(pair.target) ? 256 : 128),
     log: opts.log,
   });
   const costs: HardwareCosts = {
     ...measured,
-    specexec: await measureSpecExecBudgets(gpu, pair, SAMPLING_DEFAULTS.profile, opts.log),
+    specexec: await measureSpecExecBudgets(device, pair, SAMPLING_DEFAULTS.profile, opts.log),
   };
   // Keep the other keys' entries of the file written (an unusable one is replaced).
   const kept = (await read(files.write)).filter((e) => !sameKey(e.key, key));
   kept.push({ ...costs, key, measured_at: new Date().toISOString() });
   try {
-    await writeAtomic(files.write, JSON.stringify({ version: 1, entries: kept }, null, 2) + "\n");
+    await writeProfileSection(files.write, "entries", kept);
   } catch (e) {
     // A read-only model folder (e.g. the weights embedded in the compiled binary) only loses the cache.
     opts.log?.(`profile not cached: cannot write ${files.write}: ${(e as Error).message}`);
   }
   return { costs, cached: false, key };
+}
+
+/**
+ * Write `items` as one section of the profile file at `path` ("entries": t(n) profiles; "backends": the
+ * auto backend decisions), keeping the other section as the file has it (none when it is unreadable).
+ */
+export async function writeProfileSection(
+  path: string,
+  section: "entries" | "backends",
+  items: unknown[],
+): Promise<void> {
+  let old: { entries?: unknown; backends?: unknown } = {};
+  try {
+    const j = await readCacheJson(path);
+    if (j && typeof j === "object" && !Array.isArray(j)) old = j;
+  } catch (e) {
+    if (!(e instanceof InvalidCacheFile)) throw e; // unusable: replaced
+  }
+  const file: Record<string, unknown> = {
+    version: 1,
+    entries: Array.isArray(old.entries) ? old.entries : [],
+  };
+  if (Array.isArray(old.backends)) file.backends = old.backends;
+  file[section] = items;
+  await writeAtomic(path, JSON.stringify(file, null, 2) + "\n");
 }

@@ -1,8 +1,9 @@
 /**
  * The one owner of every startup decision, shared by serve, generate and profile (and bench): open the
- * model folders, load the target (with its paging budgets) and the draft on a backend, read or measure
- * the hardware profile and the acceptance vector (cached; see cache_dir.ts), pick Sequoia's tree and
- * SpecExec's budget for this adapter, choose the default method, and decode.
+ * model folders, choose the backend (`auto`: the faster of wasm and gpu, see backend_choice.ts), load
+ * the target (with its paging budgets) and the draft on it, read or measure the hardware profile of that
+ * backend and the acceptance vector (cached; see cache_dir.ts), pick Sequoia's tree and SpecExec's
+ * budget for this adapter, choose the default method, and decode.
  *
  * Commands only parse flags, open a {@link Runtime}, print and pick exit codes; the lower-level
  * functions it composes (loadModel, loadOrMeasureCosts, acceptanceFor, ...) stay exported for bench and
@@ -15,14 +16,22 @@ import { type ModelFolder, openModelFolder } from "../model/folder.ts";
 import type { CausalLM } from "../model/causal_lm.ts";
 import { pagedModel } from "../model/capabilities.ts";
 import type { SamplingParams } from "../model/sampling.ts";
-import { GpuLlama } from "../gpu/llama/model.ts";
 import { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
 import { decode } from "../speculative/decode.ts";
 import { type Method, needsDraftModel, TREE_DEFAULTS, type TreeOptions } from "../speculative/methods.ts";
 import type { SequoiaPlan } from "../speculative/sequoia_plan.ts";
 import { pickSequoiaTree, type TreeChoice } from "../speculative/tree_choice.ts";
 import type { SpeculativeEvent } from "../speculative/engine.ts";
-import { type Backend, type LoadedModel, loadModel, type PagingBudgets, sharedGpu } from "./backend.ts";
+import {
+  type Backend,
+  type BackendChoice,
+  defaultThreads,
+  type LoadedModel,
+  loadModel,
+  type PagingBudgets,
+  sharedGpu,
+} from "./backend.ts";
+import { type BackendDecision, chooseBackend, describeDecision, type T1 } from "./backend_choice.ts";
 import { type AcceptanceResult, loadOrMeasureAcceptance } from "./acceptance.ts";
 import { acceptanceFiles } from "./acceptance_store.ts";
 import {
@@ -30,7 +39,9 @@ import {
   type HardwareCosts,
   loadOrMeasureCosts,
   measureSpecExecBudgets,
+  type ProfileDevice,
   type ProfileKey,
+  WasmHost,
 } from "./hardware_profile.ts";
 import { resolveCacheDir } from "./cache_dir.ts";
 import { checkContext } from "./context_length.ts";
@@ -42,12 +53,15 @@ export interface RuntimeOptions {
   model: string;
   /** Draft model folder for the speculative methods; omitted: autoregressive only. */
   draft?: string;
-  backend: Backend;
+  /** Where both run; "auto": the faster of wasm and gpu here (measured once, cached). */
+  backend: BackendChoice;
+  /** wasm: threads per forward (default: this machine's cores). */
+  threads?: number;
   /** The target's weight budgets (the draft is small and always resident). */
   paging?: PagingBudgets;
   /** Most tokens one target forward must take (e.g. SpecExec's budget + 1); at least 256 on the GPU. */
   maxBatch?: number;
-  /** Measure the adapter again instead of using the cached hardware profile. */
+  /** Measure the adapter again instead of using the cached hardware profile (and backend choice). */
   reprofile?: boolean;
   /** Where profile.json / acceptance.json are cached (default `$SPECDEC_CACHE_DIR`; null: beside the draft). */
   cacheDir?: string | null;
@@ -61,8 +75,19 @@ export interface RuntimeOptions {
 export interface RuntimeModel {
   folder: ModelFolder;
   model: CausalLM;
-  /** Where it runs, e.g. "gpu: llvmpipe (LLVM 15.0.6, 256 bits)" or "cpu reference". */
+  /** Where it runs, e.g. "gpu: llvmpipe (LLVM 15.0.6, 256 bits)", "wasm: 2 threads, SIMD128". */
   device: string;
+}
+
+/** Where the models run, as the server's status and generate's stats report it (plain data). */
+export interface BackendStatus {
+  backend: Backend;
+  /** wasm: threads per forward (null on the other backends). */
+  threads: number | null;
+  /** The target's device line. */
+  device: string;
+  /** How `--backend auto` decided (null when a backend was named). */
+  choice: { basis: string; t1_ms?: T1 } | null;
 }
 
 /** Sequoia's hardware-aware pick with the table it was ranked from. */
@@ -93,13 +118,13 @@ export interface RuntimePlan {
   tree: TreeOptions;
   /** The acceptance vector, when the plan needed one. */
   acceptance?: number[];
-  /** Sequoia's pick on this adapter, when it decided the tree (GPU, no explicit shape). */
+  /** Sequoia's pick on this adapter, when it decided the tree (gpu or wasm, no explicit shape). */
   pick?: SequoiaPick;
-  /** SpecExec's measured budgets (server scope on the GPU, when the profile has them). */
+  /** SpecExec's measured budgets (server scope on gpu or wasm, when the profile has them). */
   specexec?: SpecExecChoice;
   /** Sequoia's self-re-planning tree, whenever Sequoia may run. */
   adaptive?: AdaptiveSequoiaPlan;
-  /** The startup profile the server reports (server scope on the GPU). */
+  /** The startup profile the server reports (server scope on gpu or wasm). */
   status?: Record<string, unknown>;
 }
 
@@ -111,9 +136,15 @@ export function bestBudget(rows: BudgetRow[] | undefined): BudgetRow | undefined
   return rows?.slice().sort((a, b) => b.tokPerS - a.tokPerS)[0];
 }
 
+/** Backends with a hardware profile (t(n) measured for Sequoia's planner); the CPU reference has none. */
+export function profiledBackend(b: BackendChoice): boolean {
+  return b !== "cpu";
+}
+
 /** Startup stages {@link Runtime.open} and a server-scope {@link Runtime.plan} report, for a progress total. */
-export function startupStageCount(o: { draft?: string; backend: Backend }): number {
-  return o.draft === undefined ? 1 : o.backend === "gpu" ? 4 : 3;
+export function startupStageCount(o: { draft?: string; backend: BackendChoice }): number {
+  const choose = o.backend === "auto" ? 1 : 0; // auto picks gpu or wasm: both profiled
+  return choose + (o.draft === undefined ? 1 : profiledBackend(o.backend) ? 4 : 3);
 }
 
 const samplingKey = (s: SamplingParams) => `${s.temperature}|${s.topK}|${s.topP}`;
@@ -126,6 +157,10 @@ export class Runtime {
 
   private constructor(
     private readonly options: RuntimeOptions,
+    /** The backend both models run on ("auto" resolved). */
+    readonly backend: Backend,
+    /** How auto decided (undefined when a backend was named). */
+    readonly backendChoice: BackendDecision | undefined,
     /** The target model. */
     readonly target: RuntimeModel,
     /** The draft model, when one was asked for. */
@@ -133,30 +168,68 @@ export class Runtime {
     private readonly loaded: LoadedModel[],
   ) {}
 
-  /** Open and load the target, then the draft (each one startup stage). */
+  /**
+   * Open and load the target, then the draft (each one startup stage); with backend "auto", choose the
+   * backend first (a stage of its own; without a stage reporter the decision goes to `log`).
+   */
   static async open(options: RuntimeOptions): Promise<Runtime> {
     const stages = options.stages ?? SILENT_STAGES;
+    const threads = options.threads ?? defaultThreads();
     const folders: ModelFolder[] = [];
     const loaded: LoadedModel[] = [];
     const described = (m: RuntimeModel) =>
       `${m.folder.config.nLayers} layers, width ${m.folder.config.hiddenSize} on ${m.device}`;
-    const load = async (dir: string, opts: Parameters<typeof loadModel>[2]): Promise<RuntimeModel> => {
+    const open = async (dir: string) => {
       const folder = await openModelFolder(dir);
       folders.push(folder);
-      const m = await loadModel(folder, options.backend, opts);
-      loaded.push(m);
+      return folder;
+    };
+    let backend: Backend;
+    let choice: BackendDecision | undefined;
+    const load = async (
+      dir: string | ModelFolder,
+      opts: Parameters<typeof loadModel>[2],
+      ready?: LoadedModel,
+    ): Promise<RuntimeModel> => {
+      const folder = typeof dir === "string" ? await open(dir) : dir;
+      const m = ready ?? await loadModel(folder, backend, { ...opts, threads });
+      if (!ready) loaded.push(m);
       return { folder, model: m.model, device: m.device };
     };
     try {
+      let targetFolder: ModelFolder | string = options.model;
+      if (options.backend === "auto") {
+        const folder = targetFolder = await open(options.model);
+        choice = await stages.stage(
+          "backend auto",
+          async () => {
+            const d = await chooseBackend(folder, {
+              threads,
+              paging: options.paging,
+              maxBatch: options.maxBatch,
+              reprofile: options.reprofile,
+              cacheDir: options.cacheDir,
+              log: options.log,
+            });
+            if (d.loaded) loaded.push(d.loaded);
+            return d;
+          },
+          describeDecision,
+        );
+        if (stages === SILENT_STAGES) options.log?.(`backend auto: ${describeDecision(choice)}`);
+        backend = choice.backend;
+      } else {
+        backend = options.backend;
+      }
       const target = await stages.stage(
         `target ${options.model}`,
-        () => load(options.model, { ...options.paging, maxBatch: options.maxBatch }),
+        () => load(targetFolder, { ...options.paging, maxBatch: options.maxBatch }, choice?.loaded),
         described,
       );
       const draft = options.draft === undefined
         ? undefined
         : await stages.stage(`draft ${options.draft}`, () => load(options.draft!, {}), described);
-      return new Runtime(options, target, draft, loaded);
+      return new Runtime(options, backend, choice, target, draft, loaded);
     } catch (e) {
       for (const m of loaded) m.close();
       for (const f of folders) f.checkpoint.close();
@@ -164,9 +237,28 @@ export class Runtime {
     }
   }
 
-  /** The backend models run on. */
-  get backend(): Backend {
-    return this.options.backend;
+  /** wasm: threads per forward (undefined on the other backends). */
+  get threads(): number | undefined {
+    return this.backend === "wasm" ? this.options.threads ?? defaultThreads() : undefined;
+  }
+
+  /** Where the models run and how that was decided, as plain data. */
+  backendStatus(): BackendStatus {
+    const c = this.backendChoice;
+    return {
+      backend: this.backend,
+      threads: this.threads ?? null,
+      device: this.target.device,
+      choice: c ? { basis: c.basis, ...(c.t1 ? { t1_ms: c.t1 } : {}) } : null,
+    };
+  }
+
+  /** What the hardware profile is measured on: the shared GPU, or this CPU at the wasm thread count. */
+  async profileDevice(): Promise<ProfileDevice> {
+    if (!profiledBackend(this.backend)) {
+      throw new RangeError(`the hardware profile measures the gpu or wasm backend, not ${this.backend}`);
+    }
+    return this.backend === "gpu" ? await sharedGpu() : new WasmHost(this.threads!);
   }
 
   /** The cache directory in force (undefined: caches beside the draft). */
@@ -204,15 +296,6 @@ export class Runtime {
     };
   }
 
-  /** Both models as the GPU engine (the hardware profile measures it); throws on another backend. */
-  private gpuPair() {
-    const p = this.pair();
-    if (!(p.target instanceof GpuLlama) || !(p.draft instanceof GpuLlama)) {
-      throw new RangeError("the hardware profile measures the WebGPU engine (backend gpu)");
-    }
-    return { ...p, target: p.target, draft: p.draft };
-  }
-
   /** The acceptance vector at `sampling` (stored, or measured now and stored); needs the draft. */
   acceptance(sampling: SamplingParams, opts: { remeasure?: boolean } = {}): Promise<AcceptanceResult> {
     const key = samplingKey(sampling);
@@ -229,12 +312,15 @@ export class Runtime {
     return r;
   }
 
-  /** t_target(n), t_draft(n), the sync cost and SpecExec's budgets on this adapter (cached); GPU only. */
+  /**
+   * t_target(n), t_draft(n), the sync cost and SpecExec's budgets on this backend and adapter (cached);
+   * gpu and wasm only.
+   */
   hardwareCosts(): Promise<{ costs: HardwareCosts; cached: boolean; key: ProfileKey }> {
     if (!this.costs) {
-      const pair = this.gpuPair();
-      this.costs = sharedGpu().then((gpu) =>
-        loadOrMeasureCosts(gpu, pair, {
+      const pair = this.pair();
+      this.costs = this.profileDevice().then((device) =>
+        loadOrMeasureCosts(device, pair, {
           reprofile: this.options.reprofile,
           log: this.options.log,
           cacheDir: this.options.cacheDir,
@@ -249,7 +335,7 @@ export class Runtime {
   async specExecBudgets(sampling: SamplingParams): Promise<SpecExecChoice> {
     const { costs } = await this.hardwareCosts();
     const budgets = costs.specexec ??
-      await measureSpecExecBudgets(await sharedGpu(), this.gpuPair(), sampling, this.options.log);
+      await measureSpecExecBudgets(await this.profileDevice(), this.pair(), sampling, this.options.log);
     return { budgets, best: bestBudget(budgets)! };
   }
 
@@ -261,7 +347,7 @@ export class Runtime {
 
   /**
    * Decide how to decode at `sampling` with `method` ("auto": Sequoia where this adapter's pick predicts a
-   * speedup over AR, else ar; ar without a draft or off the GPU; auto never picks lookup). Explicit
+   * speedup over AR, else ar; ar without a draft or on the CPU reference; auto never picks lookup). Explicit
    * `tree` settings are kept; Sequoia's shape is picked for the adapter only when neither its size nor
    * its depth is given. Without a draft only ar and lookup can run (lookup's budget: `tree.treeSize`).
    */
@@ -279,7 +365,7 @@ export class Runtime {
       return { method: method === "auto" ? "ar" : method, tree: { ...explicit } };
     }
     const stages = this.options.stages ?? SILENT_STAGES;
-    const gpu = this.backend === "gpu";
+    const profiled = profiledBackend(this.backend);
     const sequoiaMayRun = scope === "server" || method === "sequoia" || method === "auto";
     if (!sequoiaMayRun) return { method: method as Method, tree: { ...explicit } };
     const { acceptance } = await stages.stage(
@@ -296,7 +382,7 @@ export class Runtime {
       plan.tree = { treeSize: TREE_DEFAULTS.sequoiaSize, depth: TREE_DEFAULTS.sequoiaDepth, ...explicit };
     }
     const shapeGiven = explicit.treeSize !== undefined || explicit.depth !== undefined;
-    if (gpu && (scope === "server" || !shapeGiven)) {
+    if (profiled && (scope === "server" || !shapeGiven)) {
       const { costs, cached } = await stages.stage(
         "hardware profile",
         () => this.hardwareCosts(),
@@ -310,7 +396,9 @@ export class Runtime {
         plan.tree.budget = explicit.budget ?? best?.budget;
         if (best) plan.specexec = { budgets: costs.specexec!, best };
         plan.status = {
-          adapter: (await sharedGpu()).adapter,
+          adapter: (await this.profileDevice()).adapter,
+          backend: this.backend,
+          threads: this.threads ?? null,
           deno: Deno.version.deno,
           cached,
           costs,

@@ -132,6 +132,10 @@ export function createApp(svc: ModelService, opts: AppOptions = {}): Hono {
   app.get("/v1/status", (c) =>
     c.json({
       model: svc.name,
+      backend: svc.backend?.backend ?? null,
+      threads: svc.backend?.threads ?? null,
+      device: svc.backend?.device ?? null,
+      backend_choice: svc.backend?.choice ?? null,
       methods: svc.engine.hasDraft ? [...METHODS] : [...DRAFT_FREE_METHODS],
       default_method: svc.defaultMethod ?? "ar",
       tree: svc.tree ?? {},

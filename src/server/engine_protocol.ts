@@ -9,7 +9,8 @@
 
 import { CheckpointError } from "../model/safetensors.ts";
 import type { SamplingParams } from "../model/sampling.ts";
-import type { Backend, PagingBudgets } from "../runtime/backend.ts";
+import type { BackendChoice, PagingBudgets } from "../runtime/backend.ts";
+import type { BackendStatus } from "../runtime/runtime.ts";
 import type { SpeculativeEvent } from "../speculative/engine.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { EngineDecodeOptions } from "./engine.ts";
@@ -18,7 +19,10 @@ import type { EngineDecodeOptions } from "./engine.ts";
 export interface EngineOpenRequest {
   model: string;
   draft?: string;
-  backend: Backend;
+  /** "auto": the faster of wasm and gpu here (see runtime/backend_choice.ts). */
+  backend: BackendChoice;
+  /** wasm: threads per forward (default: this machine's cores). */
+  threads?: number;
   paging?: PagingBudgets;
   reprofile: boolean;
   /** The --method flag ("auto": the startup profile decides). */
@@ -31,6 +35,8 @@ export interface EngineOpenRequest {
 export interface EngineInfo {
   context: number;
   hasDraft: boolean;
+  /** Where the models run ("auto" resolved), for /v1/status. */
+  backend: BackendStatus;
   /** The plan's method ("auto" resolved). */
   method: Method;
   tree: TreeOptions;

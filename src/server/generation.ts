@@ -14,6 +14,7 @@ import type { FinishReason, GenerationStats, PromptEvent, TokenEvent } from "../
 import type { ProcessingSpec } from "../decoding/logits/processor.ts";
 import { type Method, needsDraftModel, type TreeOptions } from "../speculative/methods.ts";
 import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
+import type { BackendStatus } from "../runtime/runtime.ts";
 import { type DecodeEngine, LocalEngine } from "./engine.ts";
 import { ApiError } from "./errors.ts";
 import type { ServerMetrics } from "./metrics.ts";
@@ -34,6 +35,8 @@ export interface ModelService {
   acceptance?: number[];
   /** What GET /v1/status reports about the startup profile. */
   status?: Record<string, unknown>;
+  /** Where the models run (GET /v1/status: backend, threads, device, backend_choice). */
+  backend?: BackendStatus;
 }
 
 /**

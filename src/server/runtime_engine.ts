@@ -34,6 +34,7 @@ export class RuntimeEngine extends LocalEngine {
       model: r.model,
       draft: r.draft,
       backend: r.backend,
+      threads: r.threads,
       paging: r.paging,
       reprofile: r.reprofile,
       log: (l) => console.error(`  ${l}`),
@@ -45,6 +46,7 @@ export class RuntimeEngine extends LocalEngine {
       const info: EngineInfo = {
         context: runtime.context,
         hasDraft: runtime.draft !== undefined,
+        backend: runtime.backendStatus(),
         method: plan.method,
         tree: plan.tree,
         acceptance: plan.acceptance,

@@ -1,0 +1,70 @@
+/**
+ * The backend flags every model-loading subcommand takes (serve, generate, profile, bench):
+ * `--backend gpu|cpu|wasm|auto` (default auto) and `--threads N` (the wasm backend's threads per
+ * forward, default: this machine's cores).
+ *
+ * @module
+ */
+
+import {
+  BACKEND_CHOICES,
+  type BackendChoice,
+  defaultThreads,
+  MAX_THREADS,
+  type PagingBudgets,
+} from "../runtime/backend.ts";
+import { UsageError } from "./usage.ts";
+
+/** node:util parseArgs definitions of the two flags (spread into a command's options). */
+export const BACKEND_FLAGS = {
+  backend: { type: "string", default: "auto" },
+  threads: { type: "string" },
+} as const;
+
+/** The flags' usage lines: two-space indent, descriptions from column `col` (a command's own layout). */
+export function backendUsage(col: number): string {
+  const lines: [string, string[]][] = [
+    ["--backend B", [
+      "auto (default: the faster of wasm and gpu for this adapter and model, by t(1)",
+      "measured once and cached; gpu with a GPU memory budget; wasm with no WebGPU",
+      "adapter), gpu (WebGPU), wasm (WebAssembly SIMD on the CPU) or cpu (the reference)",
+    ]],
+    ["--threads N", [
+      `wasm: threads per forward, 1..${MAX_THREADS} (default ${defaultThreads()}: this machine's cores)`,
+    ]],
+  ];
+  return lines.map(([flag, text]) =>
+    text.map((t, i) => (i === 0 ? `  ${flag}`.padEnd(col) : " ".repeat(col)) + t + "\n").join("")
+  ).join("");
+}
+
+/** The backend and thread count the flags ask for. */
+export interface BackendFlags {
+  backend: BackendChoice;
+  threads: number;
+}
+
+/** Parse the flags' values; throws a UsageError naming the flag. */
+export function backendFlags(values: { backend?: string; threads?: string }): BackendFlags {
+  const backend = values.backend ?? "auto";
+  if (!BACKEND_CHOICES.includes(backend as BackendChoice)) {
+    throw new UsageError(
+      `--backend must be one of ${BACKEND_CHOICES.join(", ")}, got ${JSON.stringify(backend)}`,
+    );
+  }
+  let threads = defaultThreads();
+  if (values.threads !== undefined) {
+    threads = Number(values.threads);
+    if (!/^\s*\d+\s*$/.test(values.threads) || !(threads >= 1 && threads <= MAX_THREADS)) {
+      throw new UsageError(`--threads must be an integer 1..${MAX_THREADS}, got ${values.threads}`);
+    }
+  }
+  return { backend: backend as BackendChoice, threads };
+}
+
+/** Throws a UsageError when a GPU memory budget is given with a backend that cannot page (cpu, wasm). */
+export function checkPagingBackend(backend: BackendChoice, paging: PagingBudgets): void {
+  if (paging.gpuMemoryBudget !== undefined && backend !== "gpu" && backend !== "auto") {
+    throw new UsageError(`--gpu-memory-budget (paged weights) needs --backend gpu (or auto), not ${backend}`);
+  }
+}
