@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { Backend } from "../runtime/backend.ts";
 import type { BenchCase } from "./cases.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { MeasuredCosts } from "../speculative/tree_choice.ts";
@@ -108,7 +109,7 @@ export interface BenchReport {
     runs: number;
     temperatures: number[];
     modes: Mode[];
-    backend?: "gpu" | "cpu";
+    backend?: Backend;
     warmup: string;
   };
   prompts: string[];

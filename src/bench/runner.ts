@@ -16,7 +16,7 @@ import { decode } from "../speculative/decode.ts";
 import { needsDraftModel } from "../speculative/methods.ts";
 import { pagedModel, type PagingStats } from "../model/capabilities.ts";
 import { SAMPLING_DEFAULTS, type SamplingParams } from "../model/sampling.ts";
-import { type Backend, sharedGpu } from "../runtime/backend.ts";
+import { type Backend, defaultThreads, sharedGpu } from "../runtime/backend.ts";
 import { type BenchCase, type BenchSizes, buildCases, maxBatchFor, usedPrompts } from "./cases.ts";
 import { modeSection, sequoiaSection } from "./markdown.ts";
 import { type BenchPair, loadPair, openPair } from "./pair.ts";
@@ -38,6 +38,8 @@ export interface SideBySideOptions {
   temperatures: number[];
   runs: number;
   backend: Backend;
+  /** wasm: threads per forward (default: this machine's cores). */
+  threads?: number;
   sizes: BenchSizes;
   /** Keep only these methods (AR always stays: it is the baseline). */
   methods?: string[];
@@ -176,6 +178,8 @@ export async function runSideBySide(o: SideBySideOptions): Promise<BenchReport> 
   const promptCount = usedPrompts(o.sizes);
   const adapter = o.backend === "gpu"
     ? await sharedGpu().then((g) => g.adapter.description || g.adapter.vendor)
+    : o.backend === "wasm"
+    ? `wasm SIMD128, ${o.threads ?? defaultThreads()} threads`
     : "cpu reference";
   print(`# specdec benchmark: methods side by side\n`);
   print(`command: ${o.command}`);
@@ -188,7 +192,13 @@ export async function runSideBySide(o: SideBySideOptions): Promise<BenchReport> 
   const modes: ModeInfo[] = [];
   for (const [mi, mode] of o.modes.entries()) {
     log(`loading the pair (${mode}) ...`);
-    const pair = await loadPair(folders, { mode, backend: o.backend, maxBatch: maxBatchFor(o.sizes), log });
+    const pair = await loadPair(folders, {
+      mode,
+      backend: o.backend,
+      threads: o.threads,
+      maxBatch: maxBatchFor(o.sizes),
+      log,
+    });
     const info: ModeInfo = { ...pair.info, picks: [] };
     modes.push(info);
     try {
