@@ -6,7 +6,8 @@
  *
  * A forward of more than `chunk` tokens runs in chunks of `chunk` (the scratch is sized for one): a
  * token's result does not depend on which tokens share its chunk (see the kernels' header), so
- * chunking changes nothing but memory.
+ * chunking changes nothing but memory. A mask row may attend to cached slots and to new tokens up to
+ * itself (a tree in topological order), never to a later one.
  *
  * @module
  */
@@ -169,25 +170,30 @@ export class WasmLlama implements CausalLM {
       }
       (wanted[i] ??= []).push(r);
     }
+    // Every mask row, before any chunk runs (a refused forward leaves the cache as it was). A row sees
+    // cached slots and new tokens up to itself: the chunks run in order, so a later token's keys do not
+    // exist yet when an earlier row's chunk runs.
+    if (mask) {
+      for (let i = 0; i < n; i++) {
+        const row = mask.subarray(i * w, (i + 1) * w);
+        let any = false;
+        for (let j = 0; j < w; j++) {
+          if (!row[j]) continue;
+          if (j > past + i) {
+            throw new RangeError(`forward: mask row ${i} attends to column ${j}, a token after it`);
+          }
+          any = true;
+        }
+        if (!any) throw new RangeError(`forward: mask row ${i} attends to nothing`);
+      }
+    }
     const V = c.vocabSize, d = c.hiddenSize, half = c.headDim / 2;
     const out = new Float32Array(rows.length * V);
     for (let o = 0; o < n; o += this.chunk) {
       const m = Math.min(this.chunk, n - o), p = past + o, wc = p + m;
       if (mask) {
         const dst = this.rt.u8(this.s.mask, m * wc);
-        for (let i = 0; i < m; i++) {
-          const row = mask.subarray((o + i) * w, (o + i + 1) * w);
-          let any = false;
-          for (let j = 0; j < w; j++) {
-            if (!row[j]) continue;
-            if (j >= wc) {
-              throw new RangeError(`forward: mask row ${o + i} attends to column ${j}, a token after it`);
-            }
-            any = true;
-          }
-          if (!any) throw new RangeError(`forward: mask row ${o + i} attends to nothing`);
-          dst.set(row.subarray(0, wc), i * wc);
-        }
+        for (let i = 0; i < m; i++) dst.set(mask.subarray((o + i) * w, (o + i) * w + wc), i * wc);
       }
       const x = this.rt.f32(this.s.x, m * d);
       const cos = this.rt.f32(this.s.cos, m * half), sin = this.rt.f32(this.s.sin, m * half);
