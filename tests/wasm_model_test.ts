@@ -284,7 +284,11 @@ Deno.test("wasm model: bad inputs are RangeErrors naming the problem, and leave 
 Deno.test("wasm model: a chunked forward with a bad mask row in a later chunk is refused before any chunk runs", async () => {
   await withModels([wasmModel(target, 1, 64, 4)], (m) => {
     m.forwardSync(causal([1, 2, 3]));
-    // A row may see a later token of its own chunk (as on the CPU reference), not one of a later chunk.
+    // A row may not see a later new token (whichever chunk it falls in: the contract is the same chunked
+    // or not), nor nothing.
+    const near = treeInput(3);
+    near.mask![0 * 9 + 3 + 1] = 1; // node 0 sees node 1, in its own chunk
+    refuse(m, near, /mask row 0 attends to column 4, a token after it/);
     const ahead = treeInput(3);
     ahead.mask![0 * 9 + 3 + 4] = 1; // node 0 (chunk 1: slots 3..6) sees slot 7 (chunk 2)
     refuse(m, ahead, /mask row 0 attends to column 7, a token after it/);
