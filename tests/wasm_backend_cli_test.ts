@@ -1,0 +1,192 @@
+/**
+ * The wasm backend on the command line and the server, and `--backend auto`: greedy `generate` on wasm
+ * gives the CPU reference's tokens; a server on wasm answers (AR and Sequoia alike) and reports its
+ * backend and threads; bad --threads / --backend values exit 2 naming the flag; auto says what it picked
+ * with both t(1) figures, caches the decision per thread count, and a second start reuses it. Every run
+ * has its own SPECDEC_CACHE_DIR (nothing lands beside the bundled models).
+ */
+import assert from "node:assert/strict";
+import { DEFAULT_TARGET_DIR, openModelFolder } from "../src/model/folder.ts";
+import { chooseBackend } from "../src/runtime/backend_choice.ts";
+import { freshCacheDir, spawnServe } from "./fixtures/server_process.ts";
+
+const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
+
+/** Run src/main.ts with `args` and SPECDEC_CACHE_DIR = `cacheDir` (default: a fresh one, removed after). */
+async function run(
+  args: string[],
+  cacheDir?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const cache = cacheDir ?? freshCacheDir();
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, ...args],
+      env: { SPECDEC_CACHE_DIR: cache },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const d = new TextDecoder();
+    return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+  } finally {
+    if (cacheDir === undefined) await Deno.remove(cache, { recursive: true });
+  }
+}
+
+const GREEDY = ["--prompt", "And God said", "--temperature", "0", "--json"];
+
+Deno.test("wasm cli: generate --backend wasm --threads 2 gives the CPU reference's greedy tokens", async () => {
+  const cpu = await run(["generate", ...GREEDY, "--max-tokens", "32", "--backend", "cpu"]);
+  const wasm = await run([
+    "generate",
+    ...GREEDY,
+    "--max-tokens",
+    "32",
+    "--backend",
+    "wasm",
+    "--threads",
+    "2",
+  ]);
+  assert.equal(cpu.code, 0, cpu.stderr);
+  assert.equal(wasm.code, 0, wasm.stderr);
+  const c = JSON.parse(cpu.stdout), w = JSON.parse(wasm.stdout);
+  assert.equal(w.tokens.length, 32);
+  assert.deepEqual(w.tokens, c.tokens);
+  assert.equal(w.text, c.text);
+  assert.equal(w.stats.backend, "wasm");
+  assert.equal(w.stats.threads, 2);
+  assert.equal(w.stats.device, "wasm: 2 threads, SIMD128");
+  assert.equal(w.stats.syncs, 0, "no device readbacks");
+  assert.equal(w.stats.backend_choice, undefined, "a named backend is no auto decision");
+  assert.equal(c.stats.backend, "cpu");
+  assert.equal(c.stats.threads, undefined);
+});
+
+Deno.test("wasm cli: bad --threads and --backend exit 2 naming the flag, before loading anything", async () => {
+  for (const bad of ["0", "65", "1.5", "two"]) {
+    const r = await run(["generate", "--prompt", "x", "--backend", "wasm", "--threads", bad]);
+    assert.equal(r.code, 2, `--threads ${bad}: ${r.stderr}`);
+    assert.match(
+      r.stderr,
+      new RegExp(`--threads must be an integer 1\\.\\.64, got ${bad.replace(".", "\\.")}`),
+    );
+    assert.equal(r.stdout, "");
+  }
+  for (const cmd of ["serve", "profile", "bench"]) {
+    const r = await run([cmd, "--threads", "0"]);
+    assert.equal(r.code, 2, `${cmd}: ${r.stderr}`);
+    assert.match(r.stderr, /--threads must be an integer 1\.\.64, got 0/, cmd);
+  }
+  let r = await run(["serve", "--backend", "tpu"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--backend must be one of gpu, cpu, wasm, auto, got "tpu"/);
+  // Paged weights need the GPU: with wasm that is a usage error, not a failed load.
+  r = await run(["generate", "--prompt", "x", "--backend", "wasm", "--gpu-memory-budget", "1MB"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--gpu-memory-budget \(paged weights\) needs --backend gpu \(or auto\), not wasm/);
+});
+
+Deno.test("wasm server: serve --backend wasm answers /v1/generate (AR and Sequoia alike) and reports it", async () => {
+  const server = await spawnServe(["--backend", "wasm", "--threads", "2"]);
+  let code: number | undefined;
+  try {
+    const ask = async (body: Record<string, unknown>) => {
+      const res = await fetch(`${server.url}/v1/generate`, {
+        method: "POST",
+        body: JSON.stringify({ prompt: "And God said", max_tokens: 16, temperature: 0, ...body }),
+        headers: { "content-type": "application/json" },
+      });
+      const j = await res.json();
+      assert.equal(res.status, 200, JSON.stringify(j));
+      return j;
+    };
+    const ar = await ask({ method: "ar" });
+    assert.equal(ar.tokens.length, 16);
+    const seq = await ask({ method: "sequoia" });
+    assert.deepEqual(seq.tokens, ar.tokens, "exact speculation on wasm");
+    const st = await (await fetch(`${server.url}/v1/status`)).json();
+    assert.equal(st.backend, "wasm");
+    assert.equal(st.threads, 2);
+    assert.equal(st.device, "wasm: 2 threads, SIMD128");
+    assert.equal(st.backend_choice, null);
+    // The startup profile was measured on wasm (never the shipped gpu profile), keyed by threads.
+    assert.equal(st.profile.backend, "wasm");
+    assert.equal(st.profile.adapter.vendor, "wasm");
+    assert.equal(st.profile.costs.sync, 0);
+    const cached = JSON.parse(await Deno.readTextFile(`${server.cacheDir}/profile.json`));
+    assert.ok(
+      cached.entries.some((e: { key: { backend?: string; threads?: number } }) =>
+        e.key.backend === "wasm" && e.key.threads === 2
+      ),
+      JSON.stringify(cached.entries.map((e: { key: unknown }) => e.key)),
+    );
+    assert.match(server.log(), /target .* on wasm: 2 threads, SIMD128/);
+  } finally {
+    code = await server.stop();
+  }
+  assert.equal(code, 0, server.log());
+});
+
+Deno.test("wasm cli: --backend auto says what it picked with both t(1); the next start reuses it", async () => {
+  const cache = freshCacheDir();
+  try {
+    const args = ["generate", ...GREEDY, "--max-tokens", "4", "--threads", "2"];
+    const first = await run(args, cache);
+    assert.equal(first.code, 0, first.stderr);
+    const line =
+      /backend auto: (wasm|gpu): t\(1\) (?:wasm|gpu) [\d.]+ ms on .* vs (?:wasm|gpu) [\d.]+ ms on .*; (\w+)/;
+    const m1 = first.stderr.match(line);
+    assert.ok(m1, first.stderr);
+    assert.equal(m1[2], "measured");
+    const picked = m1[1];
+    const s1 = JSON.parse(first.stdout).stats;
+    assert.equal(s1.backend, picked);
+    assert.equal(s1.backend_choice.basis, "measured");
+    assert.ok(s1.backend_choice.t1_ms.wasm > 0 && s1.backend_choice.t1_ms.gpu > 0);
+    const file = JSON.parse(await Deno.readTextFile(`${cache}/profile.json`));
+    assert.equal(file.backends.length, 1);
+    assert.equal(file.backends[0].backend, picked);
+    assert.equal(file.backends[0].key.threads, 2);
+
+    const second = await run(args, cache);
+    assert.equal(second.code, 0, second.stderr);
+    const m2 = second.stderr.match(line);
+    assert.ok(m2, second.stderr);
+    assert.deepEqual([m2[1], m2[2]], [picked, "cached"]);
+    assert.doesNotMatch(second.stderr, /measuring t\(1\)/);
+    const s2 = JSON.parse(second.stdout).stats;
+    assert.equal(s2.backend, picked);
+    assert.deepEqual(s2.backend_choice.t1_ms, file.backends[0].t1_ms);
+    assert.deepEqual(JSON.parse(second.stdout).tokens, JSON.parse(first.stdout).tokens);
+
+    // Another thread count is another key: measured again, both decisions kept.
+    const one = await run(["generate", ...GREEDY, "--max-tokens", "4", "--threads", "1"], cache);
+    assert.equal(one.code, 0, one.stderr);
+    assert.match(one.stderr, /; measured/);
+    const both = JSON.parse(await Deno.readTextFile(`${cache}/profile.json`));
+    assert.deepEqual(both.backends.map((e: { key: { threads: number } }) => e.key.threads).sort(), [1, 2]);
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("backend auto: no WebGPU adapter -> wasm, paged weights -> gpu, neither measured", async () => {
+  const folder = await openModelFolder(DEFAULT_TARGET_DIR);
+  const cacheDir = freshCacheDir();
+  const gpu = Object.getOwnPropertyDescriptor(navigator, "gpu");
+  try {
+    Object.defineProperty(navigator, "gpu", {
+      value: { requestAdapter: () => Promise.resolve(null) },
+      configurable: true,
+    });
+    const none = await chooseBackend(folder, { threads: 2, cacheDir });
+    assert.deepEqual(none, { backend: "wasm", basis: "no WebGPU adapter", threads: 2 });
+    const paged = await chooseBackend(folder, { threads: 2, cacheDir, paging: { gpuMemoryBudget: 1 << 20 } });
+    assert.deepEqual(paged, { backend: "gpu", basis: "paged weights", threads: 2 });
+    assert.deepEqual([...Deno.readDirSync(cacheDir)], [], "nothing cached");
+  } finally {
+    if (gpu) Object.defineProperty(navigator, "gpu", gpu);
+    else delete (navigator as { gpu?: unknown }).gpu;
+    folder.checkpoint.close();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
