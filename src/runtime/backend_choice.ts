@@ -196,7 +196,7 @@ export async function chooseBackend(folder: ModelFolder, o: ChooseOptions): Prom
       if (hit) return { backend: hit.backend, basis: "cached", threads, t1: hit.t1_ms, adapter: description };
     }
   }
-  o.log?.(`backend auto: measuring t(1) on wasm (${threads} threads) and gpu (${description}) ...`);
+  o.log?.(`backend auto: measuring t(1) on wasm (${plural(threads, "thread")}) and gpu (${description}) ...`);
   const opts: LoadOptions = { threads, maxBatch: o.maxBatch };
   const t1: T1 = { wasm: null, gpu: null };
   const loaded: Partial<Record<AutoBackend, LoadedModel>> = {};
@@ -256,8 +256,10 @@ export async function resolveBackend(
 export function describeDecision(d: BackendDecision): string {
   if (!d.t1) return `${d.backend} (${d.basis})`;
   const ms = (v: number | null) => v === null ? "cannot run" : `${v.toFixed(1)} ms`;
-  const wasm = `wasm ${ms(d.t1.wasm)} on ${d.threads} thread${d.threads === 1 ? "" : "s"}`;
+  const wasm = `wasm ${ms(d.t1.wasm)} on ${plural(d.threads, "thread")}`;
   const gpu = `gpu ${ms(d.t1.gpu)} on ${d.adapter}`;
   const [first, second] = d.backend === "wasm" ? [wasm, gpu] : [gpu, wasm];
   return `${d.backend}: t(1) ${first} vs ${second}; ${d.basis}`;
 }
+
+const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
