@@ -442,16 +442,14 @@ static inline __attribute__((always_inline)) void rows_q32(int type, const uint8
   for (int k = 0; k < R * G; k++) res[k] = hsum(acc[k]) + accm[k];
 }
 
-// Float rows, R at a time for one token (the n = 1 case, as rows_q32): each row's arithmetic is exactly
-// row_float's.
+// Float rows, R at a time for G tokens (res is (G, R)): each row's and token's arithmetic is exactly
+// row_float's (two accumulators, the same order, the same tail).
 static inline __attribute__((always_inline)) void rows_float(int type, const uint8_t* w, int rb, int R, int cols,
-                                                              const Act* a, int tt, float* res) {
-  v128_t acc0[4], acc1[4];
-  for (int r = 0; r < R; r++) acc0[r] = acc1[r] = wasm_f32x4_splat(0.0f);
-  const float* x = a->x + tt * a->xstride;
+                                                              const Act* a, int G, float* res) {
+  v128_t acc0[8], acc1[8];
+  for (int k = 0; k < R * G; k++) acc0[k] = acc1[k] = wasm_f32x4_splat(0.0f);
   int i = 0;
   for (; i + 8 <= cols; i += 8) {
-    const v128_t x0 = wasm_v128_load(x + i), x1 = wasm_v128_load(x + i + 4);
     for (int r = 0; r < R; r++) {
       const uint8_t* wr = w + r * rb;
       v128_t w0, w1;
@@ -466,18 +464,22 @@ static inline __attribute__((always_inline)) void rows_float(int type, const uin
         w0 = wasm_i16x8_shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11);
         w1 = wasm_i16x8_shuffle(z, h, 0, 12, 1, 13, 2, 14, 3, 15);
       }
-      acc0[r] = wasm_f32x4_add(acc0[r], wasm_f32x4_mul(w0, x0));
-      acc1[r] = wasm_f32x4_add(acc1[r], wasm_f32x4_mul(w1, x1));
+      for (int t = 0; t < G; t++) {
+        const float* x = a->x + t * a->xstride + i;
+        const int k = t * R + r;
+        acc0[k] = wasm_f32x4_add(acc0[k], wasm_f32x4_mul(w0, wasm_v128_load(x)));
+        acc1[k] = wasm_f32x4_add(acc1[k], wasm_f32x4_mul(w1, wasm_v128_load(x + 4)));
+      }
     }
   }
-  for (int r = 0; r < R; r++) res[r] = hsum(wasm_f32x4_add(acc0[r], acc1[r]));
+  for (int k = 0; k < R * G; k++) res[k] = hsum(wasm_f32x4_add(acc0[k], acc1[k]));
   for (; i < cols; i++) {
     for (int r = 0; r < R; r++) {
       const uint8_t* wr = w + r * rb;
       float wv = type == T_F32 ? P(const float, (uintptr_t)(wr + 4 * i))[0]
                  : type == T_F16 ? ld_f16(wr + 2 * i)
                                  : f32_from_bits((uint32_t)(wr[2 * i] | (wr[2 * i + 1] << 8)) << 16);
-      res[r] += wv * x[i];
+      for (int t = 0; t < G; t++) res[t * R + r] += wv * a->x[t * a->xstride + i];
     }
   }
 }
@@ -497,50 +499,68 @@ static int row_bytes(int type, int cols) {
   }
 }
 
-#define ROW_GROUP(G)                                                                      \
-  do {                                                                                    \
+#define ROW_GROUP(G)                                                                                         \
+  do {                                                                                                       \
     if (q) row_quant(W->type, row, cols, a, t0, G, res); else row_float(W->type, row, cols, a, t0, G, res); \
+  } while (0)
+
+// `Act` advanced to token t0.
+static inline Act act_at(const Act* a, int t0) {
+  Act at = *a;
+  at.x += t0 * a->xstride;
+  at.q += t0 * a->qstride;
+  at.d += t0 * a->bstride;
+  at.s += t0 * a->bstride;
+  return at;
+}
+
+// One pass of R rows x G tokens of a 32-block or float type (constant R, G and type after inlining).
+#define PASS(R, G)                                                                     \
+  do {                                                                                 \
+    switch (W->type) {                                                                 \
+      case T_Q8_0: rows_q32(T_Q8_0, row, rb, R, cols, &at, G, res); break;             \
+      case T_Q4_0: rows_q32(T_Q4_0, row, rb, R, cols, &at, G, res); break;             \
+      case T_Q4_1: rows_q32(T_Q4_1, row, rb, R, cols, &at, G, res); break;             \
+      case T_F32: rows_float(T_F32, row, rb, R, cols, &at, G, res); break;             \
+      case T_F16: rows_float(T_F16, row, rb, R, cols, &at, G, res); break;             \
+      default: rows_float(T_BF16, row, rb, R, cols, &at, G, res); break;               \
+    }                                                                                  \
   } while (0)
 
 __attribute__((noinline)) static void matmul_rows(const Mat* W, int cols, int r0, int r1, const Act* a, int n, float* out, int os, int accum) {
   const int rb = row_bytes(W->type, cols), q = is_quant(W->type);
   const uint8_t* base = P(const uint8_t, W->data);
   int r = r0;
-  if (n <= 2 && (W->type == T_Q8_0 || W->type == T_Q4_0 || W->type == T_Q4_1)) {
-    // Four rows at a time for the one or two tokens.
-    for (; r + 4 <= r1; r += 4) {
-      float res[8];
+  if (W->type != T_Q4_K && W->type != T_Q6_K && (n == 1 || q)) {
+    // Several rows per pass: independent weight streams (more loads in flight) sharing the tokens'
+    // activation loads. Decoding (n = 1): 4 rows; 32-block types with n >= 2: 2 rows x up to 4 tokens
+    // (float types then go one row x 4 tokens below: measured faster). res is (G, R).
+    const int R = n == 1 ? 4 : 2, GT = n == 1 ? 1 : 4;
+    for (; r + R <= r1; r += R) {
       const uint8_t* row = base + (int64_t)r * rb;
-      if (n == 1) {
-        if (W->type == T_Q8_0) rows_q32(T_Q8_0, row, rb, 4, cols, a, 1, res);
-        else if (W->type == T_Q4_0) rows_q32(T_Q4_0, row, rb, 4, cols, a, 1, res);
-        else rows_q32(T_Q4_1, row, rb, 4, cols, a, 1, res);
-      } else {
-        if (W->type == T_Q8_0) rows_q32(T_Q8_0, row, rb, 4, cols, a, 2, res);
-        else if (W->type == T_Q4_0) rows_q32(T_Q4_0, row, rb, 4, cols, a, 2, res);
-        else rows_q32(T_Q4_1, row, rb, 4, cols, a, 2, res);
-      }
-      for (int t = 0; t < n; t++)
-        for (int k = 0; k < 4; k++) {
-          float* o = out + t * os + r + k;
-          *o = accum ? *o + res[t * 4 + k] : res[t * 4 + k];
+      for (int t0 = 0; t0 < n; t0 += GT) {
+        float res[8];
+        const Act at = act_at(a, t0);
+        const int g = n - t0 < GT ? n - t0 : GT;
+        if (R == 4) {
+          PASS(4, 1);
+        } else {
+          switch (g) {
+            case 4: PASS(2, 4); break;
+            case 3: PASS(2, 3); break;
+            case 2: PASS(2, 2); break;
+            default: PASS(2, 1); break;
+          }
         }
-    }
-  } else if (n == 1 && !q) {
-    for (; r + 4 <= r1; r += 4) {
-      for (int t = 0; t < n; t++) {
-        float res[4];
-        const uint8_t* row = base + (int64_t)r * rb;
-        if (W->type == T_F32) rows_float(T_F32, row, rb, 4, cols, a, t, res);
-        else if (W->type == T_F16) rows_float(T_F16, row, rb, 4, cols, a, t, res);
-        else rows_float(T_BF16, row, rb, 4, cols, a, t, res);
-        for (int k = 0; k < 4; k++) {
-          float* o = out + t * os + r + k;
-          *o = accum ? *o + res[k] : res[k];
-        }
+        for (int t = 0; t < g; t++)
+          for (int k = 0; k < R; k++) {
+            float* o = out + (t0 + t) * os + r + k;
+            *o = accum ? *o + res[t * R + k] : res[t * R + k];
+          }
       }
     }
   }
+  // The rest one row at a time (every row of Q4_K and Q6_K), tokens in groups of up to 4.
   for (; r < r1; r++) {
     const uint8_t* row = base + (int64_t)r * rb;
     for (int t0 = 0; t0 < n; t0 += 4) {
