@@ -149,6 +149,7 @@ async function hardwareProfile(
   });
   try {
     const device = await runtime.profileDevice();
+    const where = runtime.backendStatus();
     const paging = pagedModel(runtime.target.model)?.paging;
     if (paging) {
       log(
@@ -166,7 +167,10 @@ async function hardwareProfile(
       console.log(
         JSON.stringify({
           adapter: device.adapter,
-          ...runtime.backendStatus(),
+          backend: where.backend,
+          threads: where.threads,
+          device: where.device,
+          backend_choice: where.choice,
           deno: Deno.version.deno,
           paging,
           cached,
