@@ -205,13 +205,16 @@ export async function benchPeers(o: PeerBenchOptions): Promise<PeerRow[]> {
     rows.push(
       isLlamaCppRow(p)
         ? {
-          engine: `llama.cpp ${p.backend} (${p.threads} threads)`,
+          engine: `llama.cpp ${p.backend} (${p.threads} thread${p.threads === 1 ? "" : "s"})`,
           tokPerS: p.tokPerS,
           bytesPerToken: fileBytes,
           gbps: (fileBytes * p.tokPerS) / 1e9,
           note: p.version,
         }
-        : { engine: `llama.cpp ${p.backend} (${p.threads} threads)`, note: p.unavailable },
+        : {
+          engine: `llama.cpp ${p.backend} (${p.threads} thread${p.threads === 1 ? "" : "s"})`,
+          note: p.unavailable,
+        },
     );
   }
   console.log(

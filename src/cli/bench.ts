@@ -64,7 +64,8 @@ Other benchmarks:
   --ar        AR tok/s of the target and draft: GPU at 8 and 1 tokens per submission, CPU reference
   --peers     a real model (default: SmolLM2-135M-Instruct from deno task models) decoded by this engine
               (GPU at 8 and 1 tokens per submission, CPU reference) and by llama.cpp on the same GGUF
-              (CPU, 2 threads; --vulkan adds its Vulkan backend; bash tools/llama_cpp/install.sh first),
+              (CPU; --vulkan adds its Vulkan backend; bash tools/llama_cpp/install.sh first), with the wasm
+              backend and llama.cpp's CPU backend at 1 and 2 threads (--threads N: at N only),
               same prompt ids and tokens, with weight bytes per token and GB/s beside streaming read
               (run from the repository root: the model, prompts and tool folder are found from there)
   --load URL  a running server (or replicas behind a balancer) under C concurrent streaming completions
@@ -164,6 +165,8 @@ export async function runBench(args: string[]): Promise<number> {
       runs,
       vulkan: values.vulkan,
       jsonPath: values.json,
+      // --threads N: the wasm and llama.cpp CPU rows at N threads only (default: 1 and 2).
+      threads: values.threads === undefined ? undefined : [threads],
     });
     return 0;
   }
