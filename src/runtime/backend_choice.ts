@@ -28,6 +28,7 @@ import {
 import { modelId } from "./acceptance_store.ts";
 import { cacheFiles, InvalidCacheFile, readCacheJson } from "./cache_dir.ts";
 import { adapterId, cpuName, verifyForward, writeProfileSection } from "./hardware_profile.ts";
+import { kernelId } from "../wasm/runtime.ts";
 
 /** The backends auto chooses between. */
 export type AutoBackend = Extract<Backend, "gpu" | "wasm">;
@@ -175,7 +176,8 @@ export async function chooseBackend(folder: ModelFolder, o: ChooseOptions): Prom
   const description = adapter.description || adapter.vendor;
   const key: BackendChoiceKey = {
     adapter: adapterId(adapter),
-    cpu: `${cpuName()}, ${navigator.hardwareConcurrency || 1} cores`,
+    // The wasm kernels' build too: rebuilt kernels are measured again.
+    cpu: `${cpuName()}, ${navigator.hardwareConcurrency || 1} cores, kernels ${kernelId()}`,
     threads,
     deno: Deno.version.deno,
     target: await modelId(folder),

@@ -15,6 +15,7 @@ import { GpuLlama } from "../gpu/llama/model.ts";
 import type { CausalLM, ForwardInput } from "../model/causal_lm.ts";
 import { isDeviceSampler, type Paged } from "../model/capabilities.ts";
 import { loadWasmModel } from "../wasm/load.ts";
+import { kernelId } from "../wasm/runtime.ts";
 import type { Backend } from "./backend.ts";
 import { SAMPLING_DEFAULTS, type SamplingParams } from "../model/sampling.ts";
 import { acceptanceTexts } from "./acceptance.ts";
@@ -53,7 +54,8 @@ export function cpuName(): string {
 
 /**
  * The wasm backend's "adapter" for the profile: this CPU (its name and cores) and the threads a forward
- * runs on. Profiles measured at another thread count are not reused.
+ * runs on, and the kernels' build. Profiles measured at another thread count or with other kernels are
+ * not reused.
  */
 export class WasmHost {
   readonly adapter: AdapterDescription;
@@ -62,7 +64,8 @@ export class WasmHost {
     this.adapter = {
       vendor: "wasm",
       architecture: Deno.build.arch,
-      device: `${navigator.hardwareConcurrency || 1} cores`,
+      // The kernels' hash: a rebuilt llama.wasm is measured again.
+      device: `${navigator.hardwareConcurrency || 1} cores, kernels ${kernelId()}`,
       description: `wasm SIMD128 on ${cpu}, ${threads} thread${threads === 1 ? "" : "s"}`,
       isFallbackAdapter: false,
     };

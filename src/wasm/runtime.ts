@@ -65,6 +65,20 @@ export const MAX_WASM_BYTES = 65536 * PAGE;
 const WORKER_STACK = 256 * 1024;
 
 let compiled: Promise<WebAssembly.Module> | undefined;
+let kernelHash: string | undefined;
+
+/**
+ * A short hash (FNV-1a, 32 bits, hex) of llama.wasm: caches of measured timings (the hardware profile)
+ * key on it, so rebuilt kernels are measured again.
+ */
+export function kernelId(): string {
+  if (kernelHash) return kernelHash;
+  const bytes = Deno.readFileSync(new URL("./kernels/llama.wasm", import.meta.url));
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
+  kernelHash = (h >>> 0).toString(16).padStart(8, "0");
+  return kernelHash;
+}
 
 /** The compiled kernels (compiled once per process; the file is committed, built by scripts/build_wasm.sh). */
 export function kernelModule(): Promise<WebAssembly.Module> {
