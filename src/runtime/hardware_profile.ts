@@ -148,6 +148,56 @@ export async function measureSpecExecBudgets(
   return rows;
 }
 
+/** The acceptance vector of the host-time probe (any plausible one: the time depends on the tree's size). */
+const HOST_PROBE_ACCEPTANCE = [0.6, 0.15, 0.08, 0.05, 0.03, 0.02, 0.01, 0.01];
+
+/**
+ * The host time a decode spends beyond its forwards ({@link MeasuredCosts.host}): one short AR run and
+ * Sequoia runs at two tree sizes on a held-out prompt, each compared with what its forwards cost by
+ * `costs` (the measured t(n)); clamped at 0.
+ */
+
+export async function measureHostOverhead(
+  pair: { targetFolder: ModelFolder; target: CausalLM; draft: CausalLM },
+  costs: MeasuredCosts,
+  log?: (l: string) => void,
+): Promise<NonNullable<MeasuredCosts["host"]>> {
+  const [prompt] = await acceptanceTexts(pair.targetFolder, 1, 12, log && ((l) => log(`  ${l}`)));
+  const at = (ms: number[], n: number) => {
+    let i = 0;
+    while (i < costs.sizes.length - 1 && costs.sizes[i] < n) i++;
+    return ms[i] * (costs.sizes[i] >= n ? 1 : n / costs.sizes[i]);
+  };
+  const run = async (method: "ar" | "sequoia", tree?: { treeSize: number; depth: number }) => {
+    let st: { tokPerS: number; tokensPerStep: number } | undefined;
+    // A short warm-up first: the first run of a method's code compiles it (JIT), which is no step cost.
+    for (const maxTokens of [8, 32]) {
+      const events = decode(method, pair.target, method === "ar" ? undefined : pair.draft, prompt, {
+        tree: tree ?? {},
+        acceptance: HOST_PROBE_ACCEPTANCE,
+        maxTokens,
+        sampling: SAMPLING_DEFAULTS.profile,
+        seed: 1,
+        eosIds: [],
+      });
+      for await (const ev of events) if (ev.type === "done") st = ev.stats;
+    }
+    // Milliseconds per step (an AR step is one token).
+    return (1000 * st!.tokensPerStep) / st!.tokPerS;
+  };
+  const sync = costs.sync / costs.arTokensPerSubmission;
+  const ar = Math.max(0, (await run("ar")) - at(costs.target, 1) - sync);
+  const steps: [number, number][] = [];
+  for (const [n, d] of [[4, 2], [16, 3]]) {
+    const forwards = at(costs.target, n) + d * at(costs.draft, Math.ceil(n / d)) + costs.sync;
+    steps.push([n, Math.max(0, (await run("sequoia", { treeSize: n, depth: d })) - forwards)]);
+  }
+  const b = Math.max(0, (steps[1][1] - steps[0][1]) / (steps[1][0] - steps[0][0]));
+  const a = Math.max(0, steps[0][1] - b * steps[0][0]);
+  log?.(`  host time: AR ${ar.toFixed(2)} ms/token, speculative step ${a.toFixed(2)} + ${b.toFixed(3)} n ms`);
+  return { ar, step: [a, b] };
+}
+
 /** A model's paging plan, read as a plain property (undefined: resident, or a backend that cannot page). */
 function pagingOf(m: CausalLM | undefined): Paged["paging"] {
   return (m as Partial<Paged> | undefined)?.paging;
@@ -324,6 +374,7 @@ export async function loadOrMeasureCosts(
   });
   const costs: HardwareCosts = {
     ...measured,
+    host: await measureHostOverhead(pair, measured, opts.log),
     specexec: await measureSpecExecBudgets(device, pair, SAMPLING_DEFAULTS.profile, opts.log),
   };
   // Keep the other keys' entries of the file written (an unusable one is replaced).

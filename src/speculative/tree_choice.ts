@@ -30,6 +30,14 @@ export interface MeasuredCosts {
   sync: number;
   /** Tokens per submission the AR baseline uses. */
   arTokensPerSubmission: number;
+  /**
+   * Host time of a decode beyond its forwards, measured by short real decodes (absent in profiles
+   * measured before it existed: 0). `ar`: per AR token (sampling, the loop); `step`: per speculative
+   * step, `a + b n` for an n-node tree (drafting's and verification's bookkeeping, sampling every node,
+   * KV compaction). Negligible next to a GPU readback; on the wasm backend, where a tiny model's forward
+   * takes a millisecond, it decides whether speculation pays.
+   */
+  host?: { ar: number; step: [number, number] };
 }
 
 /** The chosen tree and its predicted performance. */
@@ -63,7 +71,8 @@ export function costAt(sizes: number[], ms: number[], x: number): number {
  * ranked by predicted tok/s; the first is the pick.
  */
 export function rankTrees(plan: SequoiaPlan, costs: MeasuredCosts): TreeChoice[] {
-  const arMs = costAt(costs.sizes, costs.target, 1) + costs.sync / costs.arTokensPerSubmission;
+  const host = costs.host ?? { ar: 0, step: [0, 0] };
+  const arMs = costAt(costs.sizes, costs.target, 1) + costs.sync / costs.arTokensPerSubmission + host.ar;
   const out: TreeChoice[] = [];
   for (const n of costs.sizes) {
     if (n < 2 || n > plan.maxNodes) continue;
@@ -71,7 +80,7 @@ export function rankTrees(plan: SequoiaPlan, costs: MeasuredCosts): TreeChoice[]
       const g = expectedTokens(plan, n, d + 1);
       if (!Number.isFinite(g)) continue;
       const stepMs = costAt(costs.sizes, costs.target, n) +
-        d * costAt(costs.sizes, costs.draft, Math.ceil(n / d)) + costs.sync;
+        d * costAt(costs.sizes, costs.draft, Math.ceil(n / d)) + costs.sync + host.step[0] + host.step[1] * n;
       const tokPerS = (1000 * g) / stepMs;
       out.push({
         n,

@@ -40,7 +40,7 @@ export class WasmLlama implements CausalLM {
   private disposed = false;
 
   /**
-   * @param rt the runtime holding `w` (owned: dispose() ends it)
+   * @param rt the runtime holding `w` (one reference is this model's: dispose() releases it)
    * @param capacity KV slots
    * @param chunk most tokens per kernel call (scratch is sized for it)
    */
@@ -126,7 +126,8 @@ export class WasmLlama implements CausalLM {
     return this.rt.threads;
   }
 
-  /** Bytes of wasm memory this model holds (weights, KV cache, scratch). */
+  /** Bytes of wasm memory of the runtime this model is in (its weights, KV cache and scratch, and those of
+   * the other models sharing the runtime). */
   get memoryBytes(): number {
     return this.rt.used;
   }
@@ -213,6 +214,7 @@ export class WasmLlama implements CausalLM {
       this.ctx.setInt("past", p);
       this.ctx.setInt("n_logits", local.length);
       this.ctx.setInt("mask", mask ? this.s.mask : 0);
+      this.rt.ensureThreads();
       this.rt.exports.forward(this.rt.pool, this.ctx.base);
       this.kv.length = wc;
       if (local.length) {
@@ -228,6 +230,6 @@ export class WasmLlama implements CausalLM {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.rt.dispose();
+    this.rt.release();
   }
 }

@@ -19,12 +19,15 @@ export interface WasmLoadOptions {
 
 /** Load a folder's weights (GGUF blocks as stored) into a wasm model. */
 export async function loadWasmModel(folder: Checkpoint, opts: WasmLoadOptions = {}): Promise<WasmLlama> {
-  const rt = await WasmRuntime.create(opts.threads ?? defaultThreads());
+  // Target and draft share the process's runtime for this thread count: one set of worker threads.
+  const rt = await WasmRuntime.shared(opts.threads ?? defaultThreads());
   try {
     const w = await loadWasmWeights(rt, folder.checkpoint, folder.config);
+    // The threads start while the weights load (and while a second model loads); the first forward waits
+    // for any still missing (WasmRuntime.ensureThreads).
     return new WasmLlama(folder.config, rt, w, opts.capacity ?? folder.config.maxPositions);
   } catch (e) {
-    rt.dispose();
+    rt.release();
     throw e;
   }
 }

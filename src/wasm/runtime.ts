@@ -93,11 +93,19 @@ export function defaultThreads(): number {
   return Math.max(1, navigator.hardwareConcurrency || 1);
 }
 
+/** The process's shared runtimes by thread count (see {@link WasmRuntime.shared}). */
+const sharedRuntimes = new Map<number, Promise<WasmRuntime>>();
+
 /** One memory, its allocator and its threads. */
 export class WasmRuntime {
+  /** Holders of this runtime; {@link release} by the last ends it. */
+  private refs = 1;
   private top: number;
   private workers: Worker[] = [];
   private disposed = false;
+  private readyAt = 0;
+  private threadsReady = false;
+  private failure: string | undefined;
 
   private constructor(
     readonly memory: WebAssembly.Memory,
@@ -112,7 +120,10 @@ export class WasmRuntime {
     this.top = heapBase;
   }
 
-  /** Compile (once), make the memory and start `threads - 1` workers. */
+  /**
+   * Compile (once), make the memory and start `threads - 1` workers (not waited for: see
+   * {@link ensureThreads}).
+   */
   static async create(threads = 1): Promise<WasmRuntime> {
     if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
       throw new RangeError(`wasm backend: threads must be an integer in [1, 64], got ${threads}`);
@@ -141,27 +152,26 @@ export class WasmRuntime {
     (rt as { pool: number }).pool = pool;
     const pv = new StructView(memory, pool, POOL_FIELDS);
     pv.setInt("n_threads", threads);
-    await rt.startWorkers(pv.getInt("job_gen"));
+    rt.startWorkers(pv.getInt("job_gen"));
     return rt;
   }
 
-  private async startWorkers(seen: number): Promise<void> {
-    const ready: Promise<void>[] = [];
+  /**
+   * Start the worker threads without waiting for them: a Worker started from a Worker takes ~0.5 s to
+   * run its first line in Deno 2.9 (the server's models load in the engine worker), so the threads come
+   * up while the weights load, and {@link ensureThreads} waits for any still missing before the first
+   * forward. Each thread counts itself in at `readyAt` right before entering the kernels' job loop.
+   */
+  private startWorkers(seen: number): void {
+    this.readyAt = this.alloc(4, 4);
     for (let tid = 1; tid < this.threads; tid++) {
       const stack = this.alloc(WORKER_STACK, 16);
       const w = new Worker(new URL("./thread_worker.ts", import.meta.url), { type: "module" });
       this.workers.push(w);
-      ready.push(
-        new Promise((resolve, reject) => {
-          w.onmessage = (e) => {
-            if (e.data?.ready === tid) resolve();
-          };
-          w.onerror = (e) => {
-            e.preventDefault();
-            reject(new Error(`wasm thread ${tid}: ${e.message}`));
-          };
-        }),
-      );
+      w.onerror = (e) => {
+        e.preventDefault();
+        this.failure ??= `wasm thread ${tid}: ${e.message}`;
+      };
       w.postMessage({
         module: this.module,
         memory: this.memory,
@@ -169,14 +179,32 @@ export class WasmRuntime {
         tid,
         seen,
         stackTop: stack + WORKER_STACK,
+        readyAt: this.readyAt,
       });
     }
-    try {
-      await Promise.all(ready);
-    } catch (e) {
-      this.dispose();
-      throw e;
+  }
+
+  /**
+   * Block until every worker thread is in its job loop (a forward's barriers need all of them): returns
+   * at once after the first time; throws when a thread failed or did not start within `timeoutMs`.
+   */
+  ensureThreads(timeoutMs = 30_000): void {
+    if (this.threadsReady) return;
+    if (this.disposed) throw new Error("wasm backend: the runtime is disposed");
+    const count = new Int32Array(this.memory.buffer, this.readyAt, 1);
+    const deadline = performance.now() + timeoutMs;
+    for (let c = Atomics.load(count, 0); c < this.threads - 1; c = Atomics.load(count, 0)) {
+      if (this.failure) throw new Error(this.failure);
+      if (performance.now() > deadline) {
+        throw new Error(
+          `wasm backend: ${this.threads - 1 - c} of ${this.threads - 1} worker threads did not start within ${
+            timeoutMs / 1000
+          } s`,
+        );
+      }
+      Atomics.wait(count, 0, c, 20);
     }
+    this.threadsReady = true;
   }
 
   /** Allocate `bytes` (zeroed: fresh memory, never reused), aligned; grows the memory as needed. */
@@ -229,12 +257,47 @@ export class WasmRuntime {
     return at;
   }
 
-  /** End the worker threads (the memory goes with the last reference). */
+  /**
+   * The process's runtime for `threads` threads, shared by every model loaded with that count (the
+   * target and the draft): one set of worker threads, so the draft's forwards do not compete for the
+   * cores with the target's spinning threads (on 2 cores that cost a speculative step ~5 ms). The caller
+   * holds one reference and gives it back with {@link release}. Memory is never reused: a model's bytes
+   * return when the last holder releases the runtime.
+   */
+  static async shared(threads = 1): Promise<WasmRuntime> {
+    let p = sharedRuntimes.get(threads);
+    if (p) {
+      const rt = await p;
+      if (!rt.disposed) {
+        rt.refs++;
+        return rt;
+      }
+    }
+    p = WasmRuntime.create(threads);
+    sharedRuntimes.set(threads, p);
+    p.catch(() => sharedRuntimes.delete(threads));
+    const rt = await p;
+    rt.onDispose = () => {
+      if (sharedRuntimes.get(threads) === p) sharedRuntimes.delete(threads);
+    };
+    return rt;
+  }
+
+  private onDispose?: () => void;
+
+  /** Give back one reference; the last ends the threads. */
+  release(): void {
+    if (this.disposed) return;
+    if (--this.refs <= 0) this.dispose();
+  }
+
+  /** End the worker threads now, whoever else holds the runtime (the memory goes with the last reference). */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
     if (this.workers.length) this.exports.stop_workers(this.pool);
     for (const w of this.workers) w.terminate();
     this.workers = [];
+    this.onDispose?.();
   }
 }

@@ -1,6 +1,7 @@
 /**
  * A wasm backend thread (runtime.ts): instantiates the kernels over the shared memory with its own
- * stack, says it is ready, and runs jobs in worker_loop until the runtime stops it.
+ * stack, counts itself in (an atomic add the runtime waits on: messages between nested Workers are
+ * slow), and runs jobs in worker_loop until the runtime stops it.
  *
  * @module
  */
@@ -16,13 +17,17 @@ interface Start {
   tid: number;
   seen: number;
   stackTop: number;
+  /** Address of the int32 every thread adds 1 to when it enters the job loop. */
+  readyAt: number;
 }
 
 self.onmessage = (e: MessageEvent<Start>) => {
-  const { module, memory, pool, tid, seen, stackTop } = e.data;
+  const { module, memory, pool, tid, seen, stackTop, readyAt } = e.data;
   const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
   exports.__stack_pointer.value = stackTop;
-  self.postMessage({ ready: tid });
+  const ready = new Int32Array(memory.buffer, readyAt, 1);
+  Atomics.add(ready, 0, 1);
+  Atomics.notify(ready, 0);
   exports.worker_loop(pool, tid, seen);
   self.close();
 };
