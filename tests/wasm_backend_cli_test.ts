@@ -137,8 +137,15 @@ Deno.test("wasm server: serve --backend wasm answers /v1/generate (AR and Sequoi
 
 Deno.test("wasm cli: --backend auto says what it picked with both t(1); the next start reuses it", async () => {
   const cache = freshCacheDir();
+  // A copy of the bundled target without its profile.json (which caches this machine class's choice).
+  const model = await Deno.makeTempDir({ prefix: "auto_target_" });
+  for await (const e of Deno.readDir(DEFAULT_TARGET_DIR)) {
+    if (e.isFile && e.name !== "profile.json") {
+      await Deno.copyFile(`${DEFAULT_TARGET_DIR}/${e.name}`, `${model}/${e.name}`);
+    }
+  }
   try {
-    const args = ["generate", ...GREEDY, "--max-tokens", "4", "--threads", "2"];
+    const args = ["generate", ...GREEDY, "--model", model, "--max-tokens", "4", "--threads", "2"];
     const first = await run(args, cache);
     assert.equal(first.code, 0, first.stderr);
     const line =
@@ -168,13 +175,17 @@ Deno.test("wasm cli: --backend auto says what it picked with both t(1); the next
     assert.deepEqual(JSON.parse(second.stdout).tokens, JSON.parse(first.stdout).tokens);
 
     // Another thread count is another key: measured again, both decisions kept.
-    const one = await run(["generate", ...GREEDY, "--max-tokens", "4", "--threads", "1"], cache);
+    const one = await run(
+      ["generate", ...GREEDY, "--model", model, "--max-tokens", "4", "--threads", "1"],
+      cache,
+    );
     assert.equal(one.code, 0, one.stderr);
     assert.match(one.stderr, /; measured/);
     const both = JSON.parse(await Deno.readTextFile(`${cache}/profile.json`));
     assert.deepEqual(both.backends.map((e: { key: { threads: number } }) => e.key.threads).sort(), [1, 2]);
   } finally {
     await Deno.remove(cache, { recursive: true });
+    await Deno.remove(model, { recursive: true });
   }
 });
 
