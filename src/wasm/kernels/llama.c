@@ -535,14 +535,18 @@ __attribute__((noinline)) static void matmul_rows(const Mat* W, int cols, int r0
     // Several rows per pass: independent weight streams (more loads in flight) sharing the tokens'
     // activation loads. Decoding (n = 1): 4 rows; 32-block types with n >= 2: 2 rows x up to 4 tokens
     // (float types then go one row x 4 tokens below: measured faster). res is (G, R).
-    const int R = n == 1 ? 4 : 2, GT = n == 1 ? 1 : 4;
+    const int R = n == 1 ? (q ? 8 : 4) : 2, GT = n == 1 ? 1 : 4;
     for (; r + R <= r1; r += R) {
       const uint8_t* row = base + (int64_t)r * rb;
       for (int t0 = 0; t0 < n; t0 += GT) {
         float res[8];
         const Act at = act_at(a, t0);
         const int g = n - t0 < GT ? n - t0 : GT;
-        if (R == 4) {
+        if (R == 8) {
+          if (W->type == T_Q8_0) rows_q32(T_Q8_0, row, rb, 8, cols, &at, 1, res);
+          else if (W->type == T_Q4_0) rows_q32(T_Q4_0, row, rb, 8, cols, &at, 1, res);
+          else rows_q32(T_Q4_1, row, rb, 8, cols, &at, 1, res);
+        } else if (R == 4) {
           PASS(4, 1);
         } else {
           switch (g) {
