@@ -223,40 +223,6 @@ static inline void f16x8(v128_t h, v128_t* lo, v128_t* hi) {
   *hi = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(wasm_i16x8_shuffle(z, h, 0, 12, 1, 13, 2, 14, 3, 15), 3), m), s);
 }
 
-// The float rows: each token keeps two f32x4 accumulators (even and odd 4-lane chunks of each 8).
-static inline __attribute__((always_inline)) void row_float(int type, const uint8_t* w, int cols, const Act* a,
-                                                             int t0, int G, float* res) {
-  v128_t acc0[4], acc1[4];
-  for (int t = 0; t < G; t++) acc0[t] = acc1[t] = wasm_f32x4_splat(0.0f);
-  int i = 0;
-  for (; i + 8 <= cols; i += 8) {
-    v128_t w0, w1;
-    if (type == T_F32) {
-      w0 = wasm_v128_load(w + 4 * i);
-      w1 = wasm_v128_load(w + 4 * i + 16);
-    } else if (type == T_F16) {
-      f16x8(wasm_v128_load(w + 2 * i), &w0, &w1);
-    } else {
-      const v128_t z = wasm_i32x4_splat(0);
-      v128_t h = wasm_v128_load(w + 2 * i);
-      w0 = wasm_i16x8_shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11);
-      w1 = wasm_i16x8_shuffle(z, h, 0, 12, 1, 13, 2, 14, 3, 15);
-    }
-    for (int t = 0; t < G; t++) {
-      const float* x = a->x + (t0 + t) * a->xstride + i;
-      acc0[t] = wasm_f32x4_add(acc0[t], wasm_f32x4_mul(w0, wasm_v128_load(x)));
-      acc1[t] = wasm_f32x4_add(acc1[t], wasm_f32x4_mul(w1, wasm_v128_load(x + 4)));
-    }
-  }
-  for (int t = 0; t < G; t++) res[t] = hsum(wasm_f32x4_add(acc0[t], acc1[t]));
-  for (; i < cols; i++) {
-    float wv = type == T_F32 ? P(const float, (uintptr_t)(w + 4 * i))[0]
-               : type == T_F16 ? ld_f16(w + 2 * i)
-                               : f32_from_bits((uint32_t)(w[2 * i] | (w[2 * i + 1] << 8)) << 16);
-    for (int t = 0; t < G; t++) res[t] += wv * a->x[(t0 + t) * a->xstride + i];
-  }
-}
-
 // int32 dot of 32 int8 weights (two i8x16) with token t's 32 int16 activations.
 static inline v128_t dot32(v128_t w0, v128_t w1, const int16_t* x) {
   v128_t s = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w0), wasm_v128_load(x));
@@ -282,128 +248,103 @@ static inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
   }
 }
 
-// The quantized rows. Per token: f32x4 acc += f32(int32 block dot) * (dw * dx); a scalar accm holds
-// the min terms (Q4_1, Q4_K). Block order, and so every token's sum, is the same for any G.
-static inline __attribute__((always_inline)) void row_quant(int type, const uint8_t* w, int cols, const Act* a,
-                                                             int t0, int G, float* res) {
-  v128_t acc[4];
-  float accm[4];
-  for (int t = 0; t < G; t++) {
-    acc[t] = wasm_f32x4_splat(0.0f);
-    accm[t] = 0.0f;
+// The K-quant rows (Q4_K, Q6_K), R rows at once for G tokens (res is (G, R)): per token, f32x4 acc +=
+// f32(int32 sub-block dot) * (d * sc * dx); Q4_K's min terms go to a scalar. Block order, and so every
+// token's sum, is the same for any R and G.
+static inline __attribute__((always_inline)) void rows_k(int type, const uint8_t* w, int rb, int R, int cols,
+                                                          const Act* a, int G, float* res) {
+  v128_t acc[8];
+  float accm[8];
+  for (int k = 0; k < R * G; k++) {
+    acc[k] = wasm_f32x4_splat(0.0f);
+    accm[k] = 0.0f;
   }
   const v128_t lo4 = wasm_i8x16_splat(0x0F);
-  if (type == T_Q8_0 || type == T_Q4_0 || type == T_Q4_1) {
-    const int nb = cols / 32, bytes = type == T_Q8_0 ? 34 : type == T_Q4_0 ? 18 : 20;
+  const int nb = cols / 256;
+  if (type == T_Q4_K) {
     for (int b = 0; b < nb; b++) {
-      const uint8_t* blk = w + b * bytes;
-      float dw = ld_f16(blk), mw = 0.0f;
-      v128_t w0, w1;
-      if (type == T_Q8_0) {
-        w0 = wasm_v128_load(blk + 2);
-        w1 = wasm_v128_load(blk + 18);
-      } else {
-        const uint8_t* qs = blk + (type == T_Q4_0 ? 2 : 4);
-        v128_t q = wasm_v128_load(qs);
-        w0 = wasm_v128_and(q, lo4);
-        w1 = wasm_u8x16_shr(q, 4);
-        if (type == T_Q4_0) {
-          w0 = wasm_i8x16_sub(w0, wasm_i8x16_splat(8));
-          w1 = wasm_i8x16_sub(w1, wasm_i8x16_splat(8));
-        } else {
-          mw = ld_f16(blk + 2);
-        }
-      }
-      for (int t = 0; t < G; t++) {
-        const int tt = t0 + t;
-        v128_t s = dot32(w0, w1, a->q + tt * a->qstride + 32 * b);
-        acc[t] = wasm_f32x4_add(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s),
-                                                       wasm_f32x4_splat(dw * a->d[tt * a->bstride + b])));
-        if (type == T_Q4_1) accm[t] += mw * a->s[tt * a->bstride + b];
-      }
-    }
-  } else if (type == T_Q4_K) {
-    const int nb = cols / 256;
-    for (int b = 0; b < nb; b++) {
-      const uint8_t* blk = w + b * 144;
-      float d = ld_f16(blk), dmin = ld_f16(blk + 2);
-      const uint8_t* sc = blk + 4;
-      const uint8_t* qs = blk + 16;
-      for (int j = 0; j < 4; j++) {
-        // 32 bytes: low nibbles are sub-block 2j, high nibbles 2j+1.
-        v128_t qa = wasm_v128_load(qs + 32 * j), qb = wasm_v128_load(qs + 32 * j + 16);
-        v128_t la = wasm_v128_and(qa, lo4), lb = wasm_v128_and(qb, lo4);
-        v128_t ha = wasm_u8x16_shr(qa, 4), hb = wasm_u8x16_shr(qb, 4);
-        int s1, m1, s2, m2;
-        scale_min_k4(2 * j, sc, &s1, &m1);
-        scale_min_k4(2 * j + 1, sc, &s2, &m2);
-        const float d1 = d * (float)s1, d2 = d * (float)s2, n1 = dmin * (float)m1, n2 = dmin * (float)m2;
-        const int xb = b * 8 + 2 * j;
-        for (int t = 0; t < G; t++) {
-          const int tt = t0 + t;
-          const int16_t* x = a->q + tt * a->qstride + 32 * xb;
-          const float* xd = a->d + tt * a->bstride + xb;
-          const float* xs = a->s + tt * a->bstride + xb;
-          v128_t s = dot32(la, lb, x);
-          acc[t] = wasm_f32x4_add(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), wasm_f32x4_splat(d1 * xd[0])));
-          s = dot32(ha, hb, x + 32);
-          acc[t] = wasm_f32x4_add(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), wasm_f32x4_splat(d2 * xd[1])));
-          accm[t] += n1 * xs[0];
-          accm[t] += n2 * xs[1];
+      for (int r = 0; r < R; r++) {
+        const uint8_t* blk = w + r * rb + b * 144;
+        float d = ld_f16(blk), dmin = ld_f16(blk + 2);
+        const uint8_t* sc = blk + 4;
+        const uint8_t* qs = blk + 16;
+        for (int j = 0; j < 4; j++) {
+          // 32 bytes: low nibbles are sub-block 2j, high nibbles 2j+1.
+          v128_t qa = wasm_v128_load(qs + 32 * j), qb = wasm_v128_load(qs + 32 * j + 16);
+          v128_t la = wasm_v128_and(qa, lo4), lb = wasm_v128_and(qb, lo4);
+          v128_t ha = wasm_u8x16_shr(qa, 4), hb = wasm_u8x16_shr(qb, 4);
+          int s1, m1, s2, m2;
+          scale_min_k4(2 * j, sc, &s1, &m1);
+          scale_min_k4(2 * j + 1, sc, &s2, &m2);
+          const float d1 = d * (float)s1, d2 = d * (float)s2, n1 = dmin * (float)m1, n2 = dmin * (float)m2;
+          const int xb = b * 8 + 2 * j;
+          for (int t = 0; t < G; t++) {
+            const int k = t * R + r;
+            const int16_t* x = a->q + t * a->qstride + 32 * xb;
+            const float* xd = a->d + t * a->bstride + xb;
+            const float* xs = a->s + t * a->bstride + xb;
+            v128_t s = dot32(la, lb, x);
+            acc[k] = wasm_f32x4_add(acc[k], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), wasm_f32x4_splat(d1 * xd[0])));
+            s = dot32(ha, hb, x + 32);
+            acc[k] = wasm_f32x4_add(acc[k], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), wasm_f32x4_splat(d2 * xd[1])));
+            accm[k] += n1 * xs[0];
+            accm[k] += n2 * xs[1];
+          }
         }
       }
     }
-    for (int t = 0; t < G; t++) accm[t] = -accm[t];
+    for (int k = 0; k < R * G; k++) accm[k] = -accm[k];
   } else {  // T_Q6_K
-    const int nb = cols / 256;
     const v128_t three = wasm_i8x16_splat(3), k32 = wasm_i8x16_splat(32);
     for (int b = 0; b < nb; b++) {
-      const uint8_t* blk = w + b * 210;
-      const float d = ld_f16(blk + 208);
-      for (int half = 0; half < 2; half++) {
-        const uint8_t* ql = blk + 64 * half;
-        const uint8_t* qh = blk + 128 + 32 * half;
-        const int8_t* sc = (const int8_t*)(blk + 192 + 8 * half);
-        v128_t l0 = wasm_v128_load(ql), l1 = wasm_v128_load(ql + 16);
-        v128_t l2 = wasm_v128_load(ql + 32), l3 = wasm_v128_load(ql + 48);
-        v128_t h0 = wasm_v128_load(qh), h1 = wasm_v128_load(qh + 16);
-        // Element groups of 16 in storage order: [l, l+16) for l = 0, 16 (q1), 32, 48 (q2), 64, 80 (q3),
-        // 96, 112 (q4); group g has scale sc[g].
-        v128_t q[8];
-        q[0] = wasm_i8x16_sub(wasm_v128_or(wasm_v128_and(l0, lo4), wasm_i8x16_shl(wasm_v128_and(h0, three), 4)), k32);
-        q[1] = wasm_i8x16_sub(wasm_v128_or(wasm_v128_and(l1, lo4), wasm_i8x16_shl(wasm_v128_and(h1, three), 4)), k32);
-        q[2] = wasm_i8x16_sub(
-            wasm_v128_or(wasm_v128_and(l2, lo4), wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(h0, 2), three), 4)), k32);
-        q[3] = wasm_i8x16_sub(
-            wasm_v128_or(wasm_v128_and(l3, lo4), wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(h1, 2), three), 4)), k32);
-        q[4] = wasm_i8x16_sub(
-            wasm_v128_or(wasm_u8x16_shr(l0, 4), wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(h0, 4), three), 4)), k32);
-        q[5] = wasm_i8x16_sub(
-            wasm_v128_or(wasm_u8x16_shr(l1, 4), wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(h1, 4), three), 4)), k32);
-        q[6] = wasm_i8x16_sub(wasm_v128_or(wasm_u8x16_shr(l2, 4), wasm_i8x16_shl(wasm_u8x16_shr(h0, 6), 4)), k32);
-        q[7] = wasm_i8x16_sub(wasm_v128_or(wasm_u8x16_shr(l3, 4), wasm_i8x16_shl(wasm_u8x16_shr(h1, 6), 4)), k32);
-        const int xb0 = b * 8 + half * 4;
-        for (int t = 0; t < G; t++) {
-          const int tt = t0 + t;
-          const int16_t* x = a->q + tt * a->qstride + 32 * xb0;
-          const float* xd = a->d + tt * a->bstride + xb0;
-          for (int k = 0; k < 4; k++) {
-            // Two 16-groups per 32-block of x: scale each int32 dot by its int8 scale (exact in int32:
-            // |q| <= 32, |x| <= 32767, 4 products per lane, |sc| <= 128).
-            v128_t s = wasm_i32x4_add(wasm_i32x4_mul(dot16(q[2 * k], x + 32 * k), wasm_i32x4_splat(sc[2 * k])),
-                                      wasm_i32x4_mul(dot16(q[2 * k + 1], x + 32 * k + 16), wasm_i32x4_splat(sc[2 * k + 1])));
-            acc[t] = wasm_f32x4_add(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), wasm_f32x4_splat(d * xd[k])));
+      for (int r = 0; r < R; r++) {
+        const uint8_t* blk = w + r * rb + b * 210;
+        const float d = ld_f16(blk + 208);
+        for (int half = 0; half < 2; half++) {
+          const uint8_t* ql = blk + 64 * half;
+          const uint8_t* qh = blk + 128 + 32 * half;
+          const int8_t* sc = (const int8_t*)(blk + 192 + 8 * half);
+          v128_t l0 = wasm_v128_load(ql), l1 = wasm_v128_load(ql + 16);
+          v128_t l2 = wasm_v128_load(ql + 32), l3 = wasm_v128_load(ql + 48);
+          v128_t h0 = wasm_v128_load(qh), h1 = wasm_v128_load(qh + 16);
+          // Element groups of 16 in storage order: [l, l+16) for l = 0, 16 (q1), 32, 48 (q2), 64, 80 (q3),
+          // 96, 112 (q4); group g has scale sc[g].
+          v128_t q[8];
+          q[0] = wasm_i8x16_sub(wasm_v128_or(wasm_v128_and(l0, lo4), wasm_i8x16_shl(wasm_v128_and(h0, three), 4)), k32);
+          q[1] = wasm_i8x16_sub(wasm_v128_or(wasm_v128_and(l1, lo4), wasm_i8x16_shl(wasm_v128_and(h1, three), 4)), k32);
+          q[2] = wasm_i8x16_sub(
+              wasm_v128_or(wasm_v128_and(l2, lo4), wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(h0, 2), three), 4)), k32);
+          q[3] = wasm_i8x16_sub(
+              wasm_v128_or(wasm_v128_and(l3, lo4), wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(h1, 2), three), 4)), k32);
+          q[4] = wasm_i8x16_sub(
+              wasm_v128_or(wasm_u8x16_shr(l0, 4), wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(h0, 4), three), 4)), k32);
+          q[5] = wasm_i8x16_sub(
+              wasm_v128_or(wasm_u8x16_shr(l1, 4), wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(h1, 4), three), 4)), k32);
+          q[6] = wasm_i8x16_sub(wasm_v128_or(wasm_u8x16_shr(l2, 4), wasm_i8x16_shl(wasm_u8x16_shr(h0, 6), 4)), k32);
+          q[7] = wasm_i8x16_sub(wasm_v128_or(wasm_u8x16_shr(l3, 4), wasm_i8x16_shl(wasm_u8x16_shr(h1, 6), 4)), k32);
+          const int xb0 = b * 8 + half * 4;
+          for (int t = 0; t < G; t++) {
+            const int kk = t * R + r;
+            const int16_t* x = a->q + t * a->qstride + 32 * xb0;
+            const float* xd = a->d + t * a->bstride + xb0;
+            for (int k = 0; k < 4; k++) {
+              // Two 16-groups per 32-block of x: scale each int32 dot by its int8 scale (exact in int32:
+              // |q| <= 32, |x| <= 32767, 4 products per lane, |sc| <= 128).
+              v128_t s = wasm_i32x4_add(wasm_i32x4_mul(dot16(q[2 * k], x + 32 * k), wasm_i32x4_splat(sc[2 * k])),
+                                        wasm_i32x4_mul(dot16(q[2 * k + 1], x + 32 * k + 16), wasm_i32x4_splat(sc[2 * k + 1])));
+              acc[kk] = wasm_f32x4_add(acc[kk], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), wasm_f32x4_splat(d * xd[k])));
+            }
           }
         }
       }
     }
   }
-  for (int t = 0; t < G; t++) res[t] = hsum(acc[t]) + accm[t];
+  for (int k = 0; k < R * G; k++) res[k] = hsum(acc[k]) + accm[k];
 }
 
-// Rows of the 32-element block types (Q8_0, Q4_0, Q4_1), R rows at once for G <= 2 tokens: the decode
-// case (n <= 2), where R independent weight streams keep more loads in flight. Each row's and token's
-// arithmetic is exactly row_quant's (same block order and operations); res is (G, R).
+// The 32-element block types (Q8_0, Q4_0, Q4_1), R rows at once for G tokens (res is (G, R)): per
+// token, f32x4 acc += f32(int32 block dot) * (dw * dx); a scalar holds Q4_1's min terms. Block order, and
+// so every token's sum, is the same for any R and G.
 static inline __attribute__((always_inline)) void rows_q32(int type, const uint8_t* w, int rb, int R, int cols,
                                                             const Act* a, int G, float* res) {
   v128_t acc[8];
@@ -442,8 +383,8 @@ static inline __attribute__((always_inline)) void rows_q32(int type, const uint8
   for (int k = 0; k < R * G; k++) res[k] = hsum(acc[k]) + accm[k];
 }
 
-// Float rows, R at a time for G tokens (res is (G, R)): each row's and token's arithmetic is exactly
-// row_float's (two accumulators, the same order, the same tail).
+// Float rows (F32, F16, BF16), R at a time for G tokens (res is (G, R)): two f32x4 accumulators per
+// (row, token) (even and odd 4-lane chunks of each 8), then a scalar tail; the same order for any R, G.
 static inline __attribute__((always_inline)) void rows_float(int type, const uint8_t* w, int rb, int R, int cols,
                                                               const Act* a, int G, float* res) {
   v128_t acc0[8], acc1[8];
@@ -499,11 +440,6 @@ static int row_bytes(int type, int cols) {
   }
 }
 
-#define ROW_GROUP(G)                                                                                         \
-  do {                                                                                                       \
-    if (q) row_quant(W->type, row, cols, a, t0, G, res); else row_float(W->type, row, cols, a, t0, G, res); \
-  } while (0)
-
 // `Act` advanced to token t0.
 static inline Act act_at(const Act* a, int t0) {
   Act at = *a;
@@ -514,74 +450,67 @@ static inline Act act_at(const Act* a, int t0) {
   return at;
 }
 
-// One pass of R rows x G tokens of a 32-block or float type (constant R, G and type after inlining).
+// One pass of R rows x G tokens (constant R, G and type after inlining; res is (G, R)).
 #define PASS(R, G)                                                                     \
   do {                                                                                 \
     switch (W->type) {                                                                 \
       case T_Q8_0: rows_q32(T_Q8_0, row, rb, R, cols, &at, G, res); break;             \
       case T_Q4_0: rows_q32(T_Q4_0, row, rb, R, cols, &at, G, res); break;             \
       case T_Q4_1: rows_q32(T_Q4_1, row, rb, R, cols, &at, G, res); break;             \
+      case T_Q4_K: rows_k(T_Q4_K, row, rb, R, cols, &at, G, res); break;               \
+      case T_Q6_K: rows_k(T_Q6_K, row, rb, R, cols, &at, G, res); break;               \
       case T_F32: rows_float(T_F32, row, rb, R, cols, &at, G, res); break;             \
       case T_F16: rows_float(T_F16, row, rb, R, cols, &at, G, res); break;             \
       default: rows_float(T_BF16, row, rb, R, cols, &at, G, res); break;               \
     }                                                                                  \
   } while (0)
 
+// Rows [r0, r1) in passes of R rows x up to GT tokens: several rows per pass are independent weight
+// streams (more loads in flight) sharing the tokens' activation loads; several tokens per pass share
+// the rows' decoding. Decoding (n = 1): 8 rows (Q8_0), 4 (Q4_0, Q4_1: 8 measured slower; float
+// types), 1 (K-quants, whose decoding is the cost: more rows measured no faster); n >= 2: 2 rows x 4 tokens for quantized types,
+// 2 rows x 2 tokens for float types at n = 2, else 1 row x 4 (their two accumulators per pair: measured
+// faster).
+// Leftover rows go one at a time. Every pass computes a (row, token) pair with the same operations.
 __attribute__((noinline)) static void matmul_rows(const Mat* W, int cols, int r0, int r1, const Act* a, int n, float* out, int os, int accum) {
   const int rb = row_bytes(W->type, cols), q = is_quant(W->type);
+  const int q32 = W->type == T_Q8_0 || W->type == T_Q4_0 || W->type == T_Q4_1;
   const uint8_t* base = P(const uint8_t, W->data);
-  int r = r0;
-  if (W->type != T_Q4_K && W->type != T_Q6_K && (n == 1 || q)) {
-    // Several rows per pass: independent weight streams (more loads in flight) sharing the tokens'
-    // activation loads. Decoding (n = 1): 4 rows; 32-block types with n >= 2: 2 rows x up to 4 tokens
-    // (float types then go one row x 4 tokens below: measured faster). res is (G, R).
-    const int R = n == 1 ? (q ? 8 : 4) : 2, GT = n == 1 ? 1 : 4;
-    for (; r + R <= r1; r += R) {
-      const uint8_t* row = base + (int64_t)r * rb;
-      for (int t0 = 0; t0 < n; t0 += GT) {
-        float res[8];
-        const Act at = act_at(a, t0);
-        const int g = n - t0 < GT ? n - t0 : GT;
-        if (R == 8) {
-          if (W->type == T_Q8_0) rows_q32(T_Q8_0, row, rb, 8, cols, &at, 1, res);
-          else if (W->type == T_Q4_0) rows_q32(T_Q4_0, row, rb, 8, cols, &at, 1, res);
-          else rows_q32(T_Q4_1, row, rb, 8, cols, &at, 1, res);
-        } else if (R == 4) {
-          PASS(4, 1);
-        } else {
-          switch (g) {
-            case 4: PASS(2, 4); break;
-            case 3: PASS(2, 3); break;
-            case 2: PASS(2, 2); break;
-            default: PASS(2, 1); break;
-          }
-        }
-        for (int t = 0; t < g; t++)
-          for (int k = 0; k < R; k++) {
-            float* o = out + (t0 + t) * os + r + k;
-            *o = accum ? *o + res[t * R + k] : res[t * R + k];
-          }
-      }
-    }
-  }
-  // The rest one row at a time (every row of Q4_K and Q6_K), tokens in groups of up to 4.
-  for (; r < r1; r++) {
+  const int R0 = n == 1 ? (W->type == T_Q8_0 ? 8 : q32 || !q ? 4 : 1) : q || n == 2 ? 2 : 1;
+  const int GT = n == 1 ? 1 : n == 2 ? 2 : 4;
+  for (int r = r0; r < r1;) {
+    const int R = r + R0 <= r1 ? R0 : 1;
     const uint8_t* row = base + (int64_t)r * rb;
-    for (int t0 = 0; t0 < n; t0 += 4) {
-      float res[4];
-      const int g = n - t0 < 4 ? n - t0 : 4;
-      // Constant G per branch so the token loops unroll; each token's arithmetic is the same in all four.
-      switch (g) {
-        case 4: ROW_GROUP(4); break;
-        case 3: ROW_GROUP(3); break;
-        case 2: ROW_GROUP(2); break;
-        default: ROW_GROUP(1); break;
+    for (int t0 = 0; t0 < n; t0 += GT) {
+      float res[8];
+      const Act at = act_at(a, t0);
+      const int g = n - t0 < GT ? n - t0 : GT;
+      if (R == 8) {
+        rows_q32(T_Q8_0, row, rb, 8, cols, &at, 1, res);  // Q8_0 only
+      } else if (R == 4) {
+        PASS(4, 1);
+      } else if (R == 2) {
+        switch (g) {
+          case 4: PASS(2, 4); break;
+          case 3: PASS(2, 3); break;
+          case 2: PASS(2, 2); break;
+          default: PASS(2, 1); break;
+        }
+      } else {
+        switch (g) {
+          case 4: PASS(1, 4); break;
+          case 3: PASS(1, 3); break;
+          case 2: PASS(1, 2); break;
+          default: PASS(1, 1); break;
+        }
       }
-      for (int t = 0; t < g; t++) {
-        float* o = out + (t0 + t) * os + r;
-        *o = accum ? *o + res[t] : res[t];
-      }
+      for (int t = 0; t < g; t++)
+        for (int k = 0; k < R; k++) {
+          float* o = out + (t0 + t) * os + r + k;
+          *o = accum ? *o + res[t * R + k] : res[t * R + k];
+        }
     }
+    r += R;
   }
 }
 
