@@ -114,13 +114,15 @@ export async function probeAdapter(): Promise<AdapterDescription | undefined> {
 
 /**
  * t(1): median wall time (ms) of a single-token forward after a `past`-token prefix, after `warmup`
- * unmeasured ones; each appends one slot, the cache is emptied after.
+ * unmeasured ones (12: the wasm kernels start in V8's baseline compiler and run optimized code only after
+ * a few forwards, 3-5 ms against 0.9 ms for the tiny target); each appends one slot, the cache is emptied
+ * after.
  */
 export async function decodeStepMs(
   model: CausalLM,
   o: { past?: number; warmup?: number; reps?: number } = {},
 ): Promise<number> {
-  const warmup = o.warmup ?? 2, reps = o.reps ?? 5;
+  const warmup = o.warmup ?? 12, reps = o.reps ?? 5;
   const past = Math.max(1, Math.min(o.past ?? 16, model.kv.capacity - warmup - reps));
   model.kv.truncate(0);
   await model.forward({

@@ -318,6 +318,10 @@ export async function measureCosts(
   const capacity = Math.min(target.kv.capacity, draft.kv.capacity);
   const past = Math.min(64, capacity - sizes[sizes.length - 1] - 1);
   const t: number[] = [], d: number[] = [];
+  // Warm-up, unmeasured: the wasm backend's kernels start in V8's baseline compiler and reach optimized
+  // code after a few forwards (t(1) of the tiny target 3-5 ms before, 0.9 ms after); the GPU's pipelines
+  // compile on first use.
+  if (wasm) { for (const m of [target, draft]) await forwardMs(m, 1, past, sync, 8); }
   for (const n of sizes) {
     // n = 1 sets the AR baseline every prediction is compared with: measure it most carefully.
     const reps = n === 1 ? 7 : n <= 16 ? 3 : 2;
