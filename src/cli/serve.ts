@@ -18,6 +18,7 @@ import { WorkerEngine } from "../server/worker_engine.ts";
 import { UsageError } from "./usage.ts";
 import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
 import { BACKEND_FLAGS, backendFlags, backendUsage, checkPagingBackend } from "./backend_flags.ts";
+import { resolveBackend } from "../runtime/backend_choice.ts";
 
 /** Where the models run: a worker (the HTTP thread never waits on the device) or the HTTP thread. */
 const ENGINES = ["worker", "inline"] as const;
@@ -110,11 +111,23 @@ export async function runServe(args: string[]): Promise<number> {
   if (!ENGINES.includes(values.engine as typeof ENGINES[number])) {
     throw new UsageError(`--engine must be "worker" or "inline", got ${JSON.stringify(values.engine)}`);
   }
+  // auto with the engine in a worker: decide here, on the main thread, so that the worker touches WebGPU
+  // only when it runs on it (terminating a worker that holds a WebGPU adapter and the wasm backend's
+  // nested thread workers crashed Deno 2.9.6 at exit in ~5-15% of runs).
+  const decided = backend === "auto" && values.engine === "worker"
+    ? (await resolveBackend("auto", values.model, {
+      threads,
+      paging,
+      reprofile: values.reprofile,
+      log: (l) => console.error(`  ${l}`),
+    })).decision
+    : undefined;
   const request: EngineOpenRequest = {
     model: values.model,
     draft,
     backend,
     threads,
+    decided,
     paging,
     reprofile: values.reprofile,
     method: values.method as Method | "auto",

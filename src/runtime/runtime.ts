@@ -57,6 +57,11 @@ export interface RuntimeOptions {
   backend: BackendChoice;
   /** wasm: threads per forward (default: this machine's cores). */
   threads?: number;
+  /**
+   * With backend "auto": a decision already made by the caller (resolveBackend; the server makes it on
+   * its main thread so that its engine worker touches WebGPU only when it runs on it), used as it is.
+   */
+  decided?: BackendDecision;
   /** The target's weight budgets (the draft is small and always resident). */
   paging?: PagingBudgets;
   /** Most tokens one target forward must take (e.g. SpecExec's budget + 1); at least 256 on the GPU. */
@@ -203,6 +208,7 @@ export class Runtime {
         choice = await stages.stage(
           "backend auto",
           async () => {
+            if (options.decided) return { ...options.decided, loaded: undefined };
             const d = await chooseBackend(folder, {
               threads,
               paging: options.paging,

@@ -10,6 +10,7 @@
 import { CheckpointError } from "../model/safetensors.ts";
 import type { SamplingParams } from "../model/sampling.ts";
 import type { BackendChoice, PagingBudgets } from "../runtime/backend.ts";
+import type { BackendDecision } from "../runtime/backend_choice.ts";
 import type { BackendStatus } from "../runtime/runtime.ts";
 import type { SpeculativeEvent } from "../speculative/engine.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
@@ -23,6 +24,8 @@ export interface EngineOpenRequest {
   backend: BackendChoice;
   /** wasm: threads per forward (default: this machine's cores). */
   threads?: number;
+  /** With backend "auto": the decision the opener already made (see RuntimeOptions.decided). */
+  decided?: BackendDecision;
   paging?: PagingBudgets;
   reprofile: boolean;
   /** The --method flag ("auto": the startup profile decides). */

@@ -35,6 +35,7 @@ export class RuntimeEngine extends LocalEngine {
       draft: r.draft,
       backend: r.backend,
       threads: r.threads,
+      decided: r.decided,
       paging: r.paging,
       reprofile: r.reprofile,
       log: (l) => console.error(`  ${l}`),
