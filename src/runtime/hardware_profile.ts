@@ -58,6 +58,8 @@ export function cpuName(): string {
  * not reused.
  */
 export class WasmHost {
+  /** The discriminant of {@link ProfileDevice}. */
+  readonly kind = "wasm";
   readonly adapter: AdapterDescription;
 
   constructor(readonly threads: number, cpu = cpuName()) {
@@ -75,9 +77,14 @@ export class WasmHost {
 /** Where a profile is measured: the WebGPU device, or the wasm backend on this CPU. */
 export type ProfileDevice = Gpu | WasmHost;
 
+/** True when `device` is the wasm backend's host (else a WebGPU device). */
+export function isWasmHost(device: ProfileDevice): device is WasmHost {
+  return (device as Partial<WasmHost>).kind === "wasm";
+}
+
 /** The backend a profile device measures. */
 export function profileBackend(device: ProfileDevice): "gpu" | "wasm" {
-  return device instanceof WasmHost ? "wasm" : "gpu";
+  return isWasmHost(device) ? "wasm" : "gpu";
 }
 
 /** SpecExec at one budget, measured briefly. */
@@ -121,7 +128,7 @@ export async function measureSpecExecBudgets(
     if (reuse && maxBatch !== undefined) budget = Math.min(budget, maxBatch - 1);
     const t = reuse
       ? pair.target!
-      : device instanceof WasmHost
+      : isWasmHost(device)
       ? await loadWasmModel(pair.targetFolder, { threads: device.threads })
       : await GpuLlama.load(device, pair.targetFolder, {
         ...(pair.target instanceof GpuLlama ? pair.target.options : {}),
@@ -220,7 +227,7 @@ export async function profileKey(
   return {
     backend,
     adapter: adapterId(device.adapter),
-    ...(device instanceof WasmHost ? { threads: device.threads } : {}),
+    ...(isWasmHost(device) ? { threads: device.threads } : {}),
     deno: Deno.version.deno,
     target: await modelId(targetFolder),
     draft: await modelId(draftFolder),
@@ -310,7 +317,7 @@ export async function measureCosts(
   draft: CausalLM,
   opts: { maxN: number; log?: (l: string) => void },
 ): Promise<MeasuredCosts> {
-  const wasm = device instanceof WasmHost;
+  const wasm = isWasmHost(device);
   const sync = wasm ? 0 : (await syncCost(device)).readbackMs;
   const sizes: number[] = [];
   const most = Math.min(opts.maxN, target.maxBatch ?? Infinity, draft.maxBatch ?? Infinity);
