@@ -79,7 +79,8 @@ export type ProfileDevice = Gpu | WasmHost;
 
 /** True when `device` is the wasm backend's host (else a WebGPU device). */
 export function isWasmHost(device: ProfileDevice): device is WasmHost {
-  return (device as Partial<WasmHost>).kind === "wasm";
+  // `in` first: a WebGPU device has no `kind` (and the tests' stand-ins expose only `adapter`).
+  return "kind" in device && (device as WasmHost).kind === "wasm";
 }
 
 /** The backend a profile device measures. */
