@@ -14,7 +14,7 @@
  */
 
 import type { CausalLM } from "../model/causal_lm.ts";
-import { type ModelFolder, openModelFolder } from "../model/folder.ts";
+import { type Checkpoint, openCheckpoint } from "../model/folder.ts";
 import type { AdapterDescription } from "../gpu/device.ts";
 import { median } from "../util/stats.ts";
 import {
@@ -141,7 +141,7 @@ export async function decodeStepMs(
 }
 
 /** The file decisions for `folder` are read from and written to (the target's profile.json). */
-function choiceFiles(folder: ModelFolder, cacheDir?: string | null) {
+function choiceFiles(folder: Checkpoint, cacheDir?: string | null) {
   return cacheFiles(folder.dir, "profile.json", cacheDir);
 }
 
@@ -168,7 +168,7 @@ async function readChoices(path: string): Promise<BackendChoiceEntry[]> {
  * cached decision for this adapter, CPU, thread count, Deno and model, or a measurement of t(1) on both
  * (cached). A backend the model cannot load on loses (its t(1) null); both failing throws.
  */
-export async function chooseBackend(folder: ModelFolder, o: ChooseOptions): Promise<BackendDecision> {
+export async function chooseBackend(folder: Checkpoint, o: ChooseOptions): Promise<BackendDecision> {
   const threads = o.threads;
   if (o.paging?.gpuMemoryBudget !== undefined || o.paging?.hostMemoryBudget !== undefined) {
     return { backend: "gpu", basis: "paged weights", threads };
@@ -246,7 +246,8 @@ export async function resolveBackend(
   o: ChooseOptions,
 ): Promise<{ backend: Backend; decision?: BackendDecision }> {
   if (choice !== "auto") return { backend: choice };
-  const folder = await openModelFolder(model);
+  // Config and tensor table only: the choice needs the model's identity and weights, not its tokenizer.
+  const folder = await openCheckpoint(model);
   try {
     const decision = await chooseBackend(folder, o);
     decision.loaded?.close();

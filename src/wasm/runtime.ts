@@ -64,8 +64,15 @@ export const MAX_WASM_BYTES = 65536 * PAGE;
 /** Stack of each worker thread (the kernels keep a few hundred bytes of locals). */
 const WORKER_STACK = 256 * 1024;
 
+let kernelFile: Uint8Array<ArrayBuffer> | undefined;
 let compiled: Promise<WebAssembly.Module> | undefined;
 let kernelHash: string | undefined;
+
+/** llama.wasm's bytes, read once per process (93 KB; both the hash and the compile need them). */
+function kernelBytes(): Uint8Array<ArrayBuffer> {
+  kernelFile ??= Deno.readFileSync(new URL("./kernels/llama.wasm", import.meta.url));
+  return kernelFile;
+}
 
 /**
  * A short hash (FNV-1a, 32 bits, hex) of llama.wasm: caches of measured timings (the hardware profile)
@@ -73,7 +80,7 @@ let kernelHash: string | undefined;
  */
 export function kernelId(): string {
   if (kernelHash) return kernelHash;
-  const bytes = Deno.readFileSync(new URL("./kernels/llama.wasm", import.meta.url));
+  const bytes = kernelBytes();
   let h = 0x811c9dc5;
   for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
   kernelHash = (h >>> 0).toString(16).padStart(8, "0");
@@ -82,9 +89,7 @@ export function kernelId(): string {
 
 /** The compiled kernels (compiled once per process; the file is committed, built by scripts/build_wasm.sh). */
 export function kernelModule(): Promise<WebAssembly.Module> {
-  compiled ??= Deno.readFile(new URL("./kernels/llama.wasm", import.meta.url)).then((b) =>
-    WebAssembly.compile(b)
-  );
+  compiled ??= WebAssembly.compile(kernelBytes());
   return compiled;
 }
 
