@@ -26,7 +26,8 @@ import { GgufFile } from "../src/model/gguf.ts";
 import { unpermuteRopeRows } from "../src/model/gguf_checkpoint.ts";
 import { benchLlamaCpp, isLlamaCppRow } from "../src/bench/llama_cpp.ts";
 import { ggufFromHf, llamaCppPermute, type MetaKv, T } from "./fixtures/gguf_model.ts";
-import { randomTensors, smallConfig, writeModelFolder } from "./fixtures/random_model.ts";
+import { randomTensors, SMALL_CONFIG, smallConfig, writeModelFolder } from "./fixtures/random_model.ts";
+import { maxRelErr } from "./fixtures/numeric.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const FIX = `${ROOT}tests/fixtures/gguf/`;
@@ -138,20 +139,12 @@ Deno.test({
 
 // A small llama model whose rows are whole Q8_0 blocks, with the bundled draft's tokenizer (2048 tokens).
 const RAW = {
-  architectures: ["LlamaForCausalLM"],
-  model_type: "llama",
+  ...SMALL_CONFIG,
   vocab_size: 2048,
   hidden_size: 64,
   intermediate_size: 96,
   num_hidden_layers: 2,
   num_attention_heads: 4,
-  num_key_value_heads: 2,
-  max_position_embeddings: 64,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  tie_word_embeddings: false,
-  bos_token_id: 1,
-  eos_token_id: 2,
 };
 const TEXT = "And Joseph said unto them, Do not interpretations belong to God? tell me them, I pray you. 42!";
 
@@ -332,16 +325,6 @@ Deno.test("convert_gguf: permuteRopeRows is llama.cpp's permutation and unpermut
   assert.deepEqual(new Float32Array(back.buffer), x);
 });
 
-/** Largest |a - b| over the largest |b|. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  let err = 0, scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return err / scale;
-}
-
 async function logits(path: string): Promise<Float32Array> {
   const c = await openCheckpoint(path);
   try {
@@ -389,7 +372,7 @@ Deno.test("convert_gguf: an HF folder becomes a GGUF of the same tensors, tokeni
           b.checkpoint.close();
         }
         if (type === "F32") {
-          const e = relErr(await logits(out), await logits(hf));
+          const e = maxRelErr(await logits(out), await logits(hf));
           assert.ok(e < 1e-5, `logits rel err ${e}`);
         }
       }

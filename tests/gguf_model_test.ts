@@ -19,22 +19,13 @@ import { GpuLlama } from "../src/gpu/llama/model.ts";
 import { minPagedBudget } from "../src/gpu/paging/plan.ts";
 import { ggufFromHf, type GgufModelOptions, llamaCppPermute, T } from "./fixtures/gguf_model.ts";
 import { randomTensors, SMALL_CONFIG, smallConfig, writeModelFolder } from "./fixtures/random_model.ts";
+import { maxRelErr } from "./fixtures/numeric.ts";
 
 const PROMPT = [1, 17, 40, 5, 63, 22, 9, 70, 3];
 const input = {
   tokens: Int32Array.from(PROMPT),
   positions: Int32Array.from(PROMPT, (_, i) => i),
 };
-
-/** Largest |a - b| over the largest |b|. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  let err = 0, scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return err / scale;
-}
 
 /** An HF folder and the GGUF of the same model (the folder holds exactly the GGUF's dequantized values). */
 async function pair(raw: Record<string, unknown>, seed: number, o: GgufModelOptions = {}) {
@@ -88,7 +79,7 @@ for (
     try {
       const want = await logitsOf(p.hf);
       const got = await logitsOf(p.gguf);
-      assert.ok(relErr(got, want) < 1e-5, `rel err ${relErr(got, want)}`);
+      assert.ok(maxRelErr(got, want) < 1e-5, `rel err ${maxRelErr(got, want)}`);
     } finally {
       await Deno.remove(p.dir, { recursive: true });
     }
@@ -118,10 +109,10 @@ Deno.test("gguf: without the un-permutation the logits differ", async () => {
     });
     file.close();
     const wrong = await cpu.forward(input);
-    assert.ok(relErr(wrong, want) > 1e-2, `rel err only ${relErr(wrong, want)}`);
+    assert.ok(maxRelErr(wrong, want) > 1e-2, `rel err only ${maxRelErr(wrong, want)}`);
     // And a file written in HF row order (no permutation) is un-permuted into the wrong model too.
     const u = await pair(SMALL_CONFIG, 12, { permute: false });
-    const e = relErr(await logitsOf(u.gguf), await logitsOf(u.hf));
+    const e = maxRelErr(await logitsOf(u.gguf), await logitsOf(u.hf));
     await Deno.remove(u.dir, { recursive: true });
     assert.ok(e > 1e-2, `rel err only ${e}`);
   } finally {
@@ -319,7 +310,7 @@ Deno.test("gguf (Q8_0) on the GPU, resident and paged: the CPU reference's logit
         assert.equal(g.paging !== undefined, opts.gpuMemoryBudget !== undefined);
         const got = await g.forward(last);
         // Weights rounded to F16 (2^-11 relative) through 3 layers: about 1e-3 of the logits' scale here.
-        assert.ok(relErr(got, want) < 5e-3, `rel err ${relErr(got, want)} (${JSON.stringify(opts)})`);
+        assert.ok(maxRelErr(got, want) < 5e-3, `rel err ${maxRelErr(got, want)} (${JSON.stringify(opts)})`);
       } finally {
         g.dispose();
       }

@@ -17,20 +17,12 @@ import type { CpuLlama } from "../src/cpu/llama.ts";
 import type { FusedTreeStepPlan } from "../src/model/capabilities.ts";
 import { GREEDY, probabilities, type SamplingParams } from "../src/model/sampling.ts";
 import { randomTensors, SMALL_CONFIG, smallConfig, writeModelFolder } from "./fixtures/random_model.ts";
+import { maxRelErr } from "./fixtures/numeric.ts";
 
 const gpu = await Gpu.acquire();
 
 /** Same tolerance as gpu_model_test.ts: f32 with another summation order, relative to the largest |b|. */
 const TOL = 2e-4;
-function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let err = 0, scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return err / scale;
-}
-
 /** The b largest logits' indices, ties by lower index (what tree_draw picks at temperature 0). */
 function topB(row: Float32Array, b: number): number[] {
   return Array.from(row.keys()).sort((x, y) => row[y] - row[x] || x - y).slice(0, b);

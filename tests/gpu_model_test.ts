@@ -21,18 +21,9 @@ import { argmax } from "../src/model/sampling.ts";
 import type { CausalLM, ForwardInput } from "../src/model/causal_lm.ts";
 import { randomTensors, SMALL_CONFIG, smallConfig, writeModelFolder } from "./fixtures/random_model.ts";
 import { TREE, treeInput } from "./fixtures/tree_input.ts";
+import { maxRelErr } from "./fixtures/numeric.ts";
 
 const gpu = await Gpu.acquire();
-
-/** Largest |a - b| relative to the largest |b|: logits tolerance is stated against the row's scale. */
-function maxRelErr(a: Float32Array, b: Float32Array): number {
-  let err = 0, scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return err / scale;
-}
 
 /** Tolerance for GPU vs CPU logits: f32 with different summation order, relative to the row maximum. */
 const TOL = 2e-4;
