@@ -150,21 +150,11 @@ export async function benchPeers(o: PeerBenchOptions): Promise<PeerRow[]> {
     : [];
   for (const cfg of configs) {
     const loaded = await loadAlone(folder, cfg.backend);
-    const perRun: GenerationStats[] = [];
     // The CPU reference is slow (a few tok/s): one timed run of a quarter of the tokens.
     const runs = cfg.backend === "cpu" ? 1 : o.runs;
     const tokens = cfg.backend === "cpu" ? Math.max(4, o.tokens >> 2) : o.tokens;
-    for (let r = 0; r <= runs; r++) { // run 0 is the warm-up
-      const gen = generateAutoregressive(loaded.model, prompt, {
-        maxTokens: tokens,
-        sampling: GREEDY,
-        seed: 0,
-        tokensPerSubmission: cfg.per,
-      });
-      for await (const ev of gen) if (ev.type === "done" && r > 0) perRun.push(ev.stats);
-    }
+    const tokPerS = await decode(loaded.model, cfg.per, runs, tokens);
     loaded.close();
-    const tokPerS = median(perRun.map((s) => s.tokPerS));
     const bytesPerToken = loaded.weightBytes;
     rows.push({
       engine: `specdec ${cfg.backend === "gpu" ? `WebGPU, ${cfg.per}/submission` : "CPU reference"}`,
