@@ -22,7 +22,7 @@ import { acceptanceTexts } from "./acceptance.ts";
 import { decode } from "../speculative/decode.ts";
 import type { ModelFolder } from "../model/folder.ts";
 import { modelId } from "./acceptance_store.ts";
-import type { MeasuredCosts } from "../speculative/tree_choice.ts";
+import { costAt, type MeasuredCosts } from "../speculative/tree_choice.ts";
 import { median } from "../util/stats.ts";
 import { cacheFiles, InvalidCacheFile, readCacheJson, writeAtomic } from "./cache_dir.ts";
 
@@ -171,11 +171,8 @@ export async function measureHostOverhead(
   log?: (l: string) => void,
 ): Promise<NonNullable<MeasuredCosts["host"]>> {
   const [prompt] = await acceptanceTexts(pair.targetFolder, 1, 12, log && ((l) => log(`  ${l}`)));
-  const at = (ms: number[], n: number) => {
-    let i = 0;
-    while (i < costs.sizes.length - 1 && costs.sizes[i] < n) i++;
-    return ms[i] * (costs.sizes[i] >= n ? 1 : n / costs.sizes[i]);
-  };
+  // The forwards' cost as the prediction computes it (rankTrees), so host time is what it leaves out.
+  const at = (ms: number[], n: number) => costAt(costs.sizes, ms, n);
   const run = async (method: "ar" | "sequoia", tree?: { treeSize: number; depth: number }) => {
     let st: { tokPerS: number; tokensPerStep: number } | undefined;
     // A short warm-up first: the first run of a method's code compiles it (JIT), which is no step cost.
