@@ -40,7 +40,7 @@
 
 import { loadConfig, type ModelConfig } from "../src/model/config.ts";
 import { f32ToF16Bits } from "../src/model/dtype.ts";
-import { GGML_TYPES, ggmlByteLength } from "../src/model/ggml_quants.ts";
+import { GGML_TYPES, ggmlByteLength, quantizeQ8_0 } from "../src/model/ggml_quants.ts";
 import { GgufFile, type GgufValueType } from "../src/model/gguf.ts";
 import { GGUF_GLOBAL_NAMES, GGUF_LAYER_NAMES, ropeSourceRow } from "../src/model/gguf_checkpoint.ts";
 import { SafetensorsModel } from "../src/model/safetensors.ts";
@@ -72,36 +72,7 @@ export class ConvertError extends Error {
 // ---------------------------------------------------------------------------------------------------
 // Encoders
 
-/** C's roundf: to the nearest integer, ties away from zero (x is an f32 value; x + 0.5 is exact in f64). */
-function roundf(x: number): number {
-  return x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5);
-}
-
-/**
- * Quantize to Q8_0 exactly as ggml's `quantize_row_q8_0_ref` (see the module doc): blocks of 34 bytes,
- * an f16 scale then 32 int8 values. `x.length` must be a multiple of 32.
- */
-export function quantizeQ8_0(x: Float32Array): Uint8Array {
-  if (x.length % 32 !== 0) throw new RangeError(`Q8_0: ${x.length} elements is not whole 32-element blocks`);
-  const blocks = x.length / 32;
-  const out = new Uint8Array(blocks * 34);
-  const ds = new Float32Array(blocks);
-  const fr = Math.fround;
-  for (let b = 0; b < blocks; b++) {
-    let amax = 0;
-    for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(x[b * 32 + i]));
-    const d = fr(amax / 127);
-    const id = d ? fr(1 / d) : 0;
-    ds[b] = d;
-    for (let i = 0; i < 32; i++) out[b * 34 + 2 + i] = roundf(fr(x[b * 32 + i] * id)) & 0xff;
-  }
-  const dBits = f32ToF16Bits(ds);
-  for (let b = 0; b < blocks; b++) {
-    out[b * 34] = dBits[b] & 0xff;
-    out[b * 34 + 1] = dBits[b] >> 8;
-  }
-  return out;
-}
+export { quantizeQ8_0 };
 
 /** `x` encoded as `type` (F32 bytes as they are, F16 round-to-nearest-even, Q8_0 as ggml). */
 export function encodeTensor(type: TargetType, x: Float32Array): Uint8Array {

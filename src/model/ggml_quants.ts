@@ -19,7 +19,7 @@
  * @module
  */
 
-import { f16ToF32Table, toF32 } from "./dtype.ts";
+import { f16ToF32Table, f32ToF16Bits, toF32 } from "./dtype.ts";
 
 /** The ggml tensor types this project reads, by GGUF type id. */
 export const GGML_TYPES = {
@@ -194,4 +194,37 @@ export function dequantize(type: GgmlType, bytes: Uint8Array, count: number): Fl
       }
       return out;
   }
+}
+
+/** C's roundf: to the nearest integer, ties away from zero (x is an f32 value; x + 0.5 is exact in f64). */
+function roundf(x: number): number {
+  return x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5);
+}
+
+/**
+ * Quantize to Q8_0 exactly as ggml's `quantize_row_q8_0_ref`: blocks of 34 bytes, an f16 scale then 32
+ * int8 values. Per block amax = max|x|, d = amax / 127, id = d ? 1/d : 0, q = roundf(x * id) in f32
+ * arithmetic; d is stored as f16 (round-to-nearest-even) while q uses the f32 d. `x.length` must be a
+ * multiple of 32.
+ */
+export function quantizeQ8_0(x: Float32Array): Uint8Array {
+  if (x.length % 32 !== 0) throw new RangeError(`Q8_0: ${x.length} elements is not whole 32-element blocks`);
+  const blocks = x.length / 32;
+  const out = new Uint8Array(blocks * 34);
+  const ds = new Float32Array(blocks);
+  const fr = Math.fround;
+  for (let b = 0; b < blocks; b++) {
+    let amax = 0;
+    for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(x[b * 32 + i]));
+    const d = fr(amax / 127);
+    const id = d ? fr(1 / d) : 0;
+    ds[b] = d;
+    for (let i = 0; i < 32; i++) out[b * 34 + 2 + i] = roundf(fr(x[b * 32 + i] * id)) & 0xff;
+  }
+  const dBits = f32ToF16Bits(ds);
+  for (let b = 0; b < blocks; b++) {
+    out[b * 34] = dBits[b] & 0xff;
+    out[b * 34 + 1] = dBits[b] >> 8;
+  }
+  return out;
 }

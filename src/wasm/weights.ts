@@ -9,7 +9,7 @@
  */
 
 import type { ModelConfig } from "../model/config.ts";
-import { dequantize, GGML_TYPES, type GgmlType } from "../model/ggml_quants.ts";
+import { dequantize, GGML_TYPES, type GgmlType, quantizeQ8_0 } from "../model/ggml_quants.ts";
 import type { TensorStore } from "../model/tensor_store.ts";
 import {
   LAYER_MATRIX_ROLES,
@@ -81,18 +81,37 @@ export function rowBytes(type: GgmlType, cols: number, what: string): number {
   return (cols / t.blockSize) * t.typeSize;
 }
 
-/** `name` in a type the kernels read: stored blocks when native, else the store's raw F32/F16/BF16. */
+/** Element types a model's config may ask its float matrices to be quantized to at load (`load_as`). */
+export type LoadAsType = "Q8_0";
+
+/**
+ * `name` in a type the kernels read: stored blocks when native, else the store's raw F32/F16/BF16 —
+ * quantized to Q8_0 here when `loadAs` asks for it and rows are whole 32-element blocks (a small draft
+ * shipped as F16 runs at Q8_0's 8.5 bits per weight: half the bytes and the kernels' int8 dot products).
+ */
 async function readMatrixBytes(
   st: TensorStore,
   name: string,
+  loadAs?: LoadAsType,
 ): Promise<{ type: GgmlType; bytes: Uint8Array }> {
+  let t: { type: GgmlType; bytes: Uint8Array } | undefined;
   if (st.readGgml) {
     const g = await st.readGgml(name);
-    if (WASM_MATRIX_TYPES.has(g.type)) return g;
+    if (WASM_MATRIX_TYPES.has(g.type)) t = g;
   }
-  const info = st.get(name);
-  if (!info) throw new RangeError(`wasm backend: no tensor "${name}"`);
-  return { type: info.dtype, bytes: await st.readRaw(name) };
+  if (!t) {
+    const info = st.get(name);
+    if (!info) throw new RangeError(`wasm backend: no tensor "${name}"`);
+    t = { type: info.dtype, bytes: await st.readRaw(name) };
+  }
+  const info = st.get(name)!;
+  const cols = info.shape[info.shape.length - 1];
+  const float = t.type === "F32" || t.type === "F16" || t.type === "BF16";
+  if (loadAs === "Q8_0" && float && cols % GGML_TYPES.Q8_0.blockSize === 0) {
+    const n = info.shape.reduce((a, b) => a * b, 1);
+    return { type: "Q8_0", bytes: quantizeQ8_0(dequantize(t.type, t.bytes, n)) };
+  }
+  return t;
 }
 
 function place(
@@ -116,11 +135,12 @@ export async function loadWasmWeights(
   rt: WasmRuntime,
   st: TensorStore,
   c: ModelConfig,
+  loadAs?: LoadAsType,
 ): Promise<WasmWeights> {
   const spec = llamaTensorSpec(c);
   let bytes = 0, quantized = false;
   const matrix = async (s: { name: string; shape: number[] }): Promise<WasmMatrix> => {
-    const m = place(rt, s.name, await readMatrixBytes(st, s.name), s.shape[0], s.shape[1]);
+    const m = place(rt, s.name, await readMatrixBytes(st, s.name, loadAs), s.shape[0], s.shape[1]);
     bytes += m.rowBytes * m.rows;
     quantized ||= GGML_TYPES[m.type].blockSize > 1;
     return m;
@@ -145,7 +165,7 @@ export async function loadWasmWeights(
   let embed: Embeddings, lmHead: WasmMatrix;
   if (spec.global.lmHead) {
     lmHead = await matrix(spec.global.lmHead);
-    const t = await readMatrixBytes(st, e.name);
+    const t = await readMatrixBytes(st, e.name, loadAs);
     embed = { type: t.type, bytes: t.bytes, rowBytes: rowBytes(t.type, e.shape[1], e.name) };
   } else {
     // Tied: the LM head is the embedding table, in wasm memory once, rows read from there.
