@@ -88,6 +88,12 @@ export const hfConfigSchema = z.object({
   mlp_bias: z.literal(false, { message: "MLP biases are not supported" }).default(false),
   bos_token_id: z.number().int().nonnegative().nullish(),
   eos_token_id: z.union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative())]).nullish(),
+  // A draft with a pruned vocabulary (FR-Spec): row i predicts target token ids[i]; one -1, the "other"
+  // row. The rules between fields are checked in parseConfig (vocabMapOf).
+  vocab_map: z.object({ vocab_size: posInt, ids: z.array(z.number().int()) }).optional(),
+  // Quantize the float (F32/F16/BF16) matrices to this type when the wasm backend loads them (a small
+  // draft shipped as F16 runs at Q8_0 speed); other backends read them as stored.
+  load_as: z.literal("Q8_0", { message: 'the only load_as type is "Q8_0"' }).optional(),
 });
 
 /** The raw, validated config.json. */
@@ -108,8 +114,22 @@ export type RopeScaling =
     originalMaxPositions: number;
   };
 
+/**
+ * A pruned vocabulary (config.json `vocab_map`): the model embeds and predicts only some of an outer
+ * tokenizer's ids. Wrapped by model/vocab_map.ts into a model over the outer vocabulary.
+ */
+export interface VocabMap {
+  /** Tokens of the outer vocabulary (the target's `vocab_size`). */
+  outerVocabSize: number;
+  /** (vocabSize) outer token id of each embedding / LM-head row; -1 at `otherRow`. */
+  ids: Int32Array;
+  /** The row every unmapped outer token is embedded as; its output logit is dropped. */
+  otherRow: number;
+}
+
 /** Model hyper-parameters with every derived size computed once. */
 export interface ModelConfig {
+  /** Embedding / LM-head rows (with a {@link VocabMap}: the pruned rows, not the outer vocabulary). */
   vocabSize: number;
   /** Model width (dim). */
   hiddenSize: number;
@@ -134,6 +154,10 @@ export interface ModelConfig {
   tieWordEmbeddings: boolean;
   bosTokenId: number | null;
   eosTokenIds: number[];
+  /** Present for a draft with a pruned vocabulary. */
+  vocabMap?: VocabMap;
+  /** config.json `load_as`: the wasm backend quantizes float matrices to this type at load. */
+  loadAs?: "Q8_0";
 }
 
 /** A config.json that cannot be used; the message names the file and the field. */
@@ -188,6 +212,7 @@ export function parseConfig(raw: unknown, source = "config.json"): ModelConfig {
     );
   }
   const eos = c.eos_token_id;
+  const vocabMap = c.vocab_map && vocabMapOf(c.vocab_map, c.vocab_size, source);
   return {
     vocabSize: c.vocab_size,
     hiddenSize: c.hidden_size,
@@ -206,7 +231,41 @@ export function parseConfig(raw: unknown, source = "config.json"): ModelConfig {
     tieWordEmbeddings: c.tie_word_embeddings,
     bosTokenId: c.bos_token_id ?? null,
     eosTokenIds: eos == null ? [] : Array.isArray(eos) ? eos : [eos],
+    ...(vocabMap ? { vocabMap } : {}),
+    ...(c.load_as ? { loadAs: c.load_as } : {}),
   };
+}
+
+/**
+ * `vocab_map` checked against the rows it maps: one entry per row (`vocab_size` of them), each an outer id
+ * in [0, vocab_map.vocab_size) or -1 (the "other" row, exactly once), no id twice, at least one mapped.
+ */
+function vocabMapOf(m: { vocab_size: number; ids: number[] }, rows: number, source: string): VocabMap {
+  const fail = (field: string, message: string): never => {
+    throw new ConfigError(`${source}: field "vocab_map.${field}": ${message}`);
+  };
+  if (m.ids.length !== rows) {
+    fail("ids", `has ${m.ids.length} entries but vocab_size is ${rows} (one per embedding row)`);
+  }
+  if (rows < 2) fail("ids", "maps no token (only the other row)");
+  const rowOf = new Map<number, number>(); // outer id (or -1) -> first row holding it
+  for (let i = 0; i < rows; i++) {
+    const t = m.ids[i];
+    if (t !== -1 && (t < 0 || t >= m.vocab_size)) {
+      fail(`ids[${i}]`, `${t} is outside vocab_map.vocab_size ${m.vocab_size} (-1 marks the other row)`);
+    }
+    const first = rowOf.get(t);
+    if (first !== undefined) {
+      fail(
+        `ids[${i}]`,
+        t === -1 ? `a second -1 (the other row is ids[${first}])` : `${t} repeats ids[${first}]`,
+      );
+    }
+    rowOf.set(t, i);
+  }
+  const otherRow = rowOf.get(-1);
+  if (otherRow === undefined) fail("ids", `no entry is -1 (the other row, for tokens outside the map)`);
+  return { outerVocabSize: m.vocab_size, ids: Int32Array.from(m.ids), otherRow: otherRow! };
 }
 
 /** Read and validate `dir/config.json`. */

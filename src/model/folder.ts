@@ -139,9 +139,14 @@ export async function openModelFolder(path: string): Promise<ModelFolder> {
   }
 }
 
-/** Every token id must have an embedding row. */
+/**
+ * Every token id must have an embedding row; with a vocab map (a pruned draft, whose tokenizer is its
+ * target's), a place in the outer vocabulary the map's rows are drawn from.
+ */
 function checkVocab(where: string, t: ModelTokenizer, c: ModelConfig, tokens: string, vocab: string): void {
-  if (t.vocabSize > c.vocabSize) {
-    throw new RangeError(`${where}: ${tokens} has ${t.vocabSize} tokens but ${vocab} is ${c.vocabSize}`);
+  const size = c.vocabMap?.outerVocabSize ?? c.vocabSize;
+  if (t.vocabSize > size) {
+    const what = c.vocabMap ? "config.json vocab_map.vocab_size" : vocab;
+    throw new RangeError(`${where}: ${tokens} has ${t.vocabSize} tokens but ${what} is ${size}`);
   }
 }

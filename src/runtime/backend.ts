@@ -13,6 +13,7 @@ import { GpuLlama } from "../gpu/llama/model.ts";
 import { loadWasmModel } from "../wasm/load.ts";
 import { defaultThreads } from "../wasm/runtime.ts";
 import { formatBytes } from "../util/bytes.ts";
+import { withVocabMap } from "../model/vocab_map.ts";
 
 /** The budgets a command passes to model loading (undefined: not given). */
 export interface PagingBudgets {
@@ -79,12 +80,23 @@ function checkPaging(backend: Backend, opts: PagingBudgets): void {
   }
 }
 
-/** Load `folder`'s weights on `backend`. */
+/**
+ * Load `folder`'s weights on `backend`. A pruned-vocabulary draft (config.json `vocab_map`) comes back
+ * wrapped over the outer vocabulary (model/vocab_map.ts), on every backend; its weight bytes are the
+ * inner model's.
+ */
 export async function loadModel(
   folder: Checkpoint,
   backend: Backend,
   opts: LoadOptions = {},
 ): Promise<LoadedModel> {
+  const loaded = await loadUnmapped(folder, backend, opts);
+  // close() still disposes the inner model: all the wrapper holds.
+  return folder.config.vocabMap ? { ...loaded, model: withVocabMap(loaded.model) } : loaded;
+}
+
+/** {@link loadModel} on the checkpoint's own rows. */
+async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOptions): Promise<LoadedModel> {
   checkPaging(backend, opts);
   if (backend === "cpu") {
     const model = await loadCpuModel(folder);

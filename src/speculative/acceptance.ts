@@ -11,7 +11,7 @@
 import { argmax, probabilities, type SamplingParams } from "../model/sampling.ts";
 import type { CausalLM } from "../model/causal_lm.ts";
 import type { Rng } from "../util/rng.ts";
-import { drawWithoutReplacement, topIndices } from "./draw.ts";
+import { drawWithoutReplacement, topFinite } from "./draw.ts";
 import { verifyGreedy } from "./verify/matching.ts";
 import { verifySwor } from "./verify/rejection.ts";
 
@@ -64,7 +64,7 @@ export async function measureAcceptance(
       const P = greedy ? undefined : probabilities(pr, opts.sampling);
       const Q = greedy ? undefined : probabilities(qr, opts.sampling);
       for (let r = 0; r < (greedy ? 1 : opts.repeats); r++) {
-        const kids = greedy ? topIndices(qr, W) : drawWithoutReplacement(Q!, W, opts.rng);
+        const kids = greedy ? topFinite(qr, W) : drawWithoutReplacement(Q!, W, opts.rng);
         const tree = { tokens: [-1, ...kids], children: [kids.map((_, k) => k + 1), ...kids.map(() => [])] };
         const res = greedy
           ? verifyGreedy(tree, () => argmax(pr))

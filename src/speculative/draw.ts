@@ -68,3 +68,12 @@ export function topIndices(x: ArrayLike<number>, b: number): number[] {
   }
   return best;
 }
+
+/**
+ * The `b` largest finite entries of `x` (indices, descending; ties by index), fewer when fewer are finite:
+ * a -Infinity logit (forbidden by a processor, or outside a pruned draft's vocabulary) has q = 0 and is
+ * never a child.
+ */
+export function topFinite(x: ArrayLike<number>, b: number): number[] {
+  return topIndices(x, b).filter((i) => x[i] > -Infinity);
+}

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { topIndices } from "../draw.ts";
+import { topFinite } from "../draw.ts";
 import { childrenOf } from "../tree.ts";
 import type { Drafter, DraftInput, DraftOutput } from "./drafter.ts";
 import { draftModel, feedPending, forwardNodes } from "./draft_cache.ts";
@@ -65,8 +65,8 @@ export class SpecExecDrafter implements Drafter {
       let z = 0;
       for (let i = 0; i < logits.length; i++) z += Math.exp(logits[i] - max);
       const lz = max + Math.log(z);
-      for (const t of topIndices(logits, this.opts.width)) {
-        if (logits[t] === -Infinity) continue; // forbidden by a processor (e.g. outside a grammar)
+      // Only tokens with q > 0: not those a processor forbids, nor those outside a pruned draft's vocabulary.
+      for (const t of topFinite(logits, this.opts.width)) {
         if (proc) states.push(proc.pipeline.advance(states[node], t));
         tokens.push(t);
         parent.push(node);

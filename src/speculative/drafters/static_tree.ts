@@ -11,7 +11,7 @@
 import type { FusedDraftForward, FusedTreeLimits } from "../../model/capabilities.ts";
 import { probabilities } from "../../model/sampling.ts";
 import type { PipelineState } from "../../decoding/logits/pipeline.ts";
-import { drawIid, drawWithoutReplacement, topIndices } from "../draw.ts";
+import { drawIid, drawWithoutReplacement, topFinite } from "../draw.ts";
 import { appendAttention, childrenOf, levels, type TreeShape } from "../tree.ts";
 import type { DrafterKind } from "../verify/verifier.ts";
 import type { Drafter, DraftInput, DraftOutput, FusedDraft } from "./drafter.ts";
@@ -67,25 +67,32 @@ export class StaticTreeDrafter implements Drafter {
     const expand = (node: number, raw: Float32Array) => {
       const kids = children[node];
       if (kids.length === 0) return;
-      let logits = raw;
+      // `allowed`: the row as the processors leave it (a token they forbid has p = 0 too); `logits`: the
+      // row the children are drawn from.
+      let logits = raw, allowed = raw;
       if (proc) {
         if (node > 0 && states![shape.parent[node]] !== undefined && !forbidden[node]) {
           states![node] = proc.pipeline.advance(states![shape.parent[node]]!, tokens[node]);
         }
-        if (states![node] !== undefined) logits = proc.pipeline.processed(raw, states![node]!);
+        if (states![node] !== undefined) allowed = logits = proc.pipeline.processed(raw, states![node]!);
+        // A pruned draft (vocab_map) may have no row for any token the processors allow (a grammar's few):
+        // draw from the raw row then (exact for any q; those children are never accepted, p = 0 there).
+        if (!logits.some((x) => x > -Infinity)) logits = raw;
       }
       const dist = probabilities(logits, input.sampling);
       q[node] = dist;
+      // Every draw stops at the support of q (tokens with a finite logit).
       const picks = greedy
-        ? topIndices(logits, kids.length)
+        ? topFinite(logits, kids.length)
         : this.draw === "swor"
         ? drawWithoutReplacement(dist, kids.length, input.rng)
         : drawIid(dist, kids.length, input.rng);
-      // Fewer distinct tokens than children (tiny support under top-k/top-p): repeat the last draw;
-      // a repeated child can never be accepted twice, it only costs a slot.
+      if (picks.length === 0) throw new Error(`drafter: the draft row of node ${node} has no finite logit`);
+      // Fewer distinct tokens than children (tiny support under top-k/top-p, a pruned draft): repeat the
+      // last draw; a repeated child can never be accepted twice, it only costs a slot.
       kids.forEach((c, i) => {
         tokens[c] = picks[Math.min(i, picks.length - 1)];
-        forbidden[c] = logits[tokens[c]] === -Infinity;
+        forbidden[c] = allowed[tokens[c]] === -Infinity;
       });
     };
     expand(0, rootLogits);

@@ -1,0 +1,98 @@
+/**
+ * A draft with a pruned vocabulary (FR-Spec, Zhao et al. 2025) as a model over the target's whole
+ * vocabulary. The draft embeds and predicts only V' of the target's V tokens plus one "other" row
+ * (config.json `vocab_map`, see config.ts); {@link VocabMappedLM} maps input ids to rows and scatters
+ * each output row back to V logits, -Infinity wherever the draft has no row.
+ *
+ * Why speculation stays exact: every verifier reads only the draft's distribution q (and the tokens drawn
+ * from it), never its logits' support. Here q is the draft's softmax over its V' tokens and 0 elsewhere
+ * (the other row's logit is dropped, so no mass goes to "some token outside the map"). Drafters draw
+ * children only where q > 0; the rejection rules accept x with probability min(1, p(x) / q(x)) and on a
+ * rejection resample from the residual max(p - q, 0), normalised, which keeps all of p's mass on tokens
+ * outside the map (q = 0 there): the emitted token follows p exactly, as for any q (Leviathan et al. 2023,
+ * Theorem 1; Sequoia's and SpecInfer's multi-draft forms alike). The match and greedy rules never read q.
+ * A pruned draft only lowers acceptance where the target's likely tokens fall outside the map.
+ *
+ * @module
+ */
+
+import type { CausalLM, ForwardInput } from "./causal_lm.ts";
+import type { ModelConfig, VocabMap } from "./config.ts";
+import type { KvCache } from "./kv_cache.ts";
+
+/**
+ * `inner` (rows = its config's vocabSize, with `map`) as a model over `map.outerVocabSize` tokens.
+ * Capabilities of the inner model (device sampling, fused tree steps, paging) are not passed through:
+ * they would pick ids among the inner rows. Speculation runs the generic path with it.
+ *
+ * @example
+ * ```ts
+ * const draft = new VocabMappedLM(inner, inner.config.vocabMap!);
+ * draft.config.vocabSize; // the target's vocabulary, e.g. 49152
+ * ```
+ */
+export class VocabMappedLM implements CausalLM {
+  /** The inner config over the outer vocabulary (no vocabMap: this model is not pruned any more). */
+  readonly config: ModelConfig;
+  /** (outer) inner row of each outer token: its own row, or the other row when unmapped. */
+  private readonly rowOf: Int32Array;
+
+  constructor(private readonly inner: CausalLM, private readonly map: VocabMap) {
+    if (map.ids.length !== inner.config.vocabSize) {
+      throw new RangeError(
+        `vocab map: ${map.ids.length} ids for a model of ${inner.config.vocabSize} rows`,
+      );
+    }
+    const { vocabMap: _, ...rest } = inner.config;
+    this.config = { ...rest, vocabSize: map.outerVocabSize };
+    this.rowOf = new Int32Array(map.outerVocabSize).fill(map.otherRow);
+    for (let i = 0; i < map.ids.length; i++) if (i !== map.otherRow) this.rowOf[map.ids[i]] = i;
+  }
+
+  get kv(): KvCache {
+    return this.inner.kv;
+  }
+
+  get maxBatch(): number | undefined {
+    return this.inner.maxBatch;
+  }
+
+  /** Forward with outer ids; returns (rows, outer vocab) logits, -Infinity outside the map. */
+  async forward(input: ForwardInput): Promise<Float32Array> {
+    const Vo = this.map.outerVocabSize, Vi = this.map.ids.length, ids = this.map.ids;
+    const tokens = new Int32Array(input.tokens.length);
+    for (let i = 0; i < tokens.length; i++) {
+      const t = input.tokens[i];
+      if (!(t >= 0 && t < Vo)) {
+        throw new RangeError(`forward: token ${t} at row ${i} outside vocabulary [0, ${Vo})`);
+      }
+      tokens[i] = this.rowOf[t];
+    }
+    const inner = await this.inner.forward({ ...input, tokens });
+    const rows = inner.length / Vi;
+    const out = new Float32Array(rows * Vo).fill(-Infinity); // (rows, outer vocab)
+    for (let r = 0; r < rows; r++) {
+      const src = r * Vi, dst = r * Vo;
+      for (let i = 0; i < Vi; i++) if (i !== this.map.otherRow) out[dst + ids[i]] = inner[src + i];
+    }
+    return out;
+  }
+
+  dispose(): void {
+    this.inner.dispose();
+  }
+}
+
+/**
+ * `model` over the outer vocabulary when its config has a vocab map (a pruned draft), else `model`
+ * itself.
+ *
+ * @example
+ * ```ts
+ * const draft = withVocabMap(await loadCpuModel(folder)); // folder.config.vocabMap set: a VocabMappedLM
+ * ```
+ */
+export function withVocabMap(model: CausalLM): CausalLM {
+  const map = model.config.vocabMap;
+  return map ? new VocabMappedLM(model, map) : model;
+}
