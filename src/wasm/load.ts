@@ -22,7 +22,7 @@ export async function loadWasmModel(folder: Checkpoint, opts: WasmLoadOptions = 
   // Target and draft share the process's runtime for this thread count: one set of worker threads.
   const rt = await WasmRuntime.shared(opts.threads ?? defaultThreads());
   try {
-    const w = await loadWasmWeights(rt, folder.checkpoint, folder.config);
+    const w = await loadWasmWeights(rt, folder.checkpoint, folder.config, folder.config.loadAs);
     // The threads start while the weights load (and while a second model loads); the first forward waits
     // for any still missing (WasmRuntime.ensureThreads).
     return new WasmLlama(folder.config, rt, w, opts.capacity ?? folder.config.maxPositions);
