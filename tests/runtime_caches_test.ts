@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { DEFAULT_DRAFT_DIR, DEFAULT_TARGET_DIR, openModelFolder } from "../src/model/folder.ts";
 import { CACHE_DIR_ENV, cacheFiles, resolveCacheDir } from "../src/runtime/cache_dir.ts";
-import { heldoutSource, loadOrMeasureAcceptance } from "../src/runtime/acceptance.ts";
+import { acceptanceTexts, heldoutSource, loadOrMeasureAcceptance } from "../src/runtime/acceptance.ts";
 import { modelId, saveAcceptance } from "../src/runtime/acceptance_store.ts";
 import { loadOrMeasureCosts, profileKey } from "../src/runtime/hardware_profile.ts";
 import { loadCpuModel } from "../src/cpu/load.ts";
@@ -164,4 +164,28 @@ Deno.test("acceptance: held-out text belongs to the model, else the generic prom
   assert.equal(other.kind, "generic");
   assert.match(other.path, /bench\/prompts\.json$/);
   assert.ok(other.passages.length >= 6);
+});
+
+Deno.test("acceptance: a draft's own heldout.txt comes first, whole prompts split at <|endofprompt|> lines", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "draft_heldout_" });
+  try {
+    const chat =
+      "<|im_start|>user\nFix this:\n\nfirst paragraph\n\nsecond<|im_end|>\n<|im_start|>assistant\n";
+    await Deno.writeTextFile(`${dir}/heldout.txt`, `${chat}\n<|endofprompt|>\nplain text prompt\n`);
+    const src = await heldoutSource(DEFAULT_TARGET_DIR, dir);
+    assert.equal(src.kind, "draft");
+    assert.deepEqual(src.passages, [chat, "plain text prompt\n"], "blank lines inside a prompt stay in it");
+    const target = await openModelFolder(DEFAULT_TARGET_DIR);
+    try {
+      // Whole prompts keep their end (where the answer starts).
+      const [ids] = await acceptanceTexts(target, 1, 5, undefined, dir);
+      assert.deepEqual(ids, target.tokenizer.encode(chat).slice(-5));
+    } finally {
+      target.checkpoint.close();
+    }
+    // Without the draft's file: the target's own held-out text, as before.
+    assert.equal((await heldoutSource(DEFAULT_TARGET_DIR, `${dir}/missing`)).kind, "model");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -19,13 +19,18 @@ import type { InvalidCacheFile } from "./cache_dir.ts";
 export const ACCEPTANCE_WIDTH = 16;
 /** Held-out prompt tokens, and total tokens per sequence, of the acceptance measurement. */
 const ACCEPTANCE_PROMPT = 12, ACCEPTANCE_LENGTH = 96;
+// With a draft's whole held-out prompts: up to 160 prompt tokens (their end), then 96 generated ones.
+const DRAFT_PROMPT = 160, DRAFT_GENERATED = 96;
 
 /** Where held-out text for a model comes from, and its passages. */
 export interface HeldoutSource {
   /** The file read. */
   path: string;
-  /** "model": the model's own held-out text; "generic": the bundled prompt set (any model). */
-  kind: "model" | "generic";
+  /**
+   * "model": the model's own held-out text; "draft": the held-out prompts a draft trained for this target
+   * ships (whole prompts, chat-formatted ones with their markup); "generic": the bundled prompt set.
+   */
+  kind: "model" | "draft" | "generic";
   /** Passages in file order. */
   passages: string[];
 }
@@ -37,20 +42,27 @@ const GENERIC_PROMPTS = new URL("../../bench/prompts.json", import.meta.url);
  * Held-out text that belongs to `dir`'s model: `heldout.txt` in the model folder or beside it (the
  * bundled pair has weights/tiny/heldout.txt, text the tiny models never trained on), chapters separated
  * by blank lines; else the generic prompt set. Never another model's held-out text: a model's acceptance
- * is measured on text like its own training distribution, or on neutral prompts.
+ * is measured on text like its own training distribution, or on neutral prompts. `draftDir`: a draft
+ * trained for this target may ship the held-out text of its distillation (weights/smollm2-draft/
+ * heldout.txt: chat-formatted and plain prompts it never trained on); that comes first.
  */
-export async function heldoutSource(dir: string): Promise<HeldoutSource> {
+export async function heldoutSource(dir: string, draftDir?: string): Promise<HeldoutSource> {
   const folder = dir.replace(/\/+$/, "");
   const parent = folder.includes("/") ? folder.slice(0, folder.lastIndexOf("/")) || "/" : ".";
-  for (const path of [`${folder}/heldout.txt`, `${parent}/heldout.txt`]) {
+  const first = draftDir === undefined ? [] : [`${draftDir.replace(/\/+$/, "")}/heldout.txt`];
+  for (const path of [...first, `${folder}/heldout.txt`, `${parent}/heldout.txt`]) {
     let text: string;
     try {
       text = await Deno.readTextFile(path);
     } catch {
       continue;
     }
-    const passages = text.split("\n\n").filter((c) => c.trim());
-    if (passages.length) return { path, kind: "model", passages };
+    // A draft's file holds whole prompts (chat ones span blank lines): separated by a line "<|endofprompt|>".
+    const isDraft = path === first[0];
+    const passages = (isDraft ? text.split("\n<|endofprompt|>\n") : text.split("\n\n")).filter((c) =>
+      c.trim()
+    );
+    if (passages.length) return { path, kind: isDraft ? "draft" : "model", passages };
   }
   const j = JSON.parse(await Deno.readTextFile(GENERIC_PROMPTS)) as { prompts?: unknown };
   const passages = Array.isArray(j.prompts)
@@ -62,24 +74,28 @@ export async function heldoutSource(dir: string): Promise<HeldoutSource> {
 
 /**
  * Token sequences for acceptance measurement: `count` passages spread evenly over the model's held-out
- * text (see {@link heldoutSource}), each cut to `length` tokens. `log` says which source was used.
+ * text (see {@link heldoutSource}; `draftDir`'s own first), each cut to `length` tokens. `log` says which
+ * source was used.
  */
 export async function acceptanceTexts(
   folder: ModelFolder,
   count = 8,
   length = 128,
   log?: (line: string) => void,
+  draftDir?: string,
 ): Promise<number[][]> {
-  const src = await heldoutSource(folder.dir);
+  const src = await heldoutSource(folder.dir, draftDir);
   log?.(
     src.kind === "model"
       ? `held-out text: ${src.path}`
       : `held-out text: no heldout.txt in or beside ${folder.dir}; using the generic prompts ${src.path}`,
   );
   const step = Math.max(1, Math.floor(src.passages.length / count));
-  return src.passages.filter((_, i) => i % step === 0).slice(0, count).map((c) =>
-    folder.tokenizer.encode(c).slice(0, length)
-  );
+  // A draft's whole prompts keep their end (where the answer starts); passages their beginning.
+  return src.passages.filter((_, i) => i % step === 0).slice(0, count).map((c) => {
+    const ids = folder.tokenizer.encode(c);
+    return src.kind === "draft" ? ids.slice(-length) : ids.slice(0, length);
+  });
 }
 
 /** Options of {@link loadOrMeasureAcceptance}. */
@@ -139,12 +155,19 @@ export async function loadOrMeasureAcceptance(
   // Measure on what the target itself generates at these settings (from held-out prompts): speculation
   // drafts against the target's own text, which the draft predicts better than human text, so a vector
   // from teacher-forced human text under-predicts tokens per step (measured: by 11-20%).
-  const prompts = await acceptanceTexts(pair.targetFolder, 6, ACCEPTANCE_PROMPT, (l) => log(`  ${l}`));
+  const whole = (await heldoutSource(pair.targetFolder.dir, pair.draftFolder.dir)).kind === "draft";
+  const prompts = await acceptanceTexts(
+    pair.targetFolder,
+    6,
+    whole ? DRAFT_PROMPT : ACCEPTANCE_PROMPT,
+    (l) => log(`  ${l}`),
+    pair.draftFolder.dir,
+  );
   const texts: number[][] = [];
   for (const [i, p] of prompts.entries()) {
     const ids = [...p];
     const gen = generateAutoregressive(pair.target, p, {
-      maxTokens: ACCEPTANCE_LENGTH - p.length,
+      maxTokens: whole ? DRAFT_GENERATED : ACCEPTANCE_LENGTH - p.length,
       sampling,
       seed: 77 + i,
     });
@@ -157,7 +180,8 @@ export async function loadOrMeasureAcceptance(
     width: ACCEPTANCE_WIDTH,
     repeats: 4,
     rng: new Rng(1234),
-    skip: ACCEPTANCE_PROMPT,
+    skip: whole ? prompts.map((p) => p.length) : ACCEPTANCE_PROMPT,
+    chunk: whole ? DRAFT_PROMPT + DRAFT_GENERATED : undefined,
   }, (done, total) => log(`  acceptance: ${done}/${total} positions`));
   let acceptance = v.acceptance, path: string | undefined;
   try {

@@ -39,8 +39,8 @@ export async function measureAcceptance(
     repeats: number;
     rng: Rng;
     chunk?: number;
-    /** Positions before this index of each sequence are context only (not measured). */
-    skip?: number;
+    /** Positions before this index of each sequence (one index, or one per sequence) are context only. */
+    skip?: number | number[];
   },
   onProgress?: (done: number, total: number) => void,
 ): Promise<AcceptanceVector> {
@@ -48,10 +48,11 @@ export async function measureAcceptance(
   const counts = new Float64Array(W + 1); // [0] = reject
   const chunk = Math.min(opts.chunk ?? 128, target.config.maxPositions, draft.config.maxPositions);
   const V = target.config.vocabSize;
-  const skip = opts.skip ?? 0;
-  const total = sequences.reduce((a, s) => a + Math.max(0, Math.min(s.length, chunk) - skip), 0);
+  const skipOf = (k: number) => (Array.isArray(opts.skip) ? opts.skip[k] : opts.skip) ?? 0;
+  const total = sequences.reduce((a, s, k) => a + Math.max(0, Math.min(s.length, chunk) - skipOf(k)), 0);
   let done = 0, trials = 0;
-  for (const seq of sequences) {
+  for (const [k, seq] of sequences.entries()) {
+    const skip = skipOf(k);
     const ids = seq.slice(0, chunk);
     const input = { tokens: Int32Array.from(ids), positions: Int32Array.from(ids, (_, i) => i) };
     target.kv.truncate(0);
