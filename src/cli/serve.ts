@@ -164,7 +164,9 @@ async function serve(
   o: { port: number; host: string; maxQueue: number; drainS: number; bodyS: number; apiKey?: string },
 ): Promise<number> {
   const info = engine.info;
-  const method = info.method;
+  const method = info.defaultMethod === "auto"
+    ? `auto (chosen per request; ${info.method} at the startup sampling)`
+    : info.method;
   if (info.pick) {
     console.error(
       `  sequoia n=${info.pick.n} depth=${info.pick.depth}, predicted ${
@@ -177,7 +179,7 @@ async function serve(
     name: folder.path.split("/").filter(Boolean).pop() ?? "model",
     tokenizer: folder.tokenizer,
     engine,
-    defaultMethod: method,
+    defaultMethod: info.defaultMethod,
     tree: info.tree,
     acceptance: info.acceptance,
     status: info.status,

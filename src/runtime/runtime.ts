@@ -3,7 +3,8 @@
  * model folders, choose the backend (`auto`: the faster of wasm and gpu, see backend_choice.ts), load
  * the target (with its paging budgets) and the draft on it, read or measure the hardware profile of that
  * backend and the acceptance vector (cached; see cache_dir.ts), pick Sequoia's tree and SpecExec's
- * budget for this adapter, choose the default method, and decode.
+ * budget for this adapter, choose the default method, choose a request's method under `--method auto`
+ * from predicted speeds ({@link Runtime.choose}, method_choice.ts), and decode.
  *
  * Commands only parse flags, open a {@link Runtime}, print and pick exit codes; the lower-level
  * functions it composes (loadModel, loadOrMeasureCosts, acceptanceFor, ...) stay exported for bench and
@@ -21,6 +22,7 @@ import { decode } from "../speculative/decode.ts";
 import { type Method, needsDraftModel, TREE_DEFAULTS, type TreeOptions } from "../speculative/methods.ts";
 import type { SequoiaPlan } from "../speculative/sequoia_plan.ts";
 import { pickSequoiaTree, type TreeChoice } from "../speculative/tree_choice.ts";
+import { LOOKUP_DEFAULTS, replayLookup } from "../speculative/drafters/lookup.ts";
 import type { SpeculativeEvent } from "../speculative/engine.ts";
 import {
   type Backend,
@@ -36,13 +38,23 @@ import { type AcceptanceResult, loadOrMeasureAcceptance } from "./acceptance.ts"
 import { acceptanceFiles } from "./acceptance_store.ts";
 import {
   type BudgetRow,
+  forwardMs,
   type HardwareCosts,
+  isWasmHost,
   loadOrMeasureCosts,
   measureSpecExecBudgets,
   type ProfileDevice,
   type ProfileKey,
+  syncCost,
   WasmHost,
 } from "./hardware_profile.ts";
+import {
+  type AutoMethod,
+  chooseMethod,
+  type Exclusion,
+  type MethodChoice,
+  type ProfileCosts,
+} from "./method_choice.ts";
 import { resolveCacheDir } from "./cache_dir.ts";
 import { checkContext } from "./context_length.ts";
 import { SILENT_STAGES, type Stages } from "./progress.ts";
@@ -133,6 +145,52 @@ export interface RuntimePlan {
   status?: Record<string, unknown>;
 }
 
+/** What {@link Runtime.choose} decided for one request (plain data). */
+export interface MethodDecision {
+  method: AutoMethod;
+  /** The winner's tree settings (the request's own fields included): decode with these. */
+  tree: TreeOptions;
+  /** Sequoia: the acceptance vector at the request's temperature (see {@link autoSampling}). */
+  acceptance?: number[];
+  /** Sequoia: the key of the per-temperature plan whose self-re-planning tree it decodes with. */
+  plan?: string;
+  /** The predictions and the reason. */
+  choice: MethodChoice;
+}
+
+/** What a request leaves to {@link Runtime.choose}: its own tree fields and the methods it rules out. */
+export interface ChooseOptions {
+  /** The request's explicit tree fields (predictions are made at them). */
+  tree?: TreeOptions;
+  /** Methods the request rules out (e.g. a tree field they do not read). */
+  exclude?: readonly Exclusion[];
+  /** Lookup's node budget when the request gives none (the server's tree size; default 16). */
+  lookupBudget?: number;
+}
+
+/** Largest temperature auto measures an acceptance vector at (hotter requests use this one's). */
+const AUTO_MAX_TEMPERATURE = 2;
+
+/**
+ * The sampling setting auto measures and caches acceptance at for a request's: its temperature rounded
+ * to 0.1 and capped at 2, top-k 0, top-p 1 (acceptance moves mostly with temperature). A grid, so that a
+ * client sending many temperatures costs at most 21 measurements, each once.
+ */
+export function autoSampling(s: SamplingParams): SamplingParams {
+  const t = Math.round(Math.min(s.temperature, AUTO_MAX_TEMPERATURE) * 10) / 10;
+  return { temperature: t, topK: 0, topP: 1 };
+}
+
+/** Auto's state at one sampling setting: the acceptance vector, the planner's table, Sequoia's live tree. */
+interface AutoPlan {
+  acceptance: number[];
+  plan: SequoiaPlan;
+  adaptive: AdaptiveSequoiaPlan;
+}
+
+/** Batch sizes of the target-only profile auto measures without a draft (lookup's default budget: 16). */
+const TARGET_ONLY_SIZES = [1, 2, 4, 8, 16];
+
 /** Options of one {@link Runtime.decode}: those of `decode`, EOS ids defaulting to the tokenizer's. */
 export type RuntimeDecodeOptions = Omit<Parameters<typeof decode>[4], "eosIds"> & { eosIds?: number[] };
 
@@ -158,6 +216,10 @@ const samplingKey = (s: SamplingParams) => `${s.temperature}|${s.topK}|${s.topP}
 export class Runtime {
   private readonly acceptances = new Map<string, Promise<AcceptanceResult>>();
   private costs?: Promise<{ costs: HardwareCosts; cached: boolean; key: ProfileKey }>;
+  /** Auto's per-temperature plans (by samplingKey of autoSampling), and those resolved (for decode). */
+  private readonly autoPlans = new Map<string, Promise<AutoPlan>>();
+  private readonly autoResolved = new Map<string, AutoPlan>();
+  private targetCosts?: Promise<ProfileCosts>;
   private closed = false;
 
   private constructor(
@@ -353,7 +415,8 @@ export class Runtime {
 
   /**
    * Decide how to decode at `sampling` with `method` ("auto": Sequoia where this adapter's pick predicts a
-   * speedup over AR, else ar; ar without a draft or on the CPU reference; auto never picks lookup). Explicit
+   * speedup over AR, else ar; ar without a draft or on the CPU reference: the startup decision, reported at
+   * server scope, where each request's method is then chosen by {@link Runtime.choose}). Explicit
    * `tree` settings are kept; Sequoia's shape is picked for the adapter only when neither its size nor
    * its depth is given. Without a draft only ar and lookup can run (lookup's budget: `tree.treeSize`).
    */
@@ -419,7 +482,137 @@ export class Runtime {
       plan.tree.treeSize ?? TREE_DEFAULTS.sequoiaSize,
       plan.tree.depth ?? TREE_DEFAULTS.sequoiaDepth,
     );
+    if (scope === "server" && plan.pick && !shapeGiven) {
+      // The startup measurement is auto's plan at its temperature: kept, not measured again, and its
+      // self-re-planning tree is the one requests that name sequoia share.
+      const key = samplingKey(autoSampling(sampling));
+      if (!this.autoPlans.has(key)) {
+        const auto = { acceptance, plan: plan.pick.plan, adaptive: plan.adaptive };
+        this.autoPlans.set(key, Promise.resolve(auto));
+        this.autoResolved.set(key, auto);
+      }
+    }
     return plan;
+  }
+
+  /**
+   * Auto's plan at `sampling`'s grid point ({@link autoSampling}): its acceptance vector (stored, or
+   * measured now, once per temperature: slow), the planner's table and a self-re-planning tree at the
+   * hardware-aware pick. Needs the draft and a profiled backend.
+   */
+  private autoPlan(sampling: SamplingParams): Promise<AutoPlan> {
+    const s = autoSampling(sampling);
+    const key = samplingKey(s);
+    let p = this.autoPlans.get(key);
+    if (!p) {
+      p = (async () => {
+        const { acceptance } = await this.acceptance(s);
+        const pick = pickSequoiaTree(acceptance, (await this.hardwareCosts()).costs);
+        const auto = {
+          acceptance,
+          plan: pick.plan,
+          adaptive: new AdaptiveSequoiaPlan(acceptance, pick.pick.n, pick.pick.depth),
+        };
+        this.autoResolved.set(key, auto);
+        return auto;
+      })();
+      this.autoPlans.set(key, p);
+      p.catch(() => this.autoPlans.delete(key)); // a failure is not remembered
+    }
+    return p;
+  }
+
+  /** The self-re-planning Sequoia tree of auto's plan `key` ({@link MethodDecision.plan}), once made. */
+  autoAdaptive(key: string): AdaptiveSequoiaPlan | undefined {
+    return this.autoResolved.get(key)?.adaptive;
+  }
+
+  /**
+   * The costs auto predicts with: the hardware profile with a draft; without one, t_target(n) for
+   * n = 1..16 measured here once (a few forwards per size, not cached on disk); undefined on the CPU
+   * reference (no profile).
+   */
+  private async autoCosts(): Promise<ProfileCosts | undefined> {
+    if (!profiledBackend(this.backend)) return undefined;
+    if (this.draft) return (await this.hardwareCosts()).costs;
+    if (!this.targetCosts) {
+      this.targetCosts = this.measureTargetCosts();
+      this.targetCosts.catch(() => (this.targetCosts = undefined));
+    }
+    return this.targetCosts;
+  }
+
+  private async measureTargetCosts(): Promise<ProfileCosts> {
+    const device = await this.profileDevice();
+    const wasm = isWasmHost(device);
+    const model = this.target.model;
+    const sync = wasm ? 0 : (await syncCost(device)).readbackMs;
+    const sizes = TARGET_ONLY_SIZES.filter((n) => n <= (model.maxBatch ?? Infinity));
+    const past = Math.min(64, model.kv.capacity - sizes[sizes.length - 1] - 1);
+    // Warm-up, unmeasured (the wasm kernels reach optimized code after a few forwards; GPU pipelines
+    // compile on first use).
+    await forwardMs(model, 1, past, sync, wasm ? 8 : 2);
+    const target: number[] = [];
+    for (const n of sizes) target.push(await forwardMs(model, n, past, sync, n === 1 ? 5 : 2));
+    this.options.log?.(
+      `auto: the target's t(n) for lookup's prediction: ${
+        sizes.map((n, i) => `t(${n}) = ${target[i].toFixed(1)} ms`).join(", ")
+      }`,
+    );
+    return { sizes, target, sync, arTokensPerSubmission: wasm ? 1 : 8 };
+  }
+
+  /**
+   * `--method auto` for one request: predict each method's tok/s for `prompt` at `sampling` and take the
+   * fastest (method_choice.ts). Sequoia's prediction uses the acceptance vector at the request's
+   * temperature (grid: {@link autoSampling}; measured once per grid point when not stored, which is
+   * slow); SpecExec's, the profile's measured budgets; lookup's, a replay of the prompt
+   * (replayLookup). Without a draft only ar and lookup are candidates; on the CPU reference (no profile)
+   * nothing is predicted: ar, or the first method the request allows.
+   */
+  async choose(
+    prompt: readonly number[],
+    sampling: SamplingParams,
+    o: ChooseOptions = {},
+  ): Promise<MethodDecision> {
+    const tree = o.tree ?? {};
+    const exclude: Exclusion[] = [...(o.exclude ?? [])];
+    if (!this.draft) {
+      exclude.push({ method: "sequoia", why: "no draft model" }, {
+        method: "specexec",
+        why: "no draft model",
+      });
+    }
+    const costs = await this.autoCosts();
+    const ruledOut = (m: AutoMethod) => exclude.some((e) => e.method === m);
+    const auto = costs && this.draft && !ruledOut("sequoia") ? await this.autoPlan(sampling) : undefined;
+    const specexec = (costs as HardwareCosts | undefined)?.specexec;
+    if (costs && this.draft && !specexec?.length && !ruledOut("specexec")) {
+      exclude.push({ method: "specexec", why: "no SpecExec budget measured" });
+    }
+    const choice = chooseMethod({
+      costs,
+      sequoia: auto && {
+        acceptance: auto.acceptance,
+        plan: auto.plan,
+        tree: { treeSize: tree.treeSize, depth: tree.depth },
+      },
+      specexec: specexec?.length ? { budgets: specexec, budget: tree.budget } : undefined,
+      lookup: costs && !ruledOut("lookup")
+        ? replayLookup(prompt, {
+          budget: tree.treeSize ?? o.lookupBudget ?? LOOKUP_DEFAULTS.budget,
+          depth: tree.depth ?? LOOKUP_DEFAULTS.depth,
+        })
+        : undefined,
+      exclude,
+    });
+    const sequoia = choice.method === "sequoia" && auto;
+    return {
+      method: choice.method,
+      tree: choice.tree,
+      ...(sequoia ? { acceptance: auto.acceptance, plan: samplingKey(autoSampling(sampling)) } : {}),
+      choice,
+    };
   }
 
   /** One generation with `method` on the loaded pair (see speculative/decode.ts). */

@@ -2,7 +2,8 @@
  * The seam between the HTTP layer and the models: a {@link DecodeEngine} runs one generation as a
  * stream of engine events. {@link LocalEngine} runs it on models in this thread (tests, `app.request`);
  * the server runs it in a worker (worker_engine.ts), so device polling and CPU kernels never block the
- * event loop that answers /health, /ready, /metrics, 429s and disconnects.
+ * event loop that answers /health, /ready, /metrics, 429s and disconnects. Under `--method auto` an
+ * engine that owns a runtime also chooses each generation's method ({@link DecodeEngine.choose}).
  *
  * @module
  */
@@ -16,6 +17,8 @@ import type { SpeculativeEvent } from "../speculative/engine.ts";
 import { decode } from "../speculative/decode.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
+import type { MethodDecision } from "../runtime/runtime.ts";
+import type { Exclusion } from "../runtime/method_choice.ts";
 
 /** One generation's engine options (plain data: they cross a worker boundary). */
 export interface EngineDecodeOptions {
@@ -23,6 +26,11 @@ export interface EngineDecodeOptions {
   acceptance?: number[];
   /** Sequoia: decode with the engine's shared self-re-planning tree (when it has one). */
   adaptive: boolean;
+  /**
+   * With `adaptive`: the self-re-planning tree of auto's plan at this request's temperature
+   * (MethodDecision.plan) instead of the shared one.
+   */
+  plan?: string;
   maxTokens: number;
   sampling: SamplingParams;
   seed: number;
@@ -38,6 +46,15 @@ export interface EngineDecodeOptions {
   promptLogprobs?: boolean;
 }
 
+/** What {@link DecodeEngine.choose} is told about one generation (plain data). */
+export interface ChooseRequest {
+  sampling: SamplingParams;
+  /** The request's own tree fields (predictions are made at them). */
+  tree: TreeOptions;
+  /** Methods the request rules out, and why. */
+  exclude: Exclusion[];
+}
+
 /** Runs generations on a loaded target (and draft). */
 export interface DecodeEngine {
   /** The target's context length in tokens (prompt + generated). */
@@ -46,6 +63,12 @@ export interface DecodeEngine {
   readonly hasDraft: boolean;
   /** The shared adaptive Sequoia plan's current acceptance vector, when there is one. */
   liveAcceptance(): number[] | undefined;
+  /**
+   * `--method auto`: the method one generation of `prompt` decodes with, from predicted speeds (see
+   * runtime/method_choice.ts), queued behind the generations before it (it may measure on the models).
+   * Absent: this engine cannot predict, and auto decodes with ar.
+   */
+  choose?(prompt: number[], request: ChooseRequest): Promise<MethodDecision>;
   /** One generation of `prompt` (n token ids) with `method`; stops at its next step once `signal` aborts. */
   decode(
     method: Method,
@@ -88,19 +111,24 @@ export class LocalEngine implements DecodeEngine {
     o: EngineDecodeOptions,
     signal: AbortSignal,
   ): AsyncIterable<SpeculativeEvent> {
-    const { adaptive, ...rest } = o;
+    const { adaptive, plan, ...rest } = o;
     // The vocabulary's bytes are read once per tokenizer (vocabularyOf caches them).
     const vocab = o.processing?.grammar && this.o.tokenizer
       ? vocabularyOf(this.o.tokenizer, this.model.config.vocabSize)
       : undefined;
     return decode(method, this.model, this.draft, prompt, {
       ...rest,
-      adaptive: adaptive ? this.adaptive : undefined,
+      adaptive: adaptive ? this.adaptiveFor(plan) : undefined,
       log: this.o.log ?? ((l) => console.error(`[server] ${l}`)),
       signal,
       vocab,
       grammar: grammarProcessor,
     });
+  }
+
+  /** The self-re-planning tree a Sequoia generation with `adaptive` uses (`plan`: auto's, by key). */
+  protected adaptiveFor(_plan: string | undefined): AdaptiveSequoiaPlan | undefined {
+    return this.adaptive;
   }
 
   close(): void {

@@ -1,7 +1,7 @@
 /**
  * The engine worker's protocol (structured-clone messages) and the facts it reports: main -> worker
- * `open`, `decode`, `cancel`, `close`; worker -> main `ready` | `failed` once, then per generation
- * `event`* followed by `end` or `error`. Shared by the client (worker_engine.ts), the worker
+ * `open`, `decode`, `choose`, `cancel`, `close`; worker -> main `ready` | `failed` once, then per
+ * generation `event`* followed by `end` or `error`, per `choose` one `chosen` or `error`. Shared by the client (worker_engine.ts), the worker
  * (engine_worker.ts) and the in-thread runtime engine (runtime_engine.ts).
  *
  * @module
@@ -11,10 +11,10 @@ import { CheckpointError } from "../model/safetensors.ts";
 import type { SamplingParams } from "../model/sampling.ts";
 import type { BackendChoice, PagingBudgets } from "../runtime/backend.ts";
 import type { BackendDecision } from "../runtime/backend_choice.ts";
-import type { BackendStatus } from "../runtime/runtime.ts";
+import type { BackendStatus, MethodDecision } from "../runtime/runtime.ts";
 import type { SpeculativeEvent } from "../speculative/engine.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
-import type { EngineDecodeOptions } from "./engine.ts";
+import type { ChooseRequest, EngineDecodeOptions } from "./engine.ts";
 
 /** What the worker opens: the Runtime's options (plain data) and the server-scope plan to make. */
 export interface EngineOpenRequest {
@@ -28,10 +28,12 @@ export interface EngineOpenRequest {
   decided?: BackendDecision;
   paging?: PagingBudgets;
   reprofile: boolean;
-  /** The --method flag ("auto": the startup profile decides). */
+  /** The --method flag ("auto": each request's method is chosen from predicted speeds). */
   method: Method | "auto";
   /** The sampling the startup plan is made for (the server's default request). */
   sampling: SamplingParams;
+  /** Where profile.json / acceptance.json are cached (default `$SPECDEC_CACHE_DIR`, see RuntimeOptions). */
+  cacheDir?: string;
 }
 
 /** What the worker reports once the models are loaded and the plan made. */
@@ -40,8 +42,10 @@ export interface EngineInfo {
   hasDraft: boolean;
   /** Where the models run ("auto" resolved), for /v1/status. */
   backend: BackendStatus;
-  /** The plan's method ("auto" resolved). */
+  /** The startup plan's method ("auto" resolved at the startup sampling). */
   method: Method;
+  /** The method of a request that names none: "auto" (chosen per request) or the --method flag's. */
+  defaultMethod: Method | "auto";
   tree: TreeOptions;
   acceptance?: number[];
   status?: Record<string, unknown>;
@@ -62,6 +66,7 @@ export interface WireError {
 export type ToWorker =
   | { type: "open"; request: EngineOpenRequest }
   | { type: "decode"; id: number; method: Method; prompt: number[]; options: EngineDecodeOptions }
+  | { type: "choose"; id: number; prompt: number[]; request: ChooseRequest }
   | { type: "cancel"; id: number }
   | { type: "close" };
 
@@ -71,6 +76,8 @@ export type FromWorker =
   | { type: "failed"; error: WireError }
   | { type: "event"; id: number; event: SpeculativeEvent }
   | { type: "end"; id: number; liveAcceptance?: number[] }
+  /** The answer to a `choose`. */
+  | { type: "chosen"; id: number; decision: MethodDecision }
   /** The shared adaptive plan re-planned (its new acceptance vector, for /v1/status). */
   | { type: "acceptance"; acceptance: number[] }
   | { type: "error"; id: number; error: WireError }

@@ -17,6 +17,7 @@ import { RuntimeEngine } from "./runtime_engine.ts";
 import { type EngineOpenRequest, type FromWorker, toWire, type ToWorker } from "./engine_protocol.ts";
 
 type DecodeMessage = Extract<ToWorker, { type: "decode" }>;
+type ChooseMessage = Extract<ToWorker, { type: "choose" }>;
 
 let engine: RuntimeEngine | undefined;
 /** Decodes not yet finished (running or waiting), by id. */
@@ -53,6 +54,16 @@ async function decode(m: DecodeMessage, ac: AbortController): Promise<void> {
   }
 }
 
+/** Auto's choice for one generation (it may measure on the models, so it waits its turn like a decode). */
+async function choose(m: ChooseMessage): Promise<void> {
+  try {
+    if (!engine) throw new Error("the engine is not open");
+    post({ type: "chosen", id: m.id, decision: await engine.choose(m.prompt, m.request) });
+  } catch (e) {
+    post({ type: "error", id: m.id, error: toWire(e) });
+  }
+}
+
 self.onmessage = (e: MessageEvent<ToWorker>) => {
   const m = e.data;
   if (m.type === "open") {
@@ -61,6 +72,8 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
     const ac = new AbortController();
     controllers.set(m.id, ac);
     tail = tail.then(() => decode(m, ac));
+  } else if (m.type === "choose") {
+    tail = tail.then(() => choose(m));
   } else if (m.type === "cancel") {
     controllers.get(m.id)?.abort(new DOMException("cancelled", "AbortError"));
   } else if (m.type === "close") {

@@ -1,8 +1,9 @@
 /**
  * One generation as every route runs it: checks that need the model (method available, prompt +
- * max_tokens within the context), a place in the FIFO queue, the engine's event stream turned into
- * text (streaming detokenizer, stop sequences), cancellation, and the metrics of the run. Routes only
- * adapt the result to their wire format.
+ * max_tokens within the context), a place in the FIFO queue, under `--method auto` the engine's choice
+ * of method for this request (from predicted speeds: runtime/method_choice.ts), the engine's event
+ * stream turned into text (streaming detokenizer, stop sequences), cancellation, and the metrics of the
+ * run. Routes only adapt the result to their wire format.
  *
  * @module
  */
@@ -14,7 +15,13 @@ import type { FinishReason, GenerationStats, PromptEvent, TokenEvent } from "../
 import type { ProcessingSpec } from "../decoding/logits/processor.ts";
 import { type Method, needsDraftModel, type TreeOptions } from "../speculative/methods.ts";
 import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
-import type { BackendStatus } from "../runtime/runtime.ts";
+import type { BackendStatus, MethodDecision } from "../runtime/runtime.ts";
+import {
+  AUTO_METHODS,
+  type AutoMethod,
+  type Exclusion,
+  type MethodChoice,
+} from "../runtime/method_choice.ts";
 import { type DecodeEngine, LocalEngine } from "./engine.ts";
 import { ApiError } from "./errors.ts";
 import type { ServerMetrics } from "./metrics.ts";
@@ -28,8 +35,11 @@ export interface ModelService {
   tokenizer: ModelTokenizer;
   /** Runs the generations (in this thread, or in a worker); without a draft only "ar" and "lookup" run. */
   engine: DecodeEngine;
-  /** Method used when a request names none. */
-  defaultMethod?: Method;
+  /**
+   * Method used when a request names none; "auto": chosen per request by the engine (its `choose`; an
+   * engine without one decodes with ar).
+   */
+  defaultMethod?: Method | "auto";
   /** Default tree settings (e.g. the hardware-aware pick) and Sequoia's acceptance vector. */
   tree?: TreeOptions;
   acceptance?: number[];
@@ -177,6 +187,8 @@ export interface GenerationResult {
   finishReason: Finish;
   cancelCause?: CancelCause;
   method: Method;
+  /** Under `--method auto`: why `method` was chosen (every candidate's predicted tok/s). */
+  choice?: MethodChoice;
   stats: GenerationStats;
   promptTokens: number;
   /** Per generated id, its log-probabilities, when the request asked for them. */
@@ -198,7 +210,8 @@ export type OnPrompt = (ev: PromptEvent) => Promise<void> | void;
 
 /** A generation that holds a place in the queue; `run` it at once (or `abandon` it). */
 export interface PendingGeneration {
-  readonly method: Method;
+  /** The method, or "auto" when the engine chooses it at the generation's turn (the result has it). */
+  readonly method: Method | "auto";
   readonly promptTokens: number;
   /** Wait for the turn, generate, free the place. */
   run(onToken?: OnToken, onPrompt?: OnPrompt): Promise<GenerationResult>;
@@ -261,9 +274,15 @@ export class Generations {
     metrics.initSpecDecode(svc.name);
   }
 
-  /** The method a request runs with; 400 when this server cannot run it. */
-  resolveMethod(requested: Method | undefined): Method {
-    const method = requested ?? this.svc.defaultMethod ?? "ar";
+  /**
+   * The method a request runs with ("auto": chosen at its turn, among {@link Generations.autoCandidates}); 400 when
+   * this server cannot run it.
+   */
+  resolveMethod(requested: Method | undefined): Method | "auto" {
+    if (requested === undefined && this.svc.defaultMethod === "auto") {
+      return this.svc.engine.choose ? "auto" : "ar";
+    }
+    const method = requested ?? (this.svc.defaultMethod as Method | undefined) ?? "ar";
     if (needsDraftModel(method) && !this.svc.engine.hasDraft) {
       throw new ApiError(
         400,
@@ -311,10 +330,42 @@ export class Generations {
   }
 
   /**
+   * The methods auto may choose for `req`: ar, sequoia, specexec and lookup (without a draft: ar and
+   * lookup), less those that do not read every tree field the request sets (a request asking for a
+   * tree_size wants a tree that has one). `excluded` says why the others are out.
+   */
+  autoCandidates(req: GenerationRequest): { allowed: AutoMethod[]; excluded: Exclusion[] } {
+    const allowed: AutoMethod[] = [], excluded: Exclusion[] = [];
+    for (const m of AUTO_METHODS) {
+      if (needsDraftModel(m) && !this.svc.engine.hasDraft) continue; // the engine says so itself
+      const unread = TREE_FIELDS.find(([key, field]) =>
+        req[key] !== undefined && !TREE_FIELDS_USED[m].includes(field)
+      );
+      if (unread) {
+        excluded.push({ method: m, why: `the request sets ${unread[1]}, which ${m} does not read` });
+      } else allowed.push(m);
+    }
+    return { allowed, excluded };
+  }
+
+  /**
    * 400 naming a tree field the generation's method does not use (it would be silently ignored): none
    * for ar; depth for chain and specinfer; tree_size and depth for sequoia and lookup; budget for specexec.
+   * Under auto: when no method auto may choose reads all the fields the request sets.
    */
-  checkTree(req: GenerationRequest, method: Method): void {
+  checkTree(req: GenerationRequest, method: Method | "auto"): void {
+    if (method === "auto") {
+      if (this.autoCandidates(req).allowed.length > 0) return;
+      const fields = TREE_FIELDS.filter(([key]) => req[key] !== undefined).map(([, f]) => f);
+      const can = AUTO_METHODS.filter((m) => !needsDraftModel(m) || this.svc.engine.hasDraft);
+      throw new ApiError(
+        400,
+        `${fields[fields.length - 1]}: the server's default method is "auto", which chooses among ${
+          can.join(", ")
+        }; none of them reads ${fields.join(" and ")}; name a method`,
+        { param: fields[fields.length - 1] },
+      );
+    }
     const used = TREE_FIELDS_USED[method];
     for (const [key, field] of TREE_FIELDS) {
       if (req[key] === undefined || used.includes(field)) continue;
@@ -367,7 +418,7 @@ export class Generations {
     return out;
   }
 
-  private admit(req: GenerationRequest, method: Method, client?: AbortSignal): PendingGeneration {
+  private admit(req: GenerationRequest, method: Method | "auto", client?: AbortSignal): PendingGeneration {
     // Its max_tokens bounds its time: the wait told to refused clients (Retry-After) counts it.
     const slot = this.scheduler.admit(client, { maxTokens: req.maxTokens });
     const queuedAt = performance.now();
@@ -392,7 +443,7 @@ export class Generations {
   }
 
   private async generate(
-    method: Method,
+    requested: Method | "auto",
     req: GenerationRequest,
     slot: Slot,
     signal: AbortSignal,
@@ -400,6 +451,17 @@ export class Generations {
     onPrompt?: OnPrompt,
   ): Promise<GenerationResult> {
     const { svc, metrics } = this;
+    // Auto: the engine predicts each method's speed for this prompt and temperature, at this turn (it may
+    // measure an acceptance vector on the models, once per temperature).
+    let decision: MethodDecision | undefined;
+    if (requested === "auto") {
+      decision = await svc.engine.choose!(req.prompt, {
+        sampling: req.sampling,
+        tree: { treeSize: req.treeSize, depth: req.depth, budget: req.budget },
+        exclude: this.autoCandidates(req).excluded,
+      });
+    }
+    const method: Method = decision?.method ?? (requested as Method);
     // A stop sequence ends generation through the engine's own cancellation, so it stops at the very
     // token that completed the sequence and still reports its stats.
     const stopped = new AbortController();
@@ -419,13 +481,16 @@ export class Generations {
       // depth cap unless the request sets one; it shares the node budget (treeSize).
       depth: req.depth ?? (method === "lookup" ? undefined : svc.tree?.depth),
       budget: req.budget ?? svc.tree?.budget,
+      // Auto: the settings the winner was predicted at (e.g. Sequoia's pick at this temperature).
+      ...decision?.tree,
     };
     // The shared adaptive plan only serves requests that keep the server's tree.
     const adaptive = req.treeSize === undefined && req.depth === undefined;
     const events = svc.engine.decode(method, req.prompt, {
       tree,
-      acceptance: svc.acceptance,
+      acceptance: decision?.acceptance ?? svc.acceptance,
       adaptive,
+      ...(decision?.plan ? { plan: decision.plan } : {}),
       maxTokens: req.maxTokens,
       sampling: req.sampling,
       seed: req.seed ?? crypto.getRandomValues(new Uint32Array(1))[0],
@@ -492,6 +557,7 @@ export class Generations {
       finishReason: finish,
       cancelCause: finish === "cancelled" ? slot.cause : undefined,
       method,
+      ...(decision ? { choice: decision.choice } : {}),
       stats: stats!,
       promptTokens: req.prompt.length,
       ...(scores ? { scores } : {}),

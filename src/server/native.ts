@@ -211,6 +211,8 @@ export function nativeRoutes(app: Hono, gen: Generations, maxBodyBytes: number):
       finish_reason: out.finishReason,
       usage: usage(out.ids.length),
       method: out.method,
+      // Under --method auto: every candidate's predicted tok/s for this request and why this one won.
+      ...(out.choice ? { method_choice: out.choice } : {}),
       stats: out.stats,
       timings: timingsOf([out]),
     });

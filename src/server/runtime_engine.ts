@@ -1,15 +1,17 @@
 /**
  * A {@link Runtime} opened for serving, as a {@link DecodeEngine} in this thread: models loaded, the
  * server-scope startup plan made (acceptance, hardware profile, Sequoia's tree, SpecExec's budget,
- * default method), and what the HTTP side needs to know about it ({@link EngineInfo}). The engine
- * worker runs one; `serve --engine inline` runs one on the HTTP thread.
+ * default method), and what the HTTP side needs to know about it ({@link EngineInfo}). With
+ * `--method auto` it chooses each request's method ({@link RuntimeEngine.choose}). The engine worker runs
+ * one; `serve --engine inline` runs one on the HTTP thread.
  *
  * @module
  */
 
 import { Progress } from "../runtime/progress.ts";
-import { Runtime, startupStageCount } from "../runtime/runtime.ts";
-import { LocalEngine } from "./engine.ts";
+import { type MethodDecision, Runtime, startupStageCount } from "../runtime/runtime.ts";
+import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
+import { type ChooseRequest, LocalEngine } from "./engine.ts";
 import type { EngineInfo, EngineOpenRequest } from "./engine_protocol.ts";
 
 /** A {@link LocalEngine} over an opened runtime; `close` releases the runtime. */
@@ -38,6 +40,7 @@ export class RuntimeEngine extends LocalEngine {
       decided: r.decided,
       paging: r.paging,
       reprofile: r.reprofile,
+      cacheDir: r.cacheDir,
       log: (l) => console.error(`  ${l}`),
       stages: progress,
     });
@@ -49,6 +52,7 @@ export class RuntimeEngine extends LocalEngine {
         hasDraft: runtime.draft !== undefined,
         backend: runtime.backendStatus(),
         method: plan.method,
+        defaultMethod: r.method,
         tree: plan.tree,
         acceptance: plan.acceptance,
         // Plain data (it crosses to the HTTP thread): the adapter facts and costs are plain already.
@@ -61,6 +65,23 @@ export class RuntimeEngine extends LocalEngine {
       runtime.close();
       throw e;
     }
+  }
+
+  /**
+   * `--method auto` for one generation (Runtime.choose): lookup's budget, when the request gives none, is
+   * the server's tree size, as for a request that names lookup. Callers serialize it with the decodes
+   * (it may measure an acceptance vector on the models).
+   */
+  choose(prompt: number[], request: ChooseRequest): Promise<MethodDecision> {
+    return this.runtime.choose(prompt, request.sampling, {
+      tree: request.tree,
+      exclude: request.exclude,
+      lookupBudget: this.info.tree.treeSize,
+    });
+  }
+
+  protected override adaptiveFor(plan: string | undefined): AdaptiveSequoiaPlan | undefined {
+    return (plan === undefined ? undefined : this.runtime.autoAdaptive(plan)) ?? super.adaptiveFor(plan);
   }
 
   override close(): void {

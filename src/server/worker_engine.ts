@@ -11,7 +11,8 @@
 
 import type { SpeculativeEvent } from "../speculative/engine.ts";
 import type { Method } from "../speculative/methods.ts";
-import type { DecodeEngine, EngineDecodeOptions } from "./engine.ts";
+import type { MethodDecision } from "../runtime/runtime.ts";
+import type { ChooseRequest, DecodeEngine, EngineDecodeOptions } from "./engine.ts";
 import {
   type EngineInfo,
   type EngineOpenRequest,
@@ -105,6 +106,26 @@ export class WorkerEngine implements DecodeEngine {
     }
     if (m.type === "end" && m.liveAcceptance) this.live = m.liveAcceptance;
     this.pending.get(m.id)?.push(m);
+  }
+
+  /**
+   * `--method auto`: the worker chooses one generation's method (RuntimeEngine.choose), in turn with
+   * the decodes it runs.
+   */
+  choose(prompt: number[], request: ChooseRequest): Promise<MethodDecision> {
+    if (this.crashed) return Promise.reject(this.crashed);
+    if (this.closed) return Promise.reject(new Error("the engine is closed"));
+    const id = this.nextId++;
+    return new Promise<MethodDecision>((resolve, reject) => {
+      this.pending.set(id, {
+        push: (m) => {
+          this.pending.delete(id);
+          if (m.type === "chosen") resolve(m.decision);
+          else if (m.type === "error") reject(fromWire(m.error));
+        },
+      });
+      this.worker.postMessage({ type: "choose", id, prompt, request } satisfies ToWorker);
+    });
   }
 
   /**

@@ -437,3 +437,76 @@ export class LookupDrafter implements Drafter {
     this.policy.observe(step);
   }
 }
+
+/** What lookup would have done on a text's second half ({@link replayLookup}). */
+export interface LookupReplay {
+  /** The node budget (root included) and depth cap the steps were built with. */
+  budget: number;
+  depth: number;
+  /** (steps) nodes each replayed step would have verified, root included; 1: nothing matched (a plain step). */
+  nodes: number[];
+  /** (steps) nodes below the root each step would have accepted. */
+  accepted: number[];
+  /** Mean of `accepted` (0 without a step): tokens per step = 1 + this. */
+  meanAccepted: number;
+}
+
+/** Most positions {@link replayLookup} replays: the end of a long prompt is enough to judge it. */
+export const REPLAY_WINDOW = 1024;
+
+/**
+ * How well lookup would copy from `text` (a prompt), measured on the text itself: lookup's acceptance
+ * cannot be known before decoding, but a text that repeats itself (an edit or rewrite prompt quoting its
+ * input, a chat carrying earlier turns) is what it copies from. Replays the drafter's matching over the
+ * text's second half (at most its last {@link REPLAY_WINDOW} positions), using only tokens before each
+ * step: at a step whose root is text[i], the index holds text[0..i], the tree is the one
+ * {@link LookupDrafter} would build (the same index, {@link buildLookupTree} under
+ * min(budget, 1 + 2 x the longest match) nodes), and its accepted count is the greedy (T = 0) one: the
+ * path that follows text[i + 1], text[i + 2], ... ({@link acceptedAlong}). The next step's root is the
+ * bonus, text[i + accepted + 1]. Not modelled: the online policy's node limit (a slow start at 4, halved
+ * on failures) and sampling at T > 0 (the match rule then accepts a child with its probability under the
+ * target, so this is optimistic there); the policy's fallback bounds what a wrong guess costs.
+ * O(text + steps x (maxOccurrences x maxMatch + budget)); pure.
+ *
+ * @example
+ * ```ts
+ * const passage = Array.from({ length: 12 }, (_, i) => 10 + i);
+ * const r = replayLookup([...passage, ...passage, ...passage], { budget: 16 });
+ * r.accepted; // [8, 8]: two steps, each accepting the depth cap (8) of the copy it predicts
+ * ```
+ */
+export function replayLookup(
+  text: ArrayLike<number>,
+  o: Partial<Pick<LookupOptions, "budget" | "depth">> & { window?: number } = {},
+): LookupReplay {
+  const opts = { ...LOOKUP_DEFAULTS, ...o };
+  if (!(opts.budget >= 1 && opts.depth >= 1)) {
+    throw new RangeError(
+      `lookup replay: budget and depth must be >= 1, got ${opts.budget} and ${opts.depth}`,
+    );
+  }
+  const n = text.length;
+  const nodes: number[] = [], accepted: number[] = [];
+  const index = new NgramIndex(opts.maxNgram);
+  // The first step's root: the second half's first token, at most `window` positions before the end.
+  let i = Math.max(Math.floor(n / 2), n - 1 - (o.window ?? REPLAY_WINDOW));
+  for (let k = 0; k <= i && k < n; k++) index.push(text[k]);
+  while (i < n - 1) {
+    const matches = index.matches(opts.maxOccurrences, opts.maxMatch);
+    const longest = matches.reduce((a, m) => Math.max(a, m.length), 0);
+    const tree = buildLookupTree(index.tokens, matches, {
+      budget: Math.min(opts.budget, 1 + 2 * longest),
+      depth: opts.depth,
+      decay: opts.decay,
+    });
+    const a = acceptedAlong(tree, text, i + 1);
+    nodes.push(tree.tokens.length);
+    accepted.push(a);
+    // The step emits its accepted path and the bonus; the bonus is the next root.
+    const next = Math.min(n - 1, i + a + 1);
+    for (let k = i + 1; k <= next; k++) index.push(text[k]);
+    i = next;
+  }
+  const meanAccepted = accepted.length ? accepted.reduce((s, a) => s + a, 0) / accepted.length : 0;
+  return { budget: opts.budget, depth: opts.depth, nodes, accepted, meanAccepted };
+}
