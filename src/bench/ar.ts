@@ -47,7 +47,7 @@ export async function benchAr(o: ArBenchOptions): Promise<ArRow[]> {
   const folders = await openPair();
   const rows: ArRow[] = [];
   let device = "";
-  for (const [name, folder] of [["target", folders.targetFolder], ["draft", folders.draftFolder]] as const) {
+  for (const [name, folder] of [["target", folders.targetFolder], ["draft", folders.draftFolder!]] as const) {
     for (const cfg of CONFIGS) {
       const loaded = await loadAlone(folder, cfg.backend);
       if (cfg.backend === "gpu") device = loaded.device;

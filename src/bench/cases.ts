@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Method, TreeOptions } from "../speculative/methods.ts";
+import { type Method, TREE_DEFAULTS, type TreeOptions } from "../speculative/methods.ts";
 import type { TreeChoice } from "../speculative/tree_choice.ts";
 
 /** Methods accepted by --methods. */
@@ -59,6 +59,22 @@ export const QUICK_SIZES: BenchSizes = {
   ],
 };
 
+/**
+ * `sizes` with SpecExec at `budgets` (`--specexec-budgets`): each budget takes the prompts and tokens of
+ * the smallest default budget at or above it (the largest's beyond), so a bigger tree never generates
+ * more than a smaller one.
+ */
+export function withSpecExecBudgets(sizes: BenchSizes, budgets: number[]): BenchSizes {
+  const byBudget = [...sizes.specexec].sort((a, b) => a.budget - b.budget);
+  return {
+    ...sizes,
+    specexec: budgets.map((budget) => {
+      const like = byBudget.find((s) => s.budget >= budget) ?? byBudget[byBudget.length - 1];
+      return { budget, prompts: like.prompts, maxTokens: like.maxTokens };
+    }),
+  };
+}
+
 /** Prompts a run with these sizes uses (the most any case takes). */
 export function usedPrompts(sizes: BenchSizes): number {
   return Math.max(sizes.main.prompts, sizes.sweep.prompts, ...sizes.specexec.map((s) => s.prompts));
@@ -76,13 +92,30 @@ export function maxBatchFor(sizes: BenchSizes): number {
  * The cases of one mode and temperature. `sequoia.ranked` is the profiler's ranking (for G(n, d) and the
  * sweep's depths); `withSweep` adds the extra Sequoia sizes (the first mode only: tokens/step does not
  * depend on where the weights live). `methods` keeps only those (AR always stays: it is the baseline).
+ * Without a draft model (`sequoia` undefined) only AR and lookup run, lookup at its default node budget.
  */
 export function buildCases(
   sizes: BenchSizes,
-  sequoia: { pick: { n: number; depth: number }; ranked: TreeChoice[]; withSweep: boolean },
+  sequoia: { pick: { n: number; depth: number }; ranked: TreeChoice[]; withSweep: boolean } | undefined,
   methods?: string[],
 ): BenchCase[] {
   const { main } = sizes;
+  const keep = (cs: BenchCase[]) =>
+    methods ? cs.filter((c) => c.method === "ar" || methods.includes(c.method)) : cs;
+  if (!sequoia) {
+    const n = TREE_DEFAULTS.lookupSize;
+    return keep([
+      { label: "ar", series: "ar", method: "ar", tree: {}, group: "main", ...main },
+      {
+        label: `lookup n=${n}`,
+        series: "lookup",
+        method: "lookup",
+        tree: { treeSize: n },
+        group: "main",
+        ...main,
+      },
+    ]);
+  }
   const g = (n: number, depth: number) =>
     sequoia.ranked.find((r) => r.n === n && r.depth === depth)?.tokensPerStep ?? NaN;
   const pick = sequoia.pick;
@@ -142,5 +175,5 @@ export function buildCases(
       });
     }
   }
-  return methods ? cases.filter((c) => c.method === "ar" || methods.includes(c.method)) : cases;
+  return keep(cases);
 }

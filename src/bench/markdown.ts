@@ -24,9 +24,16 @@ export function markdownTable(headers: string[], align: ("l" | "r")[], rows: str
 const f = (v: number | undefined, digits: number) =>
   v === undefined || !Number.isFinite(v) ? "" : v.toFixed(digits);
 
-/** The side-by-side table of one mode (main cases, every temperature). */
-export function modeTable(rows: BenchRow[], mode: Mode): string {
-  const rs = rows.filter((r) => r.mode === mode && r.group === "main");
+/** The prompt sets of `rows` in first-seen order (undefined: a report from before prompt sets). */
+export function setsOf(rows: BenchRow[]): (string | undefined)[] {
+  return [...new Set(rows.map((r) => r.set))];
+}
+
+/** The side-by-side table of one mode (main cases, every temperature), on one prompt set when `set` is given. */
+export function modeTable(rows: BenchRow[], mode: Mode, set?: string): string {
+  const rs = rows.filter((r) =>
+    r.mode === mode && r.group === "main" && (set === undefined || r.set === set)
+  );
   const paged = rs.some((r) => r.paging);
   const headers = [
     "T",
@@ -63,12 +70,18 @@ export function modeTable(rows: BenchRow[], mode: Mode): string {
   return markdownTable(headers, ["r", "l", ...headers.slice(2).map(() => "r" as const)], body);
 }
 
-/** The Sequoia size sweep: measured tokens/step against the planner's G(n, d). */
+/** The Sequoia size sweep: measured tokens/step against the planner's G(n, d) (a set column when several). */
 export function sweepTable(rows: BenchRow[]): string {
   const order = (m: Mode) => MODES.indexOf(m);
+  const sets = setsOf(rows);
+  const bySet = (r: BenchRow) => sets.indexOf(r.set);
+  const withSet = sets.length > 1;
   const rs = rows.filter((r) => r.method === "sequoia" && r.n !== undefined)
-    .sort((a, b) => order(a.mode) - order(b.mode) || a.temperature - b.temperature || a.n! - b.n!);
+    .sort((a, b) =>
+      bySet(a) - bySet(b) || order(a.mode) - order(b.mode) || a.temperature - b.temperature || a.n! - b.n!
+    );
   const body = rs.map((r) => [
+    ...(withSet ? [r.set ?? ""] : []),
     r.mode,
     String(r.temperature),
     String(r.n),
@@ -83,13 +96,36 @@ export function sweepTable(rows: BenchRow[]): string {
     r.pick ? "pick" : "",
   ]);
   return markdownTable(
-    ["mode", "T", "n", "d", "tokens/step", "planner G(n,d)", "measured vs G", "tok/s", "vs AR", ""],
-    ["l", "r", "r", "r", "r", "r", "r", "r", "r", "l"],
+    [
+      ...(withSet ? ["set"] : []),
+      ...["mode", "T", "n", "d", "tokens/step", "planner G(n,d)", "measured vs G", "tok/s", "vs AR", ""],
+    ],
+    [
+      ...(withSet ? ["l" as const] : []),
+      ...["l", "r", "r", "r", "r", "r", "r", "r", "r", "l"] as ("l" | "r")[],
+    ],
     body,
   );
 }
 
-/** One mode's section of the printed report: the load, the picks, the table and its notes. */
+/** The host cache of a paged mode, in words. */
+function hostCacheLine(c: NonNullable<ModeInfo["hostCache"]>): string {
+  if (c.budget === 0) {
+    return "host cache: none (--host-memory-budget 0): every streamed layer is read from disk (the OS page " +
+      "cache included) at every forward";
+  }
+  const budget = c.budget === undefined
+    ? "default budget, half the free RAM"
+    : `${(c.budget / 1e6).toFixed(0)} MB`;
+  return `host cache (${budget}): ${c.cachedLayers} of ${c.streamedLayers} streamed layers held in RAM ` +
+    `(${(c.cachedBytes / 1e6).toFixed(2)} MB)` +
+    (c.cachedLayers < c.streamedLayers ? ", the rest read from disk" : "");
+}
+
+/**
+ * One mode's section of the printed report: the load, the picks, and per prompt set a table and its notes.
+ * `backend` is where the mode's rows ran.
+ */
 export function modeSection(info: ModeInfo, rows: BenchRow[], backend: Backend): string {
   const mode = info.mode;
   const out = [`## ${mode}: ${info.device}\n`];
@@ -100,7 +136,7 @@ export function modeSection(info: ModeInfo, rows: BenchRow[], backend: Backend):
       } MB; a quarter, or the least that pages): ${info.plan.residentLayers} resident layers + ` +
         `${info.plan.ringSlots}-slot ring, ${
           (info.plan.bytesPerForward / 1e6).toFixed(2)
-        } MB streamed per forward\n`,
+        } MB streamed per forward${info.hostCache ? `; ${hostCacheLine(info.hostCache)}` : ""}\n`,
     );
   }
   for (const p of info.picks) {
@@ -114,7 +150,18 @@ export function modeSection(info: ModeInfo, rows: BenchRow[], backend: Backend):
       } n=${p.n} d=${p.depth}`,
     );
   }
-  out.push(`\n${modeTable(rows, mode)}\n`, notes(rows.filter((r) => r.mode === mode), backend) + "\n");
+  const mine = rows.filter((r) => r.mode === mode);
+  if (info.picks.length === 0 && mine.every((r) => r.method === "ar" || r.method === "lookup")) {
+    out.push("no draft model: AR and lookup only (no acceptance vector or Sequoia pick)");
+  }
+  for (const set of setsOf(mine)) {
+    // One blank line before each heading and table, whatever came before.
+    if (set !== undefined) {
+      out.push(`${out[out.length - 1].endsWith("\n") ? "" : "\n"}### ${mode}, prompt set ${set}`);
+    }
+    out.push(`\n${modeTable(mine, mode, set)}\n`);
+  }
+  out.push(notes(mine, backend) + "\n");
   return out.join("\n");
 }
 
@@ -130,7 +177,7 @@ function notes(rows: BenchRow[], backend: Backend): string {
     "tok/s: tokens / decode time (prefill excluded), median of runs; vs AR: against AR's tok/s in the same " +
     "run; tokens x runs: tokens counted per run.",
   ];
-  if (backend === "gpu") {
+  if (backend === "gpu" && rows.some((r) => r.method !== "ar" && r.method !== "lookup")) {
     out.push(
       "chain, SpecInfer and Sequoia run a whole step (draft levels, the target's tree forward, one readback) " +
         "as one GPU submission, so their step time is under draft ms and verify ms is the CPU-side check " +

@@ -29,21 +29,33 @@ import type { Mode, ModeInfo } from "./report.ts";
 /** The pair's folders (weights, config, tokenizer), open for the whole benchmark. */
 export interface PairFolders {
   targetFolder: ModelFolder;
-  draftFolder: ModelFolder;
+  /** Absent with no draft model (`--draft none`: AR and lookup only). */
+  draftFolder?: ModelFolder;
   /** Close both checkpoints. */
   close(): void;
 }
 
-/** Open the target and draft folders (default: the bundled tiny pair). */
-export async function openPair(dirs: { targetDir?: string; draftDir?: string } = {}): Promise<PairFolders> {
+/**
+ * Open the target and draft (folders or GGUF files; default: the bundled tiny pair; `draftDir` null: no
+ * draft).
+ */
+export async function openPair(
+  dirs: { targetDir?: string; draftDir?: string | null } = {},
+): Promise<PairFolders> {
   const targetFolder = await openModelFolder(dirs.targetDir ?? DEFAULT_TARGET_DIR);
-  const draftFolder = await openModelFolder(dirs.draftDir ?? DEFAULT_DRAFT_DIR);
+  let draftFolder: ModelFolder | undefined;
+  try {
+    if (dirs.draftDir !== null) draftFolder = await openModelFolder(dirs.draftDir ?? DEFAULT_DRAFT_DIR);
+  } catch (e) {
+    targetFolder.checkpoint.close();
+    throw e;
+  }
   return {
     targetFolder,
     draftFolder,
     close: () => {
       targetFolder.checkpoint.close();
-      draftFolder.checkpoint.close();
+      draftFolder?.checkpoint.close();
     },
   };
 }
@@ -70,17 +82,20 @@ export interface SequoiaChoice {
 /** A loaded pair for one mode, with what the benchmarks ask of it. */
 export interface BenchPair {
   target: CausalLM;
-  draft: CausalLM;
+  /** Absent without a draft model (then only AR and lookup run, with no profile or acceptance vector). */
+  draft?: CausalLM;
   /** Where the target runs, e.g. "gpu: llvmpipe (...), paged: ...". */
   device: string;
   /** The load as the report states it. */
   info: Omit<ModeInfo, "picks" | "costs">;
   /** The hardware profile's t(n) curves for this pair and mode (cached or measured); gpu and wasm. */
   costs?: HardwareCosts;
-  /** The acceptance vector at these sampling settings (stored, or measured and stored). */
+  /** The acceptance vector at these sampling settings (stored, or measured and stored); needs the draft. */
   acceptance(sampling: SamplingParams): Promise<number[]>;
   /** Sequoia's tree for an acceptance vector: the profiler's pick on these costs, else a default. */
   chooseSequoia(acceptance: number[]): SequoiaChoice;
+  /** Paged: the host cache's budget and what it holds now; undefined when the target is resident. */
+  hostCache(): ModeInfo["hostCache"];
   close(): void;
 }
 
@@ -98,12 +113,21 @@ const PROPORTIONAL_COSTS = (() => {
 
 /**
  * Load the pair through the shared {@link Runtime} (the same startup path as serve, generate and
- * profile) with the target's weights held as `mode` says ("paged": under {@link pagedBudget}), then its
- * hardware profile when both run on gpu or wasm. Progress goes to `log`.
+ * profile) with the target's weights held as `mode` says ("paged": under {@link pagedBudget}, streamed
+ * layers cached in up to `hostMemoryBudget` bytes of host RAM: 0 reads them from disk at every forward,
+ * undefined takes the loader's default), then its hardware profile when both run on gpu or wasm and there
+ * is a draft. Progress goes to `log`.
  */
 export async function loadPair(
   folders: PairFolders,
-  o: { mode: Mode; backend: Backend; threads?: number; maxBatch: number; log?: (line: string) => void },
+  o: {
+    mode: Mode;
+    backend: Backend;
+    threads?: number;
+    maxBatch: number;
+    hostMemoryBudget?: number;
+    log?: (line: string) => void;
+  },
 ): Promise<BenchPair> {
   let gpuMemoryBudget: number | undefined, targetWeightBytes: number | undefined;
   if (o.mode === "paged") {
@@ -111,29 +135,30 @@ export async function loadPair(
   }
   const rt = await Runtime.open({
     model: folders.targetFolder.path,
-    draft: folders.draftFolder.path,
+    draft: folders.draftFolder?.path,
     backend: o.backend,
     threads: o.threads,
     maxBatch: o.maxBatch,
-    paging: { gpuMemoryBudget },
+    paging: o.mode === "paged" ? { gpuMemoryBudget, hostMemoryBudget: o.hostMemoryBudget } : {},
     log: o.log,
   });
   let costs: HardwareCosts | undefined;
   try {
-    if (profiledBackend(o.backend)) costs = (await rt.hardwareCosts()).costs;
+    if (profiledBackend(o.backend) && rt.draft) costs = (await rt.hardwareCosts()).costs;
   } catch (e) {
     rt.close();
     throw e;
   }
-  const target = rt.target, draft = rt.draft!;
+  const target = rt.target;
   const p = pagedModel(target.model)?.paging;
   return {
     target: target.model,
-    draft: draft.model,
+    draft: rt.draft?.model,
     device: target.device,
     info: {
       mode: o.mode,
       device: target.device,
+      backend: o.backend,
       gpuMemoryBudget,
       targetWeightBytes,
       plan: p &&
@@ -155,6 +180,15 @@ export async function loadPair(
         pick: { n: pick.n, depth: pick.depth },
         ranked,
         predicted: { tokPerS: pick.tokPerS, speedup: pick.speedup },
+      };
+    },
+    hostCache: () => {
+      const st = pagedModel(target.model)?.pagingStats();
+      return st && {
+        budget: o.hostMemoryBudget,
+        cachedLayers: st.hostCachedLayers,
+        cachedBytes: st.hostCachedBytes,
+        streamedLayers: folders.targetFolder.config.nLayers - st.plan.residentLayers,
       };
     },
     close: () => rt.close(),

@@ -1,6 +1,7 @@
 /**
  * The side-by-side benchmark's three SVG plots (tokens/step vs tree size with the planner's prediction,
- * tok/s by method, the hardware profile's t(n)) and {@link writePlots}, which draws them into a folder.
+ * tok/s by method, the hardware profile's t(n)) and {@link writePlots}, which draws them into a folder
+ * (the first two per prompt set when there are several).
  *
  * @module
  */
@@ -127,7 +128,10 @@ export function costPlot(modes: ModeInfo[], subtitle: string): string {
   });
 }
 
-/** Write the plots under `outDir` (t(n) only when a mode has a hardware profile); returns their paths. */
+/**
+ * Write the plots under `outDir` (t(n) only when a mode has a hardware profile); returns their paths. With
+ * several prompt sets the tokens/step and tok/s plots are drawn per set (`tok_s.<set>.svg`, ...).
+ */
 export async function writePlots(
   rows: BenchRow[],
   modes: ModeInfo[],
@@ -135,10 +139,16 @@ export async function writePlots(
   outDir: string,
 ): Promise<string[]> {
   await Deno.mkdir(outDir, { recursive: true });
-  const plots: [string, string][] = [
-    ["tokens_per_step.svg", tokensPerStepPlot(rows, subtitle)],
-    ["tok_s.svg", tokPerSPlot(rows, subtitle)],
-  ];
+  const sets = [...new Set(rows.map((r) => r.set))];
+  const plots: [string, string][] = [];
+  for (const set of sets) {
+    const rs = rows.filter((r) => r.set === set);
+    const [suffix, sub] = sets.length > 1 ? [`.${set}`, `${subtitle}; prompt set ${set}`] : ["", subtitle];
+    plots.push(
+      [`tokens_per_step${suffix}.svg`, tokensPerStepPlot(rs, sub)],
+      [`tok_s${suffix}.svg`, tokPerSPlot(rs, sub)],
+    );
+  }
   if (modes.some((m) => m.costs)) plots.push(["t_n.svg", costPlot(modes, subtitle)]);
   const paths: string[] = [];
   for (const [name, svg] of plots) {

@@ -32,7 +32,19 @@ export async function replot(
   print(
     `command: ${r.command}\nDeno ${r.deno}; adapter: ${r.adapter}; backend: ${backend}; ${r.startedAt}\n`,
   );
-  for (const m of r.modes) print(modeSection(m, r.rows, backend));
+  const split = r.modes.find((m) => m.backend !== undefined && m.backend !== backend);
+  if (split) {
+    print(`${split.mode} rows: ${split.backend} (only the gpu backend pages weights); others: ${backend}`);
+  }
+  if (r.models) print(`target: ${r.models.target}; draft: ${r.models.draft ?? "none (AR and lookup only)"}`);
+  if (r.promptSets) {
+    print(
+      `prompt sets: ${
+        r.promptSets.map((s) => `${s.name} (${s.path}: ${s.prompts.length} prompts)`).join("; ")
+      }\n`,
+    );
+  }
+  for (const m of r.modes) print(modeSection(m, r.rows, m.backend ?? backend));
   const sequoia = sequoiaSection(r.rows);
   if (sequoia) print(sequoia);
   if (outDir) {

@@ -7,6 +7,7 @@
 
 import type { Backend } from "../runtime/backend.ts";
 import type { BenchCase } from "./cases.ts";
+import type { PromptEntry } from "./prompts.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { MeasuredCosts } from "../speculative/tree_choice.ts";
 import { median } from "../util/stats.ts";
@@ -45,6 +46,8 @@ export interface RunSample {
 export interface BenchRow {
   mode: Mode;
   temperature: number;
+  /** The prompt set's name (`--prompt-set`); absent in reports from before prompt sets. */
+  set?: string;
   group: "main" | "sweep";
   label: string;
   series: string;
@@ -53,6 +56,7 @@ export interface BenchRow {
   n?: number;
   depth?: number;
   pick?: boolean;
+  /** Prompts per run (the case's count, or the set's size when smaller) and tokens per prompt. */
   prompts: number;
   maxTokens: number;
   /** Measured runs (warm-up excluded). */
@@ -81,10 +85,17 @@ export interface BenchRow {
 export interface ModeInfo {
   mode: Mode;
   device: string;
+  /** Where this mode's rows ran (paged rows always on gpu: only it pages); absent in older reports. */
+  backend?: Backend;
   /** Paged: the budget the target was loaded under and the plan it got. */
   gpuMemoryBudget?: number;
   targetWeightBytes?: number;
   plan?: { residentLayers: number; ringSlots: number; layerBytes: number; bytesPerForward: number };
+  /**
+   * Paged: the host-RAM cache of streamed layers (`budget` undefined: the default, half the free RAM;
+   * 0: every streamed layer read from disk at every forward) and what it held after the runs.
+   */
+  hostCache?: { budget?: number; cachedLayers: number; cachedBytes: number; streamedLayers: number };
   /** The hardware profile's t(n) curves (absent on the CPU backend). */
   costs?: MeasuredCosts;
   picks: {
@@ -112,7 +123,12 @@ export interface BenchReport {
     backend?: Backend;
     warmup: string;
   };
+  /** The texts of the prompts used, set after set. */
   prompts: string[];
+  /** The prompt sets, each with the prompts used (absent in reports from before prompt sets). */
+  promptSets?: { name: string; path: string; note?: string; prompts: PromptEntry[] }[];
+  /** The target and draft as given (absent: the bundled tiny pair); draft null: `--draft none`. */
+  models?: { target: string; draft: string | null };
   modes: ModeInfo[];
   rows: BenchRow[];
   plots: string[];
@@ -122,11 +138,12 @@ const sumOf = (xs: RunSample[], f: (s: RunSample) => number) => xs.reduce((a, s)
 
 /**
  * A case's row from its measured runs: tok/s is the median over runs; every other figure pools all runs
- * (ratios of sums). `arTokPerS` is AR's median in the same mode and temperature (NaN when absent).
+ * (ratios of sums). `arTokPerS` is AR's median in the same mode, temperature and prompt set (NaN when
+ * absent); `set` names the prompt set and `prompts` the prompts each run took (default: the case's).
  */
 export function summarize(
   c: BenchCase,
-  ctx: { mode: Mode; temperature: number; arTokPerS: number },
+  ctx: { mode: Mode; temperature: number; arTokPerS: number; set?: string; prompts?: number },
   runs: RunSample[],
 ): BenchRow {
   if (runs.length === 0) throw new RangeError(`no measured runs for ${c.label}`);
@@ -138,6 +155,7 @@ export function summarize(
   const row: BenchRow = {
     mode: ctx.mode,
     temperature: ctx.temperature,
+    ...(ctx.set === undefined ? {} : { set: ctx.set }),
     group: c.group,
     label: c.label,
     series: c.series,
@@ -146,7 +164,7 @@ export function summarize(
     n: c.sequoia?.n,
     depth: c.sequoia?.depth,
     pick: c.sequoia?.pick,
-    prompts: c.prompts,
+    prompts: ctx.prompts ?? c.prompts,
     maxTokens: c.maxTokens,
     runs: runs.length,
     tokens: runs[0].tokens,

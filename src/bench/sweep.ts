@@ -58,7 +58,7 @@ export interface SweepRow {
 }
 
 async function measure(
-  pair: { target: CausalLM; draft: CausalLM },
+  pair: { target: CausalLM; draft?: CausalLM },
   prompts: number[][],
   method: "ar" | "sequoia",
   tree: { treeSize?: number; depth?: number },

@@ -10,24 +10,33 @@ import { parseArgs } from "node:util";
 import { DEFAULT_TARGET_DIR } from "../model/folder.ts";
 import { describeDecision, resolveBackend } from "../runtime/backend_choice.ts";
 import { benchAr } from "../bench/ar.ts";
-import { BENCH_METHODS, type BenchSizes, FULL_SIZES, QUICK_SIZES } from "../bench/cases.ts";
+import {
+  BENCH_METHODS,
+  type BenchSizes,
+  FULL_SIZES,
+  QUICK_SIZES,
+  withSpecExecBudgets,
+} from "../bench/cases.ts";
 import { benchKernels } from "../bench/kernels.ts";
 import { loadMarkdown, runLoad } from "../bench/load.ts";
-import { loadPrompts } from "../bench/prompts.ts";
+import { loadPrompts, loadPromptSet, type PromptSet, PromptSetError } from "../bench/prompts.ts";
 import { benchPeers, PEER_DEFAULTS } from "../bench/peers.ts";
 import { benchPagedAtSize } from "../bench/offload_probe.ts";
 import { replot } from "../bench/replot.ts";
 import { type Mode, MODES } from "../bench/report.ts";
 import { runSideBySide } from "../bench/runner.ts";
 import { benchSweep, SWEEP_GRIDS } from "../bench/sweep.ts";
-import type { Method } from "../speculative/methods.ts";
+import { type Method, needsDraftModel } from "../speculative/methods.ts";
+import { sharedGpu } from "../runtime/backend.ts";
 import { UsageError } from "./usage.ts";
 import { BACKEND_FLAGS, backendFlags, backendUsage } from "./backend_flags.ts";
+import { pagingBudgets } from "./paging_flags.ts";
 
 const USAGE =
   `Usage: deno task bench [--quick] [--offload | --resident-only] [--methods LIST] [--temperatures LIST]
                        [--runs R] [--max-tokens N] [--prompts N] [--backend gpu|cpu|wasm|auto] [--threads N]
-                       [--json PATH] [--out DIR]
+                       [--model PATH] [--draft PATH|none] [--prompt-set FILE[,FILE...]]
+                       [--specexec-budgets LIST] [--host-memory-budget BYTES] [--json PATH] [--out DIR]
        deno task bench --kernels | --sweep | --ar  [--quick] [--json PATH]
        deno task bench --kernels --model DIR       (kernels, t(n) and a decode step at DIR's shape)
        deno task bench --peers [--model FILE.gguf] [--vulkan] [--max-tokens N] [--runs R] [--json PATH]
@@ -36,25 +45,38 @@ const USAGE =
 
 Default: AR, chain (k = 4), SpecInfer (4 x 4), Sequoia (the hardware profiler's pick for this adapter,
 plus a sweep of tree sizes n = 4 .. 64 at the profiler's depth for each), SpecExec (K = 64, 256,
-1024) and lookup (draft-free, the pick's node budget) side by side at T = 0 and 0.7, with the target's weights resident and paged (loaded under a GPU
-memory budget of a quarter of its weights, or the least that pages). Reports tok/s (median of R runs,
-default 3, after a warm-up generation), speedup vs AR measured in the same run, tokens/step (with the
-planner's G(n, d) for Sequoia), tree nodes, target forwards and syncs per token, draft and verify ms per
-step, and for paged rows the weight MB uploaded per token and how much of the upload compute hid.
-Prompts: bench/prompts.json (held-out text the tiny models never trained on). Prints Markdown tables;
-writes SVG plots (tokens/step vs tree size with the planner's prediction, tok/s by method, t(n)) to
---out (default bench/out) and the JSON report to --json. Full run: about 10 minutes on 2 CPU cores.
+1024) and lookup (draft-free, the pick's node budget) side by side at T = 0 and 0.7, with the target's
+weights resident and paged (loaded under a GPU memory budget of a quarter of its weights, or the least
+that pages; paged rows run on the gpu backend, the only one that pages, whatever runs the resident
+rows). Reports tok/s (median of R runs, default 3, after a warm-up generation), speedup vs AR measured
+in the same run, tokens/step (with the planner's G(n, d) for Sequoia), tree nodes, target forwards and
+syncs per token, draft and verify ms per step, and for paged rows the weight MB uploaded per token and
+how much of the upload compute hid. Every row is reported per prompt set (a table each). Prints
+Markdown tables; writes SVG plots (tokens/step vs tree size with the planner's prediction, tok/s by
+method, t(n)) to --out (default bench/out) and the JSON report to --json. Full run on the bundled pair:
+about 10 minutes on 2 CPU cores.
 
   --quick          smoke run: 1 prompt, 4-16 tokens per case, 1 run, sweep n = 4, 16 (about a minute)
   --offload        paged mode only          --resident-only   resident mode only
-                   (paged runs, unless --quick, end with a 1B-shaped random target paged under 256 MB,
-                   made once in <out>/random-1b, 2.2 GB of disk; --skip-1b leaves it out)
+                   (paged runs on the bundled pair, unless --quick, end with a 1B-shaped random target
+                   paged under 256 MB, made once in <out>/random-1b, 2.2 GB of disk; --skip-1b leaves it out)
   --methods LIST   e.g. chain,sequoia,lookup (AR always runs: it is the baseline)
   --temperatures   e.g. 0,0.7 (default)     --max-tokens / --prompts   override the main cases' sizes
+                   (--prompts N: the first N prompts of each set)
+  --model PATH     the target: a Hugging Face folder or a .gguf file (default weights/tiny/target)
+  --draft PATH     the draft, same tokenizer (default weights/tiny/draft); none: AR and lookup rows only
+  --prompt-set F   prompt files, comma-separated (default bench/prompts.json), each reported on its own:
+                   {"prompts": [string | {"text", "chat"?: bool, "kind"?}], "note"?}; a chat prompt is
+                   one user message in the target's chat template, a string or plain prompt raw text
+                   (bench/prompts_edit.json: "edit this text/code" chat prompts that repeat their input)
+  --specexec-budgets LIST   SpecExec's K values (default 64,256,1024)
+  --host-memory-budget B    paged rows: host RAM caching streamed layers (e.g. 256MB; 0: read from disk
+                   at every forward); default 0 with --model, else the loader's (half the free RAM)
 ${
     backendUsage(19)
-  }                   (cpu and wasm: resident only; on cpu Sequoia runs without a hardware profile;
-                   auto with --offload: gpu)
+  }                   (cpu and wasm: the resident rows; paged rows run on gpu, left out when there is
+                   no WebGPU adapter; on cpu Sequoia runs without a hardware profile; auto with
+                   --offload: gpu)
   --replot PATH    print the tables and redraw the plots of a saved --json report (no measurement)
 
 Other benchmarks:
@@ -94,6 +116,10 @@ const OPTIONS = {
   out: { type: "string", default: "bench/out" },
   replot: { type: "string" },
   model: { type: "string" },
+  draft: { type: "string" },
+  "prompt-set": { type: "string" },
+  "specexec-budgets": { type: "string" },
+  "host-memory-budget": { type: "string" },
   "skip-1b": { type: "boolean", default: false },
   load: { type: "string" },
   concurrency: { type: "string" },
@@ -130,8 +156,15 @@ export async function runBench(args: string[]): Promise<number> {
   ) {
     throw new UsageError(`--kernels, --sweep, --ar, --peers and --load are separate benchmarks: pick one`);
   }
-  if (values.model !== undefined && !values.kernels && !values.peers) {
-    throw new UsageError(`--model goes with --kernels or --peers only`);
+  const sideBySide = !values.kernels && !values.peers && !values.sweep && !values.ar &&
+    values.load === undefined && !values.replot;
+  if (values.model !== undefined && !sideBySide && !values.kernels && !values.peers) {
+    throw new UsageError(`--model goes with --kernels, --peers or the side-by-side run only`);
+  }
+  for (const flag of ["draft", "prompt-set", "specexec-budgets", "host-memory-budget"] as const) {
+    if (values[flag] !== undefined && !sideBySide) {
+      throw new UsageError(`--${flag} goes with the side-by-side run only (not --kernels, --sweep, ...)`);
+    }
   }
   if (values.vulkan && !values.peers) throw new UsageError(`--vulkan goes with --peers only`);
   const concurrency = positive("concurrency", values.concurrency);
@@ -197,21 +230,51 @@ export async function runBench(args: string[]): Promise<number> {
   const methods = values.methods?.split(",").map((m) => m.trim());
   const bad = methods?.find((m) => !BENCH_METHODS.includes(m as Method));
   if (bad) throw new UsageError(`--methods: unknown method "${bad}" (${BENCH_METHODS.join(", ")})`);
+  // --draft none: the draft-free methods only (AR and lookup).
+  const draftDir = values.draft === "none" ? null : values.draft;
+  const needsDraft = methods?.find((m) => needsDraftModel(m as Method));
+  if (draftDir === null && needsDraft) {
+    throw new UsageError(`--methods ${needsDraft} needs a draft model: --draft none runs ar and lookup only`);
+  }
   const base = values.quick ? QUICK_SIZES : FULL_SIZES;
+  const budgets = values["specexec-budgets"]?.split(",").map((b) => positive("specexec-budgets", b.trim())!);
   const sizes: BenchSizes = {
-    ...base,
+    ...(budgets ? withSpecExecBudgets(base, budgets) : base),
     main: { prompts: promptsFlag ?? base.main.prompts, maxTokens: maxTokensFlag ?? base.main.maxTokens },
   };
+  const hostMemoryBudget = values["host-memory-budget"] === undefined
+    // A real model's paged rows stream from disk (no host cache); the bundled pair keeps the loader's default.
+    ? (values.model === undefined ? undefined : 0)
+    : pagingBudgets({ "host-memory-budget": values["host-memory-budget"] }).hostMemoryBudget;
+  if (values["host-memory-budget"] !== undefined && values["resident-only"]) {
+    throw new UsageError(`--host-memory-budget is for paged rows: not with --resident-only`);
+  }
+  let promptSets: PromptSet[] | undefined;
+  if (values["prompt-set"] !== undefined) {
+    const files = values["prompt-set"].split(",").map((f) => f.trim()).filter((f) => f);
+    if (files.length === 0) throw new UsageError(`--prompt-set needs FILE[,FILE...]`);
+    try {
+      promptSets = await Promise.all(files.map(loadPromptSet));
+    } catch (e) {
+      if (e instanceof PromptSetError) throw new UsageError(e.message);
+      throw e;
+    }
+  }
   // auto: paged weights need the GPU; resident ones run where the target's t(1) is smaller.
+  const targetDir = values.model;
   const { backend, decision } = values.offload && backendChoice === "auto"
     ? { backend: "gpu" as const, decision: undefined }
-    : await resolveBackend(backendChoice, DEFAULT_TARGET_DIR, { threads, log: (l) => console.error(l) });
+    : await resolveBackend(backendChoice, targetDir ?? DEFAULT_TARGET_DIR, {
+      threads,
+      log: (l) => console.error(l),
+    });
   if (decision) console.error(`backend auto: ${describeDecision(decision)}`);
-  const modes: Mode[] = values.offload
-    ? ["paged"]
-    : values["resident-only"] || backend !== "gpu"
-    ? ["resident"]
-    : [...MODES];
+  let modes: Mode[] = values.offload ? ["paged"] : values["resident-only"] ? ["resident"] : [...MODES];
+  // Only the gpu backend pages weights: with wasm or cpu the paged rows run on gpu, when there is one.
+  if (modes.includes("paged") && backend !== "gpu" && !await sharedGpu().then(() => true, () => false)) {
+    console.error(`no WebGPU adapter: the paged rows (gpu only) are left out`);
+    modes = ["resident"];
+  }
   await runSideBySide({
     quick: values.quick,
     modes,
@@ -224,8 +287,16 @@ export async function runBench(args: string[]): Promise<number> {
     command: commandLine(args),
     outDir: values.out || undefined,
     jsonPath: values.json,
+    targetDir,
+    draftDir,
+    promptSets,
+    hostMemoryBudget,
   });
-  if (modes.includes("paged") && backend === "gpu" && !values.quick && !values["skip-1b"]) {
+  // The 1B-shaped paging probe belongs to the bundled pair's full run.
+  if (
+    modes.includes("paged") && backend === "gpu" && !values.quick && !values["skip-1b"] &&
+    targetDir === undefined
+  ) {
     await benchPagedAtSize(values.out || "bench/out");
   }
   return 0;
