@@ -88,6 +88,8 @@ export async function acceptanceTexts(
   log?.(
     src.kind === "model"
       ? `held-out text: ${src.path}`
+      : src.kind === "draft"
+      ? `held-out text: ${src.path} (the draft's held-out prompts, whole)`
       : `held-out text: no heldout.txt in or beside ${folder.dir}; using the generic prompts ${src.path}`,
   );
   const step = Math.max(1, Math.floor(src.passages.length / count));
