@@ -15,25 +15,40 @@ const DRAFT = new URL("../weights/smollm2-draft", import.meta.url).pathname;
 const BENCH = new URL("../bench/", import.meta.url).pathname;
 
 Deno.test({
-  name: "exactness (real pair, wasm): SmolLM2 + its pruned-vocabulary draft, every method's greedy output = AR",
+  name:
+    "exactness (real pair, wasm): SmolLM2 + its pruned-vocabulary draft, every method's greedy output = AR",
   ignore: !haveSmollm2,
   async fn() {
     const tf = await openModelFolder(SMOLLM2), df = await openModelFolder(DRAFT);
     const target = await loadModel(tf, "wasm", { threads: 2 });
     const draft = await loadModel(df, "wasm", { threads: 2 });
     try {
-      assert.equal(draft.model.config.vocabSize, tf.config.vocabSize, "the draft speaks the target's vocabulary");
+      assert.equal(
+        draft.model.config.vocabSize,
+        tf.config.vocabSize,
+        "the draft speaks the target's vocabulary",
+      );
       const chat = encodePromptSet(await loadPromptSet(`${BENCH}prompts_smollm2_chat.json`), tf.tokenizer, 1);
-      const plain = encodePromptSet(await loadPromptSet(`${BENCH}prompts_smollm2_plain.json`), tf.tokenizer, 1);
+      const plain = encodePromptSet(
+        await loadPromptSet(`${BENCH}prompts_smollm2_plain.json`),
+        tf.tokenizer,
+        1,
+      );
       const pair = { target: target.model, draft: draft.model };
       for (const p of [...chat, ...plain]) {
         const ar = (await run(pair, "ar", p, 40)).ids;
         assert.equal(ar.length, 40);
         for (const m of SPEC) {
           const { ids, tokensPerStep } = await run(pair, m, p, 40);
-          assert.deepEqual(ids, ar, `${m} differs from AR for ${JSON.stringify(tf.tokenizer.decode(p).slice(-60))}`);
+          assert.deepEqual(
+            ids,
+            ar,
+            `${m} differs from AR for ${JSON.stringify(tf.tokenizer.decode(p).slice(-60))}`,
+          );
           // lookup proposes only what the text repeats, which 40 tokens of a plain prompt may never do.
-          if (m !== "lookup") assert.ok(tokensPerStep > 1, `${m}: ${tokensPerStep} tokens/step (nothing accepted)`);
+          if (m !== "lookup") {
+            assert.ok(tokensPerStep > 1, `${m}: ${tokensPerStep} tokens/step (nothing accepted)`);
+          }
         }
       }
     } finally {
