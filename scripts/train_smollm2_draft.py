@@ -17,14 +17,22 @@ Install (once; never into the repository), and the corpus packages:
 
 Run (after `deno task models`); every phase is seeded and caches its output under --work:
 
-  /tmp/ref-venv/bin/python scripts/train_smollm2_draft.py data     # prompts + target generations (~25 min)
-  /tmp/ref-venv/bin/python scripts/train_smollm2_draft.py train    # the draft (~35 min, 2 threads)
+  /tmp/ref-venv/bin/python scripts/train_smollm2_draft.py data     # prompts + target answers (~30 min)
+  /tmp/ref-venv/bin/python scripts/train_smollm2_draft.py train    # the draft (--minutes 25 by default)
   /tmp/ref-venv/bin/python scripts/train_smollm2_draft.py export   # -> weights/smollm2-draft/
   /tmp/ref-venv/bin/python scripts/train_smollm2_draft.py all      # the three in order
 
-Writes weights/smollm2-draft/: config.json (with vocab_map), model.safetensors (F16, tied embeddings),
-metrics.json (held-out loss, teacher-forced top-1 agreement with the target, training time, sizes) and
-prompts.json (held-out prompts, chat-formatted and plain, never trained on: the benchmark's prompt set).
+(~50 s per batch of 64 answers on 2 idle cores; the target's load takes 20 s.) `data` appends to
+generations.jsonl and resumes after the last whole batch when restarted (a resumed run's sampled answers
+differ from an unbroken one's). The committed draft came from such a run cut short to fit a session: 24 of
+the 30 batches (1,536 prompts, the longest 384 left out; 168,882 answer tokens) and `train --minutes 14`
+(447 steps); metrics.json records both. A fresh `all` run makes a similar, not an identical, draft.
+
+Writes weights/smollm2-draft/: config.json (with vocab_map and load_as Q8_0), model.safetensors (F16, tied
+embeddings), tokenizer.json (the target's), metrics.json (held-out loss, teacher-forced top-1 agreement with
+the target, coverage of the target's held-out answers by the pruned vocabulary, data and training time),
+prompts.json and heldout.txt (the 64 held-out prompts, chat-formatted and plain, from documents never
+trained on; the engine measures the pair's acceptance vector on the target's answers to heldout.txt).
 """
 
 import argparse
