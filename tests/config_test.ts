@@ -120,3 +120,21 @@ Deno.test("config: linear rope scaling, and the legacy `type` key, are read", ()
   const inv = ropeInvFreq(parseConfig({ ...SMALL_CONFIG, rope_scaling: { rope_type: "linear", factor: 2 } }));
   assert.equal(inv[0], 0.5);
 });
+
+Deno.test("config: rope_theta from transformers 5's rope_parameters; a disagreement is refused", () => {
+  const base = { ...SMALL_CONFIG };
+  delete (base as Record<string, unknown>).rope_theta;
+  assert.equal(
+    parseConfig({ ...base, rope_parameters: { rope_theta: 100000, rope_type: "default" } }).ropeTheta,
+    100000,
+  );
+  assert.equal(parseConfig(base).ropeTheta, 10000, "neither: LlamaConfig's default");
+  assert.equal(
+    parseConfig({ ...base, rope_theta: 5e5, rope_parameters: { rope_theta: 5e5 } }).ropeTheta,
+    5e5,
+  );
+  assert.throws(
+    () => parseConfig({ ...base, rope_theta: 1e4, rope_parameters: { rope_theta: 1e5 } }, "d/config.json"),
+    /d\/config\.json: field "rope_parameters\.rope_theta": 100000 disagrees with rope_theta 10000/,
+  );
+});

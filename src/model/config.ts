@@ -80,7 +80,9 @@ export const hfConfigSchema = z.object({
   head_dim: posInt.nullish(),
   max_position_embeddings: posInt.default(2048),
   rms_norm_eps: z.number().positive().max(1).default(1e-6),
-  rope_theta: z.number().positive().default(10000),
+  rope_theta: z.number().positive().optional(),
+  // transformers >= 5 writes rope_theta inside rope_parameters (and may omit the top-level field).
+  rope_parameters: z.looseObject({ rope_theta: z.number().positive().optional() }).nullish(),
   rope_scaling: ropeScalingSchema.optional(),
   tie_word_embeddings: z.boolean().default(false),
   hidden_act: z.literal("silu", { message: 'only hidden_act "silu" (SwiGLU) is supported' }).default("silu"),
@@ -195,6 +197,12 @@ export function parseConfig(raw: unknown, source = "config.json"): ModelConfig {
         `(supported: ${SUPPORTED_ARCHS.join(", ")})`,
     );
   }
+  const rp = c.rope_parameters?.rope_theta;
+  if (rp !== undefined && c.rope_theta !== undefined && rp !== c.rope_theta) {
+    throw new ConfigError(
+      `${source}: field "rope_parameters.rope_theta": ${rp} disagrees with rope_theta ${c.rope_theta}`,
+    );
+  }
   const raw2 = raw as Record<string, unknown>;
   if (typeof raw2.sliding_window === "number" && raw2.sliding_window < c.max_position_embeddings) {
     throw new ConfigError(`${source}: field "sliding_window": sliding-window attention is not supported`);
@@ -226,7 +234,7 @@ export function parseConfig(raw: unknown, source = "config.json"): ModelConfig {
     groupSize: c.num_attention_heads / nKvHeads,
     maxPositions: c.max_position_embeddings,
     rmsNormEps: c.rms_norm_eps,
-    ropeTheta: c.rope_theta,
+    ropeTheta: c.rope_theta ?? c.rope_parameters?.rope_theta ?? 10000,
     ropeScaling: c.rope_scaling ?? { kind: "none" },
     tieWordEmbeddings: c.tie_word_embeddings,
     bosTokenId: c.bos_token_id ?? null,
