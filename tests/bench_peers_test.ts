@@ -14,7 +14,7 @@ Deno.test("bench --peers: flags that do not go with it are refused", async () =>
   await assert.rejects(() => runBench(["--vulkan"]), /--vulkan goes with --peers only/);
   await assert.rejects(
     () => runBench(["--ar", "--model", "x.gguf"]),
-    /--model goes with --kernels or --peers only/,
+    /--model goes with --kernels, --peers or the side-by-side run only/,
   );
 });
 
