@@ -22,7 +22,7 @@ import { makeDrafter, type Method } from "../src/speculative/methods.ts";
 import { LogitsPipeline } from "../src/decoding/logits/pipeline.ts";
 import type { LogitsProcessor } from "../src/decoding/logits/processor.ts";
 import { Rng } from "../src/util/rng.ts";
-import { ACC, chiSquare } from "./fixtures/exact.ts";
+import { ACC, chiSquare, targetDist as fixtureTargetDist } from "./fixtures/exact.ts";
 import { maxRelErr } from "./fixtures/numeric.ts";
 import { randomCpuModel, randomTensors, SMALL_CONFIG, writeModelFolder } from "./fixtures/random_model.ts";
 import type { TensorToWrite } from "../src/model/safetensors_write.ts";
@@ -144,16 +144,9 @@ function randomPrompt(seed: number, n: number): number[] {
   return Array.from({ length: n }, () => 3 + Math.floor(rng.next() * (V - 3)));
 }
 
-/** The target's distribution after `ids` (fresh cache). */
-async function targetDist(ids: number[], sampling: SamplingParams): Promise<Float64Array> {
-  target.kv.truncate(0);
-  const logits = await target.forward({
-    tokens: Int32Array.from(ids),
-    positions: Int32Array.from(ids, (_, i) => i),
-    logitRows: [ids.length - 1],
-  });
-  return probabilities(logits, sampling);
-}
+/** The target's distribution after `ids` (fresh cache): the exactness fixtures' helper on this pair. */
+const targetDist = (ids: number[], sampling: SamplingParams) =>
+  fixtureTargetDist(ids, sampling, () => Promise.resolve({ target, draft: target }));
 
 // ---- config ----
 
