@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { ConfigError, parseConfig } from "../src/model/config.ts";
 import type { CausalLM } from "../src/model/causal_lm.ts";
 import { openCheckpoint, openModelFolder } from "../src/model/folder.ts";
-import { GREEDY, probabilities, type SamplingParams } from "../src/model/sampling.ts";
+import { GREEDY, type SamplingParams } from "../src/model/sampling.ts";
 import { VocabMappedLM, withVocabMap } from "../src/model/vocab_map.ts";
 import { loadCpuModel } from "../src/cpu/load.ts";
 import { loadModel } from "../src/runtime/backend.ts";
