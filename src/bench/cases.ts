@@ -77,7 +77,8 @@ export function withSpecExecBudgets(sizes: BenchSizes, budgets: number[]): Bench
 
 /** Prompts a run with these sizes uses (the most any case takes). */
 export function usedPrompts(sizes: BenchSizes): number {
-  return Math.max(sizes.main.prompts, sizes.sweep.prompts, ...sizes.specexec.map((s) => s.prompts));
+  const sweep = sizes.sweep.sizes.length > 0 ? sizes.sweep.prompts : 0;
+  return Math.max(sizes.main.prompts, sweep, ...sizes.specexec.map((s) => s.prompts));
 }
 
 /**

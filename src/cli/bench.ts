@@ -70,6 +70,8 @@ about 10 minutes on 2 CPU cores.
                    one user message in the target's chat template, a string or plain prompt raw text
                    (bench/prompts_edit.json: "edit this text/code" chat prompts that repeat their input)
   --specexec-budgets LIST   SpecExec's K values (default 64,256,1024)
+  --sweep-sizes LIST|none   the Sequoia sweep's tree sizes (default 4,8,16,32,64; none: the pick only,
+                   e.g. for paged runs, where every forward reads the weights from disk)
   --host-memory-budget B    paged rows: host RAM caching streamed layers (e.g. 256MB; 0: read from disk
                    at every forward); default 0 with --model, else the loader's (half the free RAM)
 ${
@@ -119,6 +121,7 @@ const OPTIONS = {
   draft: { type: "string" },
   "prompt-set": { type: "string" },
   "specexec-budgets": { type: "string" },
+  "sweep-sizes": { type: "string" },
   "host-memory-budget": { type: "string" },
   "skip-1b": { type: "boolean", default: false },
   load: { type: "string" },
@@ -161,7 +164,9 @@ export async function runBench(args: string[]): Promise<number> {
   if (values.model !== undefined && !sideBySide && !values.kernels && !values.peers) {
     throw new UsageError(`--model goes with --kernels, --peers or the side-by-side run only`);
   }
-  for (const flag of ["draft", "prompt-set", "specexec-budgets", "host-memory-budget"] as const) {
+  for (
+    const flag of ["draft", "prompt-set", "specexec-budgets", "sweep-sizes", "host-memory-budget"] as const
+  ) {
     if (values[flag] !== undefined && !sideBySide) {
       throw new UsageError(`--${flag} goes with the side-by-side run only (not --kernels, --sweep, ...)`);
     }
@@ -238,9 +243,16 @@ export async function runBench(args: string[]): Promise<number> {
   }
   const base = values.quick ? QUICK_SIZES : FULL_SIZES;
   const budgets = values["specexec-budgets"]?.split(",").map((b) => positive("specexec-budgets", b.trim())!);
+  const sweepFlag = values["sweep-sizes"]?.trim();
+  const sweepSizes = sweepFlag === undefined
+    ? base.sweep.sizes
+    : sweepFlag === "none"
+    ? []
+    : sweepFlag.split(",").map((n) => positive("sweep-sizes", n.trim())!);
   const sizes: BenchSizes = {
     ...(budgets ? withSpecExecBudgets(base, budgets) : base),
     main: { prompts: promptsFlag ?? base.main.prompts, maxTokens: maxTokensFlag ?? base.main.maxTokens },
+    sweep: { ...base.sweep, sizes: sweepSizes },
   };
   const hostMemoryBudget = values["host-memory-budget"] === undefined
     // A real model's paged rows stream from disk (no host cache); the bundled pair keeps the loader's default.

@@ -8,22 +8,42 @@
 
 import { type ModelConfig, ropeInvFreq } from "../model/config.ts";
 import type { CausalLM, ForwardInput } from "../model/causal_lm.ts";
+import type { MultiSequence, SequenceInput } from "../model/capabilities.ts";
 import type { LlamaWeightsF32 } from "../model/weights.ts";
 import { CpuKvCache } from "./kv_cache.ts";
 import { attention, matVec, rmsNorm, rope, swiGlu } from "./ops.ts";
 
-/** A Llama model running on the CPU in f32, with its own KV cache. */
-export class CpuLlama implements CausalLM {
+/**
+ * A Llama model running on the CPU in f32, with its own KV cache (or `sequences` of them: a batched
+ * forward runs each part on its own cache; every token is computed alone anyway, so batching changes
+ * no result here and saves nothing: this backend is the oracle).
+ */
+export class CpuLlama implements CausalLM, MultiSequence {
+  /** Sequence 0's cache. */
   readonly kv: CpuKvCache;
+  private readonly caches: CpuKvCache[];
   private readonly invFreq: Float64Array;
 
   /**
    * @param config model hyper-parameters
    * @param w f32 weights
-   * @param capacity KV slots (defaults to the model's context length)
+   * @param capacity KV slots per sequence (defaults to the model's context length)
+   * @param sequences KV caches held (batched streams); one by default
    */
-  constructor(readonly config: ModelConfig, readonly w: LlamaWeightsF32, capacity = config.maxPositions) {
-    this.kv = new CpuKvCache(config.nLayers, capacity, config.kvDim);
+  constructor(
+    readonly config: ModelConfig,
+    readonly w: LlamaWeightsF32,
+    capacity = config.maxPositions,
+    readonly sequences = 1,
+  ) {
+    if (!Number.isInteger(sequences) || sequences < 1) {
+      throw new RangeError(`cpu backend: sequences must be a positive integer, got ${sequences}`);
+    }
+    this.caches = Array.from(
+      { length: sequences },
+      () => new CpuKvCache(config.nLayers, capacity, config.kvDim),
+    );
+    this.kv = this.caches[0];
     this.invFreq = ropeInvFreq(config);
   }
 
@@ -31,25 +51,53 @@ export class CpuLlama implements CausalLM {
     return Promise.resolve(this.forwardSync(input));
   }
 
+  /** Sequence `seq`'s cache (sequence 0's is `kv`). */
+  cacheOf(seq: number): CpuKvCache {
+    const kv = this.caches[seq];
+    if (!kv) throw new RangeError(`cpu backend: no sequence ${seq} (the model holds ${this.sequences})`);
+    return kv;
+  }
+
+  forwardBatch(parts: SequenceInput[]): Promise<Float32Array[]> {
+    if (parts.length === 0) return Promise.reject(new RangeError("forward: no sequences"));
+    const seen = new Set<number>();
+    for (const { seq } of parts) {
+      if (seen.has(seq)) {
+        return Promise.reject(new RangeError(`forward: sequence ${seq} appears twice in one batch`));
+      }
+      seen.add(seq);
+    }
+    try {
+      const runs = parts.map(({ seq, input }) => this.prepare(input, this.cacheOf(seq)));
+      return Promise.resolve(runs.map((run) => run()));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   /** Synchronous forward; see {@link CausalLM.forward}. */
   forwardSync(input: ForwardInput): Float32Array {
+    return this.prepare(input, this.kv)();
+  }
+
+  /** Check `input` against `kv` (throws before anything changes), then return the forward itself. */
+  private prepare(input: ForwardInput, kv: CpuKvCache): () => Float32Array {
     const c = this.config;
     const { tokens, positions } = input;
     const n = tokens.length;
-    const past = this.kv.length;
+    const past = kv.length;
     if (positions.length !== n) {
       throw new RangeError(`forward: ${n} tokens but ${positions.length} positions`);
     }
-    if (past + n > this.kv.capacity) {
+    if (past + n > kv.capacity) {
       throw new RangeError(
-        `forward: ${past} cached + ${n} new tokens exceed the KV capacity ${this.kv.capacity}`,
+        `forward: ${past} cached + ${n} new tokens exceed the KV capacity ${kv.capacity}`,
       );
     }
     const w = past + n;
     if (input.mask && input.mask.length !== n * w) {
       throw new RangeError(`forward: mask has ${input.mask.length} entries, expected ${n} x ${w}`);
     }
-    const d = c.hiddenSize;
     // Visible slots of each new row: from the mask, or causal.
     const visible: Int32Array[] = [];
     for (let i = 0; i < n; i++) {
@@ -66,6 +114,25 @@ export class CpuLlama implements CausalLM {
         );
       }
     }
+    const rows = input.logitRows ?? Array.from({ length: n }, (_, i) => i);
+    for (let r = 0; r < rows.length; r++) {
+      if (!(rows[r] >= 0 && rows[r] < n)) {
+        throw new RangeError(`forward: logit row ${rows[r]} outside [0, ${n})`);
+      }
+    }
+    return () => this.run(input, kv, visible, rows);
+  }
+
+  /** The forward of checked `input` on `kv`. */
+  private run(
+    input: ForwardInput,
+    kv: CpuKvCache,
+    visible: Int32Array[],
+    rows: ArrayLike<number>,
+  ): Float32Array {
+    const c = this.config;
+    const { tokens, positions } = input;
+    const n = tokens.length, past = kv.length, d = c.hiddenSize;
 
     // x: (n, d) residual stream
     const x = new Float32Array(n * d);
@@ -79,7 +146,7 @@ export class CpuLlama implements CausalLM {
 
     for (let l = 0; l < c.nLayers; l++) {
       const L = this.w.layers[l];
-      const kc = this.kv.k[l], vc = this.kv.v[l];
+      const kc = kv.k[l], vc = kv.v[l];
       for (let i = 0; i < n; i++) {
         const xi = x.subarray(i * d, (i + 1) * d);
         rmsNorm(xi, L.attnNorm, c.rmsNormEps, xn);
@@ -107,13 +174,11 @@ export class CpuLlama implements CausalLM {
         for (let k = 0; k < d; k++) x[i * d + k] += o[k];
       }
     }
-    this.kv.length = past + n;
+    kv.length = past + n;
 
-    const rows = input.logitRows ?? Array.from({ length: n }, (_, i) => i);
     const logits = new Float32Array(rows.length * c.vocabSize);
     for (let r = 0; r < rows.length; r++) {
       const i = rows[r];
-      if (i < 0 || i >= n) throw new RangeError(`forward: logit row ${i} outside [0, ${n})`);
       rmsNorm(x.subarray(i * d, (i + 1) * d), this.w.finalNorm, c.rmsNormEps, xn);
       matVec(this.w.lmHead, xn, c.vocabSize, d, logits.subarray(r * c.vocabSize, (r + 1) * c.vocabSize));
     }

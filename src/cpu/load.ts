@@ -8,8 +8,15 @@ import type { Checkpoint } from "../model/folder.ts";
 import { loadWeightsF32 } from "../model/weights.ts";
 import { CpuLlama } from "./llama.ts";
 
-/** Load a folder's weights (converted to f32) into a CPU reference model with `capacity` KV slots. */
-export async function loadCpuModel(folder: Checkpoint, capacity?: number): Promise<CpuLlama> {
+/**
+ * Load a folder's weights (converted to f32) into a CPU reference model with `capacity` KV slots (per
+ * sequence; `sequences` caches, default 1).
+ */
+export async function loadCpuModel(
+  folder: Checkpoint,
+  capacity?: number,
+  sequences?: number,
+): Promise<CpuLlama> {
   const w = await loadWeightsF32(folder.checkpoint, folder.config);
-  return new CpuLlama(folder.config, w, capacity);
+  return new CpuLlama(folder.config, w, capacity, sequences);
 }

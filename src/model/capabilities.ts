@@ -8,11 +8,14 @@
  *   speculative engine) plans everything tree-shaped — positions, masks, which children each row draws —
  *   so the backend still only sees tokens, positions, masks and slots.
  * - {@link Paged}: weights streamed through a ring of layer slots under a GPU memory budget.
+ * - {@link MultiSequence}: several sequences' KV caches, their new tokens run in one forward (batched
+ *   streams: the weights read once for all of them).
  *
  * @module
  */
 
 import type { CausalLM, ForwardInput } from "./causal_lm.ts";
+import type { KvCache } from "./kv_cache.ts";
 import type { SamplingParams } from "./sampling.ts";
 
 /** What a device-side head computes from each logit row. */
@@ -172,4 +175,36 @@ export interface Paged {
 export function pagedModel(m: CausalLM): (CausalLM & Paged) | undefined {
   const p = m as Partial<Paged>;
   return typeof p.pagingStats === "function" && p.paging ? m as CausalLM & Paged : undefined;
+}
+
+/** One sequence's new tokens in a batched forward ({@link MultiSequence.forwardBatch}). */
+export interface SequenceInput {
+  /** The sequence, in [0, sequences). */
+  seq: number;
+  /** Its tokens, positions, mask over its own cache (past = its cache's length) and logit rows. */
+  input: ForwardInput;
+}
+
+/**
+ * A model that holds `sequences` KV caches and runs several of them in one forward: each part appends
+ * to its own sequence's cache and attends to it alone (a block-diagonal mask over the batch), and a
+ * token's logits do not depend on which parts share the forward, so a stream's output is the same
+ * batched or alone. Sequence 0's cache is the model's `kv`.
+ */
+export interface MultiSequence {
+  /** Sequences the model holds caches for. */
+  readonly sequences: number;
+  /** Sequence `seq`'s cache. */
+  cacheOf(seq: number): KvCache;
+  /**
+   * One forward over every part (at most one per sequence); logits per part, in order, rows as each
+   * part's `logitRows`. Every part is checked before any runs: a refused batch changes no cache.
+   */
+  forwardBatch(parts: SequenceInput[]): Promise<Float32Array[]>;
+}
+
+/** True when `m` implements {@link MultiSequence} with more than one sequence. */
+export function isMultiSequence(m: CausalLM): m is CausalLM & MultiSequence {
+  const ms = m as Partial<MultiSequence>;
+  return typeof ms.forwardBatch === "function" && (ms.sequences ?? 0) > 1;
 }

@@ -19,11 +19,13 @@
 import type { CausalLM, ForwardInput } from "./causal_lm.ts";
 import type { ModelConfig, VocabMap } from "./config.ts";
 import type { KvCache } from "./kv_cache.ts";
+import { isMultiSequence, type MultiSequence, type SequenceInput } from "./capabilities.ts";
 
 /**
  * `inner` (rows = its config's vocabSize, with `map`) as a model over `map.outerVocabSize` tokens.
  * Capabilities of the inner model (device sampling, fused tree steps, paging) are not passed through:
- * they would pick ids among the inner rows. Speculation runs the generic path with it.
+ * they would pick ids among the inner rows. Speculation runs the generic path with it. Batched
+ * sequences ({@link MultiSequence}) are: they only carry ids in and logits out.
  *
  * @example
  * ```ts
@@ -31,7 +33,7 @@ import type { KvCache } from "./kv_cache.ts";
  * draft.config.vocabSize; // the target's vocabulary, e.g. 49152
  * ```
  */
-export class VocabMappedLM implements CausalLM {
+export class VocabMappedLM implements CausalLM, MultiSequence {
   /** The inner config over the outer vocabulary (no vocabMap: this model is not pruned any more). */
   readonly config: ModelConfig;
   /** (outer) inner row of each outer token: its own row, or the other row when unmapped. */
@@ -59,7 +61,37 @@ export class VocabMappedLM implements CausalLM {
 
   /** Forward with outer ids; returns (rows, outer vocab) logits, -Infinity outside the map. */
   async forward(input: ForwardInput): Promise<Float32Array> {
-    const Vo = this.map.outerVocabSize, Vi = this.map.ids.length, ids = this.map.ids;
+    return this.outer(await this.inner.forward(this.innerInput(input)));
+  }
+
+  /** Sequences of the inner model when it batches them ({@link MultiSequence}), else 1. */
+  get sequences(): number {
+    return isMultiSequence(this.inner) ? this.inner.sequences : 1;
+  }
+
+  /** Sequence `seq`'s cache (the inner model's). */
+  cacheOf(seq: number): KvCache {
+    if (isMultiSequence(this.inner)) return this.inner.cacheOf(seq);
+    if (seq !== 0) throw new RangeError(`vocab map: no sequence ${seq} (the model holds 1)`);
+    return this.inner.kv;
+  }
+
+  /** {@link MultiSequence.forwardBatch} with outer ids and logits. */
+  async forwardBatch(parts: SequenceInput[]): Promise<Float32Array[]> {
+    const inner = this.inner;
+    if (!isMultiSequence(inner)) {
+      if (parts.length !== 1 || parts[0].seq !== 0) {
+        throw new RangeError("vocab map: the inner model holds one sequence");
+      }
+      return [await this.forward(parts[0].input)];
+    }
+    const mapped = parts.map((p) => ({ seq: p.seq, input: this.innerInput(p.input) }));
+    return (await inner.forwardBatch(mapped)).map((l) => this.outer(l));
+  }
+
+  /** `input` with its outer ids as inner rows (an id outside the outer vocabulary is refused). */
+  private innerInput(input: ForwardInput): ForwardInput {
+    const Vo = this.map.outerVocabSize;
     const tokens = new Int32Array(input.tokens.length);
     for (let i = 0; i < tokens.length; i++) {
       const t = input.tokens[i];
@@ -68,7 +100,12 @@ export class VocabMappedLM implements CausalLM {
       }
       tokens[i] = this.rowOf[t];
     }
-    const inner = await this.inner.forward({ ...input, tokens });
+    return { ...input, tokens };
+  }
+
+  /** Inner logits (rows, inner vocab) scattered to (rows, outer vocab), -Infinity outside the map. */
+  private outer(inner: Float32Array): Float32Array {
+    const Vo = this.map.outerVocabSize, Vi = this.map.ids.length, ids = this.map.ids;
     const rows = inner.length / Vi;
     const out = new Float32Array(rows * Vo).fill(-Infinity); // (rows, outer vocab)
     for (let r = 0; r < rows; r++) {

@@ -85,13 +85,23 @@ export async function acceptanceTexts(
   draftDir?: string,
 ): Promise<number[][]> {
   const src = await heldoutSource(folder.dir, draftDir);
+  logSource(src, folder.dir, log);
+  return heldoutTokens(src, folder, count, length);
+}
+
+/** Says which held-out source {@link heldoutSource} found for the model in `dir`. */
+function logSource(src: HeldoutSource, dir: string, log?: (line: string) => void): void {
   log?.(
     src.kind === "model"
       ? `held-out text: ${src.path}`
       : src.kind === "draft"
       ? `held-out text: ${src.path} (the draft's held-out prompts, whole)`
-      : `held-out text: no heldout.txt in or beside ${folder.dir}; using the generic prompts ${src.path}`,
+      : `held-out text: no heldout.txt in or beside ${dir}; using the generic prompts ${src.path}`,
   );
+}
+
+/** `count` of `src`'s passages, spread evenly, as `folder`'s token ids cut to `length`. */
+function heldoutTokens(src: HeldoutSource, folder: ModelFolder, count: number, length: number): number[][] {
   const step = Math.max(1, Math.floor(src.passages.length / count));
   // A draft's whole prompts keep their end (where the answer starts); passages their beginning.
   return src.passages.filter((_, i) => i % step === 0).slice(0, count).map((c) => {
@@ -157,14 +167,10 @@ export async function loadOrMeasureAcceptance(
   // Measure on what the target itself generates at these settings (from held-out prompts): speculation
   // drafts against the target's own text, which the draft predicts better than human text, so a vector
   // from teacher-forced human text under-predicts tokens per step (measured: by 11-20%).
-  const whole = (await heldoutSource(pair.targetFolder.dir, pair.draftFolder.dir)).kind === "draft";
-  const prompts = await acceptanceTexts(
-    pair.targetFolder,
-    6,
-    whole ? DRAFT_PROMPT : ACCEPTANCE_PROMPT,
-    (l) => log(`  ${l}`),
-    pair.draftFolder.dir,
-  );
+  const src = await heldoutSource(pair.targetFolder.dir, pair.draftFolder.dir);
+  logSource(src, pair.targetFolder.dir, (l) => log(`  ${l}`));
+  const whole = src.kind === "draft";
+  const prompts = heldoutTokens(src, pair.targetFolder, 6, whole ? DRAFT_PROMPT : ACCEPTANCE_PROMPT);
   const texts: number[][] = [];
   for (const [i, p] of prompts.entries()) {
     const ids = [...p];

@@ -44,6 +44,13 @@ export interface LoadOptions extends PagingBudgets {
   maxBatch?: number;
   /** wasm: threads per forward (default {@link defaultThreads}); ignored by the other backends. */
   threads?: number;
+  /**
+   * KV caches for batched streams (MultiSequence; default 1). wasm and cpu only: the gpu backend holds
+   * one sequence and refuses more.
+   */
+  sequences?: number;
+  /** KV slots per sequence (default: the model's context length). */
+  capacity?: number;
 }
 
 /** A loaded model and a one-line description of where it runs. */
@@ -99,13 +106,17 @@ export async function loadModel(
 async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOptions): Promise<LoadedModel> {
   checkPaging(backend, opts);
   if (backend === "cpu") {
-    const model = await loadCpuModel(folder);
+    const model = await loadCpuModel(folder, opts.capacity, opts.sequences);
     const st = folder.checkpoint;
     const weightBytes = st.names().reduce((a, n) => a + 4 * st.get(n)!.shape.reduce((x, y) => x * y, 1), 0);
     return { model, backend, device: "cpu reference", weightBytes, close: () => model.dispose() };
   }
   if (backend === "wasm") {
-    const model = await loadWasmModel(folder, { threads: opts.threads ?? defaultThreads() });
+    const model = await loadWasmModel(folder, {
+      threads: opts.threads ?? defaultThreads(),
+      capacity: opts.capacity,
+      sequences: opts.sequences,
+    });
     const threads = model.threads;
     return {
       model,
@@ -115,6 +126,11 @@ async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOpti
       weightBytes: model.w.bytes,
       close: () => model.dispose(),
     };
+  }
+  if ((opts.sequences ?? 1) > 1) {
+    throw new RangeError(
+      `the gpu backend decodes one sequence at a time: --max-batch ${opts.sequences} needs --backend wasm or cpu`,
+    );
   }
   const gpu = await sharedGpu();
   const model = await GpuLlama.load(gpu, folder, {

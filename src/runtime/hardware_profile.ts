@@ -118,7 +118,14 @@ export async function measureSpecExecBudgets(
   // its useful budgets are larger.
   budgets = pagingOf(pair.target) ? [64, 128, 256] : [32, 64, 128],
 ): Promise<BudgetRow[]> {
-  const [prompt] = await acceptanceTexts(pair.targetFolder, 1, 12, log && ((l) => log(`  ${l}`)));
+  // The draft's own held-out prompts when it ships them (the pair's acceptance is measured there too).
+  const [prompt] = await acceptanceTexts(
+    pair.targetFolder,
+    1,
+    12,
+    log && ((l) => log(`  ${l}`)),
+    pair.draftFolder.dir,
+  );
   const rows: BudgetRow[] = [];
   for (let budget of budgets) {
     // The loaded target serves when its batch holds the tree (the wasm backend's always does); a paged

@@ -10,23 +10,45 @@ import type { WasmRuntime } from "./runtime.ts";
 
 /** Keys and values of one sequence in a wasm memory. */
 export class WasmKvCache implements KvCache {
-  /** Per layer: address of the (capacity, kvDim) keys. */
-  readonly k: number[] = [];
-  /** Per layer: address of the values. */
-  readonly v: number[] = [];
   /** Slots in use: [0, length). */
   length = 0;
 
+  /**
+   * @param k per layer: address of this sequence's (capacity, kvDim) keys
+   * @param v per layer: address of its values
+   */
   constructor(
     private readonly rt: WasmRuntime,
-    nLayers: number,
+    readonly k: number[],
+    readonly v: number[],
     readonly capacity: number,
     readonly kvDim: number,
-  ) {
+  ) {}
+
+  /**
+   * `sequences` caches of `capacity` slots each, allocated as one region per layer (keys, then values):
+   * sequence s holds slots [s * capacity, (s + 1) * capacity) of it, so a batched forward addresses
+   * every sequence from the layer's one base address (see Seq in kernels/llama.c).
+   */
+  static allocate(
+    rt: WasmRuntime,
+    nLayers: number,
+    sequences: number,
+    capacity: number,
+    kvDim: number,
+  ): { base: { k: number[]; v: number[] }; caches: WasmKvCache[] } {
+    const k: number[] = [], v: number[] = [];
+    const bytes = 4 * capacity * kvDim;
     for (let l = 0; l < nLayers; l++) {
-      this.k.push(rt.alloc(4 * capacity * kvDim));
-      this.v.push(rt.alloc(4 * capacity * kvDim));
+      k.push(rt.alloc(bytes * sequences));
+      v.push(rt.alloc(bytes * sequences));
     }
+    const caches = Array.from(
+      { length: sequences },
+      (_, s) =>
+        new WasmKvCache(rt, k.map((a) => a + s * bytes), v.map((a) => a + s * bytes), capacity, kvDim),
+    );
+    return { base: { k, v }, caches };
   }
 
   /** Keep [0, prefixLen) and `accepted` (moved to prefixLen, prefixLen + 1, ...); drop the rest. */

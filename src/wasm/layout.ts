@@ -26,9 +26,9 @@ export const CTX_FIELDS = [
   "layers",
   // this forward
   "n",
-  "past",
+  "n_seqs",
   "n_logits",
-  "mask",
+  "seqs",
   "rope_cos",
   "rope_sin",
   "logit_rows",
@@ -45,7 +45,11 @@ export const CTX_FIELDS = [
   "xs",
   "scores",
   "acc",
+  "kv_new",
 ] as const;
+
+/** Seq: one sequence's rows, cache region and mask in a forward (kernels/llama.c). */
+export const SEQ_FIELDS = ["t0", "n", "base", "past", "mask"] as const;
 
 /** Layer: a decoder layer's matrices (type, address), norm gains and KV caches. */
 export const LAYER_FIELDS = [

@@ -6,16 +6,19 @@
  *
  * A forward of more than `chunk` tokens runs in chunks of `chunk` (the scratch is sized for one): a
  * token's result does not depend on which tokens share its chunk (see the kernels' header), so
- * chunking changes nothing but memory. A mask row may attend to cached slots and to new tokens up to
+ * chunking changes nothing but memory. With `sequences` > 1 it holds that many caches
+ * ({@link MultiSequence}): a batched forward runs several sequences' tokens as one, each attending to
+ * its own cache region, and for the same reason each token's logits equal its solo forward's. A mask row may attend to cached slots and to new tokens up to
  * itself (a tree in topological order), never to a later one.
  *
  * @module
  */
 
 import type { CausalLM, ForwardInput } from "../model/causal_lm.ts";
+import type { MultiSequence, SequenceInput } from "../model/capabilities.ts";
 import { type ModelConfig, ropeInvFreq } from "../model/config.ts";
 import { WasmKvCache } from "./kv_cache.ts";
-import { CTX_FIELDS, LAYER_FIELDS, StructView } from "./layout.ts";
+import { CTX_FIELDS, LAYER_FIELDS, SEQ_FIELDS, StructView } from "./layout.ts";
 import type { WasmRuntime } from "./runtime.ts";
 import { embeddingRow, type WasmMatrix, type WasmWeights } from "./weights.ts";
 
@@ -23,15 +26,34 @@ import { embeddingRow, type WasmMatrix, type WasmWeights } from "./weights.ts";
 interface Scratch {
   x: number;
   mask: number;
+  /** Seq[sequences]: the chunk's sequences. */
+  seqs: number;
   cos: number;
   sin: number;
   logitRows: number;
   logits: number;
 }
 
-/** A Llama model in a wasm runtime, with its own KV cache. */
-export class WasmLlama implements CausalLM {
+/** A part of a batched forward, checked: its cache and which of its rows need logits. */
+interface Part {
+  kv: WasmKvCache;
+  /** First slot of its cache's region in the layer caches. */
+  base: number;
+  input: ForwardInput;
+  /** Cached slots before the forward. */
+  past: number;
+  /** Logit rows, in the caller's order. */
+  rows: ArrayLike<number>;
+  /** Row i -> its indices in `rows`. */
+  wanted: number[][];
+  out: Float32Array;
+}
+
+/** A Llama model in a wasm runtime, with its own KV cache (or `sequences` of them). */
+export class WasmLlama implements CausalLM, MultiSequence {
+  /** Sequence 0's cache. */
   readonly kv: WasmKvCache;
+  private readonly caches: WasmKvCache[];
   /** Undefined: a forward may take any number of tokens the KV cache has room for (chunked inside). */
   readonly maxBatch = undefined;
   private readonly ctx: StructView<typeof CTX_FIELDS>;
@@ -41,8 +63,9 @@ export class WasmLlama implements CausalLM {
 
   /**
    * @param rt the runtime holding `w` (one reference is this model's: dispose() releases it)
-   * @param capacity KV slots
+   * @param capacity KV slots per sequence
    * @param chunk most tokens per kernel call (scratch is sized for it)
+   * @param sequences KV caches held (batched streams); one by default
    */
   constructor(
     readonly config: ModelConfig,
@@ -50,16 +73,23 @@ export class WasmLlama implements CausalLM {
     readonly w: WasmWeights,
     capacity: number,
     readonly chunk = 128,
+    readonly sequences = 1,
   ) {
     const c = config, C = chunk;
     if (c.headDim % 2 !== 0) throw new RangeError(`wasm backend: head_dim ${c.headDim} must be even (RoPE)`);
-    this.kv = new WasmKvCache(rt, c.nLayers, capacity, c.kvDim);
+    if (!Number.isInteger(sequences) || sequences < 1) {
+      throw new RangeError(`wasm backend: sequences must be a positive integer, got ${sequences}`);
+    }
+    const kv = WasmKvCache.allocate(rt, c.nLayers, sequences, capacity, c.kvDim);
+    this.caches = kv.caches;
+    this.kv = kv.caches[0];
     this.invFreq = ropeInvFreq(c);
     const wide = Math.max(c.hiddenSize, c.intermediateSize, c.qDim), wideBlocks = Math.ceil(wide / 32);
     const f32 = (n: number) => rt.alloc(4 * n);
     this.s = {
       x: f32(C * c.hiddenSize),
       mask: rt.alloc(C * capacity),
+      seqs: rt.alloc(4 * SEQ_FIELDS.length * sequences),
       cos: f32(C * c.headDim / 2),
       sin: f32(C * c.headDim / 2),
       logitRows: f32(C),
@@ -82,8 +112,8 @@ export class WasmLlama implements CausalLM {
       mat("down", L.matrices.wDown);
       v.setInt("attn_norm", L.attnNorm);
       v.setInt("mlp_norm", L.mlpNorm);
-      v.setInt("k_cache", this.kv.k[l]);
-      v.setInt("v_cache", this.kv.v[l]);
+      v.setInt("k_cache", kv.base.k[l]);
+      v.setInt("v_cache", kv.base.v[l]);
     });
     const ctx = new StructView(rt.memory, rt.alloc(4 * CTX_FIELDS.length), CTX_FIELDS);
     const ints: [typeof CTX_FIELDS[number], number][] = [
@@ -115,6 +145,8 @@ export class WasmLlama implements CausalLM {
       ["xs", f32(C * wideBlocks)],
       ["scores", f32(rt.threads * capacity)],
       ["acc", f32(rt.threads * c.headDim)],
+      ["seqs", this.s.seqs],
+      ["kv_new", f32(2 * C * c.kvDim)],
     ];
     for (const [k, val] of ints) ctx.setInt(k, val);
     ctx.setFloat("eps", c.rmsNormEps);
@@ -138,18 +170,55 @@ export class WasmLlama implements CausalLM {
 
   /** Synchronous forward; see {@link CausalLM.forward}. */
   forwardSync(input: ForwardInput): Float32Array {
+    return this.forwardBatchSync([{ seq: 0, input }])[0];
+  }
+
+  /** Sequence `seq`'s cache (sequence 0's is `kv`). */
+  cacheOf(seq: number): WasmKvCache {
+    const kv = this.caches[seq];
+    if (!kv) throw new RangeError(`wasm backend: no sequence ${seq} (the model holds ${this.sequences})`);
+    return kv;
+  }
+
+  forwardBatch(parts: SequenceInput[]): Promise<Float32Array[]> {
+    try {
+      return Promise.resolve(this.forwardBatchSync(parts));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Synchronous {@link MultiSequence.forwardBatch}. */
+  forwardBatchSync(parts: SequenceInput[]): Float32Array[] {
     if (this.disposed) throw new Error("wasm backend: forward on a disposed model");
+    if (parts.length === 0) throw new RangeError("forward: no sequences");
+    const seen = new Set<number>();
+    const checked = parts.map(({ seq, input }) => {
+      if (seen.has(seq)) throw new RangeError(`forward: sequence ${seq} appears twice in one batch`);
+      seen.add(seq);
+      return this.check(this.cacheOf(seq), seq * this.kv.capacity, input);
+    });
+    // The batch's rows: every part's tokens in order, run in chunks of `chunk` rows.
+    const total = checked.reduce((a, p) => a + p.input.tokens.length, 0);
+    const firstRow: number[] = [];
+    checked.reduce((a, p) => (firstRow.push(a), a + p.input.tokens.length), 0);
+    for (let o = 0; o < total; o += this.chunk) {
+      this.runChunk(checked, firstRow, o, Math.min(this.chunk, total - o));
+    }
+    return checked.map((p) => p.out);
+  }
+
+  /** Check one part against its cache (nothing runs until every part passed). */
+  private check(kv: WasmKvCache, base: number, input: ForwardInput): Part {
     const c = this.config;
     const { tokens, positions, mask } = input;
-    const n = tokens.length, past = this.kv.length, w = past + n;
+    const n = tokens.length, past = kv.length, w = past + n;
     if (n === 0) throw new RangeError("forward: no tokens");
     if (positions.length !== n) {
       throw new RangeError(`forward: ${n} tokens but ${positions.length} positions`);
     }
-    if (w > this.kv.capacity) {
-      throw new RangeError(
-        `forward: ${past} cached + ${n} new tokens exceed the KV capacity ${this.kv.capacity}`,
-      );
+    if (w > kv.capacity) {
+      throw new RangeError(`forward: ${past} cached + ${n} new tokens exceed the KV capacity ${kv.capacity}`);
     }
     if (mask && mask.length !== n * w) {
       throw new RangeError(`forward: mask has ${mask.length} entries, expected ${n} x ${w}`);
@@ -162,7 +231,7 @@ export class WasmLlama implements CausalLM {
       }
     }
     const rows = input.logitRows ?? Array.from({ length: n }, (_, i) => i);
-    // Which chunk-local rows need logits, and where each goes in the output.
+    // Which rows need logits, and where each goes in the output.
     const wanted: number[][] = [];
     for (let r = 0; r < rows.length; r++) {
       const i = rows[r];
@@ -171,9 +240,8 @@ export class WasmLlama implements CausalLM {
       }
       (wanted[i] ??= []).push(r);
     }
-    // Every mask row, before any chunk runs (a refused forward leaves the cache as it was). A row sees
-    // cached slots and new tokens up to itself: the chunks run in order, so a later token's keys do not
-    // exist yet when an earlier row's chunk runs.
+    // A row sees cached slots and new tokens up to itself: the chunks run in order, so a later token's
+    // keys do not exist yet when an earlier row's chunk runs.
     if (mask) {
       for (let i = 0; i < n; i++) {
         const row = mask.subarray(i * w, (i + 1) * w);
@@ -188,43 +256,66 @@ export class WasmLlama implements CausalLM {
         if (!any) throw new RangeError(`forward: mask row ${i} attends to nothing`);
       }
     }
-    const V = c.vocabSize, d = c.hiddenSize, half = c.headDim / 2;
-    const out = new Float32Array(rows.length * V);
-    for (let o = 0; o < n; o += this.chunk) {
-      const m = Math.min(this.chunk, n - o), p = past + o, wc = p + m;
+    return { kv, base, input, past, rows, wanted, out: new Float32Array(rows.length * c.vocabSize) };
+  }
+
+  /** Batch rows [o, o + m): the parts' rows in it, each part's cache advanced past them. */
+  private runChunk(parts: Part[], firstRow: number[], o: number, m: number): void {
+    const c = this.config, V = c.vocabSize, d = c.hiddenSize, half = c.headDim / 2;
+    const x = this.rt.f32(this.s.x, m * d);
+    const cos = this.rt.f32(this.s.cos, m * half), sin = this.rt.f32(this.s.sin, m * half);
+    const local: number[] = [];
+    /** Per logit row of the chunk: its part and the part's row. */
+    const owners: [Part, number][] = [];
+    let seqs = 0, maskAt = this.s.mask;
+    for (const [pi, part] of parts.entries()) {
+      // This part's rows [a, b) fall in the chunk.
+      const a = Math.max(0, o - firstRow[pi]), b = Math.min(part.input.tokens.length, o + m - firstRow[pi]);
+      if (a >= b) continue;
+      const { tokens, positions, mask } = part.input;
+      const n = tokens.length, w = part.past + n, p = part.past + a, wc = p + (b - a);
+      const seq = new StructView(this.rt.memory, this.s.seqs + 4 * SEQ_FIELDS.length * seqs++, SEQ_FIELDS);
+      seq.setInt("t0", firstRow[pi] + a - o);
+      seq.setInt("n", b - a);
+      seq.setInt("base", part.base);
+      seq.setInt("past", p);
       if (mask) {
-        const dst = this.rt.u8(this.s.mask, m * wc);
-        for (let i = 0; i < m; i++) dst.set(mask.subarray((o + i) * w, (o + i) * w + wc), i * wc);
-      }
-      const x = this.rt.f32(this.s.x, m * d);
-      const cos = this.rt.f32(this.s.cos, m * half), sin = this.rt.f32(this.s.sin, m * half);
-      for (let i = 0; i < m; i++) {
-        embeddingRow(this.w.embed, tokens[o + i], d, x.subarray(i * d, (i + 1) * d));
-        const pos = positions[o + i];
+        const dst = this.rt.u8(maskAt, (b - a) * wc);
+        for (let i = a; i < b; i++) dst.set(mask.subarray(i * w, i * w + wc), (i - a) * wc);
+        seq.setInt("mask", maskAt);
+        maskAt += (b - a) * wc;
+      } else seq.setInt("mask", 0);
+      for (let i = a; i < b; i++) {
+        const r = firstRow[pi] + i - o;
+        embeddingRow(this.w.embed, tokens[i], d, x.subarray(r * d, (r + 1) * d));
+        const pos = positions[i];
         for (let j = 0; j < half; j++) {
-          const a = pos * this.invFreq[j];
-          cos[i * half + j] = Math.cos(a);
-          sin[i * half + j] = Math.sin(a);
+          const ang = pos * this.invFreq[j];
+          cos[r * half + j] = Math.cos(ang);
+          sin[r * half + j] = Math.sin(ang);
+        }
+        if (part.wanted[i]) {
+          local.push(r);
+          owners.push([part, i]);
         }
       }
-      const local: number[] = [];
-      for (let i = 0; i < m; i++) if (wanted[o + i]) local.push(i);
-      this.rt.i32(this.s.logitRows, local.length).set(local);
-      this.ctx.setInt("n", m);
-      this.ctx.setInt("past", p);
-      this.ctx.setInt("n_logits", local.length);
-      this.ctx.setInt("mask", mask ? this.s.mask : 0);
-      this.rt.ensureThreads();
-      this.rt.exports.forward(this.rt.pool, this.ctx.base);
-      this.kv.length = wc;
-      if (local.length) {
-        const lg = this.rt.f32(this.s.logits, local.length * V);
-        local.forEach((i, k) => {
-          for (const r of wanted[o + i]) out.set(lg.subarray(k * V, (k + 1) * V), r * V);
-        });
-      }
     }
-    return out;
+    this.rt.i32(this.s.logitRows, local.length).set(local);
+    this.ctx.setInt("n", m);
+    this.ctx.setInt("n_seqs", seqs);
+    this.ctx.setInt("n_logits", local.length);
+    this.rt.ensureThreads();
+    this.rt.exports.forward(this.rt.pool, this.ctx.base);
+    for (const [pi, part] of parts.entries()) {
+      const b = Math.min(part.input.tokens.length, o + m - firstRow[pi]);
+      if (b > 0) part.kv.length = Math.max(part.kv.length, part.past + b);
+    }
+    if (local.length) {
+      const lg = this.rt.f32(this.s.logits, local.length * V);
+      owners.forEach(([part, i], k) => {
+        for (const r of part.wanted[i]) part.out.set(lg.subarray(k * V, (k + 1) * V), r * V);
+      });
+    }
   }
 
   dispose(): void {

@@ -13,8 +13,10 @@ import { loadWasmWeights } from "./weights.ts";
 export interface WasmLoadOptions {
   /** Threads per forward (default: the cores of this machine). */
   threads?: number;
-  /** KV slots (default: the model's context length). */
+  /** KV slots per sequence (default: the model's context length). */
   capacity?: number;
+  /** KV caches for batched streams (default 1). */
+  sequences?: number;
 }
 
 /** Load a folder's weights (GGUF blocks as stored) into a wasm model. */
@@ -25,7 +27,14 @@ export async function loadWasmModel(folder: Checkpoint, opts: WasmLoadOptions = 
     const w = await loadWasmWeights(rt, folder.checkpoint, folder.config, folder.config.loadAs);
     // The threads start while the weights load (and while a second model loads); the first forward waits
     // for any still missing (WasmRuntime.ensureThreads).
-    return new WasmLlama(folder.config, rt, w, opts.capacity ?? folder.config.maxPositions);
+    return new WasmLlama(
+      folder.config,
+      rt,
+      w,
+      opts.capacity ?? folder.config.maxPositions,
+      128,
+      opts.sequences,
+    );
   } catch (e) {
     rt.release();
     throw e;

@@ -94,17 +94,14 @@ async function readMatrixBytes(
   name: string,
   loadAs?: LoadAsType,
 ): Promise<{ type: GgmlType; bytes: Uint8Array }> {
+  const info = st.get(name);
+  if (!info) throw new RangeError(`wasm backend: no tensor "${name}"`);
   let t: { type: GgmlType; bytes: Uint8Array } | undefined;
   if (st.readGgml) {
     const g = await st.readGgml(name);
     if (WASM_MATRIX_TYPES.has(g.type)) t = g;
   }
-  if (!t) {
-    const info = st.get(name);
-    if (!info) throw new RangeError(`wasm backend: no tensor "${name}"`);
-    t = { type: info.dtype, bytes: await st.readRaw(name) };
-  }
-  const info = st.get(name)!;
+  t ??= { type: info.dtype, bytes: await st.readRaw(name) };
   const cols = info.shape[info.shape.length - 1];
   const float = t.type === "F32" || t.type === "F16" || t.type === "BF16";
   if (loadAs === "Q8_0" && float && cols % GGML_TYPES.Q8_0.blockSize === 0) {

@@ -56,8 +56,8 @@ typedef struct {
   Mat lm_head;
   uint32_t final_norm, layers;  // f32 (d); Layer[n_layers]
   // this forward
-  int32_t n, past, n_logits;
-  uint32_t mask;        // u8 (n, past + n), 0 = causal
+  int32_t n, n_seqs, n_logits;
+  uint32_t seqs;        // Seq[n_seqs]: which sequence each token row belongs to
   uint32_t rope_cos;    // f32 (n, head_dim / 2)
   uint32_t rope_sin;    // f32 (n, head_dim / 2)
   uint32_t logit_rows;  // i32 (n_logits)
@@ -74,7 +74,18 @@ typedef struct {
   uint32_t xs;      // f32 (n, wide / 32) block sums of the dequantized xq
   uint32_t scores;  // f32 (n_threads, capacity) per-thread attention scores
   uint32_t acc;     // f32 (n_threads, head_dim) per-thread attention output row
+  uint32_t kv_new;  // f32 (n, 2 kv_dim) this forward's keys and values before they go to their slots
 } Ctx;
+
+// One sequence's share of a forward (a batch of several streams is one forward): its token rows
+// [t0, t0 + n), which all belong to it, in row order; its cache region, slots [base, base + capacity)
+// of every layer's cache, of which [base, base + past) are in use; its new rows' keys and values go to
+// base + past + i. Attention of a row reads its own region only, so a token's result is the same
+// whichever sequences share the forward (the matmuls treat every row alike, see the header).
+typedef struct {
+  int32_t t0, n, base, past;
+  uint32_t mask;  // u8 (n, past + n) visibility in its region, 0 = causal
+} Seq;
 
 // What the threads share: the job they run and the barrier.
 typedef struct {
@@ -567,6 +578,12 @@ static void attend(const float* q, const float* kc, const float* vc, int kv_dim,
   for (int i = 0; i < hd; i++) out[i] = acc[i] * inv;
 }
 
+static inline void copy_f32(float* dst, const float* src, int n) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) wasm_v128_store(dst + i, wasm_v128_load(src + i));
+  for (; i < n; i++) dst[i] = src[i];
+}
+
 static inline float silu_mul(float g, float u) { return g / (1.0f + exp_f32(-g)) * u; }
 
 // ---------------------------------------------------------------------------------------------------
@@ -598,16 +615,19 @@ static void norm_rows(Ctx* c, const float* x, int stride, const float* w, int s,
 }
 
 static void run_forward(Pool* p, Ctx* c, int tid) {
-  const int nth = p->n_threads, n = c->n, past = c->past, d = c->d, hd = c->head_dim;
+  const int nth = p->n_threads, n = c->n, d = c->d, hd = c->head_dim;
   const int qdim = c->n_heads * hd, kvd = c->n_kv_heads * hd, hid = c->hidden, group = c->n_heads / c->n_kv_heads;
-  const int wide = wide_of(c), w = past + n;
+  const int wide = wide_of(c);
   float* x = P(float, c->x);
   float* xn = P(float, c->xn);
   float* qb = P(float, c->q);
   float* att = P(float, c->att);
+  float* kn = P(float, c->kv_new);
+  float* vn = kn + n * kvd;
   float* scores = P(float, c->scores) + tid * c->capacity;
   float* acc = P(float, c->acc) + tid * hd;
   const Layer* layers = P(const Layer, c->layers);
+  const Seq* seqs = P(const Seq, c->seqs);
   int s, e;
   for (int l = 0; l < c->n_layers; l++) {
     const Layer* L = layers + l;
@@ -616,32 +636,41 @@ static void run_forward(Pool* p, Ctx* c, int tid) {
     split(n, tid, nth, &s, &e);
     norm_rows(c, x, d, P(const float, L->attn_norm), s, e);
     barrier(p);
-    // q, k, v as one row space [0, qdim + 2 kvd); k and v rows land in the cache at slot past + t.
+    // q, k, v as one row space [0, qdim + 2 kvd); k and v rows land in kv_new, then in their slots.
     Act a = act_of(c, xn, wide);
     split(qdim + 2 * kvd, tid, nth, &s, &e);
     if (s < qdim) matmul_rows(&L->wq, d, s, e < qdim ? e : qdim, &a, n, qb, qdim, 0);
     if (e > qdim && s < qdim + kvd) {
       const int r0 = (s > qdim ? s : qdim) - qdim, r1 = (e < qdim + kvd ? e : qdim + kvd) - qdim;
-      matmul_rows(&L->wk, d, r0, r1, &a, n, kc + past * kvd, kvd, 0);
+      matmul_rows(&L->wk, d, r0, r1, &a, n, kn, kvd, 0);
     }
     if (e > qdim + kvd) {
       const int r0 = (s > qdim + kvd ? s : qdim + kvd) - qdim - kvd, r1 = e - qdim - kvd;
-      matmul_rows(&L->wv, d, r0, r1, &a, n, vc + past * kvd, kvd, 0);
+      matmul_rows(&L->wv, d, r0, r1, &a, n, vn, kvd, 0);
     }
     barrier(p);
     split(n, tid, nth, &s, &e);
+    const Seq* sq = seqs;
     for (int t = s; t < e; t++) {
+      while (t >= sq->t0 + sq->n) sq++;
       const float* cs = P(const float, c->rope_cos) + t * (hd / 2);
       const float* sn = P(const float, c->rope_sin) + t * (hd / 2);
       rope_row(qb + t * qdim, c->n_heads, hd, cs, sn);
-      rope_row(kc + (past + t) * kvd, c->n_kv_heads, hd, cs, sn);
+      rope_row(kn + t * kvd, c->n_kv_heads, hd, cs, sn);
+      const int slot = sq->base + sq->past + (t - sq->t0);
+      copy_f32(kc + slot * kvd, kn + t * kvd, kvd);
+      copy_f32(vc + slot * kvd, vn + t * kvd, kvd);
     }
     barrier(p);
     split(n * c->n_heads, tid, nth, &s, &e);
+    sq = seqs;
     for (int i = s; i < e; i++) {
       const int t = i / c->n_heads, h = i % c->n_heads, g = h / group;
-      const uint8_t* m = c->mask ? P(const uint8_t, c->mask) + t * w : 0;
-      attend(qb + t * qdim + h * hd, kc + g * hd, vc + g * hd, kvd, hd, m, m ? w : past + t + 1, scores, acc,
+      while (t >= sq->t0 + sq->n) sq++;
+      const int r = t - sq->t0, w = sq->past + sq->n;
+      const uint8_t* m = sq->mask ? P(const uint8_t, sq->mask) + r * w : 0;
+      const int off = sq->base * kvd + g * hd;
+      attend(qb + t * qdim + h * hd, kc + off, vc + off, kvd, hd, m, m ? w : sq->past + r + 1, scores, acc,
              att + t * qdim + h * hd);
     }
     barrier(p);

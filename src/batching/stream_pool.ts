@@ -1,0 +1,72 @@
+/**
+ * The sequences of a loaded pair, leased to concurrent streams: lease i is sequence i of the target
+ * and of the draft, as {@link SequenceView}s whose forwards batch with the other leases'
+ * ({@link StreamGroup}). At most `size` streams decode at once; the server queues the rest.
+ *
+ * @module
+ */
+
+import type { CausalLM } from "../model/causal_lm.ts";
+import type { MultiSequence } from "../model/capabilities.ts";
+import { type Batcher, type BatchRecord, StreamGroup } from "./batcher.ts";
+import { SequenceView } from "./sequence_view.ts";
+
+/** One stream's models, until {@link StreamLease.release}. */
+export interface StreamLease {
+  /** The sequence both models give this stream. */
+  readonly seq: number;
+  readonly target: CausalLM;
+  readonly draft?: CausalLM;
+  /** The stream ended: its sequence is free, and the batches stop waiting for it (idempotent). */
+  release(): void;
+}
+
+/** Leases of a target's (and draft's) sequences to concurrent streams. */
+export class StreamPool {
+  /** Streams that may decode at once: the sequences both models hold. */
+  readonly size: number;
+  private readonly group: StreamGroup;
+  private readonly targetBatcher: Batcher;
+  private readonly draftBatcher?: Batcher;
+  private readonly free: number[];
+
+  /**
+   * @param onBatch told of every batched forward (metrics)
+   */
+  constructor(
+    private readonly target: CausalLM & MultiSequence,
+    private readonly draft?: CausalLM & MultiSequence,
+    onBatch?: (r: BatchRecord) => void,
+  ) {
+    this.size = Math.min(target.sequences, draft?.sequences ?? Infinity);
+    this.group = new StreamGroup(onBatch);
+    // The draft's queue runs first in a flush: its forwards lead to the target's.
+    if (draft) this.draftBatcher = this.group.batcher(draft, "draft");
+    this.targetBatcher = this.group.batcher(target, "target");
+    this.free = Array.from({ length: this.size }, (_, i) => this.size - 1 - i);
+  }
+
+  /** Streams decoding now. */
+  get active(): number {
+    return this.size - this.free.length;
+  }
+
+  /** A free sequence's models; throws when all `size` are leased (the caller admits at most that many). */
+  acquire(): StreamLease {
+    const seq = this.free.pop();
+    if (seq === undefined) throw new RangeError(`stream pool: all ${this.size} sequences are in use`);
+    this.group.join();
+    let released = false;
+    return {
+      seq,
+      target: new SequenceView(this.targetBatcher, seq, this.target),
+      draft: this.draft && this.draftBatcher && new SequenceView(this.draftBatcher, seq, this.draft),
+      release: () => {
+        if (released) return;
+        released = true;
+        this.free.push(seq);
+        this.group.leave();
+      },
+    };
+  }
+}
