@@ -29,6 +29,9 @@ interface StreamSpec {
   eosAt?: number;
 }
 
+/** Prompt -1: all eight prompts in one (96 tokens: a prefill longer than PREFILL_CHUNK, in chunks). */
+const LONG = -1;
+
 const T07: SamplingParams = { temperature: 0.7, topK: 0, topP: 1 };
 
 const STREAMS: StreamSpec[] = [
@@ -40,6 +43,8 @@ const STREAMS: StreamSpec[] = [
   { method: "specinfer", prompt: 5, maxTokens: 40, sampling: GREEDY, seed: 4, eosAt: 12 },
   { method: "sequoia", prompt: 6, maxTokens: 28, sampling: T07, seed: 11 },
   { method: "ar", prompt: 7, maxTokens: 17, sampling: T07, seed: 12 },
+  { method: "sequoia", prompt: LONG, maxTokens: 20, sampling: GREEDY, seed: 13 },
+  { method: "ar", prompt: LONG, maxTokens: 12, sampling: T07, seed: 14 },
 ];
 
 async function generate(
@@ -78,18 +83,19 @@ async function assertBatchedMatchesSolo(
   solo: { target: CausalLM; draft: CausalLM },
   batched: { target: CausalLM & MultiSequence; draft: CausalLM & MultiSequence },
 ): Promise<BatchRecord[]> {
-  const ps = await prompts(8);
+  const eight = await prompts(8);
+  const ps = (i: number) => i === LONG ? eight.flat() : eight[i];
   const eos = STREAMS.map(() => [] as number[]);
   const want: number[][] = [];
   for (const [i, s] of STREAMS.entries()) {
     if (s.eosAt !== undefined) {
-      const full = await generate(solo.target, solo.draft, ps[s.prompt], s, []);
+      const full = await generate(solo.target, solo.draft, ps(s.prompt), s, []);
       eos[i] = [full[s.eosAt]];
     }
-    want.push(await generate(solo.target, solo.draft, ps[s.prompt], s, eos[i]));
+    want.push(await generate(solo.target, solo.draft, ps(s.prompt), s, eos[i]));
   }
   const records: BatchRecord[] = [];
-  const pool = new StreamPool(batched.target, batched.draft, (r) => records.push(r));
+  const pool = new StreamPool(batched.target, batched.draft, { onBatch: (r) => records.push(r) });
   const got: number[][] = [];
   let next = 0;
   const worker = async () => {
@@ -97,7 +103,7 @@ async function assertBatchedMatchesSolo(
       const i = next++;
       const lease = pool.acquire();
       try {
-        got[i] = await generate(lease.target, lease.draft!, ps[STREAMS[i].prompt], STREAMS[i], eos[i]);
+        got[i] = await generate(lease.target, lease.draft!, ps(STREAMS[i].prompt), STREAMS[i], eos[i]);
       } finally {
         lease.release();
       }
@@ -123,7 +129,7 @@ async function assertBatchedMatchesSolo(
   return records;
 }
 
-Deno.test("batched streams (cpu reference): each of 8 mixed streams, 4 at a time, = its solo run", async () => {
+Deno.test("batched streams (cpu reference): each of 10 mixed streams, 4 at a time, = its solo run", async () => {
   const solo = { target: await loadCpuModel(targetFolder), draft: await loadCpuModel(draftFolder) };
   const batched = {
     target: await loadCpuModel(targetFolder, undefined, 4),
@@ -133,7 +139,7 @@ Deno.test("batched streams (cpu reference): each of 8 mixed streams, 4 at a time
   await assertBatchedMatchesSolo(solo, batched);
 });
 
-Deno.test("batched streams (wasm): each of 8 mixed streams, 4 at a time, = its solo run", async () => {
+Deno.test("batched streams (wasm): each of 10 mixed streams, 4 at a time, = its solo run", async () => {
   const solo = {
     target: await loadWasmModel(targetFolder, { threads: 2 }),
     draft: await loadWasmModel(draftFolder, { threads: 2 }),

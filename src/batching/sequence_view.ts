@@ -11,6 +11,13 @@ import type { ModelConfig } from "../model/config.ts";
 import type { KvCache } from "../model/kv_cache.ts";
 import type { Batcher } from "./batcher.ts";
 
+/**
+ * Most tokens of a causal (prefill) forward that go into one batch: a longer prompt joins successive
+ * batches a chunk at a time, so the streams already running keep emitting a token per batch while it
+ * fills its cache, instead of all waiting for one forward over the whole prompt.
+ */
+export const PREFILL_CHUNK = 64;
+
 /** Sequence `seq` of the batcher's model. */
 export class SequenceView implements CausalLM {
   /** The model's config, its context cut to this sequence's cache (a stream holds no more). */
@@ -27,7 +34,36 @@ export class SequenceView implements CausalLM {
   }
 
   forward(input: ForwardInput): Promise<Float32Array> {
-    return this.batcher.forward(this.seq, input);
+    const n = input.tokens.length;
+    if (input.mask || n <= PREFILL_CHUNK) return this.batcher.forward(this.seq, input);
+    return this.chunked(input);
+  }
+
+  /**
+   * A causal forward in chunks of {@link PREFILL_CHUNK}, one batch each (a token's logits do not depend
+   * on its chunk: the same result as one forward); the logit rows asked for, in their order.
+   */
+  private async chunked(input: ForwardInput): Promise<Float32Array> {
+    const n = input.tokens.length, V = this.config.vocabSize;
+    const rows = input.logitRows ?? Array.from({ length: n }, (_, i) => i);
+    for (let r = 0; r < rows.length; r++) {
+      if (!(Number.isInteger(rows[r]) && rows[r] >= 0 && rows[r] < n)) {
+        throw new RangeError(`forward: logit row ${rows[r]} outside [0, ${n})`);
+      }
+    }
+    const out = new Float32Array(rows.length * V);
+    for (let o = 0; o < n; o += PREFILL_CHUNK) {
+      const e = Math.min(n, o + PREFILL_CHUNK);
+      const mine: number[] = []; // indices into rows of this chunk's logit rows
+      for (let r = 0; r < rows.length; r++) if (rows[r] >= o && rows[r] < e) mine.push(r);
+      const logits = await this.batcher.forward(this.seq, {
+        tokens: input.tokens.subarray(o, e),
+        positions: input.positions.subarray(o, e),
+        logitRows: mine.map((r) => rows[r] - o),
+      });
+      mine.forEach((r, k) => out.set(logits.subarray(k * V, (k + 1) * V), r * V));
+    }
+    return out;
   }
 
   /** Nothing: the model belongs to whoever loaded it, the sequence to its pool. */

@@ -30,20 +30,33 @@ export class StreamPool {
   private readonly draftBatcher?: Batcher;
   private readonly free: number[];
 
+  /** Tokens a stream holds (prompt + generated): the pair's context cut to one sequence's cache. */
+  readonly context: number;
+
   /**
-   * @param onBatch told of every batched forward (metrics)
+   * @param o.first the first sequence leased (default 0; 1 keeps sequence 0, the models' own `kv`, for
+   *   whoever measures on the models directly)
+   * @param o.onBatch told of every batched forward (metrics)
    */
   constructor(
     private readonly target: CausalLM & MultiSequence,
     private readonly draft?: CausalLM & MultiSequence,
-    onBatch?: (r: BatchRecord) => void,
+    o: { first?: number; onBatch?: (r: BatchRecord) => void } = {},
   ) {
-    this.size = Math.min(target.sequences, draft?.sequences ?? Infinity);
-    this.group = new StreamGroup(onBatch);
+    const first = o.first ?? 0;
+    this.size = Math.min(target.sequences, draft?.sequences ?? Infinity) - first;
+    if (this.size < 1) throw new RangeError(`stream pool: no sequence from ${first} on`);
+    this.group = new StreamGroup(o.onBatch);
     // The draft's queue runs first in a flush: its forwards lead to the target's.
     if (draft) this.draftBatcher = this.group.batcher(draft, "draft");
     this.targetBatcher = this.group.batcher(target, "target");
-    this.free = Array.from({ length: this.size }, (_, i) => this.size - 1 - i);
+    this.free = Array.from({ length: this.size }, (_, i) => first + this.size - 1 - i);
+    this.context = Math.min(
+      target.config.maxPositions,
+      target.cacheOf(first).capacity,
+      draft?.config.maxPositions ?? Infinity,
+      draft?.cacheOf(first).capacity ?? Infinity,
+    );
   }
 
   /** Streams decoding now. */

@@ -11,6 +11,9 @@ import { SAMPLING_DEFAULTS } from "../model/sampling.ts";
 import { type Method, METHODS } from "../speculative/methods.ts";
 import { createApp, DEFAULT_MAX_QUEUE } from "../server/app.ts";
 import { Scheduler } from "../server/queue.ts";
+import { ServerMetrics } from "../server/metrics.ts";
+import type { BatchRecord } from "../batching/batcher.ts";
+import { parseBytes } from "../util/bytes.ts";
 import type { DecodeEngine } from "../server/engine.ts";
 import type { EngineInfo, EngineOpenRequest } from "../server/engine_protocol.ts";
 import { RuntimeEngine } from "../server/runtime_engine.ts";
@@ -37,7 +40,13 @@ ${
   backendUsage(22)
 }  --reprofile         measure the adapter again instead of using the cached profile (and backend choice)
   --api-key KEY       require "Authorization: Bearer KEY" on /v1/* and /metrics (default $SPECDEC_API_KEY)
-  --queue-depth N     generations that may wait behind the running one; more get 429 (default ${DEFAULT_MAX_QUEUE})
+  --queue-depth N     generations that may wait behind the running ones; more get 429 (default ${DEFAULT_MAX_QUEUE})
+  --max-batch N       batched streams: up to N generations decode at once, their forwards (AR tokens,
+                      prefill chunks, speculative trees; the draft's too) run as one batched forward
+                      (wasm and cpu backends; default 1: one at a time). Each stream holds a KV cache
+  --kv-budget B       bytes for the KV caches of --max-batch streams and the one the server measures on
+                      (default 2GB): a stream holds min(context, (B - context x bytes per token) /
+                      (N x bytes per token)) tokens; a longer request gets 400
   --drain-timeout S   on SIGINT/SIGTERM, let queued work finish for up to S seconds, then cancel it
                       (default 30; a second signal cancels at once)
   --body-timeout S    a request body must arrive within S seconds of its headers, else 408 (default 30;
@@ -75,6 +84,8 @@ export async function runServe(args: string[]): Promise<number> {
         reprofile: { type: "boolean", default: false },
         "api-key": { type: "string", default: Deno.env.get("SPECDEC_API_KEY") },
         "queue-depth": { type: "string", default: String(DEFAULT_MAX_QUEUE) },
+        "max-batch": { type: "string", default: "1" },
+        "kv-budget": { type: "string" },
         "drain-timeout": { type: "string", default: "30" },
         "body-timeout": { type: "string", default: "30" },
         engine: { type: "string", default: "worker" },
@@ -89,6 +100,16 @@ export async function runServe(args: string[]): Promise<number> {
   if (values.help) throw new UsageError(USAGE, 0);
   const port = intOption("port", values.port, 0, 65535);
   const maxQueue = intOption("queue-depth", values["queue-depth"], 0, 100_000);
+  const streams = intOption("max-batch", values["max-batch"], 1, 256);
+  if (values["kv-budget"] !== undefined && streams === 1) {
+    throw new UsageError("--kv-budget sizes the caches of --max-batch N streams: give --max-batch N > 1");
+  }
+  let kvBytes: number | undefined;
+  try {
+    kvBytes = values["kv-budget"] === undefined ? undefined : parseBytes("--kv-budget", values["kv-budget"]);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   const drainS = Number(values["drain-timeout"]);
   if (!(drainS >= 0 && drainS <= 86_400)) {
     throw new UsageError(`--drain-timeout must be 0..86400 seconds, got ${values["drain-timeout"]}`);
@@ -132,10 +153,13 @@ export async function runServe(args: string[]): Promise<number> {
     reprofile: values.reprofile,
     method: values.method as Method | "auto",
     sampling: SAMPLING_DEFAULTS.profile,
+    ...(streams > 1 ? { batch: { streams, ...(kvBytes ? { kvBytes } : {}) } } : {}),
   };
+  const metrics = new ServerMetrics();
+  const onBatch = (r: BatchRecord) => metrics.observeBatch(r);
   const engine = values.engine === "worker"
-    ? await WorkerEngine.open(request)
-    : await RuntimeEngine.open(request);
+    ? Object.assign(await WorkerEngine.open(request), { onBatch })
+    : await RuntimeEngine.open(request, onBatch);
   try {
     const folder = await openModelFolder(values.model);
     folder.checkpoint.close(); // only the tokenizer is needed here; the worker reads the weights
@@ -146,6 +170,7 @@ export async function runServe(args: string[]): Promise<number> {
       drainS,
       bodyS,
       apiKey: values["api-key"],
+      metrics,
     });
   } finally {
     await engine.close();
@@ -161,7 +186,15 @@ async function serve(
   engine: DecodeEngine & { readonly info: EngineInfo; onCrash?: (e: Error) => void },
   folder: ModelFolder,
   t0: number,
-  o: { port: number; host: string; maxQueue: number; drainS: number; bodyS: number; apiKey?: string },
+  o: {
+    port: number;
+    host: string;
+    maxQueue: number;
+    drainS: number;
+    bodyS: number;
+    apiKey?: string;
+    metrics: ServerMetrics;
+  },
 ): Promise<number> {
   const info = engine.info;
   const method = info.defaultMethod === "auto"
@@ -174,7 +207,7 @@ async function serve(
       }x AR -> default method ${method}`,
     );
   }
-  const scheduler = new Scheduler({ maxQueue: o.maxQueue });
+  const scheduler = new Scheduler({ maxQueue: o.maxQueue, maxRunning: engine.maxStreams ?? 1 });
   const app = createApp({
     name: folder.path.split("/").filter(Boolean).pop() ?? "model",
     tokenizer: folder.tokenizer,
@@ -184,7 +217,7 @@ async function serve(
     acceptance: info.acceptance,
     status: info.status,
     backend: info.backend,
-  }, { scheduler, apiKey: o.apiKey, bodyTimeoutMs: o.bodyS * 1000 });
+  }, { scheduler, metrics: o.metrics, apiKey: o.apiKey, bodyTimeoutMs: o.bodyS * 1000 });
   // Deno.serve (2.9) takes no header-read, keep-alive idle or body timeout (measured: a connection that
   // sends half its headers, or idles after a response, stays open > 70 s). The body limit is the app's
   // (--body-timeout: 408); headers and idle connections are bounded by a proxy in front (deploy/nginx).
@@ -196,7 +229,11 @@ async function serve(
         `ready in ${
           ((performance.now() - t0) / 1000).toFixed(1)
         } s: listening on http://${hostname}:${port} (${info.backend.device}; default method ${method}, ` +
-          `queue depth ${o.maxQueue}${o.apiKey ? ", API key required" : ""})`,
+          `${
+            scheduler.maxRunning > 1
+              ? `batched streams: ${scheduler.maxRunning} at once, ${info.context} tokens each; `
+              : ""
+          }queue depth ${o.maxQueue}${o.apiKey ? ", API key required" : ""})`,
       ),
   }, app.fetch);
   // First signal: drain (no new generations, /ready 503, queued work finishes for up to --drain-timeout,

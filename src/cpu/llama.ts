@@ -27,21 +27,23 @@ export class CpuLlama implements CausalLM, MultiSequence {
   /**
    * @param config model hyper-parameters
    * @param w f32 weights
-   * @param capacity KV slots per sequence (defaults to the model's context length)
+   * @param capacity KV slots of sequence 0 (defaults to the model's context length)
    * @param sequences KV caches held (batched streams); one by default
+   * @param streamCapacity KV slots of each further sequence (default `capacity`)
    */
   constructor(
     readonly config: ModelConfig,
     readonly w: LlamaWeightsF32,
     capacity = config.maxPositions,
     readonly sequences = 1,
+    streamCapacity = capacity,
   ) {
     if (!Number.isInteger(sequences) || sequences < 1) {
       throw new RangeError(`cpu backend: sequences must be a positive integer, got ${sequences}`);
     }
     this.caches = Array.from(
       { length: sequences },
-      () => new CpuKvCache(config.nLayers, capacity, config.kvDim),
+      (_, s) => new CpuKvCache(config.nLayers, s === 0 ? capacity : streamCapacity, config.kvDim),
     );
     this.kv = this.caches[0];
     this.invFreq = ropeInvFreq(config);

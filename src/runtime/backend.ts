@@ -49,8 +49,10 @@ export interface LoadOptions extends PagingBudgets {
    * one sequence and refuses more.
    */
   sequences?: number;
-  /** KV slots per sequence (default: the model's context length). */
+  /** KV slots of sequence 0, the model's own `kv` (default: the model's context length). */
   capacity?: number;
+  /** KV slots of each further sequence (default: `capacity`). */
+  streamCapacity?: number;
 }
 
 /** A loaded model and a one-line description of where it runs. */
@@ -106,7 +108,7 @@ export async function loadModel(
 async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOptions): Promise<LoadedModel> {
   checkPaging(backend, opts);
   if (backend === "cpu") {
-    const model = await loadCpuModel(folder, opts.capacity, opts.sequences);
+    const model = await loadCpuModel(folder, opts.capacity, opts.sequences, opts.streamCapacity);
     const st = folder.checkpoint;
     const weightBytes = st.names().reduce((a, n) => a + 4 * st.get(n)!.shape.reduce((x, y) => x * y, 1), 0);
     return { model, backend, device: "cpu reference", weightBytes, close: () => model.dispose() };
@@ -116,6 +118,7 @@ async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOpti
       threads: opts.threads ?? defaultThreads(),
       capacity: opts.capacity,
       sequences: opts.sequences,
+      streamCapacity: opts.streamCapacity,
     });
     const threads = model.threads;
     return {

@@ -34,6 +34,7 @@ import {
   sharedGpu,
 } from "./backend.ts";
 import { type BackendDecision, chooseBackend, describeDecision, type T1 } from "./backend_choice.ts";
+import { streamCapacity } from "./stream_capacity.ts";
 import { type AcceptanceResult, loadOrMeasureAcceptance } from "./acceptance.ts";
 import { acceptanceFiles } from "./acceptance_store.ts";
 import {
@@ -78,6 +79,11 @@ export interface RuntimeOptions {
   paging?: PagingBudgets;
   /** Most tokens one target forward must take (e.g. SpecExec's budget + 1); at least 256 on the GPU. */
   maxBatch?: number;
+  /**
+   * Batched streams: `streams` generations decode at once, their forwards batched (wasm and cpu); the
+   * models hold a KV cache per stream plus one, each of the slots `kvBytes` leaves (stream_capacity.ts).
+   */
+  batch?: { streams: number; kvBytes?: number };
   /** Measure the adapter again instead of using the cached hardware profile (and backend choice). */
   reprofile?: boolean;
   /** Where profile.json / acceptance.json are cached (default `$SPECDEC_CACHE_DIR`; null: beside the draft). */
@@ -289,14 +295,28 @@ export class Runtime {
       } else {
         backend = options.backend;
       }
+      // Batched streams: every model holds streams + 1 caches of the capacity the KV budget leaves.
+      let seqs: { sequences: number; streamCapacity: number } | undefined;
+      let draftFolder: ModelFolder | string | undefined = options.draft;
+      if (options.batch && options.batch.streams > 1) {
+        const tf = typeof targetFolder === "string" ? targetFolder = await open(targetFolder) : targetFolder;
+        const df = options.draft === undefined ? undefined : draftFolder = await open(options.draft);
+        seqs = streamCapacity(tf.config, df?.config, options.batch.streams, options.batch.kvBytes);
+        if (choice?.loaded) {
+          // The backend choice's copy holds one sequence.
+          choice.loaded.close();
+          loaded.splice(loaded.indexOf(choice.loaded), 1);
+          choice = { ...choice, loaded: undefined };
+        }
+      }
       const target = await stages.stage(
         `target ${options.model}`,
-        () => load(targetFolder, { ...options.paging, maxBatch: options.maxBatch }, choice?.loaded),
+        () => load(targetFolder, { ...options.paging, maxBatch: options.maxBatch, ...seqs }, choice?.loaded),
         described,
       );
-      const draft = options.draft === undefined
+      const draft = draftFolder === undefined
         ? undefined
-        : await stages.stage(`draft ${options.draft}`, () => load(options.draft!, {}), described);
+        : await stages.stage(`draft ${options.draft}`, () => load(draftFolder!, { ...seqs }), described);
       return new Runtime(options, backend, choice, target, draft, loaded);
     } catch (e) {
       for (const m of loaded) m.close();

@@ -99,7 +99,11 @@ export function createApp(svc: ModelService, opts: AppOptions = {}): Hono {
   const gen = new Generations(svc, scheduler, metrics);
   const created = Math.floor(Date.now() / 1000);
   metrics.gauge("specdec_queue_depth", "Generations waiting for the model.", () => scheduler.waiting);
-  metrics.gauge("specdec_queue_running", "Generations running (0 or 1).", () => scheduler.running);
+  metrics.gauge(
+    "specdec_queue_running",
+    "Generations running (at most the batch limit, --max-batch; 1 without).",
+    () => scheduler.running,
+  );
   metrics.gauge(
     "specdec_queue_limit",
     "Most generations that may wait (more get 429).",

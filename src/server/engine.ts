@@ -19,6 +19,7 @@ import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
 import type { MethodDecision } from "../runtime/runtime.ts";
 import type { Exclusion } from "../runtime/method_choice.ts";
+import type { StreamPool } from "../batching/stream_pool.ts";
 
 /** One generation's engine options (plain data: they cross a worker boundary). */
 export interface EngineDecodeOptions {
@@ -61,6 +62,11 @@ export interface DecodeEngine {
   readonly context: number;
   /** True when a draft is loaded, so the speculative methods can run. */
   readonly hasDraft: boolean;
+  /**
+   * Generations that may decode at once (batched streams, `serve --max-batch`); absent: 1. The caller
+   * admits no more than this many at a time.
+   */
+  readonly maxStreams?: number;
   /** The shared adaptive Sequoia plan's current acceptance vector, when there is one. */
   liveAcceptance(): number[] | undefined;
   /**
@@ -92,9 +98,26 @@ export class LocalEngine implements DecodeEngine {
       log?: (line: string) => void;
       /** The target's tokenizer: grammars (response_format) need every token's bytes; absent: refused. */
       tokenizer?: ModelTokenizer;
+      /**
+       * Batched streams: each generation decodes on a leased sequence of the pair, its forwards batched
+       * with the other running generations' (the caller admits at most `pool.size` at once).
+       */
+      pool?: StreamPool;
+      /**
+       * With `pool`: Sequoia's tree for one of `streams` batched streams (rankTrees' streams), or "ar"
+       * when no tree beats plain decoding at that batch size. Used for greedy Sequoia requests that keep
+       * the server's tree: their output is the same for any tree, while a sampled stream's random draws
+       * depend on its tree, so it keeps the one it asked for whatever shares its forwards.
+       */
+      batchTree?: (streams: number) => { treeSize: number; depth: number } | "ar";
     } = {},
   ) {
-    this.context = model.config.maxPositions;
+    this.context = o.pool?.context ?? model.config.maxPositions;
+  }
+
+  /** Generations that may decode at once (1 without a stream pool). */
+  get maxStreams(): number {
+    return this.o.pool?.size ?? 1;
   }
 
   get hasDraft(): boolean {
@@ -116,14 +139,32 @@ export class LocalEngine implements DecodeEngine {
     const vocab = o.processing?.grammar && this.o.tokenizer
       ? vocabularyOf(this.o.tokenizer, this.model.config.vocabSize)
       : undefined;
-    return decode(method, this.model, this.draft, prompt, {
+    const opts = {
       ...rest,
       adaptive: adaptive ? this.adaptiveFor(plan) : undefined,
-      log: this.o.log ?? ((l) => console.error(`[server] ${l}`)),
+      log: this.o.log ?? ((l: string) => console.error(`[server] ${l}`)),
       signal,
       vocab,
       grammar: grammarProcessor,
-    });
+    };
+    const pool = this.o.pool;
+    if (!pool) return decode(method, this.model, this.draft, prompt, opts);
+    const batchTree = method === "sequoia" && o.sampling.temperature === 0 && adaptive
+      ? this.o.batchTree
+      : undefined;
+    return (async function* () {
+      const lease = pool.acquire();
+      try {
+        const fit = batchTree?.(pool.active);
+        if (fit === "ar") yield* decode("ar", lease.target, lease.draft, prompt, opts);
+        else if (fit) {
+          const tree = { ...opts.tree, treeSize: fit.treeSize, depth: fit.depth };
+          yield* decode(method, lease.target, lease.draft, prompt, { ...opts, tree, adaptive: undefined });
+        } else yield* decode(method, lease.target, lease.draft, prompt, opts);
+      } finally {
+        lease.release();
+      }
+    })();
   }
 
   /** The self-re-planning tree a Sequoia generation with `adaptive` uses (`plan`: auto's, by key). */

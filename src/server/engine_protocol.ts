@@ -15,6 +15,7 @@ import type { BackendStatus, MethodDecision } from "../runtime/runtime.ts";
 import type { SpeculativeEvent } from "../speculative/engine.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { ChooseRequest, EngineDecodeOptions } from "./engine.ts";
+import type { BatchRecord } from "../batching/batcher.ts";
 
 /** What the worker opens: the Runtime's options (plain data) and the server-scope plan to make. */
 export interface EngineOpenRequest {
@@ -34,11 +35,16 @@ export interface EngineOpenRequest {
   sampling: SamplingParams;
   /** Where profile.json / acceptance.json are cached (default `$SPECDEC_CACHE_DIR`, see RuntimeOptions). */
   cacheDir?: string;
+  /** Batched streams (`--max-batch N`, `--kv-budget`); absent or 1 stream: one generation at a time. */
+  batch?: { streams: number; kvBytes?: number };
 }
 
 /** What the worker reports once the models are loaded and the plan made. */
 export interface EngineInfo {
+  /** Tokens one generation may hold (prompt + generated): the context, or a stream's KV capacity. */
   context: number;
+  /** Generations that decode at once (batched streams; 1 without). */
+  maxStreams: number;
   hasDraft: boolean;
   /** Where the models run ("auto" resolved), for /v1/status. */
   backend: BackendStatus;
@@ -80,6 +86,8 @@ export type FromWorker =
   | { type: "chosen"; id: number; decision: MethodDecision }
   /** The shared adaptive plan re-planned (its new acceptance vector, for /v1/status). */
   | { type: "acceptance"; acceptance: number[] }
+  /** One batched forward ran (batched streams; metrics). */
+  | { type: "batch"; record: BatchRecord }
   | { type: "error"; id: number; error: WireError }
   | { type: "closed" };
 

@@ -3,9 +3,11 @@
  * {@link RuntimeEngine} (models, startup profile, default method) in this thread and runs generations
  * on request, posting every engine event back. Device waits and CPU kernels block only this thread.
  *
- * Generations run one after another in arrival order (the models have one KV cache each); a cancel
- * reaches a running one at its next step because the loop yields to the event loop every ~10 ms (a
- * CPU forward otherwise resolves in microtasks and no message would be read until it ended).
+ * Generations run one after another in arrival order (the models have one KV cache each), or with
+ * batched streams (`--max-batch N`) all at once as they arrive (the HTTP side admits at most N), each on
+ * its own sequence, their forwards batched (src/batching/); a cancel reaches a running one at its next
+ * step because the loop yields to the event loop every ~10 ms (a CPU forward otherwise resolves in
+ * microtasks and no message would be read until it ended).
  *
  * @module
  */
@@ -22,13 +24,15 @@ type ChooseMessage = Extract<ToWorker, { type: "choose" }>;
 let engine: RuntimeEngine | undefined;
 /** Decodes not yet finished (running or waiting), by id. */
 const controllers = new Map<number, AbortController>();
-/** The tail of the run queue: each decode starts when the previous one ended. */
+/** The tail of the run queue: each decode (one stream) or choice starts when the previous one ended. */
 let tail: Promise<void> = Promise.resolve();
+/** Batched streams: the decodes running now (they do not queue behind each other). */
+const running = new Set<Promise<void>>();
 
 const post = (m: FromWorker) => self.postMessage(m);
 
 async function open(r: EngineOpenRequest): Promise<void> {
-  engine = await RuntimeEngine.open(r);
+  engine = await RuntimeEngine.open(r, (record) => post({ type: "batch", record }));
   post({ type: "ready", info: engine.info });
 }
 
@@ -71,7 +75,10 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
   } else if (m.type === "decode") {
     const ac = new AbortController();
     controllers.set(m.id, ac);
-    tail = tail.then(() => decode(m, ac));
+    if (engine && engine.maxStreams > 1) {
+      const run = decode(m, ac).finally(() => running.delete(run));
+      running.add(run);
+    } else tail = tail.then(() => decode(m, ac));
   } else if (m.type === "choose") {
     tail = tail.then(() => choose(m));
   } else if (m.type === "cancel") {
@@ -79,7 +86,7 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
   } else if (m.type === "close") {
     // Stop what runs at its next step (and what waits), free the models once nothing uses them.
     for (const ac of controllers.values()) ac.abort(new DOMException("closing", "AbortError"));
-    tail.then(() => {
+    Promise.all([tail, ...running]).then(() => {
       engine?.close();
       post({ type: "closed" });
     });

@@ -500,6 +500,7 @@ export class Generations {
       ...(req.promptLogprobs && req.logprobs !== undefined ? { promptLogprobs: true } : {}),
     }, AbortSignal.any([signal, stopped.signal]));
     let lastYield = performance.now();
+    let lastToken: number | undefined;
     for await (const ev of events) {
       if (ev.type === "step") {
         metrics.tokensPerStep.observe(ev.stats.accepted + 1);
@@ -519,6 +520,9 @@ export class Generations {
         prompt = ev;
         await onPrompt?.(ev);
       } else if (ev.type === "token") {
+        const now = performance.now();
+        if (lastToken !== undefined) metrics.interTokenSeconds.observe((now - lastToken) / 1000);
+        lastToken = now;
         if (performance.now() - lastYield > YIELD_EVERY_MS) {
           await macrotask();
           lastYield = performance.now();

@@ -154,6 +154,22 @@ export class ServerMetrics {
     "Time a generation waited in the queue before it ran.",
     [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
   );
+  readonly interTokenSeconds = new Histogram(
+    "specdec_inter_token_seconds",
+    "Time between a generation's consecutive tokens as the engine emitted them (tokens of one speculative step arrive together).",
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  );
+  // Batched streams (serve --max-batch): what each target forward held.
+  readonly batchStreams = new Histogram(
+    "specdec_batch_streams",
+    "Streams (generations) sharing one target forward, with batched streams (--max-batch).",
+    [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64],
+  );
+  readonly batchTokens = new Histogram(
+    "specdec_batch_tokens",
+    "Tokens in one target forward, all streams together, with batched streams (--max-batch).",
+    [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+  );
   // Speculation, by method (ours) ...
   readonly drafts = new Counter(
     "specdec_spec_decode_drafts_total",
@@ -210,6 +226,13 @@ export class ServerMetrics {
     }
   }
 
+  /** Count one batched forward (only the target's: it is what a stream's step waits on). */
+  observeBatch(r: { model: string; streams: number; tokens: number }): void {
+    if (r.model !== "target") return;
+    this.batchStreams.observe(r.streams);
+    this.batchTokens.observe(r.tokens);
+  }
+
   /** Add a gauge read at each scrape. */
   gauge(name: string, help: string, read: () => number): void {
     this.gauges.push(new Gauge(name, help, read));
@@ -225,6 +248,9 @@ export class ServerMetrics {
       this.tokensPerStep,
       this.stepSeconds,
       this.queueSeconds,
+      this.interTokenSeconds,
+      this.batchStreams,
+      this.batchTokens,
       this.drafts,
       this.draftTokens,
       this.acceptedTokens,

@@ -1,11 +1,11 @@
 /**
- * One model, one sequence at a time: generations run one after another in arrival order (FIFO), with a
- * bounded number waiting. A full queue is refused at admission (429 with Retry-After) rather than
+ * Generations run in arrival order (FIFO), up to `maxRunning` at once (batched streams: `serve
+ * --max-batch N`; one at a time by default), with a bounded number waiting. A full queue is refused at admission (429 with Retry-After) rather than
  * letting latency grow without bound; a request whose client goes away leaves the queue (waiting) or is
  * cancelled at its next step (running); shutdown drains, then cancels what is left.
  *
- * The Retry-After of a refusal is the expected wait for the work ahead: what the running generation
- * has left plus each waiting one's expected duration, from its `max_tokens` (its {@link JobCost}) and
+ * The Retry-After of a refusal is the expected wait for the work ahead: what the running generations
+ * have left plus each waiting one's expected duration, over the `maxRunning` that run at once, from its `max_tokens` (its {@link JobCost}) and
  * the measured time per generated token and share of `max_tokens` that generations actually use.
  *
  * @module
@@ -18,8 +18,10 @@ export type CancelCause = "client" | "shutdown";
 
 /** Options of a {@link Scheduler}. */
 export interface SchedulerOptions {
-  /** Most requests waiting behind the running one; one more is refused with 429. */
+  /** Most requests waiting behind the running ones; one more is refused with 429. */
   maxQueue: number;
+  /** Most generations running at once (default 1). */
+  maxRunning?: number;
   /** Clock in ms (default `performance.now`); tests pass a fake one. */
   now?: () => number;
 }
@@ -60,6 +62,8 @@ export class Slot {
   readonly signal: AbortSignal;
   /** Set when `signal` aborted. */
   cause: CancelCause | undefined;
+  /** When its job started (the scheduler's clock), once granted. */
+  startedAt = 0;
   /** Tokens its job generated, once reported ({@link Slot.reportGenerated}). */
   generated: number | undefined;
   private readonly ac = new AbortController();
@@ -139,14 +143,15 @@ export class Slot {
  * ```
  */
 export class Scheduler {
-  /** Most requests waiting behind the running one. */
+  /** Most requests waiting behind the running ones. */
   readonly maxQueue: number;
-  private active: Slot | undefined;
+  /** Most generations running at once. */
+  readonly maxRunning: number;
+  private readonly runningSlots = new Set<Slot>();
   private readonly waitingSlots: Slot[] = [];
   private draining = false;
   private idleWaiters: (() => void)[] = [];
   private readonly now: () => number;
-  private jobStart = 0;
   /** Duration of a job (ms): for jobs admitted without a cost, and before any token was measured. */
   private readonly jobMs = new Average(DEFAULT_JOB_MS);
   /** Duration per generated token, prefill included (ms). */
@@ -158,18 +163,23 @@ export class Scheduler {
     if (!Number.isInteger(opts.maxQueue) || opts.maxQueue < 0) {
       throw new RangeError(`maxQueue must be an integer >= 0, got ${opts.maxQueue}`);
     }
+    const maxRunning = opts.maxRunning ?? 1;
+    if (!Number.isInteger(maxRunning) || maxRunning < 1) {
+      throw new RangeError(`maxRunning must be an integer >= 1, got ${maxRunning}`);
+    }
     this.maxQueue = opts.maxQueue;
+    this.maxRunning = maxRunning;
     this.now = opts.now ?? (() => performance.now());
   }
 
-  /** Requests waiting (not counting the running one). */
+  /** Requests waiting (not counting the running ones). */
   get waiting(): number {
     return this.waitingSlots.length;
   }
 
-  /** 1 while a generation runs, else 0. */
+  /** Generations running now (at most maxRunning). */
   get running(): number {
-    return this.active ? 1 : 0;
+    return this.runningSlots.size;
   }
 
   /** True once {@link drain} began: new work is refused with 503. */
@@ -186,18 +196,20 @@ export class Scheduler {
 
   /**
    * The expected wait (ms) of a request admitted now before its generation starts: what the running
-   * one has left (its expected duration minus the time it ran; once past that, its upper bound minus
-   * the time it ran) plus the expected duration of each waiting one.
+   * ones have left (each its expected duration minus the time it ran; once past that, its upper bound
+   * minus the time it ran) plus the expected duration of each waiting one, shared by the maxRunning
+   * that run at once.
    */
   expectedWaitMs(): number {
+    if (this.runningSlots.size < this.maxRunning) return 0;
     let ms = 0;
-    if (this.active) {
-      const e = this.expectedMs(this.active.cost);
-      const ran = this.now() - this.jobStart;
+    for (const slot of this.runningSlots) {
+      const e = this.expectedMs(slot.cost);
+      const ran = this.now() - slot.startedAt;
       ms += e.mean > ran ? e.mean - ran : Math.max(0, (e.max ?? 0) - ran);
     }
     for (const s of this.waitingSlots) ms += this.expectedMs(s.cost).mean;
-    return ms;
+    return ms / this.maxRunning;
   }
 
   /** Seconds a refused client should wait: {@link expectedWaitMs}, at least 1. */
@@ -218,7 +230,7 @@ export class Scheduler {
         headers: { "Retry-After": "5" },
       });
     }
-    if (this.active && this.waitingSlots.length >= this.maxQueue) {
+    if (this.runningSlots.size >= this.maxRunning && this.waitingSlots.length >= this.maxQueue) {
       const after = this.retryAfterSeconds();
       throw new ApiError(
         429,
@@ -248,9 +260,8 @@ export class Scheduler {
 
   /** @internal The slot's job ended (or it never ran): the next one starts. */
   release(slot: Slot): void {
-    if (this.active !== slot) return;
-    this.measure(slot, this.now() - this.jobStart);
-    this.active = undefined;
+    if (!this.runningSlots.delete(slot)) return;
+    this.measure(slot, this.now() - slot.startedAt);
     this.pump();
   }
 
@@ -265,19 +276,17 @@ export class Scheduler {
   }
 
   private pump(): void {
-    if (!this.active) {
-      const next = this.waitingSlots.shift();
-      if (next) {
-        this.active = next;
-        this.jobStart = this.now();
-        next.grant();
-      }
+    while (this.runningSlots.size < this.maxRunning && this.waitingSlots.length) {
+      const next = this.waitingSlots.shift()!;
+      this.runningSlots.add(next);
+      next.startedAt = this.now();
+      next.grant();
     }
     this.notifyIdle();
   }
 
   private notifyIdle(): void {
-    if (this.active || this.waitingSlots.length) return;
+    if (this.runningSlots.size || this.waitingSlots.length) return;
     const w = this.idleWaiters;
     this.idleWaiters = [];
     for (const f of w) f();
@@ -285,14 +294,14 @@ export class Scheduler {
 
   /** Resolves once nothing runs or waits. */
   idle(): Promise<void> {
-    if (!this.active && !this.waitingSlots.length) return Promise.resolve();
+    if (!this.runningSlots.size && !this.waitingSlots.length) return Promise.resolve();
     return new Promise((res) => this.idleWaiters.push(res));
   }
 
   /** Cancel every waiting and running generation (cause "shutdown"). */
   cancelAll(): void {
     for (const s of [...this.waitingSlots]) s.cancel("shutdown");
-    this.active?.cancel("shutdown");
+    for (const s of [...this.runningSlots]) s.cancel("shutdown");
   }
 
   /**

@@ -13,6 +13,10 @@ import { type MethodDecision, Runtime, startupStageCount } from "../runtime/runt
 import type { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
 import { type ChooseRequest, LocalEngine } from "./engine.ts";
 import type { EngineInfo, EngineOpenRequest } from "./engine_protocol.ts";
+import type { BatchRecord } from "../batching/batcher.ts";
+import { StreamPool } from "../batching/stream_pool.ts";
+import { isMultiSequence } from "../model/capabilities.ts";
+import { rankTrees } from "../speculative/tree_choice.ts";
 
 /** A {@link LocalEngine} over an opened runtime; `close` releases the runtime. */
 export class RuntimeEngine extends LocalEngine {
@@ -20,14 +24,21 @@ export class RuntimeEngine extends LocalEngine {
     private readonly runtime: Runtime,
     readonly info: EngineInfo,
     plan: Awaited<ReturnType<Runtime["plan"]>>,
+    pool: StreamPool | undefined,
+    batchTree: ((streams: number) => { treeSize: number; depth: number } | "ar") | undefined,
   ) {
     super(runtime.target.model, runtime.draft?.model, plan.adaptive, {
       tokenizer: runtime.target.folder.tokenizer,
+      pool,
+      batchTree,
     });
   }
 
-  /** Open the models of `r` (startup stages on stderr) and make the server's plan. */
-  static async open(r: EngineOpenRequest): Promise<RuntimeEngine> {
+  /**
+   * Open the models of `r` (startup stages on stderr) and make the server's plan. With `r.batch`, the
+   * generations decode on leased sequences (1 ..) of the pair; `onBatch` hears of every batched forward.
+   */
+  static async open(r: EngineOpenRequest, onBatch?: (b: BatchRecord) => void): Promise<RuntimeEngine> {
     const progress = new Progress(
       startupStageCount({ draft: r.draft, backend: r.backend }),
       (l) => console.error(l),
@@ -41,14 +52,21 @@ export class RuntimeEngine extends LocalEngine {
       paging: r.paging,
       reprofile: r.reprofile,
       cacheDir: r.cacheDir,
+      batch: r.batch,
       log: (l) => console.error(`  ${l}`),
       stages: progress,
     });
     try {
       const plan = await runtime.plan(r.sampling, r.method, { scope: "server" });
       const pick = plan.pick?.pick;
+      const t = runtime.target.model, d = runtime.draft?.model;
+      // Sequence 0 stays the runtime's own (its measurements for auto run on the models' `kv`).
+      const pool = isMultiSequence(t) && (d === undefined || isMultiSequence(d))
+        ? new StreamPool(t, d, { first: 1, onBatch })
+        : undefined;
       const info: EngineInfo = {
-        context: runtime.context,
+        context: pool?.context ?? runtime.context,
+        maxStreams: pool?.size ?? 1,
         hasDraft: runtime.draft !== undefined,
         backend: runtime.backendStatus(),
         method: plan.method,
@@ -60,7 +78,20 @@ export class RuntimeEngine extends LocalEngine {
         pick: pick && { n: pick.n, depth: pick.depth, speedup: pick.speedup },
         liveAcceptance: plan.adaptive?.acceptance,
       };
-      return new RuntimeEngine(runtime, info, plan);
+      // Greedy Sequoia in a batch: the pick for the streams sharing the forward (from the same profile).
+      let batchTree: ((streams: number) => { treeSize: number; depth: number } | "ar") | undefined;
+      if (pool && plan.pick) {
+        const { costs } = await runtime.hardwareCosts();
+        const sequoia = plan.pick.plan, memo = new Map<number, { treeSize: number; depth: number } | "ar">();
+        batchTree = (streams) => {
+          if (!memo.has(streams)) {
+            const best = rankTrees(sequoia, costs, streams)[0];
+            memo.set(streams, !best || best.speedup < 1 ? "ar" : { treeSize: best.n, depth: best.depth });
+          }
+          return memo.get(streams)!;
+        };
+      }
+      return new RuntimeEngine(runtime, info, plan, pool, batchTree);
     } catch (e) {
       runtime.close();
       throw e;

@@ -13,6 +13,7 @@ import type { SpeculativeEvent } from "../speculative/engine.ts";
 import type { Method } from "../speculative/methods.ts";
 import type { MethodDecision } from "../runtime/runtime.ts";
 import type { ChooseRequest, DecodeEngine, EngineDecodeOptions } from "./engine.ts";
+import type { BatchRecord } from "../batching/batcher.ts";
 import {
   type EngineInfo,
   type EngineOpenRequest,
@@ -38,6 +39,8 @@ export class WorkerEngine implements DecodeEngine {
   private onClosed?: () => void;
   /** Called once if the worker dies (an uncaught error): the engine is unusable from then on. */
   onCrash?: (e: Error) => void;
+  /** Told of every batched forward the worker ran (batched streams; metrics). */
+  onBatch?: (record: BatchRecord) => void;
 
   private constructor(private readonly worker: Worker, readonly info: EngineInfo) {
     this.live = info.liveAcceptance;
@@ -85,6 +88,11 @@ export class WorkerEngine implements DecodeEngine {
     return this.info.hasDraft;
   }
 
+  /** Generations the worker decodes at once (batched streams; 1 without). */
+  get maxStreams(): number {
+    return this.info.maxStreams;
+  }
+
   /** False once the worker crashed. */
   get healthy(): boolean {
     return this.crashed === undefined;
@@ -102,6 +110,10 @@ export class WorkerEngine implements DecodeEngine {
     if (m.type === "ready" || m.type === "failed") return;
     if (m.type === "acceptance") {
       this.live = m.acceptance;
+      return;
+    }
+    if (m.type === "batch") {
+      this.onBatch?.(m.record);
       return;
     }
     if (m.type === "end" && m.liveAcceptance) this.live = m.liveAcceptance;

@@ -69,18 +69,28 @@ export function costAt(sizes: number[], ms: number[], x: number): number {
 /**
  * Every (n, d) with n in the measured sizes up to the plan's maximum and d in 1 .. plan depth - 1,
  * ranked by predicted tok/s; the first is the pick.
+ *
+ * `streams` > 1: the tree of one of that many batched streams (serve --max-batch), each with the same
+ * tree: one step's target forward holds streams x n tokens and each draft level streams x ceil(n / d),
+ * while the host work of every stream runs one after another, so
+ *   t_step = t_target(B n) + d t_draft(B ceil(n / d)) + t_sync + B (a + b n),
+ * and per stream tokPerS = 1000 G / t_step against batched AR's 1000 / (t_target(B) + t_sync / k + B ar).
+ * As B grows t_target(B n) leaves the flat part of the curve sooner: the pick shrinks, and once no tree
+ * beats AR (speedup < 1) the stream is better off decoding plainly.
  */
-export function rankTrees(plan: SequoiaPlan, costs: MeasuredCosts): TreeChoice[] {
+export function rankTrees(plan: SequoiaPlan, costs: MeasuredCosts, streams = 1): TreeChoice[] {
   const host = costs.host ?? { ar: 0, step: [0, 0] };
-  const arMs = costAt(costs.sizes, costs.target, 1) + costs.sync / costs.arTokensPerSubmission + host.ar;
+  const B = streams;
+  const arMs = costAt(costs.sizes, costs.target, B) + costs.sync / costs.arTokensPerSubmission + B * host.ar;
   const out: TreeChoice[] = [];
   for (const n of costs.sizes) {
     if (n < 2 || n > plan.maxNodes) continue;
     for (let d = 1; d < plan.maxDepth && d < n; d++) {
       const g = expectedTokens(plan, n, d + 1);
       if (!Number.isFinite(g)) continue;
-      const stepMs = costAt(costs.sizes, costs.target, n) +
-        d * costAt(costs.sizes, costs.draft, Math.ceil(n / d)) + costs.sync + host.step[0] + host.step[1] * n;
+      const stepMs = costAt(costs.sizes, costs.target, B * n) +
+        d * costAt(costs.sizes, costs.draft, B * Math.ceil(n / d)) + costs.sync +
+        B * (host.step[0] + host.step[1] * n);
       const tokPerS = (1000 * g) / stepMs;
       out.push({
         n,

@@ -26,29 +26,28 @@ export class WasmKvCache implements KvCache {
   ) {}
 
   /**
-   * `sequences` caches of `capacity` slots each, allocated as one region per layer (keys, then values):
-   * sequence s holds slots [s * capacity, (s + 1) * capacity) of it, so a batched forward addresses
-   * every sequence from the layer's one base address (see Seq in kernels/llama.c).
+   * One cache per entry of `capacities` (slots), allocated as one region per layer (keys, then values):
+   * sequence s holds the slots from `bases[s]` (the sum of the capacities before it) on, so a batched
+   * forward addresses every sequence from the layer's one base address (see Seq in kernels/llama.c).
    */
   static allocate(
     rt: WasmRuntime,
     nLayers: number,
-    sequences: number,
-    capacity: number,
+    capacities: number[],
     kvDim: number,
-  ): { base: { k: number[]; v: number[] }; caches: WasmKvCache[] } {
+  ): { base: { k: number[]; v: number[] }; caches: WasmKvCache[]; bases: number[] } {
+    const bases: number[] = [];
+    const total = capacities.reduce((a, c) => (bases.push(a), a + c), 0);
     const k: number[] = [], v: number[] = [];
-    const bytes = 4 * capacity * kvDim;
     for (let l = 0; l < nLayers; l++) {
-      k.push(rt.alloc(bytes * sequences));
-      v.push(rt.alloc(bytes * sequences));
+      k.push(rt.alloc(4 * total * kvDim));
+      v.push(rt.alloc(4 * total * kvDim));
     }
-    const caches = Array.from(
-      { length: sequences },
-      (_, s) =>
-        new WasmKvCache(rt, k.map((a) => a + s * bytes), v.map((a) => a + s * bytes), capacity, kvDim),
+    const at = (a: number, s: number) => a + 4 * bases[s] * kvDim;
+    const caches = capacities.map((cap, s) =>
+      new WasmKvCache(rt, k.map((a) => at(a, s)), v.map((a) => at(a, s)), cap, kvDim)
     );
-    return { base: { k, v }, caches };
+    return { base: { k, v }, caches, bases };
   }
 
   /** Keep [0, prefixLen) and `accepted` (moved to prefixLen, prefixLen + 1, ...); drop the rest. */

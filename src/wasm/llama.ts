@@ -54,6 +54,8 @@ export class WasmLlama implements CausalLM, MultiSequence {
   /** Sequence 0's cache. */
   readonly kv: WasmKvCache;
   private readonly caches: WasmKvCache[];
+  /** First slot of each sequence's region in the layer caches. */
+  private readonly bases: number[];
   /** Undefined: a forward may take any number of tokens the KV cache has room for (chunked inside). */
   readonly maxBatch = undefined;
   private readonly ctx: StructView<typeof CTX_FIELDS>;
@@ -63,9 +65,10 @@ export class WasmLlama implements CausalLM, MultiSequence {
 
   /**
    * @param rt the runtime holding `w` (one reference is this model's: dispose() releases it)
-   * @param capacity KV slots per sequence
+   * @param capacity KV slots of sequence 0 (the model's own `kv`)
    * @param chunk most tokens per kernel call (scratch is sized for it)
    * @param sequences KV caches held (batched streams); one by default
+   * @param streamCapacity KV slots of each sequence after the first (default `capacity`)
    */
   constructor(
     readonly config: ModelConfig,
@@ -74,21 +77,25 @@ export class WasmLlama implements CausalLM, MultiSequence {
     capacity: number,
     readonly chunk = 128,
     readonly sequences = 1,
+    streamCapacity = capacity,
   ) {
     const c = config, C = chunk;
     if (c.headDim % 2 !== 0) throw new RangeError(`wasm backend: head_dim ${c.headDim} must be even (RoPE)`);
     if (!Number.isInteger(sequences) || sequences < 1) {
       throw new RangeError(`wasm backend: sequences must be a positive integer, got ${sequences}`);
     }
-    const kv = WasmKvCache.allocate(rt, c.nLayers, sequences, capacity, c.kvDim);
+    const capacities = Array.from({ length: sequences }, (_, s) => s === 0 ? capacity : streamCapacity);
+    const kv = WasmKvCache.allocate(rt, c.nLayers, capacities, c.kvDim);
     this.caches = kv.caches;
+    this.bases = kv.bases;
+    const widest = Math.max(...capacities);
     this.kv = kv.caches[0];
     this.invFreq = ropeInvFreq(c);
     const wide = Math.max(c.hiddenSize, c.intermediateSize, c.qDim), wideBlocks = Math.ceil(wide / 32);
     const f32 = (n: number) => rt.alloc(4 * n);
     this.s = {
       x: f32(C * c.hiddenSize),
-      mask: rt.alloc(C * capacity),
+      mask: rt.alloc(C * widest),
       seqs: rt.alloc(4 * SEQ_FIELDS.length * sequences),
       cos: f32(C * c.headDim / 2),
       sin: f32(C * c.headDim / 2),
@@ -124,7 +131,7 @@ export class WasmLlama implements CausalLM, MultiSequence {
       ["head_dim", c.headDim],
       ["hidden", c.intermediateSize],
       ["vocab", c.vocabSize],
-      ["capacity", capacity],
+      ["capacity", widest],
       ["quantized", w.quantized ? 1 : 0],
       ["lm_head_type", w.lmHead.typeId],
       ["lm_head_data", w.lmHead.ptr],
@@ -143,7 +150,7 @@ export class WasmLlama implements CausalLM, MultiSequence {
       ["xq", rt.alloc(2 * C * wide)],
       ["xd", f32(C * wideBlocks)],
       ["xs", f32(C * wideBlocks)],
-      ["scores", f32(rt.threads * capacity)],
+      ["scores", f32(rt.threads * widest)],
       ["acc", f32(rt.threads * c.headDim)],
       ["seqs", this.s.seqs],
       ["kv_new", f32(2 * C * c.kvDim)],
@@ -196,7 +203,7 @@ export class WasmLlama implements CausalLM, MultiSequence {
     const checked = parts.map(({ seq, input }) => {
       if (seen.has(seq)) throw new RangeError(`forward: sequence ${seq} appears twice in one batch`);
       seen.add(seq);
-      return this.check(this.cacheOf(seq), seq * this.kv.capacity, input);
+      return this.check(this.cacheOf(seq), this.bases[seq], input);
     });
     // The batch's rows: every part's tokens in order, run in chunks of `chunk` rows.
     const total = checked.reduce((a, p) => a + p.input.tokens.length, 0);

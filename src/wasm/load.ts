@@ -13,10 +13,12 @@ import { loadWasmWeights } from "./weights.ts";
 export interface WasmLoadOptions {
   /** Threads per forward (default: the cores of this machine). */
   threads?: number;
-  /** KV slots per sequence (default: the model's context length). */
+  /** KV slots of sequence 0 (default: the model's context length). */
   capacity?: number;
   /** KV caches for batched streams (default 1). */
   sequences?: number;
+  /** KV slots of each further sequence (default: `capacity`). */
+  streamCapacity?: number;
 }
 
 /** Load a folder's weights (GGUF blocks as stored) into a wasm model. */
@@ -27,13 +29,15 @@ export async function loadWasmModel(folder: Checkpoint, opts: WasmLoadOptions = 
     const w = await loadWasmWeights(rt, folder.checkpoint, folder.config, folder.config.loadAs);
     // The threads start while the weights load (and while a second model loads); the first forward waits
     // for any still missing (WasmRuntime.ensureThreads).
+    const capacity = opts.capacity ?? folder.config.maxPositions;
     return new WasmLlama(
       folder.config,
       rt,
       w,
-      opts.capacity ?? folder.config.maxPositions,
+      capacity,
       128,
       opts.sequences,
+      opts.streamCapacity ?? capacity,
     );
   } catch (e) {
     rt.release();
