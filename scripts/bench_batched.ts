@@ -123,8 +123,18 @@ for (const name of names) {
     await serial.stop();
   }
   const batched = await serve(pair, streams);
+  let perForward = "";
   try {
     rows.batched = await load(batched.url, streams, requests);
+    // What the target's forwards held (the server's histograms: sum / count).
+    const m = await (await fetch(`${batched.url}/metrics`)).text();
+    const mean = (name: string) => {
+      const v = (k: string) => Number(m.match(new RegExp(`^${name}_${k} (\\S+)$`, "m"))?.[1]);
+      return v("sum") / v("count");
+    };
+    perForward = `; per target forward: ${mean("specdec_batch_streams").toFixed(2)} streams, ${
+      mean("specdec_batch_tokens").toFixed(1)
+    } tokens`;
   } finally {
     await batched.stop();
   }
@@ -156,7 +166,10 @@ for (const name of names) {
     `\naggregate batched / one at a time: ${
       (rows.batched.tokensPerS / rows.oneAtATime.tokensPerS).toFixed(2)
     }x; ` +
-      `ITL p95 batched / alone: ${(rows.batched.interTokenMs.p95 / rows.alone.interTokenMs.p95).toFixed(2)}x`,
+      `ITL p95 batched / alone: ${
+        (rows.batched.interTokenMs.p95 / rows.alone.interTokenMs.p95).toFixed(2)
+      }x` +
+      perForward,
   );
 }
 await Deno.mkdir("bench/out", { recursive: true });

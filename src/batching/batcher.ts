@@ -6,8 +6,8 @@
  * forward of n tokens costs little more than one.
  *
  * When to run: a {@link StreamGroup} knows every registered stream and whether it waits on a forward
- * (of either model). Once all of them wait, the queued forwards run at once (each model's, the draft's
- * first); a stream that is busy elsewhere (its consumer, a yield to the event loop) only gets a
+ * (of either model). Once all of them wait, the queued forwards of one model run (the draft's first, so
+ * the streams meet again at the target's); a stream that is busy elsewhere (its consumer, a yield to the event loop) only gets a
  * macrotask: a timer then runs what is queued, so no stream waits on another's slow client.
  *
  * Exactness does not depend on any of this: the backends compute each token alone whatever shares its
@@ -98,16 +98,23 @@ export class StreamGroup {
     }, 0);
   }
 
-  /** Run every batcher's queue (in creation order: the draft's is made first), then look again. */
+  /**
+   * Run the first queue that holds forwards (in creation order: the draft's is made first), then look
+   * again. One model at a time keeps the streams in phase: streams waiting on the target wait while the
+   * others draft, so the next target forward holds all of them (running both queues at once measured
+   * 5.3 of 8 streams per target forward for SmolLM2 + its draft, as drafting and verifying streams
+   * alternated).
+   */
   private flush(): void {
     if (this.flushing) return;
     if (this.timer !== undefined) {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
+    const next = this.batchers.find((b) => b.pending > 0);
+    if (!next) return;
     this.flushing = true;
-    const runs = this.batchers.map((b) => b.run());
-    Promise.all(runs).finally(() => {
+    next.run().finally(() => {
       this.flushing = false;
       // Streams answered above continue in microtasks; whatever they queue meanwhile waits for this.
       queueMicrotask(() => this.poke());
