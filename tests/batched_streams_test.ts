@@ -199,3 +199,40 @@ Deno.test("wasm forwardBatch: logits bit-identical to each sequence's solo forwa
     batched.dispose();
   }
 });
+
+Deno.test("greedy speculation under a node limit that changes every step (batched streams' share) = AR", async () => {
+  const pair = { target: await loadCpuModel(targetFolder), draft: await loadCpuModel(draftFolder) };
+  const [p] = await prompts(1);
+  const run = async (method: Method, nodeLimit?: () => number) => {
+    const ids: number[] = [];
+    let steps = 0, plain = 0;
+    for await (
+      const ev of decode(method, pair.target, pair.draft, p, {
+        tree: { treeSize: 12, depth: 5, width: 2, budget: 16 },
+        acceptance: ACC,
+        maxTokens: 48,
+        sampling: GREEDY,
+        seed: 0,
+        eosIds: [],
+        ...(nodeLimit ? { nodeLimit } : {}),
+      })
+    ) {
+      if (ev.type === "token") ids.push(ev.id);
+      if (ev.type === "step") {
+        steps++;
+        if (ev.stats.treeSize === 1) plain++;
+      }
+    }
+    return { ids, steps, plain };
+  };
+  const ar = (await run("ar")).ids;
+  for (const m of ["chain", "specinfer", "sequoia", "specexec", "lookup"] as Method[]) {
+    let k = 0;
+    const limits = [1, 5, 2, 12, 1, 3];
+    const got = await run(m, () => limits[k++ % limits.length]);
+    assert.deepEqual(got.ids, ar, `${m} under a changing node limit`);
+    if (m !== "lookup") {
+      assert.ok(got.plain > 0, `${m}: limit 1 made plain steps (${got.plain} of ${got.steps})`);
+    }
+  }
+});

@@ -104,12 +104,13 @@ export class LocalEngine implements DecodeEngine {
        */
       pool?: StreamPool;
       /**
-       * With `pool`: Sequoia's tree for one of `streams` batched streams (rankTrees' streams), or "ar"
-       * when no tree beats plain decoding at that batch size. Used for greedy Sequoia requests that keep
-       * the server's tree: their output is the same for any tree, while a sampled stream's random draws
-       * depend on its tree, so it keeps the one it asked for whatever shares its forwards.
+       * With `pool`: the most tree nodes per stream that pay when `streams` batched streams share each
+       * forward (Sequoia's pick for them, 1 when none beats plain decoding; rankTrees' streams), asked
+       * before every step of a greedy speculative generation, whose output is the same for any tree. A
+       * sampled stream's random draws depend on its tree, so it keeps the one it asked for whatever
+       * shares its forwards.
        */
-      batchTree?: (streams: number) => { treeSize: number; depth: number } | "ar";
+      batchNodes?: (streams: number) => number;
     } = {},
   ) {
     this.context = o.pool?.context ?? model.config.maxPositions;
@@ -149,18 +150,16 @@ export class LocalEngine implements DecodeEngine {
     };
     const pool = this.o.pool;
     if (!pool) return decode(method, this.model, this.draft, prompt, opts);
-    const batchTree = method === "sequoia" && o.sampling.temperature === 0 && adaptive
-      ? this.o.batchTree
-      : undefined;
+    const batchNodes = method !== "ar" && o.sampling.temperature === 0 ? this.o.batchNodes : undefined;
     return (async function* () {
       const lease = pool.acquire();
       try {
-        const fit = batchTree?.(pool.active);
-        if (fit === "ar") yield* decode("ar", lease.target, lease.draft, prompt, opts);
-        else if (fit) {
-          const tree = { ...opts.tree, treeSize: fit.treeSize, depth: fit.depth };
-          yield* decode(method, lease.target, lease.draft, prompt, { ...opts, tree, adaptive: undefined });
-        } else yield* decode(method, lease.target, lease.draft, prompt, opts);
+        // Alone, a stream keeps its tree; sharing forwards with others, it takes its share.
+        const nodeLimit = batchNodes && (() => pool.active > 1 ? batchNodes(pool.active) : Infinity);
+        yield* decode(method, lease.target, lease.draft, prompt, {
+          ...opts,
+          ...(nodeLimit ? { nodeLimit } : {}),
+        });
       } finally {
         lease.release();
       }

@@ -25,12 +25,12 @@ export class RuntimeEngine extends LocalEngine {
     readonly info: EngineInfo,
     plan: Awaited<ReturnType<Runtime["plan"]>>,
     pool: StreamPool | undefined,
-    batchTree: ((streams: number) => { treeSize: number; depth: number } | "ar") | undefined,
+    batchNodes: ((streams: number) => number) | undefined,
   ) {
     super(runtime.target.model, runtime.draft?.model, plan.adaptive, {
       tokenizer: runtime.target.folder.tokenizer,
       pool,
-      batchTree,
+      batchNodes,
     });
   }
 
@@ -78,20 +78,20 @@ export class RuntimeEngine extends LocalEngine {
         pick: pick && { n: pick.n, depth: pick.depth, speedup: pick.speedup },
         liveAcceptance: plan.adaptive?.acceptance,
       };
-      // Greedy Sequoia in a batch: the pick for the streams sharing the forward (from the same profile).
-      let batchTree: ((streams: number) => { treeSize: number; depth: number } | "ar") | undefined;
+      // Greedy speculation in a batch: the nodes per stream that pay for B streams (from the same profile).
+      let batchNodes: ((streams: number) => number) | undefined;
       if (pool && plan.pick) {
         const { costs } = await runtime.hardwareCosts();
-        const sequoia = plan.pick.plan, memo = new Map<number, { treeSize: number; depth: number } | "ar">();
-        batchTree = (streams) => {
+        const sequoia = plan.pick.plan, memo = new Map<number, number>();
+        batchNodes = (streams) => {
           if (!memo.has(streams)) {
             const best = rankTrees(sequoia, costs, streams)[0];
-            memo.set(streams, !best || best.speedup < 1 ? "ar" : { treeSize: best.n, depth: best.depth });
+            memo.set(streams, !best || best.speedup < 1 ? 1 : best.n);
           }
           return memo.get(streams)!;
         };
       }
-      return new RuntimeEngine(runtime, info, plan, pool, batchTree);
+      return new RuntimeEngine(runtime, info, plan, pool, batchNodes);
     } catch (e) {
       runtime.close();
       throw e;

@@ -49,6 +49,8 @@ export function decode(
     logprobs?: number;
     /** First emit the prompt's log-probabilities (with `logprobs`' top count). */
     promptLogprobs?: boolean;
+    /** Speculative methods: most tree nodes of each next step (see SpeculativeOptions.nodeLimit). */
+    nodeLimit?: () => number;
   },
 ): AsyncGenerator<SpeculativeEvent> {
   if (o.promptLogprobs) return withPromptLogprobs(method, target, draft, prompt, o);

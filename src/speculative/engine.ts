@@ -50,6 +50,12 @@ export interface SpeculativeOptions {
    * one submission, as AR does. Default 8.
    */
   tokensPerSubmission?: number;
+  /**
+   * Most tree nodes (root included) of the next step, asked before every step: batched streams shrink
+   * their trees as the batch grows (1: the root alone, a plain step). The caller uses it where the output
+   * does not depend on the tree (greedy decoding); a sampled stream's draws do.
+   */
+  nodeLimit?: () => number;
 }
 
 /** Stats of one speculative step. */
@@ -170,7 +176,11 @@ export async function* generateSpeculative(
       history,
       sampling: opts.sampling,
       rng,
-      maxNodes: Math.min(room, ctx - prefixLen - pending.length + 1),
+      maxNodes: Math.min(
+        room,
+        ctx - prefixLen - pending.length + 1,
+        Math.max(1, opts.nodeLimit?.() ?? Infinity),
+      ),
       draftRoom: ctx - prefixLen - pending.length,
       processing: pipe && { pipeline: pipe, root: rootState! },
     };
