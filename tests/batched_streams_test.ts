@@ -101,7 +101,7 @@ async function assertBatchedMatchesSolo(
   const worker = async () => {
     while (next < STREAMS.length) {
       const i = next++;
-      const lease = pool.acquire();
+      const lease = await pool.acquire();
       try {
         got[i] = await generate(lease.target, lease.draft!, ps(STREAMS[i].prompt), STREAMS[i], eos[i]);
       } finally {
@@ -235,4 +235,24 @@ Deno.test("greedy speculation under a node limit that changes every step (batche
       assert.ok(got.plain > 0, `${m}: limit 1 made plain steps (${got.plain} of ${got.steps})`);
     }
   }
+});
+
+Deno.test("stream pool: a lease waits while every sequence is leased, and gets the one released", async () => {
+  const target = await loadCpuModel(targetFolder, 64, 3);
+  const pool = new StreamPool(target, undefined, { first: 1 });
+  assert.equal(pool.size, 2);
+  const a = await pool.acquire(), b = await pool.acquire();
+  assert.deepEqual([a.seq, b.seq].sort(), [1, 2], "sequence 0 stays the model's own");
+  let c: Awaited<ReturnType<StreamPool["acquire"]>> | undefined;
+  const waiting = pool.acquire().then((l) => (c = l));
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(c, undefined, "no free sequence: it waits");
+  b.release();
+  b.release(); // idempotent
+  await waiting;
+  assert.equal(c!.seq, b.seq);
+  assert.equal(pool.active, 2);
+  a.release();
+  c!.release();
+  assert.equal(pool.active, 0);
 });

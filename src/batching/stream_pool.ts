@@ -29,6 +29,7 @@ export class StreamPool {
   private readonly targetBatcher: Batcher;
   private readonly draftBatcher?: Batcher;
   private readonly free: number[];
+  private readonly waiters: (() => void)[] = [];
 
   /** Tokens a stream holds (prompt + generated): the pair's context cut to one sequence's cache. */
   readonly context: number;
@@ -64,10 +65,18 @@ export class StreamPool {
     return this.size - this.free.length;
   }
 
-  /** A free sequence's models; throws when all `size` are leased (the caller admits at most that many). */
-  acquire(): StreamLease {
-    const seq = this.free.pop();
-    if (seq === undefined) throw new RangeError(`stream pool: all ${this.size} sequences are in use`);
+  /**
+   * A free sequence's models; waits (first come, first served) while all `size` are leased: the caller
+   * admits at most `size` streams, but a stream its client left may still be finishing its last step
+   * when the next one is admitted.
+   */
+  async acquire(): Promise<StreamLease> {
+    let free = this.free.pop();
+    while (free === undefined) {
+      await new Promise<void>((res) => this.waiters.push(res));
+      free = this.free.pop();
+    }
+    const seq = free;
     this.group.join();
     let released = false;
     return {
@@ -79,6 +88,7 @@ export class StreamPool {
         released = true;
         this.free.push(seq);
         this.group.leave();
+        this.waiters.shift()?.();
       },
     };
   }

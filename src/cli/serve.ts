@@ -43,7 +43,8 @@ ${
   --queue-depth N     generations that may wait behind the running ones; more get 429 (default ${DEFAULT_MAX_QUEUE})
   --max-batch N       batched streams: up to N generations decode at once, their forwards (AR tokens,
                       prefill chunks, speculative trees; the draft's too) run as one batched forward
-                      (wasm and cpu backends; default 1: one at a time). Each stream holds a KV cache
+                      (wasm and cpu backends, auto picks wasm; default 1: one at a time). Each stream
+                      holds a KV cache
   --kv-budget B       bytes for the KV caches of --max-batch streams and the one the server measures on
                       (default 2GB): a stream holds min(context, (B - context x bytes per token) /
                       (N x bytes per token)) tokens; a longer request gets 400
@@ -119,7 +120,14 @@ export async function runServe(args: string[]): Promise<number> {
     throw new UsageError(`--body-timeout must be 0..3600 seconds, got ${values["body-timeout"]}`);
   }
   if (values["api-key"] === "") throw new UsageError("--api-key must not be empty");
-  const { backend, threads } = backendFlags(values);
+  const flags = backendFlags(values);
+  const threads = flags.threads;
+  let backend = flags.backend;
+  if (streams > 1 && backend === "auto") {
+    // Only the wasm and cpu backends hold several sequences; auto would otherwise pick by t(1) alone.
+    console.error(`--max-batch ${streams}: batched streams run on the wasm backend (--backend auto)`);
+    backend = "wasm";
+  }
   const paging = pagingBudgets(values);
   checkPagingBackend(backend, paging);
   if (values.method !== "auto" && !METHODS.includes(values.method as Method)) {

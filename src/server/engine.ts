@@ -152,7 +152,7 @@ export class LocalEngine implements DecodeEngine {
     if (!pool) return decode(method, this.model, this.draft, prompt, opts);
     const batchNodes = method !== "ar" && o.sampling.temperature === 0 ? this.o.batchNodes : undefined;
     return (async function* () {
-      const lease = pool.acquire();
+      const lease = await pool.acquire();
       try {
         // Alone, a stream keeps its tree; sharing forwards with others, it takes its share.
         const nodeLimit = batchNodes && (() => pool.active > 1 ? batchNodes(pool.active) : Infinity);
