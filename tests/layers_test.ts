@@ -2,9 +2,10 @@
  * The folder layering of src/: every import (static, `import type`, `export ... from`, side-effect, and
  * dynamic `import("...")` incl. in type positions) goes to the same folder or a lower layer:
  *
- *   util < model < cpu, gpu, wasm < decoding < speculative < runtime < server, bench < cli < main.ts
+ *   util < model < cpu, gpu, wasm < decoding < speculative, batching < runtime < server, bench < cli < main.ts
  *
- * Folders of one layer (cpu, gpu and wasm; server and bench) must not import each other, and nothing under
+ * Folders of one layer (cpu, gpu and wasm; speculative and batching; server and bench) must not import
+ * each other, and nothing under
  * src/ imports from scripts/ or tests/.
  */
 import assert from "node:assert/strict";
@@ -20,6 +21,7 @@ export const LAYERS: Record<string, number> = {
   wasm: 2,
   decoding: 3,
   speculative: 4,
+  batching: 4,
   runtime: 5,
   server: 6,
   bench: 6,
@@ -158,7 +160,7 @@ Deno.test("layers: the import parser sees every form of import and skips comment
   ]);
 });
 
-Deno.test("layers: util < model < cpu, gpu, wasm < decoding < speculative < runtime < server, bench < cli < main.ts", async () => {
+Deno.test("layers: util < model < cpu, gpu, wasm < decoding < speculative, batching < runtime < server, bench < cli < main.ts", async () => {
   const problems = await layerViolations();
   assert.deepEqual(
     problems,
