@@ -23,6 +23,9 @@ import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
 import { BACKEND_FLAGS, backendFlags, backendUsage, checkPagingBackend } from "./backend_flags.ts";
 import { resolveBackend } from "../runtime/backend_choice.ts";
 
+/** ms a drained server keeps answering 503 before it closes its connections (see serve's stop). */
+const LINGER_MS = 500;
+
 /** Where the models run: a worker (the HTTP thread never waits on the device) or the HTTP thread. */
 const ENGINES = ["worker", "inline"] as const;
 
@@ -259,6 +262,10 @@ async function serve(
     );
     scheduler.drain(o.drainS * 1000).then(async (finished) => {
       if (!finished) console.error("drain timed out: cancelled the rest");
+      // Linger a moment answering 503 with "Connection: close": a balancer's requests on connections kept
+      // alive from before the drain get an answer (and it takes the replica out of rotation) instead of
+      // meeting a connection the shutdown closes under them (nginx: "upstream prematurely closed").
+      if (signals === 1) await new Promise((r) => setTimeout(r, LINGER_MS));
       await server.shutdown();
     });
   };

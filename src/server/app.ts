@@ -116,6 +116,9 @@ export function createApp(svc: ModelService, opts: AppOptions = {}): Hono {
     c.set("bodyTimeoutMs", bodyTimeoutMs);
     await next();
     metrics.requests.inc({ route: routeLabel(c.req.path), status: String(c.res.status) });
+    // Draining: no connection is kept alive for another request, so a balancer that reuses upstream
+    // connections never sends one on a connection the shutdown is about to close.
+    if (scheduler.isDraining) c.res.headers.set("Connection", "close");
   });
   if (opts.apiKey !== undefined) {
     const auth = bearerAuth(opts.apiKey);
