@@ -12,14 +12,15 @@ import type { KvCache } from "../model/kv_cache.ts";
 import type { Batcher } from "./batcher.ts";
 
 /**
- * Most tokens of a causal (prefill) forward that go into one batch: a longer prompt joins successive
- * batches a chunk at a time, so the streams already running keep emitting a token per batch while it
- * fills its cache, instead of all waiting for one forward over the whole prompt. 16: on a CPU a forward
- * costs about the same per token from a few tokens on (SmolLM2 on 2 cores: t(8) = 112 ms, t(64) = 626 ms),
- * so smaller chunks lose no prefill speed while a chunk adds t(16) rather than t(64) to the running
- * streams' inter-token latency.
+ * Most tokens of a causal (prefill) forward that go into one batch while other streams run: a longer
+ * prompt joins successive batches a chunk at a time, so the running streams keep emitting a token per
+ * batch while it fills its cache, instead of all waiting for one forward over the whole prompt (alone, a
+ * stream prefills in one forward). 8: on a CPU a forward costs about the same per token from a few tokens
+ * on (SmolLM2 on 2 cores: t(8) = 112 ms, t(64) = 626 ms), so small chunks lose no prefill speed, while a
+ * chunk adds t(8 + chunk) rather than t(8) to 8 running streams' inter-token latency (16: their p95 ITL
+ * was 6.5x a lone stream's).
  */
-export const PREFILL_CHUNK = 16;
+export const PREFILL_CHUNK = 8;
 
 /** Sequence `seq` of the batcher's model. */
 export class SequenceView implements CausalLM {
@@ -38,7 +39,9 @@ export class SequenceView implements CausalLM {
 
   forward(input: ForwardInput): Promise<Float32Array> {
     const n = input.tokens.length;
-    if (input.mask || n <= PREFILL_CHUNK) return this.batcher.forward(this.seq, input);
+    if (input.mask || n <= PREFILL_CHUNK || this.batcher.streams <= 1) {
+      return this.batcher.forward(this.seq, input);
+    }
     return this.chunked(input);
   }
 

@@ -47,7 +47,8 @@ async function decode(m: DecodeMessage, ac: AbortController): Promise<void> {
         const now = engine.liveAcceptance();
         if (now && now !== live) post({ type: "acceptance", acceptance: live = now });
       }
-      await yielder.maybe();
+      // Batched streams yield in the batcher, where they all wait (src/batching/batcher.ts).
+      if (engine.maxStreams <= 1) await yielder.maybe();
     }
     post({ type: "end", id: m.id, liveAcceptance: engine.liveAcceptance() });
   } catch (e) {
