@@ -8,7 +8,7 @@
 
 import { type ModelConfig, ropeInvFreq } from "../model/config.ts";
 import type { CausalLM, ForwardInput } from "../model/causal_lm.ts";
-import type { MultiSequence, SequenceInput } from "../model/capabilities.ts";
+import { checkSequenceParts, type MultiSequence, type SequenceInput } from "../model/capabilities.ts";
 import type { LlamaWeightsF32 } from "../model/weights.ts";
 import { CpuKvCache } from "./kv_cache.ts";
 import { attention, matVec, rmsNorm, rope, swiGlu } from "./ops.ts";
@@ -61,15 +61,8 @@ export class CpuLlama implements CausalLM, MultiSequence {
   }
 
   forwardBatch(parts: SequenceInput[]): Promise<Float32Array[]> {
-    if (parts.length === 0) return Promise.reject(new RangeError("forward: no sequences"));
-    const seen = new Set<number>();
-    for (const { seq } of parts) {
-      if (seen.has(seq)) {
-        return Promise.reject(new RangeError(`forward: sequence ${seq} appears twice in one batch`));
-      }
-      seen.add(seq);
-    }
     try {
+      checkSequenceParts(parts);
       const runs = parts.map(({ seq, input }) => this.prepare(input, this.cacheOf(seq)));
       return Promise.resolve(runs.map((run) => run()));
     } catch (e) {

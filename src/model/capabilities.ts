@@ -203,6 +203,19 @@ export interface MultiSequence {
   forwardBatch(parts: SequenceInput[]): Promise<Float32Array[]>;
 }
 
+/**
+ * Throw unless `parts` is a valid batch for {@link MultiSequence.forwardBatch}: at least one part, each
+ * sequence at most once (shared by backends; each checks its own sequences and inputs).
+ */
+export function checkSequenceParts(parts: readonly SequenceInput[]): void {
+  if (parts.length === 0) throw new RangeError("forward: no sequences");
+  const seen = new Set<number>();
+  for (const { seq } of parts) {
+    if (seen.has(seq)) throw new RangeError(`forward: sequence ${seq} appears twice in one batch`);
+    seen.add(seq);
+  }
+}
+
 /** True when `m` implements {@link MultiSequence} with more than one sequence. */
 export function isMultiSequence(m: CausalLM): m is CausalLM & MultiSequence {
   const ms = m as Partial<MultiSequence>;

@@ -301,7 +301,13 @@ export class Runtime {
       if (options.batch && options.batch.streams > 1) {
         const tf = typeof targetFolder === "string" ? targetFolder = await open(targetFolder) : targetFolder;
         const df = options.draft === undefined ? undefined : draftFolder = await open(options.draft);
-        seqs = streamCapacity(tf.config, df?.config, options.batch.streams, options.batch.kvBytes);
+        const { sequences, streamCapacity: perStream } = streamCapacity(
+          tf.config,
+          df?.config,
+          options.batch.streams,
+          options.batch.kvBytes,
+        );
+        seqs = { sequences, streamCapacity: perStream };
         if (choice?.loaded) {
           // The backend choice's copy holds one sequence.
           choice.loaded.close();

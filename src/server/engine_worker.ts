@@ -6,8 +6,9 @@
  * Generations run one after another in arrival order (the models have one KV cache each), or with
  * batched streams (`--max-batch N`) all at once as they arrive (the HTTP side admits at most N), each on
  * its own sequence, their forwards batched (src/batching/); a cancel reaches a running one at its next
- * step because the loop yields to the event loop every ~10 ms (a CPU forward otherwise resolves in
- * microtasks and no message would be read until it ended).
+ * step because the loop (with batched streams: the batcher, where they all wait) yields to the event
+ * loop every ~10 ms (a CPU forward otherwise resolves in microtasks and no message would be read until
+ * it ended).
  *
  * @module
  */

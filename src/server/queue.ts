@@ -1,12 +1,14 @@
 /**
- * Generations run in arrival order (FIFO), up to `maxRunning` at once (batched streams: `serve
- * --max-batch N`; one at a time by default), with a bounded number waiting. A full queue is refused at admission (429 with Retry-After) rather than
- * letting latency grow without bound; a request whose client goes away leaves the queue (waiting) or is
- * cancelled at its next step (running); shutdown drains, then cancels what is left.
+ * Generations run in arrival order (FIFO), up to `maxRunning` at once (batched streams:
+ * `serve --max-batch N`; one at a time by default), with a bounded number waiting. A full queue is refused at admission (429
+ * with Retry-After) rather than letting latency grow without bound; a request whose client goes away leaves
+ * the queue (waiting) or is cancelled at its next step (running); shutdown drains, then cancels what is
+ * left.
  *
- * The Retry-After of a refusal is the expected wait for the work ahead: what the running generations
- * have left plus each waiting one's expected duration, over the `maxRunning` that run at once, from its `max_tokens` (its {@link JobCost}) and
- * the measured time per generated token and share of `max_tokens` that generations actually use.
+ * The Retry-After of a refusal is the expected wait for the work ahead: what the running generations have
+ * left plus each waiting one's expected duration, over the `maxRunning` that run at once, from its
+ * `max_tokens` (its {@link JobCost}) and the measured time per generated token and share of `max_tokens`
+ * that generations actually use.
  *
  * @module
  */

@@ -8,14 +8,15 @@
  * token's result does not depend on which tokens share its chunk (see the kernels' header), so
  * chunking changes nothing but memory. With `sequences` > 1 it holds that many caches
  * ({@link MultiSequence}): a batched forward runs several sequences' tokens as one, each attending to
- * its own cache region, and for the same reason each token's logits equal its solo forward's. A mask row may attend to cached slots and to new tokens up to
- * itself (a tree in topological order), never to a later one.
+ * its own cache region, and for the same reason each token's logits equal its solo forward's. A mask
+ * row may attend to cached slots and to new tokens up to itself (a tree in topological order), never to
+ * a later one.
  *
  * @module
  */
 
 import type { CausalLM, ForwardInput } from "../model/causal_lm.ts";
-import type { MultiSequence, SequenceInput } from "../model/capabilities.ts";
+import { checkSequenceParts, type MultiSequence, type SequenceInput } from "../model/capabilities.ts";
 import { type ModelConfig, ropeInvFreq } from "../model/config.ts";
 import { WasmKvCache } from "./kv_cache.ts";
 import { CTX_FIELDS, LAYER_FIELDS, SEQ_FIELDS, StructView } from "./layout.ts";
@@ -42,8 +43,6 @@ interface Part {
   input: ForwardInput;
   /** Cached slots before the forward. */
   past: number;
-  /** Logit rows, in the caller's order. */
-  rows: ArrayLike<number>;
   /** Row i -> its indices in `rows`. */
   wanted: number[][];
   out: Float32Array;
@@ -198,17 +197,15 @@ export class WasmLlama implements CausalLM, MultiSequence {
   /** Synchronous {@link MultiSequence.forwardBatch}. */
   forwardBatchSync(parts: SequenceInput[]): Float32Array[] {
     if (this.disposed) throw new Error("wasm backend: forward on a disposed model");
-    if (parts.length === 0) throw new RangeError("forward: no sequences");
-    const seen = new Set<number>();
-    const checked = parts.map(({ seq, input }) => {
-      if (seen.has(seq)) throw new RangeError(`forward: sequence ${seq} appears twice in one batch`);
-      seen.add(seq);
-      return this.check(this.cacheOf(seq), this.bases[seq], input);
-    });
+    checkSequenceParts(parts);
+    const checked = parts.map(({ seq, input }) => this.check(this.cacheOf(seq), this.bases[seq], input));
     // The batch's rows: every part's tokens in order, run in chunks of `chunk` rows.
-    const total = checked.reduce((a, p) => a + p.input.tokens.length, 0);
     const firstRow: number[] = [];
-    checked.reduce((a, p) => (firstRow.push(a), a + p.input.tokens.length), 0);
+    let total = 0;
+    for (const p of checked) {
+      firstRow.push(total);
+      total += p.input.tokens.length;
+    }
     for (let o = 0; o < total; o += this.chunk) {
       this.runChunk(checked, firstRow, o, Math.min(this.chunk, total - o));
     }
@@ -263,7 +260,7 @@ export class WasmLlama implements CausalLM, MultiSequence {
         if (!any) throw new RangeError(`forward: mask row ${i} attends to nothing`);
       }
     }
-    return { kv, base, input, past, rows, wanted, out: new Float32Array(rows.length * c.vocabSize) };
+    return { kv, base, input, past, wanted, out: new Float32Array(rows.length * c.vocabSize) };
   }
 
   /** Batch rows [o, o + m): the parts' rows in it, each part's cache advanced past them. */
