@@ -48,20 +48,22 @@ export interface KernelRow {
 /**
  * Time `record` (which records one repetition) as described in the module doc. `reps` undefined: as
  * many repetitions as fill about 60 ms per sample, from the timed warm-up (slow kernels such as a
- * 49k-row LM head on a CPU adapter would otherwise take seconds each).
+ * 49k-row LM head on a CPU adapter would otherwise take seconds each), at most `maxReps` (a fast GPU
+ * needs hundreds of sub-0.1 ms launches to lift a sample above the sync's jitter).
  */
-async function timeOps(
+export async function timeOps(
   gpu: Gpu,
   ctx: ops.OpContext,
   record: () => Promise<void>,
   sync: number,
   reps?: number,
+  maxReps = 40,
 ): Promise<number> {
   const w0 = performance.now();
   await record();
   await ctx.rec.submit("warm-up");
   await gpu.device.queue.onSubmittedWorkDone();
-  reps ??= Math.max(2, Math.min(40, Math.round(60 / Math.max(0.05, performance.now() - w0 - sync))));
+  reps ??= Math.max(2, Math.min(maxReps, Math.round(60 / Math.max(0.05, performance.now() - w0 - sync))));
   const samples: number[] = [];
   for (let k = 0; k < 3; k++) {
     const t0 = performance.now();
