@@ -18,5 +18,9 @@ for a in "$@"; do
   [ "$a" = "--quick" ] && [ "$limit" = 420 ] && limit=120
   prev=$a
 done
+# With node_modules in place (a lent machine: unpacked by .gpu/enter.sh) every module is local: no registry
+# look-up (there is no network there; without --cached-only Deno asks npm for package metadata).
+cached=()
+[ -d node_modules ] && cached=(--cached-only)
 # A hard stop a little past the driver's own limit, in case a stage ignores SIGTERM.
-exec timeout -k 5 $((${limit%.*} + 20)) deno run -A scripts/gpu_check.ts "$@"
+exec timeout -k 5 $((${limit%.*} + 20)) deno run -A "${cached[@]}" scripts/gpu_check.ts "$@"

@@ -130,6 +130,9 @@ async function drive(
       args: [
         "run",
         "-A",
+        // The driver's own start resolved every module (the stages import nothing it does not): never
+        // the network, which a lent machine does not have.
+        "--cached-only",
         import.meta.filename!,
         "--stage",
         spec.name,
