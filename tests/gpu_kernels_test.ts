@@ -15,6 +15,7 @@ import {
   type TiledTile,
   tiledTileFor,
 } from "../src/gpu/matmul_tiled.ts";
+import { isCurrentChoice, measureMatmulChoice } from "../src/gpu/matmul_choice.ts";
 import { attention, matVec, rmsNorm, rope, swiGlu } from "../src/cpu/ops.ts";
 import { type DType, toF32 } from "../src/model/dtype.ts";
 import { encodeTensor } from "../src/model/safetensors_write.ts";
@@ -281,6 +282,22 @@ Deno.test("gpu: matmul consults ctx.kernels: the bucket's tiled kernel, row-walk
   const a = await readF32(rw, 7 * rows), b = await readF32(tl, 7 * rows);
   assert.ok(a.some((v, i) => v !== b[i]), "tiled and row-walking results are bit-identical: no switch?");
   assertClose(a, b, 1e-4, "tiled vs row-walking");
+});
+
+Deno.test("gpu: measureMatmulChoice times both kernels per bucket and returns a current choice", async () => {
+  const w = uploadMatrix(gpu, "w", encodeTensor(rand(70 * 72, 9, 0.5), "F16"), [70, 72], "F16");
+  const c = await measureMatmulChoice(gpu, [{ w, count: 2 }], { buckets: [1, 8] });
+  assert.ok(isCurrentChoice(c));
+  assert.deepEqual(c.buckets.map((b) => b.n), [1, 8]);
+  for (const b of c.buckets) {
+    assert.ok(b.ms && b.ms.rows > 0, `bucket ${b.n} timed`);
+    if (b.tile) assert.ok(b.ms.tiled! <= 0.9 * b.ms.rows, `bucket ${b.n}: a tile that won by 10%`);
+  }
+  assert.ok(!isCurrentChoice({ ...c, shaders: "other kernels" }));
+  assert.ok(!isCurrentChoice({ ...c, version: MATMUL_CHOICE_VERSION + 1 }));
+  // Past the budget: row-walking, unmeasured.
+  const none = await measureMatmulChoice(gpu, [{ w, count: 1 }], { buckets: [1, 2], budgetMs: 0 });
+  assert.deepEqual(none.buckets, [{ n: 1, tile: null }, { n: 2, tile: null }]);
 });
 
 Deno.test("gpu: gate_up (fused gate, up, swiglu) equals the CPU and the unfused kernels bit for bit", async () => {
