@@ -8,6 +8,14 @@ import { PipelineCache } from "../src/gpu/pipelines.ts";
 import { Recorder, UniformArena } from "../src/gpu/recorder.ts";
 import * as ops from "../src/gpu/ops.ts";
 import { uploadMatrix } from "../src/gpu/tensor.ts";
+import {
+  MATMUL_CHOICE_VERSION,
+  type MatmulChoice,
+  matmulTiled,
+  type TiledTile,
+  tiledTileFor,
+} from "../src/gpu/matmul_tiled.ts";
+import { isCurrentChoice, measureMatmulChoice } from "../src/gpu/matmul_choice.ts";
 import { attention, matVec, rmsNorm, rope, swiGlu } from "../src/cpu/ops.ts";
 import { type DType, toF32 } from "../src/model/dtype.ts";
 import { encodeTensor } from "../src/model/safetensors_write.ts";
@@ -145,6 +153,151 @@ Deno.test("gpu: matmul tiles, row-per-thread and split lanes, awkward rows / in 
       }
     }
   }
+});
+
+/**
+ * y0 (+)= W x for token rows t < n on the CPU (matVec on the rounded weights), and per element the bound
+ * sum_k |x_k W_rk| the tolerances scale with. x row t at xOffset + t * in, y (t, col) at yOffset + t *
+ * yStride + col.
+ */
+function matmulTwin(
+  wr: Float32Array,
+  x: Float32Array,
+  y0: Float32Array,
+  g: {
+    n: number;
+    rows: number;
+    inDim: number;
+    xOffset: number;
+    yOffset: number;
+    yStride: number;
+    acc: boolean;
+  },
+): { want: Float32Array; scale: Float32Array } {
+  const want = y0.slice(), scale = new Float32Array(y0.length);
+  const row = new Float32Array(g.rows), absRow = new Float32Array(g.rows);
+  const absW = wr.map(Math.abs);
+  for (let t = 0; t < g.n; t++) {
+    const xt = x.subarray(g.xOffset + t * g.inDim, g.xOffset + (t + 1) * g.inDim);
+    matVec(wr, xt, g.rows, g.inDim, row);
+    matVec(absW, xt.map(Math.abs), g.rows, g.inDim, absRow);
+    for (let o = 0; o < g.rows; o++) {
+      const i = g.yOffset + t * g.yStride + o;
+      want[i] = (g.acc ? want[i] : 0) + row[o];
+      scale[i] = absRow[o];
+    }
+  }
+  return { want, scale };
+}
+
+Deno.test("gpu: matmul_tiled (GEMM) vs CPU: all dtypes, f16 tiles, awkward n / rows / in, acc, offsets, parts", async () => {
+  // (n, rows, in): every n of 1, 2, 5, 17, 64, 130, 257, rows of 1, 7, 129, 576 and in of 8, 40, 576, 1544.
+  const shapes: [number, number, number][] = [
+    [1, 7, 40],
+    [2, 129, 8],
+    [5, 576, 1544],
+    [17, 1, 576],
+    [64, 129, 1544],
+    [130, 7, 576],
+    [257, 576, 40],
+    [257, 129, 8],
+  ];
+  const tiles: TiledTile[] = [
+    { bm: 64, bn: 64, bk: 16, tm: 4, tr: 4 },
+    { bm: 16, bn: 64, bk: 16, tm: 4, tr: 4 },
+    { bm: 32, bn: 32, bk: 8, tm: 4, tr: 2 },
+    { bm: 8, bn: 16, bk: 4, tm: 1, tr: 1 },
+    { bm: 64, bn: 128, bk: 8, tm: 8, tr: 4 },
+  ];
+  let k = 0;
+  for (const dtype of ["F32", "F16", "BF16"] as DType[]) {
+    for (const [n, rows, inDim] of shapes) {
+      // Two tiles per shape (all five per dtype), plus the f16 variant of the first for F16 weights.
+      const picked = [tiles[k % tiles.length], tiles[(k + 2) % tiles.length]];
+      if (dtype === "F16" && gpu.hasF16) picked.push({ ...picked[0], f16: true });
+      k++;
+      const acc = k % 2 === 0, xOffset = k % 3 === 0 ? 3 : 0, yOffset = k % 2, yStride = rows + (k % 4);
+      const W = rand(rows * inDim, 100 + k, 0.5);
+      const x = rand(xOffset + n * inDim, 200 + k);
+      const y0 = rand(yOffset + n * yStride, 300 + k);
+      // About three parts (an even number of rows each for odd 16-bit rows).
+      const partBytes = Math.max(2, Math.ceil(rows / 3)) * inDim * 4;
+      const m = uploadMatrix(gpu, "w", encodeTensor(W, dtype), [rows, inDim], dtype, partBytes);
+      assert.ok(rows < 3 || m.parts.length >= 2, `${m.parts.length} parts`);
+      const xb = upload(x);
+      const g = { n, rows, inDim, xOffset, yOffset, yStride, acc };
+      const { want, scale } = matmulTwin(rounded(W, dtype), x, y0, g);
+      for (const tile of picked) {
+        const y = upload(y0);
+        await matmulTiled(ctx, { w: m, x: xb, y, n, xOffset, yOffset, yStride, acc, tile });
+        await ctx.rec.submit();
+        const got = await readF32(y, y0.length);
+        // f32: reassociation only (~in * 2^-24 of the absolute sum at worst); f16: x and each product
+        // rounded to f16 and summed 4 at a time in f16 (documented in the shader), then f32.
+        const eps = tile.f16 ? 4 * 2 ** -11 : 4e-6;
+        const what = `matmul_tiled ${dtype} n=${n} ${rows}x${inDim} acc=${acc} tile ${JSON.stringify(tile)}`;
+        for (let i = 0; i < want.length; i++) {
+          const err = Math.abs(got[i] - want[i]);
+          assert.ok(
+            err <= eps * scale[i] + 1e-6 * Math.abs(want[i]),
+            `${what}: index ${i}: gpu ${got[i]} vs cpu ${want[i]}`,
+          );
+        }
+      }
+    }
+  }
+});
+
+Deno.test("gpu: matmul consults ctx.kernels: the bucket's tiled kernel, row-walking where it says null", async () => {
+  const rows = 45, inDim = 72, dtype: DType = "F16";
+  const tile: TiledTile = { bm: 16, bn: 32, bk: 8, tm: 2, tr: 2 };
+  const choice: MatmulChoice = {
+    version: MATMUL_CHOICE_VERSION,
+    shaders: "test",
+    buckets: [{ n: 1, tile: null }, { n: 2, tile: null }, { n: 4, tile }],
+  };
+  assert.equal(tiledTileFor(choice, 1), undefined);
+  assert.equal(tiledTileFor(choice, 3), tile);
+  assert.equal(tiledTileFor(choice, 300), tile); // past the last bucket: the last one
+  assert.equal(tiledTileFor(undefined, 64), undefined);
+  const m = uploadMatrix(gpu, "w", encodeTensor(rand(rows * inDim, 7, 0.5), dtype), [rows, inDim], dtype);
+  const chosen: ops.OpContext = { ...ctx, kernels: { matmul: choice } };
+  for (const n of [2, 7]) {
+    const x = upload(rand(n * inDim, 8 + n));
+    const viaChoice = empty(n * rows), direct = empty(n * rows);
+    await ops.matmul(chosen, { w: m, x, y: viaChoice, n });
+    const expect = tiledTileFor(choice, n);
+    if (expect) await matmulTiled(ctx, { w: m, x, y: direct, n, tile: expect });
+    else await ops.matmul(ctx, { w: m, x, y: direct, n });
+    await ctx.rec.submit();
+    const a = await readF32(viaChoice, n * rows), b = await readF32(direct, n * rows);
+    assertClose(a, b, 0, `matmul via ctx.kernels n=${n}`);
+  }
+  // The row-walking and the tiled kernel sum in different orders: the choice really switched kernels.
+  const x = upload(rand(7 * inDim, 15));
+  const rw = empty(7 * rows), tl = empty(7 * rows);
+  await ops.matmul(ctx, { w: m, x, y: rw, n: 7 });
+  await ops.matmul(chosen, { w: m, x, y: tl, n: 7 });
+  await ctx.rec.submit();
+  const a = await readF32(rw, 7 * rows), b = await readF32(tl, 7 * rows);
+  assert.ok(a.some((v, i) => v !== b[i]), "tiled and row-walking results are bit-identical: no switch?");
+  assertClose(a, b, 1e-4, "tiled vs row-walking");
+});
+
+Deno.test("gpu: measureMatmulChoice times both kernels per bucket and returns a current choice", async () => {
+  const w = uploadMatrix(gpu, "w", encodeTensor(rand(70 * 72, 9, 0.5), "F16"), [70, 72], "F16");
+  const c = await measureMatmulChoice(gpu, [{ w, count: 2 }], { buckets: [1, 8] });
+  assert.ok(isCurrentChoice(c));
+  assert.deepEqual(c.buckets.map((b) => b.n), [1, 8]);
+  for (const b of c.buckets) {
+    assert.ok(b.ms && b.ms.rows > 0, `bucket ${b.n} timed`);
+    if (b.tile) assert.ok(b.ms.tiled! <= 0.9 * b.ms.rows, `bucket ${b.n}: a tile that won by 10%`);
+  }
+  assert.ok(!isCurrentChoice({ ...c, shaders: "other kernels" }));
+  assert.ok(!isCurrentChoice({ ...c, version: MATMUL_CHOICE_VERSION + 1 }));
+  // Past the budget: row-walking, unmeasured.
+  const none = await measureMatmulChoice(gpu, [{ w, count: 1 }], { buckets: [1, 2], budgetMs: 0 });
+  assert.deepEqual(none.buckets, [{ n: 1, tile: null }, { n: 2, tile: null }]);
 });
 
 Deno.test("gpu: gate_up (fused gate, up, swiglu) equals the CPU and the unfused kernels bit for bit", async () => {

@@ -24,6 +24,7 @@ import { Rng } from "../util/rng.ts";
 import { sharedGpu } from "../runtime/backend.ts";
 import { forwardMs, syncCost } from "../runtime/hardware_profile.ts";
 import { loadGpuTarget } from "./pair.ts";
+import { measureMatmulChoice } from "../gpu/matmul_choice.ts";
 
 /** Options of the kernel benchmark. */
 export interface KernelBenchOptions {
@@ -486,8 +487,23 @@ export async function benchKernels(o: KernelBenchOptions): Promise<Record<string
 
   // Whole target forward t(n): n new tokens after `past` cached ones, one submission + one readback.
   const fwd: { n: number; ms: number }[] = [];
-  for (const n of quick ? [1, 8, 32] : [1, 2, 4, 8, 16, 32, 64]) {
+  const fwdSizes = quick ? [1, 8, 32] : [1, 2, 4, 8, 16, 32, 64];
+  for (const n of fwdSizes) {
     fwd.push({ n, ms: sync.readbackMs + await forwardMs(model, n, past, sync.readbackMs, quick ? 2 : 3) });
+  }
+  // The startup profile's matmul kernel choice (gpu/matmul_choice.ts) and the forward again with it.
+  const uses = await model.matmulUses();
+  const choiceStart = performance.now();
+  const choice = uses ? await measureMatmulChoice(gpu, uses) : undefined;
+  const choiceMs = performance.now() - choiceStart;
+  const fwdChosen: { n: number; ms: number }[] = [];
+  if (choice) {
+    model.useMatmulChoice(choice);
+    for (const n of fwdSizes) {
+      const ms = sync.readbackMs + await forwardMs(model, n, past, sync.readbackMs, quick ? 2 : 3);
+      fwdChosen.push({ n, ms });
+    }
+    model.useMatmulChoice(undefined);
   }
   target.close();
 
@@ -510,6 +526,13 @@ export async function benchKernels(o: KernelBenchOptions): Promise<Record<string
   console.log("| n | ms | ms per token |");
   console.log("|---:|---:|---:|");
   for (const f of fwd) console.log(`| ${f.n} | ${f.ms.toFixed(2)} | ${(f.ms / f.n).toFixed(3)} |`);
+  if (choice) {
+    const picks = choice.buckets.map((b) => `n<=${b.n}: ${b.tile ? JSON.stringify(b.tile) : "row-walking"}`);
+    console.log(`\n## Matmul kernel choice (measured in ${choiceMs.toFixed(0)} ms)\n\n${picks.join("; ")}\n`);
+    console.log("| n | row-walking ms | with the choice ms |");
+    console.log("|---:|---:|---:|");
+    fwd.forEach((f, i) => console.log(`| ${f.n} | ${f.ms.toFixed(2)} | ${fwdChosen[i].ms.toFixed(2)} |`));
+  }
   const t1 = fwd[0].ms;
   console.log(
     `\n## One decode step (n = 1, past=${past}) kernel by kernel at the target's shape (${dtype})\n`,
@@ -544,6 +567,7 @@ export async function benchKernels(o: KernelBenchOptions): Promise<Record<string
     kernels: rows,
     matmulTn: tn,
     targetForwardTn: fwd,
+    matmulChoice: choice ? { ...choice, measuredMs: choiceMs, targetForwardTn: fwdChosen } : undefined,
     decodeStep: step,
   };
   if (o.jsonPath) {

@@ -9,11 +9,14 @@
 import type { PipelineCache } from "./pipelines.ts";
 import { type Binding, f32Bits, type Recorder } from "./recorder.ts";
 import { DTYPE_CODE, type GpuMatrix } from "./tensor.ts";
+import { type MatmulChoice, matmulTiled, tiledTileFor } from "./matmul_tiled.ts";
 
 /** What every launcher needs. */
 export interface OpContext {
   rec: Recorder;
   pipelines: PipelineCache;
+  /** The adapter's measured matmul kernel per n (matmul_tiled.ts); absent: the row-walking kernel. */
+  kernels?: { matmul?: MatmulChoice };
 }
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
@@ -101,6 +104,9 @@ export async function matmul(
     tile?: MatmulTile;
   },
 ): Promise<void> {
+  // The profile's choice (none, or an explicit tile: matmul.wgsl as tuned below).
+  const tiled = a.tile ? undefined : tiledTileFor(c.kernels?.matmul, a.n);
+  if (tiled) return await matmulTiled(c, { ...a, tile: tiled });
   if (a.tile?.split && (a.tile.wg % 16 !== 0 || a.tile.wg * a.tile.rpt * a.tile.tn * 4 > 16384)) {
     throw new RangeError(`matmul: split tile ${JSON.stringify(a.tile)} needs wg % 16 == 0 and <= 16 KiB`);
   }

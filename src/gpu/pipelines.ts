@@ -5,7 +5,8 @@
  * where the binding *types* differ, e.g. vec4 vs scalar weight loads); lines between
  * `//#unroll V COUNT` and `//#end` are repeated COUNT times (a number or a define) with `$V` replaced
  * by 0, 1, ... — register-resident accumulators instead of private arrays, which some compilers
- * (Mesa llvmpipe) keep in memory; `//#include NAME` inlines shaders/NAME.wgsl (shared helpers).
+ * (Mesa llvmpipe) keep in memory; `//#include NAME` inlines shaders/NAME.wgsl (shared helpers). `enable ...;` directives kept by the
+ * `//#if` blocks are hoisted above the consts (WGSL wants them before any declaration).
  *
  * @module
  */
@@ -91,7 +92,11 @@ export function preprocess(name: string, src: string, defines: Defines): string 
     }
   }
   if (stack.length) throw new Error(`shader ${name}: unterminated //#if`);
-  const body = unroll(name, out, defines);
+  // Global directives (`enable f16;`) must precede every declaration, the consts included: hoisted.
+  const isDirective = (l: string) => /^\s*enable\s+[\w\s,]+;\s*$/.test(l);
+  const unrolled = unroll(name, out, defines);
+  const directives = unrolled.filter(isDirective).map((l) => l.trim());
+  const body = unrolled.filter((l) => !isDirective(l));
   const consts = Object.entries(defines).map(([k, v]) => {
     if (typeof v === "boolean") return `const ${k}: u32 = ${v ? 1 : 0}u;`;
     if (typeof v === "number") {
@@ -104,7 +109,8 @@ export function preprocess(name: string, src: string, defines: Defines): string 
     if ("i32" in v && Number.isInteger(v.i32)) return `const ${k}: i32 = ${v.i32}i;`;
     throw new Error(`shader ${name}: define ${k}=${JSON.stringify(v)} is not a u32, {f32} or {i32}`);
   });
-  return `// ${name} ${JSON.stringify(defines)}\n${consts.join("\n")}\n${body.join("\n")}`;
+  const head = directives.length ? `${directives.join("\n")}\n` : "";
+  return `${head}// ${name} ${JSON.stringify(defines)}\n${consts.join("\n")}\n${body.join("\n")}`;
 }
 
 /** Pipelines by shader name + defines. */

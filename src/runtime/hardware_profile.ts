@@ -25,6 +25,8 @@ import { modelId } from "./acceptance_store.ts";
 import { costAt, type MeasuredCosts } from "../speculative/tree_choice.ts";
 import { median } from "../util/stats.ts";
 import { cacheFiles, InvalidCacheFile, readCacheJson, writeAtomic } from "./cache_dir.ts";
+import type { MatmulChoice } from "../gpu/matmul_tiled.ts";
+import { isCurrentChoice, measureMatmulChoice } from "../gpu/matmul_choice.ts";
 
 /** What a cached profile is valid for. */
 export interface ProfileKey {
@@ -98,6 +100,12 @@ export interface BudgetRow {
 /** Measured costs plus SpecExec's measured budgets. */
 export interface HardwareCosts extends MeasuredCosts {
   specexec?: BudgetRow[];
+  /**
+   * The target's matmul kernel per n bucket (gpu/matmul_choice.ts), measured before t(n) and applied
+   * to the target; absent in profiles from before it (those keep the row-walking kernel their t(n) was
+   * measured with), on the wasm backend and for paged targets.
+   */
+  matmul?: MatmulChoice;
 }
 
 interface ProfileEntry extends HardwareCosts {
@@ -142,6 +150,9 @@ export async function measureSpecExecBudgets(
         ...(pair.target instanceof GpuLlama ? pair.target.options : {}),
         maxBatch: Math.max(256, budget + 1),
       });
+    if (!reuse && t instanceof GpuLlama && pair.target instanceof GpuLlama) {
+      t.useMatmulChoice(pair.target.matmulChoice); // the kernels the profile measured
+    }
     let st: { tokPerS: number; tokensPerStep: number } | undefined;
     const events = decode("specexec", t, pair.draft, prompt, {
       tree: { budget },
@@ -344,6 +355,23 @@ export async function measureCosts(
   return { sizes, target: t, draft: d, sync, arTokensPerSubmission: wasm ? 1 : 8 };
 }
 
+/**
+ * Measure the matmul kernel choice for a resident GPU target (gpu/matmul_choice.ts, ~3 s at most) and
+ * apply it; undefined (nothing changed) on the wasm backend, for other models and for paged targets.
+ */
+export async function chooseMatmul(
+  device: ProfileDevice,
+  target: CausalLM,
+  log?: (l: string) => void,
+): Promise<MatmulChoice | undefined> {
+  if (isWasmHost(device) || !(target instanceof GpuLlama)) return undefined;
+  const uses = await target.matmulUses();
+  if (!uses) return undefined;
+  const choice = await measureMatmulChoice(device, uses, { log });
+  target.useMatmulChoice(choice);
+  return choice;
+}
+
 /** Where the hardware profile of a draft is read from and written to (see cache_dir.ts). */
 export function profileFiles(draftDir: string, cacheDir?: string | null) {
   return cacheFiles(draftDir, "profile.json", cacheDir);
@@ -374,7 +402,15 @@ export async function loadOrMeasureCosts(
   if (!opts.reprofile) {
     for (const path of files.read) {
       const hit = (await read(path)).find((e) => sameKey(e.key, key));
-      if (hit) return { costs: hit, cached: true, key };
+      // A choice measured with other matmul kernels: its t(n) no longer holds either.
+      if (hit && hit.matmul !== undefined && !isCurrentChoice(hit.matmul)) {
+        opts.log?.(`the matmul kernels changed since ${path} was measured: profiling again`);
+        break;
+      }
+      if (hit) {
+        if (hit.matmul && pair.target instanceof GpuLlama) pair.target.useMatmulChoice(hit.matmul);
+        return { costs: hit, cached: true, key };
+      }
     }
     for (const e of invalid) {
       opts.log?.(
@@ -384,12 +420,14 @@ export async function loadOrMeasureCosts(
     }
   }
   opts.log?.(`profiling ${device.adapter.description || device.adapter.vendor} ...`);
+  const matmul = await chooseMatmul(device, pair.target, opts.log);
   const measured = await measureCosts(device, pair.target, pair.draft, {
     maxN: opts.maxN ?? (pagingOf(pair.target) ? 256 : 128),
     log: opts.log,
   });
   const costs: HardwareCosts = {
     ...measured,
+    ...(matmul ? { matmul } : {}),
     host: await measureHostOverhead(pair, measured, opts.log),
     specexec: await measureSpecExecBudgets(device, pair, SAMPLING_DEFAULTS.profile, opts.log),
   };

@@ -12,6 +12,7 @@ import type { SamplingParams } from "../../model/sampling.ts";
 import type { Gpu } from "../device.ts";
 import * as ops from "../ops.ts";
 import { PipelineCache } from "../pipelines.ts";
+import type { MatmulUse } from "../matmul_choice.ts";
 import { Recorder, UniformArena } from "../recorder.ts";
 import { InputBuffers } from "./inputs.ts";
 import { GpuKvCache } from "./kv_cache.ts";
@@ -87,6 +88,22 @@ export class GpuForward {
       await record(this.ctx);
       await this.submit(label);
     });
+  }
+
+  /**
+   * The matrices a forward multiplies through ops.matmul (the fused q/k and gate/up kernels keep their
+   * own row-walking tiles) with their counts per forward: layer 0's as every layer's, and the LM head.
+   * Undefined when the layers are streamed (their forward is bound by the streaming, not the kernel).
+   */
+  async matmulUses(): Promise<MatmulUse[] | undefined> {
+    if (this.weights.streamed(0)) return undefined;
+    const c = this.config, L = await this.weights.layer(0), count = c.nLayers;
+    const uses: MatmulUse[] = [];
+    if (!ops.qkRopeFusable(L.wq, L.wk, c.headDim)) uses.push({ w: L.wq, count }, { w: L.wk, count });
+    uses.push({ w: L.wv, count }, { w: L.wo, count });
+    if (!ops.gateUpFusable(L.wGate, L.wUp)) uses.push({ w: L.wGate, count }, { w: L.wUp, count });
+    uses.push({ w: L.wDown, count }, { w: this.weights.lmHead, count: 1 });
+    return uses;
   }
 
   /** (rows, vocab) f32 logits of the last recorded forward. */

@@ -9,6 +9,8 @@
  * @module
  */
 
+import type { MatmulUse } from "../matmul_choice.ts";
+import type { MatmulChoice } from "../matmul_tiled.ts";
 import type { ModelConfig } from "../../model/config.ts";
 import type { Checkpoint } from "../../model/folder.ts";
 import type { CausalLM, ForwardInput } from "../../model/causal_lm.ts";
@@ -70,6 +72,21 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep {
   ) {
     this.fp = new GpuForward(gpu, config, capacity, maxBatch, w, this.counters);
     this.kv = this.fp.kv;
+  }
+
+  /** This model's matrices as its forward multiplies them (see GpuForward.matmulUses). */
+  matmulUses(): Promise<MatmulUse[] | undefined> {
+    return this.fp.matmulUses();
+  }
+
+  /** Use `choice` for this model's matmuls from the next recorded forward on (undefined: row-walking). */
+  useMatmulChoice(choice: MatmulChoice | undefined): void {
+    this.fp.ctx.kernels = choice ? { matmul: choice } : undefined;
+  }
+
+  /** The matmul choice in use (undefined: the row-walking kernel everywhere). */
+  get matmulChoice(): MatmulChoice | undefined {
+    return this.fp.ctx.kernels?.matmul;
   }
 
   /** Upload a model folder's weights and allocate the KV cache and activations. */
