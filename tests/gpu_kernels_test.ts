@@ -332,6 +332,77 @@ Deno.test("gpu: attention with GQA, causal and tree masks", async () => {
   }
 });
 
+/** Visible slots of each of n rows after `past`: causal, or a random tree (each row's parent earlier or none). */
+function treeMask(
+  n: number,
+  past: number,
+  seed: number,
+): { vis: number[][]; bits: Uint32Array; words: number } {
+  const r = new Rng(seed), words = Math.ceil((past + n) / 32), parent: number[] = [];
+  const vis: number[][] = [], bits = new Uint32Array(n * words);
+  for (let t = 0; t < n; t++) {
+    parent.push(t === 0 || r.next() < 0.2 ? -1 : Math.floor(r.next() * t));
+    const anc: number[] = [];
+    for (let a = t; a >= 0; a = parent[a]) anc.unshift(past + a);
+    vis.push([...Array.from({ length: past }, (_, j) => j), ...anc]);
+    for (const j of vis[t]) bits[t * words + (j >>> 5)] |= 1 << (j & 31);
+  }
+  return { vis, bits, words };
+}
+
+/** u32 words of x as f16 pairs (element e in word e / 2, even element low): the f16 KV layout. */
+const packF16 = (x: Float32Array) => new Uint32Array(encodeTensor(x, "F16").buffer);
+
+Deno.test("gpu: flash attention equals the CPU attention: GQA 1 and 3, head dims 64/48/80/32, causal and tree masks, f32 and f16 KV", async () => {
+  // [n, past, nHeads, nKv, headDim, kvDtype]: contexts of 1 .. 2 tiles and more, never a multiple of one.
+  const cases: [number, number, number, number, number, ops.KvDtype][] = [
+    [1, 0, 9, 3, 64, "f32"],
+    [1, 75, 9, 3, 64, "f32"],
+    [3, 0, 4, 4, 48, "f32"],
+    [17, 40, 9, 3, 64, "f32"],
+    [70, 0, 6, 2, 80, "f32"],
+    [17, 101, 4, 4, 64, "f16"],
+    [3, 37, 9, 3, 48, "f16"],
+    [70, 5, 8, 2, 32, "f16"],
+  ];
+  let seed = 100;
+  for (const [n, past, nHeads, nKv, hd, kvDtype] of cases) {
+    const kvDim = nKv * hd, slots = past + n + 3; // slots past the context hold data that must not leak in
+    const q = rand(n * nHeads * hd, seed++),
+      kf = rand(slots * kvDim, seed++),
+      vf = rand(slots * kvDim, seed++, 2);
+    const k = kvDtype === "f16" ? rounded(kf, "F16") : kf, v = kvDtype === "f16" ? rounded(vf, "F16") : vf;
+    const tree = treeMask(n, past, seed++);
+    for (const causal of [true, false]) {
+      const out = empty(n * nHeads * hd);
+      await ops.flashAttention(ctx, {
+        q: upload(q),
+        k: upload(kvDtype === "f16" ? packF16(k) : k),
+        v: upload(kvDtype === "f16" ? packF16(v) : v),
+        mask: upload(tree.bits),
+        out,
+        n,
+        past,
+        nHeads,
+        nKvHeads: nKv,
+        headDim: hd,
+        maskWords: tree.words,
+        causal,
+        kvDtype,
+      });
+      await ctx.rec.submit();
+      const want = new Float32Array(n * nHeads * hd);
+      for (let t = 0; t < n; t++) {
+        const visible = causal ? Array.from({ length: past + t + 1 }, (_, j) => j) : tree.vis[t];
+        const row = (a: Float32Array) => a.subarray(t * nHeads * hd, (t + 1) * nHeads * hd);
+        attention(row(q), k, v, visible, { nHeads, nKvHeads: nKv, headDim: hd }, row(want));
+      }
+      const what = `flash n=${n} past=${past} heads=${nHeads}/${nKv} hd=${hd} ${kvDtype} causal=${causal}`;
+      assertClose(await readF32(out, want.length), want, 1e-5, what);
+    }
+  }
+});
+
 Deno.test("gpu: swiglu", async () => {
   const count = 1001;
   const g = rand(count, 8, 6), u = rand(count, 9);

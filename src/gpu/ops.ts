@@ -10,6 +10,9 @@ import type { PipelineCache } from "./pipelines.ts";
 import { type Binding, f32Bits, type Recorder } from "./recorder.ts";
 import { DTYPE_CODE, type GpuMatrix } from "./tensor.ts";
 
+/** Element type of the KV cache: f32, or f16 with two halves per u32 word (even element low). */
+export type KvDtype = "f32" | "f16";
+
 /** What every launcher needs. */
 export interface OpContext {
   rec: Recorder;
@@ -288,6 +291,117 @@ export async function attention(
     ],
     [a.q, a.k, a.v, a.mask, a.scratch, a.out],
     [a.nHeads, a.n],
+  );
+}
+
+/** Workgroup memory one workgroup may use (WebGPU's default maxComputeWorkgroupStorageSize). */
+export const WORKGROUP_BYTES = 32768;
+
+/** How one flash-attention dispatch is laid out (see shaders/flash_attention.wgsl). */
+export interface FlashTile {
+  /** Query rows per workgroup (each K/V tile serves R rows times the GQA group). */
+  r: number;
+  /** Keys per K/V tile = threads per workgroup. */
+  tk: number;
+}
+
+/** Workgroup bytes of a flash tile: qs, ks (rows padded by a vec4), vs, ps (rows padded by one), m, l, alpha. */
+export function flashBytes(t: FlashTile, headDim: number, group: number): number {
+  const qv = t.r * group;
+  return 4 * (qv * headDim + t.tk * (headDim + 4) + t.tk * headDim + qv * (t.tk + 1) + 3 * qv);
+}
+
+/** vec4 output accumulators per thread of a flash tile. */
+const flashAccs = (t: FlashTile, headDim: number, group: number) => ceil(t.r * group * headDim / 4, t.tk);
+
+/**
+ * Tile of {@link flashAttention} for n query rows: R = 1 for a single row (decode), else up to 4 rows
+ * sharing each K/V tile; TK = 32 keys (and threads) for head_dim <= 64, 16 up to 128, else 8. R (then TK)
+ * shrinks until the workgroup memory fits {@link WORKGROUP_BYTES} and each thread keeps at most 16 vec4
+ * accumulators. On a GPU with more workgroup memory a bigger TK (64: two full warps) or R would cut
+ * barriers per slot or K/V loads per row.
+ */
+export function flashTile(n: number, headDim: number, group: number): FlashTile {
+  const t: FlashTile = { r: n <= 1 ? 1 : Math.min(4, n), tk: headDim <= 64 ? 32 : headDim <= 128 ? 16 : 8 };
+  const fits = () => flashBytes(t, headDim, group) <= WORKGROUP_BYTES && flashAccs(t, headDim, group) <= 16;
+  while (!fits() && t.r > 1) t.r--;
+  while (!fits() && t.tk > 4) t.tk >>= 1;
+  if (!fits()) {
+    throw new RangeError(
+      `flashAttention: head_dim ${headDim} x group ${group} needs ${
+        flashBytes(t, headDim, group)
+      } bytes of ` +
+        `workgroup memory (limit ${WORKGROUP_BYTES}) or more than 16 accumulators per thread`,
+    );
+  }
+  return t;
+}
+
+/**
+ * out (n, nHeads * headDim) = masked attention of q (n, nHeads * headDim) over k/v cache slots
+ * [0, past + n) in one pass with an online softmax (shaders/flash_attention.wgsl): one workgroup per
+ * (KV head, R query rows), every query head of the GQA group sharing each K/V tile. Same masks as
+ * {@link attention}; no scratch. `kvDtype` "f16": k/v hold two halves per u32 word (pack2x16float).
+ */
+export async function flashAttention(
+  c: OpContext,
+  a: {
+    q: Binding;
+    k: Binding;
+    v: Binding;
+    mask: Binding;
+    out: Binding;
+    n: number;
+    past: number;
+    nHeads: number;
+    nKvHeads: number;
+    headDim: number;
+    maskWords: number;
+    /** First word of row 0 in `mask` (default 0). */
+    maskOffset?: number;
+    causal: boolean;
+    kvDtype?: KvDtype;
+    /** Override {@link flashTile} (benchmarks and tests). */
+    tile?: FlashTile;
+  },
+): Promise<void> {
+  if (a.nHeads % a.nKvHeads !== 0) {
+    throw new RangeError(`flashAttention: nHeads ${a.nHeads} is not a multiple of nKvHeads ${a.nKvHeads}`);
+  }
+  if (a.headDim % 4 !== 0) {
+    throw new RangeError(`flashAttention: headDim ${a.headDim} is not a multiple of 4`);
+  }
+  const f16 = a.kvDtype === "f16", group = a.nHeads / a.nKvHeads;
+  const t = a.tile ?? flashTile(a.n, a.headDim, group);
+  if (flashBytes(t, a.headDim, group) > WORKGROUP_BYTES) {
+    throw new RangeError(
+      `flashAttention: tile ${JSON.stringify(t)} exceeds ${WORKGROUP_BYTES} bytes of workgroup memory`,
+    );
+  }
+  const pl = await c.pipelines.get("flash_attention", {
+    HD: a.headDim,
+    G: group,
+    R: t.r,
+    TK: t.tk,
+    QV: t.r * group,
+    NU: flashAccs(t, a.headDim, group),
+    F16: f16,
+  });
+  c.rec.dispatch(
+    "flash attention",
+    pl,
+    [
+      a.n,
+      a.past,
+      a.nHeads * a.headDim,
+      a.nKvHeads * a.headDim,
+      a.maskWords,
+      a.causal ? 1 : 0,
+      f32Bits(1 / Math.sqrt(a.headDim)),
+      a.maskOffset ?? 0,
+    ],
+    [a.q, a.k, a.v, a.mask, a.out],
+    [a.nKvHeads, ceil(a.n, t.r)],
   );
 }
 
