@@ -6,15 +6,25 @@
 // bindings: 0 params; 1 q: array<f32> (n, n_heads * head_dim); 2 k, 3 v: array<f32> (slots, kv_dim);
 //           4 mask: array<u32>, row t at mask_offset + t * mask_words, bits over slots; 5 scratch: array<f32> (n, n_heads, cap);
 //           6 out: array<f32> (n, n_heads * head_dim)
-// dispatch: (n_heads, n)    one workgroup of 64 threads per (row, head)
+//           (F16: k, v array<u32>, element e in word e / 2, even element low)
+// dispatch: (n_heads, n)    one workgroup of 64 threads per (row, head)    defines: F16 (bool)
 struct Params {
   n: u32, past: u32, n_heads: u32, group: u32, head_dim: u32, kv_dim: u32,
   mask_words: u32, causal: u32, cap: u32, scale: f32, mask_offset: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
+//#if F16
+@group(0) @binding(2) var<storage, read> k: array<u32>;
+@group(0) @binding(3) var<storage, read> v: array<u32>;
+fn kf(e: u32) -> f32 { let h = unpack2x16float(k[e / 2u]); return select(h.x, h.y, (e & 1u) == 1u); }
+fn vf(e: u32) -> f32 { let h = unpack2x16float(v[e / 2u]); return select(h.x, h.y, (e & 1u) == 1u); }
+//#else
 @group(0) @binding(2) var<storage, read> k: array<f32>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
+fn kf(e: u32) -> f32 { return k[e]; }
+fn vf(e: u32) -> f32 { return v[e]; }
+//#endif
 @group(0) @binding(4) var<storage, read> mask: array<u32>;
 @group(0) @binding(5) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
@@ -41,7 +51,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var s = -3.0e38;
     if (visible(t, j)) {
       var d = 0.0;
-      for (var i = 0u; i < p.head_dim; i++) { d += q[qb + i] * k[j * p.kv_dim + kvb + i]; }
+      for (var i = 0u; i < p.head_dim; i++) { d += q[qb + i] * kf(j * p.kv_dim + kvb + i); }
       s = d * p.scale;
     }
     scratch[sb + j] = s;
@@ -76,7 +86,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   // 3. weighted sum of values, one output dimension per thread
   for (var i = lid; i < p.head_dim; i += 64u) {
     var acc = 0.0;
-    for (var j = 0u; j < total; j++) { acc += scratch[sb + j] * v[j * p.kv_dim + kvb + i]; }
+    for (var j = 0u; j < total; j++) { acc += scratch[sb + j] * vf(j * p.kv_dim + kvb + i); }
     out[qb + i] = acc * inv;
   }
 }

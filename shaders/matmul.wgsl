@@ -18,7 +18,9 @@
 //           (VEC: array<vec4<f32>>); 3 y: array<f32>, element (t, col) at y_offset + t * y_stride + col
 // dispatch: (ceil(rows / ((SPLIT ? WG / 16 : WG) * RPT)), ceil(n / TN))
 // defines: DTYPE (0 F32, 1 F16, 2 BF16), VEC (bool), TN (token rows per workgroup), RPT (weight rows per
-//          thread), ACC (bool: y += ...), SPLIT (bool), WG (threads per workgroup; 64 with SPLIT)
+//          thread), ACC (bool: y += ...), SPLIT (bool), WG (threads per workgroup; 64 with SPLIT),
+//          PACK (bool: y is an f16 KV cache, array<u32> with element e in word e / 2, even element low;
+//          needs RPT, rows, y_offset, y_stride and row_start even, not ACC: a thread stores whole words)
 struct Params { n: u32, in_dim: u32, rows: u32, row_start: u32, x_offset: u32, y_offset: u32, y_stride: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 //#if VEC
@@ -28,7 +30,11 @@ struct Params { n: u32, in_dim: u32, rows: u32, row_start: u32, x_offset: u32, y
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 //#endif
+//#if PACK
+@group(0) @binding(3) var<storage, read_write> y: array<u32>;
+//#else
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+//#endif
 
 //#if SPLIT
 const LANES: u32 = 16u;
@@ -131,6 +137,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     workgroupBarrier();
   }
   if (lane == 0u) {
+//#if PACK
+    for (var j = 0u; j < RPT; j += 2u) {
+      if (r0 + j >= p.rows) { continue; }
+      for (var t = 0u; t < TN; t++) {
+        if (t0 + t < p.n) {
+          let o = p.y_offset + (t0 + t) * p.y_stride + p.row_start + r0 + j;
+          y[o / 2u] = pack2x16float(vec2<f32>(red[base + j * TN + t], red[base + (j + 1u) * TN + t]));
+        }
+      }
+    }
+//#else
     for (var j = 0u; j < RPT; j++) {
       if (r0 + j >= p.rows) { continue; }
       for (var t = 0u; t < TN; t++) {
@@ -145,7 +162,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
       }
     }
+//#endif
   }
+//#else
+//#if PACK
+  // f16 pairs: rows r0 + j, r0 + j + 1 (j even) of a token row share one u32 word.
+//#unroll t TN
+  var pk_$t: array<f32, RPT>;
+//#unroll j RPT
+  pk_$t[$ju] = acc_$j_$t;
+//#end
+  for (var j = 0u; j < RPT; j += 2u) {
+    if (r0 + j < p.rows && t0 + $tu < p.n) {
+      let o = p.y_offset + (t0 + $tu) * p.y_stride + p.row_start + r0 + j;
+      y[o / 2u] = pack2x16float(vec2<f32>(pk_$t[j], pk_$t[j + 1u]));
+    }
+  }
+//#end
 //#else
 //#unroll j RPT
 //#unroll t TN
@@ -159,5 +192,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
 //#end
 //#end
+//#endif
 //#endif
 }

@@ -12,7 +12,9 @@
 //           5 k: array<f32>, row t at k_offset + t * k_stride; 6 positions: array<u32>;
 //           7 table: array<vec2<f32>> (positions, half) of (cos, sin)
 // dispatch: (q_groups + ceil(k_pairs / (WG * RPT)), ceil(n / TN)), q_groups = ceil(q_pairs / (WG * RPT))
-// defines: DTYPE (0 F32, 1 F16, 2 BF16), TN (token rows per workgroup), RPT (pairs per thread), WG
+// defines: DTYPE (0 F32, 1 F16, 2 BF16), TN (token rows per workgroup), RPT (pairs per thread), WG,
+//          KF16 (bool: k is an f16 KV cache, array<u32> with element e in word e / 2, even element low;
+//          needs RPT and half even: a thread's pairs 2h, 2h + 1 fill one word of each half of the head)
 struct Params {
   n: u32, in_dim: u32, q_pairs: u32, k_pairs: u32, half: u32, head_dim: u32, q_groups: u32,
   q_stride: u32, k_offset: u32, k_stride: u32, pos_offset: u32,
@@ -22,7 +24,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w1: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> q: array<f32>;
+//#if KF16
+@group(0) @binding(5) var<storage, read_write> k: array<u32>;
+//#else
 @group(0) @binding(5) var<storage, read_write> k: array<f32>;
+//#endif
 @group(0) @binding(6) var<storage, read> positions: array<u32>;
 @group(0) @binding(7) var<storage, read> table: array<vec2<f32>>;
 
@@ -94,6 +100,12 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 //#end
+//#if KF16
+//#unroll t TN
+  var ka_$t: array<f32, RPT>;
+  var kb_$t: array<f32, RPT>;
+//#end
+//#endif
 //#unroll j RPT
 //#unroll t TN
   if (p0 + $ju < pairs && t0 + $tu < p.n) {
@@ -105,11 +117,31 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
       q[o + ra_$j] = oa_$j_$t;
       q[o + rb_$j] = ob_$j_$t;
     } else {
+//#if KF16
+      ka_$t[$ju] = oa_$j_$t;
+      kb_$t[$ju] = ob_$j_$t;
+//#else
       let o = p.k_offset + (t0 + $tu) * p.k_stride;
       k[o + ra_$j] = oa_$j_$t;
       k[o + rb_$j] = ob_$j_$t;
+//#endif
     }
   }
 //#end
 //#end
+//#if KF16
+  // f16 k: pairs 2h and 2h + 1 (i even) are adjacent elements in both halves of the head: one word each.
+  if (mat == 1u) {
+//#unroll t TN
+    for (var j = 0u; j < RPT; j += 2u) {
+      if (p0 + j < pairs && t0 + $tu < p.n) {
+        let ra = ((p0 + j) / p.half) * p.head_dim + (p0 + j) % p.half;
+        let o = (p.k_offset + (t0 + $tu) * p.k_stride + ra) / 2u;
+        k[o] = pack2x16float(vec2<f32>(ka_$t[j], ka_$t[j + 1u]));
+        k[o + p.half / 2u] = pack2x16float(vec2<f32>(kb_$t[j], kb_$t[j + 1u]));
+      }
+    }
+//#end
+  }
+//#endif
 }

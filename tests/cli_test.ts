@@ -1,4 +1,5 @@
 /** The CLI as a user runs it: real subprocesses of src/main.ts. */
+import { backendFlags } from "../src/cli/backend_flags.ts";
 import assert from "node:assert/strict";
 import { freshCacheDir, spawnServe } from "./fixtures/server_process.ts";
 
@@ -176,4 +177,18 @@ Deno.test("cli: serve --method lookup --draft none serves lookup by default", as
     code = await server.stop();
   }
   assert.equal(code, 0);
+});
+
+Deno.test("cli: --kv-dtype takes f32 or f16, and f16 only with --backend gpu", () => {
+  assert.equal(backendFlags({ backend: "gpu", "kv-dtype": "f16" }).kvDtype, "f16");
+  assert.equal(backendFlags({ backend: "wasm" }).kvDtype, "f32");
+  assert.throws(() => backendFlags({ backend: "gpu", "kv-dtype": "bf16" }), /--kv-dtype must be f32 or f16/);
+  assert.throws(
+    () => backendFlags({ backend: "wasm", "kv-dtype": "f16" }),
+    /--kv-dtype f16 needs --backend gpu/,
+  );
+  assert.throws(
+    () => backendFlags({ backend: "auto", "kv-dtype": "f16" }),
+    /--kv-dtype f16 needs --backend gpu/,
+  );
 });

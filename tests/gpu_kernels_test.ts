@@ -400,6 +400,78 @@ Deno.test("gpu: qk_rope (fused q/k projections + rope) equals the CPU and the un
   }
 });
 
+/** f16 halves of u32 words as f32 (element e = half e % 2 of word e / 2). */
+const unpackF16 = (w: Uint32Array) => toF32(new Uint8Array(w.buffer, w.byteOffset, w.byteLength), "F16");
+
+Deno.test("gpu: f16 KV writers (qk_rope k, matmul v store, rope pack) equal their f32 kernels rounded, words outside untouched", async () => {
+  const nHeads = 5, nKv = 3, hd = 16, cap = 40, qDim = nHeads * hd, kvDim = nKv * hd;
+  const inv = Float64Array.from({ length: hd / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / hd));
+  const table = new Float32Array(cap * hd);
+  for (let p = 0; p < cap; p++) {
+    for (let i = 0; i < hd / 2; i++) {
+      table[(p * hd / 2 + i) * 2] = Math.cos(p * inv[i]);
+      table[(p * hd / 2 + i) * 2 + 1] = Math.sin(p * inv[i]);
+    }
+  }
+  const tb = upload(table), pb = upload(Uint32Array.from({ length: 16 }, (_, i) => (i * 7 + 3) % cap));
+  const tiles: (ops.MatmulTile | undefined)[] = [undefined, { tn: 2, rpt: 4, split: true, wg: 64 }];
+  for (const dtype of ["F32", "F16"] as DType[]) {
+    for (const n of [1, 3, 11]) {
+      for (const tile of tiles) {
+        const inDim = 48 + 8 * n, kOffset = 3 * kvDim, posOffset = 2; // kOffset: past = 3 slots
+        const Q = rand(qDim * inDim, 200 + n, 0.5), K = rand(kvDim * inDim, 210 + n, 0.5);
+        const V = rand(kvDim * inDim, 215 + n, 0.5);
+        const x = upload(rand(n * inDim, 220 + n, 2));
+        const wq = uploadMatrix(gpu, "q", encodeTensor(Q, dtype), [qDim, inDim], dtype);
+        const wk = uploadMatrix(gpu, "k", encodeTensor(K, dtype), [kvDim, inDim], dtype);
+        const wv = uploadMatrix(gpu, "v", encodeTensor(V, dtype), [kvDim, inDim], dtype);
+        const slots = 3 + n + 2, k0 = rand(slots * kvDim, 230 + n), k0h = packF16(k0);
+        const r = { n, headDim: hd, positions: pb, posOffset, table: tb };
+        // f32 references: fused k, v matmul, unfused k (matmul + in-place rope) into a compact buffer
+        const q = empty(n * qDim), k32 = upload(k0), v32 = upload(k0), kc = empty(n * kvDim);
+        await ops.qkRope(ctx, { ...r, wq, wk, x, q, k: k32, kOffset });
+        await ops.matmul(ctx, { w: wv, x, y: v32, n, yOffset: kOffset, tile });
+        await ops.matmul(ctx, { w: wk, x, y: kc, n });
+        await ops.rope(ctx, { ...r, x: kc, offset: 0, stride: kvDim, nHeads: nKv });
+        // f16 writers into caches holding other data
+        const k16 = upload(k0h), v16 = upload(k0h), kr16 = upload(k0h), kcSrc = empty(n * kvDim);
+        await ops.qkRope(ctx, { ...r, wq, wk, x, q, k: k16, kOffset, kDtype: "f16" });
+        await ops.matmul(ctx, { w: wv, x, y: v16, n, yOffset: kOffset, tile, yDtype: "f16" });
+        await ops.matmul(ctx, { w: wk, x, y: kcSrc, n });
+        await ops.rope(ctx, { ...r, x: kcSrc, offset: kOffset, stride: kvDim, nHeads: nKv, f16Out: kr16 });
+        await ctx.rec.submit();
+        const what = `f16 writers ${dtype} n=${n} tile ${JSON.stringify(tile)}`;
+        const words = slots * kvDim / 2, lo = kOffset / 2, hi = (kOffset + n * kvDim) / 2;
+        const expect = (f32Rows: Float32Array) => {
+          const w = k0h.slice();
+          w.set(packF16(f32Rows), lo);
+          return unpackF16(w);
+        };
+        const ref = async (b: GPUBuffer, from: number) =>
+          (await readF32(b, slots * kvDim)).subarray(from, from + n * kvDim);
+        // One f16 rounding of the f32 result: exact or 1 ulp apart (pack2x16float's rounding mode is the
+        // implementation's; CPU encoding rounds to nearest even).
+        const ulp = (got: Float32Array, want: Float32Array, name: string) =>
+          assertClose(got, want, 2 ** -10, name);
+        const gotK = unpackF16(await readU32(k16, words)), gotV = unpackF16(await readU32(v16, words));
+        ulp(gotK, expect(await ref(k32, kOffset)), `${what}: qk_rope k`);
+        ulp(gotV, expect(await ref(v32, kOffset)), `${what}: matmul v`);
+        ulp(
+          unpackF16(await readU32(kr16, words)),
+          expect(await readF32(kc, n * kvDim)),
+          `${what}: rope pack`,
+        );
+        for (const [name, b] of [["k", k16], ["v", v16], ["rope", kr16]] as const) {
+          const got = await readU32(b, words);
+          for (const i of [...Array(lo).keys(), ...Array.from({ length: words - hi }, (_, j) => hi + j)]) {
+            assert.equal(got[i], k0h[i], `${what}: ${name} word ${i} outside the new rows changed`);
+          }
+        }
+      }
+    }
+  }
+});
+
 Deno.test("gpu: rope (rotate_half) from the f64 cos/sin table", async () => {
   const n = 3, nHeads = 5, hd = 12, cap = 40, stride = nHeads * hd + 4, offset = 7;
   const inv = Float64Array.from({ length: hd / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / hd));
@@ -482,6 +554,77 @@ Deno.test("gpu: attention with GQA, causal and tree masks", async () => {
       }, want.subarray(t * nHeads * hd, (t + 1) * nHeads * hd));
     }
     assertClose(await readF32(out, want.length), want, 1e-5, `attention causal=${causal}`);
+  }
+});
+
+/** Visible slots of each of n rows after `past`: causal, or a random tree (each row's parent earlier or none). */
+function treeMask(
+  n: number,
+  past: number,
+  seed: number,
+): { vis: number[][]; bits: Uint32Array; words: number } {
+  const r = new Rng(seed), words = Math.ceil((past + n) / 32), parent: number[] = [];
+  const vis: number[][] = [], bits = new Uint32Array(n * words);
+  for (let t = 0; t < n; t++) {
+    parent.push(t === 0 || r.next() < 0.2 ? -1 : Math.floor(r.next() * t));
+    const anc: number[] = [];
+    for (let a = t; a >= 0; a = parent[a]) anc.unshift(past + a);
+    vis.push([...Array.from({ length: past }, (_, j) => j), ...anc]);
+    for (const j of vis[t]) bits[t * words + (j >>> 5)] |= 1 << (j & 31);
+  }
+  return { vis, bits, words };
+}
+
+/** u32 words of x as f16 pairs (element e in word e / 2, even element low): the f16 KV layout. */
+const packF16 = (x: Float32Array) => new Uint32Array(encodeTensor(x, "F16").buffer);
+
+Deno.test("gpu: flash attention equals the CPU attention: GQA 1 and 3, head dims 64/48/80/32, causal and tree masks, f32 and f16 KV", async () => {
+  // [n, past, nHeads, nKv, headDim, kvDtype]: contexts of 1 .. 2 tiles and more, never a multiple of one.
+  const cases: [number, number, number, number, number, ops.KvDtype][] = [
+    [1, 0, 9, 3, 64, "f32"],
+    [1, 75, 9, 3, 64, "f32"],
+    [3, 0, 4, 4, 48, "f32"],
+    [17, 40, 9, 3, 64, "f32"],
+    [70, 0, 6, 2, 80, "f32"],
+    [17, 101, 4, 4, 64, "f16"],
+    [3, 37, 9, 3, 48, "f16"],
+    [70, 5, 8, 2, 32, "f16"],
+  ];
+  let seed = 100;
+  for (const [n, past, nHeads, nKv, hd, kvDtype] of cases) {
+    const kvDim = nKv * hd, slots = past + n + 3; // slots past the context hold data that must not leak in
+    const q = rand(n * nHeads * hd, seed++),
+      kf = rand(slots * kvDim, seed++),
+      vf = rand(slots * kvDim, seed++, 2);
+    const k = kvDtype === "f16" ? rounded(kf, "F16") : kf, v = kvDtype === "f16" ? rounded(vf, "F16") : vf;
+    const tree = treeMask(n, past, seed++);
+    for (const causal of [true, false]) {
+      const out = empty(n * nHeads * hd);
+      await ops.flashAttention(ctx, {
+        q: upload(q),
+        k: upload(kvDtype === "f16" ? packF16(k) : k),
+        v: upload(kvDtype === "f16" ? packF16(v) : v),
+        mask: upload(tree.bits),
+        out,
+        n,
+        past,
+        nHeads,
+        nKvHeads: nKv,
+        headDim: hd,
+        maskWords: tree.words,
+        causal,
+        kvDtype,
+      });
+      await ctx.rec.submit();
+      const want = new Float32Array(n * nHeads * hd);
+      for (let t = 0; t < n; t++) {
+        const visible = causal ? Array.from({ length: past + t + 1 }, (_, j) => j) : tree.vis[t];
+        const row = (a: Float32Array) => a.subarray(t * nHeads * hd, (t + 1) * nHeads * hd);
+        attention(row(q), k, v, visible, { nHeads, nKvHeads: nKv, headDim: hd }, row(want));
+      }
+      const what = `flash n=${n} past=${past} heads=${nHeads}/${nKv} hd=${hd} ${kvDtype} causal=${causal}`;
+      assertClose(await readF32(out, want.length), want, 1e-5, what);
+    }
   }
 });
 
@@ -569,6 +712,31 @@ Deno.test("gpu: kv copy moves an accepted path with overlapping rows", async () 
   });
   assertClose(await readF32(kb, k.length), wk, 0, "k");
   assertClose(await readF32(vb, v.length), wv, 0, "v");
+});
+
+Deno.test("gpu: kv copy of an f16 cache moves whole rows of packed halves", async () => {
+  const kvDim = 22, slots = 30; // 11 words per row: an odd word count
+  const k = packF16(rand(slots * kvDim, 16)), v = packF16(rand(slots * kvDim, 17));
+  const kb = upload(k), vb = upload(v);
+  const src = Uint32Array.of(5, 9, 10, 12, 20); // -> rows 4 .. 8 (5 is read and written)
+  await ops.kvCopy(ctx, {
+    slots: upload(src),
+    k: kb,
+    v: vb,
+    tmp: empty(src.length * kvDim), // 2 * count * kvDim halves
+    count: src.length,
+    kvDim,
+    dstBase: 4,
+    kvDtype: "f16",
+  });
+  await ctx.rec.submit();
+  const wk = k.slice(), wv = v.slice(), row = kvDim / 2;
+  src.forEach((s, i) => {
+    wk.set(k.subarray(s * row, (s + 1) * row), (4 + i) * row);
+    wv.set(v.subarray(s * row, (s + 1) * row), (4 + i) * row);
+  });
+  assert.deepEqual(await readU32(kb, k.length), wk, "k");
+  assert.deepEqual(await readU32(vb, v.length), wv, "v");
 });
 
 Deno.test("gpu: a WGSL error throws with the shader named", async () => {

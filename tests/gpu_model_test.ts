@@ -4,12 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { Gpu } from "../src/gpu/device.ts";
-import { GpuLlama } from "../src/gpu/llama/model.ts";
+import { GpuLlama, type GpuLlamaOptions } from "../src/gpu/llama/model.ts";
 import * as ops from "../src/gpu/ops.ts";
 import { PipelineCache } from "../src/gpu/pipelines.ts";
 import { Recorder, UniformArena } from "../src/gpu/recorder.ts";
 import { destroyMatrix, uploadMatrix } from "../src/gpu/tensor.ts";
-import { toF32 } from "../src/model/dtype.ts";
+import { type DType, toF32 } from "../src/model/dtype.ts";
 import {
   DEFAULT_DRAFT_DIR,
   DEFAULT_TARGET_DIR,
@@ -26,20 +26,35 @@ import { maxRelErr } from "./fixtures/numeric.ts";
 const gpu = await Gpu.acquire();
 
 /** Tolerance for GPU vs CPU logits: f32 with different summation order, relative to the row maximum. */
-const TOL = 2e-4;
+const TOL_F32 = 2e-4;
 
 async function both(input: ForwardInput, cpu: CausalLM, g: CausalLM): Promise<[Float32Array, Float32Array]> {
   return [await cpu.forward(input), await g.forward(input)];
 }
 
+/** Logit tolerance with an f16 KV cache: keys and values rounded once to 11 significant bits. */
+const TOL_F16_KV = 3e-3;
+
 const PREFIX = [1, 17, 40, 5, 63, 22, 9, 70, 3];
-for (const dtype of ["F16", "BF16", "F32"] as const) {
-  Deno.test(`gpu model (${dtype}, GQA, odd sizes): prefill, tree mask and commit match the CPU`, async () => {
+// [weights, load options, config overrides, label]: flash attention (the default), the classic kernel
+// forced, an f16 KV cache, and head_dim 10 (classic by default; f16 k through the unfused rope pack path:
+// hidden 60 is no multiple of 8).
+const VARIANTS: [DType, GpuLlamaOptions, Record<string, unknown>, string][] = [
+  ["F16", {}, {}, ""],
+  ["BF16", {}, {}, ""],
+  ["F32", {}, {}, ""],
+  ["F16", { attention: "classic" }, {}, ", classic attention"],
+  ["F16", { kvDtype: "f16" }, {}, ", f16 KV"],
+  ["F32", { kvDtype: "f16" }, { hidden_size: 60 }, ", f16 KV, head_dim 10, unfused"],
+];
+for (const [dtype, opts, over, label] of VARIANTS) {
+  Deno.test(`gpu model (${dtype}, GQA, odd sizes${label}): prefill, tree mask and commit match the CPU`, async () => {
+    const TOL = opts.kvDtype === "f16" ? TOL_F16_KV : TOL_F32;
     const dir = Deno.makeTempDirSync({ prefix: "gpu_model_" });
-    await writeModelFolder(dir, SMALL_CONFIG, randomTensors(smallConfig(), 5, dtype));
+    await writeModelFolder(dir, { ...SMALL_CONFIG, ...over }, randomTensors(smallConfig(over), 5, dtype));
     const f = await openCheckpoint(dir);
     const cpu = await loadCpuModel(f);
-    const g = await GpuLlama.load(gpu, f, { maxBatch: 8 }); // 8 < prompt: exercises chunked prefill
+    const g = await GpuLlama.load(gpu, f, { ...opts, maxBatch: 8 }); // 8 < prompt: exercises chunked prefill
     const prompt = {
       tokens: Int32Array.from(PREFIX),
       positions: Int32Array.from(PREFIX, (_, i) => i),
@@ -66,7 +81,7 @@ for (const dtype of ["F16", "BF16", "F32"] as const) {
     const [c3, g3] = await both(next, cpu, g);
     assert.ok(maxRelErr(g3, c3) < TOL, `after-commit logits err ${maxRelErr(g3, c3)}`);
     // ... and against recomputing the accepted sequence from scratch on the GPU.
-    const fresh = await GpuLlama.load(gpu, f);
+    const fresh = await GpuLlama.load(gpu, f, opts);
     const seq = [...PREFIX, TREE[0], TREE[2], TREE[4], 50];
     const all = await fresh.forward({
       tokens: Int32Array.from(seq),
@@ -139,6 +154,31 @@ for (const [name, dir] of [["target", DEFAULT_TARGET_DIR], ["draft", DEFAULT_DRA
   });
 }
 
+Deno.test("gpu model: tiny target with an f16 KV cache decodes greedily as with f32, in half the cache bytes", async () => {
+  const golden = await readGolden();
+  const folder = await openModelFolder(DEFAULT_TARGET_DIR);
+  const greedy = async (g: GpuLlama, prompt: number[], steps: number) => {
+    g.kv.truncate(0);
+    const ids = await g.forwardIds({
+      tokens: Int32Array.from(prompt),
+      positions: Int32Array.from(prompt, (_, i) => i),
+      logitRows: [prompt.length - 1],
+    }, { kind: "argmax" });
+    return [ids[0], ...await g.decodeSteps(ids[0], steps - 1, { kind: "argmax" })];
+  };
+  const g32 = await GpuLlama.load(gpu, folder), g16 = await GpuLlama.load(gpu, folder, { kvDtype: "f16" });
+  assert.equal(g16.kv.bytes * 2, g32.kv.bytes);
+  assert.equal(g16.kv.dtype, "f16");
+  for (const c of golden.cases) {
+    const a = await greedy(g32, c.prompt_ids, 24), b = await greedy(g16, c.prompt_ids, 24);
+    assert.deepEqual(a, c.target.slice(0, 24), "f32 KV equals golden");
+    assert.deepEqual(b, a, `f16 KV greedy for prompt ${c.prompt_ids.slice(0, 4)}...`);
+  }
+  g32.dispose();
+  g16.dispose();
+  folder.checkpoint.close();
+});
+
 Deno.test("gpu model: a 7B-sized embedding (32000 x 4096 F16, 250 MiB) loads split across bindings", async () => {
   const rows = 32000, cols = 4096;
   const bits = new Uint16Array(rows * cols);
@@ -181,9 +221,9 @@ Deno.test("gpu model: tiny target, tree-masked forward logits equal the CPU refe
     logitRows: [prompt.length - 1],
   };
   const [c1, g1] = await both(input, cpu, g);
-  assert.ok(maxRelErr(g1, c1) < TOL, `prefill err ${maxRelErr(g1, c1)}`);
+  assert.ok(maxRelErr(g1, c1) < TOL_F32, `prefill err ${maxRelErr(g1, c1)}`);
   const [c2, g2] = await both(treeInput(prompt.length), cpu, g);
-  assert.ok(maxRelErr(g2, c2) < TOL, `tree err ${maxRelErr(g2, c2)}`);
+  assert.ok(maxRelErr(g2, c2) < TOL_F32, `tree err ${maxRelErr(g2, c2)}`);
   g.dispose();
   folder.checkpoint.close();
 });

@@ -14,11 +14,13 @@ import {
   type PagingBudgets,
 } from "../runtime/backend.ts";
 import { UsageError } from "./usage.ts";
+import type { KvDtype } from "../gpu/ops.ts";
 
 /** node:util parseArgs definitions of the two flags (spread into a command's options). */
 export const BACKEND_FLAGS = {
   backend: { type: "string", default: "auto" },
   threads: { type: "string" },
+  "kv-dtype": { type: "string", default: "f32" },
 } as const;
 
 /** The flags' usage lines: two-space indent, descriptions from column `col` (a command's own layout). */
@@ -32,6 +34,10 @@ export function backendUsage(col: number): string {
     ["--threads N", [
       `wasm: threads per forward, 1..${MAX_THREADS} (default ${defaultThreads()}: this machine's cores)`,
     ]],
+    ["--kv-dtype T", [
+      "gpu: KV cache element type, f32 (default) or f16 (half the cache memory; keys and",
+      "values rounded once to f16); f16 needs --backend gpu",
+    ]],
   ];
   return lines.map(([flag, text]) =>
     text.map((t, i) => (i === 0 ? `  ${flag}`.padEnd(col) : " ".repeat(col)) + t + "\n").join("")
@@ -42,10 +48,13 @@ export function backendUsage(col: number): string {
 export interface BackendFlags {
   backend: BackendChoice;
   threads: number;
+  kvDtype: KvDtype;
 }
 
 /** Parse the flags' values; throws a UsageError naming the flag. */
-export function backendFlags(values: { backend?: string; threads?: string }): BackendFlags {
+export function backendFlags(
+  values: { backend?: string; threads?: string; "kv-dtype"?: string },
+): BackendFlags {
   const backend = values.backend ?? "auto";
   if (!BACKEND_CHOICES.includes(backend as BackendChoice)) {
     throw new UsageError(
@@ -59,7 +68,14 @@ export function backendFlags(values: { backend?: string; threads?: string }): Ba
       throw new UsageError(`--threads must be an integer 1..${MAX_THREADS}, got ${values.threads}`);
     }
   }
-  return { backend: backend as BackendChoice, threads };
+  const kvDtype = values["kv-dtype"] ?? "f32";
+  if (kvDtype !== "f32" && kvDtype !== "f16") {
+    throw new UsageError(`--kv-dtype must be f32 or f16, got ${JSON.stringify(kvDtype)}`);
+  }
+  if (kvDtype === "f16" && backend !== "gpu") {
+    throw new UsageError(`--kv-dtype f16 needs --backend gpu (the ${backend} backend keeps an f32 cache)`);
+  }
+  return { backend: backend as BackendChoice, threads, kvDtype };
 }
 
 /** Throws a UsageError when a GPU memory budget is given with a backend that cannot page (cpu, wasm). */

@@ -152,7 +152,12 @@ export async function runBench(args: string[]): Promise<number> {
   const maxTokensFlag = positive("max-tokens", values["max-tokens"]);
   const promptsFlag = positive("prompts", values.prompts);
   const runs = positive("runs", values.runs) ?? (values.quick ? 1 : 3);
-  const { backend: backendChoice, threads } = backendFlags(values);
+  const { backend: backendChoice, threads, kvDtype } = backendFlags(values);
+  if (kvDtype !== "f32") {
+    throw new UsageError(
+      `--kv-dtype ${kvDtype}: bench loads its models with an f32 cache; time f16 with generate`,
+    );
+  }
   if (
     [values.kernels, values.sweep, values.ar, values.peers, values.load !== undefined].filter(Boolean)
       .length > 1

@@ -153,6 +153,7 @@ export async function runGenerate(args: string[]): Promise<number> {
     draft: needsDraftModel(o.method) ? o.draft : undefined,
     backend: o.backend,
     threads: o.threads,
+    kvDtype: o.kvDtype,
     paging: { gpuMemoryBudget: o.gpuMemoryBudget, hostMemoryBudget: o.hostMemoryBudget },
     maxBatch: (o.budget ?? 0) + 1,
     log,

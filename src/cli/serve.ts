@@ -161,6 +161,7 @@ export async function runServe(args: string[]): Promise<number> {
     threads,
     decided,
     paging,
+    kvDtype: flags.kvDtype,
     reprofile: values.reprofile,
     method: values.method as Method | "auto",
     sampling: SAMPLING_DEFAULTS.profile,

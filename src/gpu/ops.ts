@@ -11,6 +11,9 @@ import { type Binding, f32Bits, type Recorder } from "./recorder.ts";
 import { DTYPE_CODE, type GpuMatrix } from "./tensor.ts";
 import { type MatmulChoice, matmulTiled, tiledTileFor } from "./matmul_tiled.ts";
 
+/** Element type of the KV cache: f32, or f16 with two halves per u32 word (even element low). */
+export type KvDtype = "f32" | "f16";
+
 /** What every launcher needs. */
 export interface OpContext {
   rec: Recorder;
@@ -87,7 +90,8 @@ export function matmulTile(n: number, rows = Infinity): MatmulTile {
 
 /**
  * y[t, yOffset-based] (+)= W x[t] for t < n: W (out, in) in its dtype; x row t at xOffset + t * in;
- * y element (t, col) at yOffset + t * yStride + col. `acc` adds into y (fused residual add).
+ * y element (t, col) at yOffset + t * yStride + col. `acc` adds into y (fused residual add). `yDtype`
+ * "f16": y is an f16 KV cache (two halves per u32 word, even element low; offsets in elements).
  */
 export async function matmul(
   c: OpContext,
@@ -100,12 +104,15 @@ export async function matmul(
     yOffset?: number;
     yStride?: number;
     acc?: boolean;
+    yDtype?: KvDtype;
     /** Override {@link matmulTile} (benchmarks and tests). */
     tile?: MatmulTile;
   },
 ): Promise<void> {
-  // The profile's choice (none, or an explicit tile: matmul.wgsl as tuned below).
-  const tiled = a.tile ? undefined : tiledTileFor(c.kernels?.matmul, a.n);
+  const pack = a.yDtype === "f16";
+  // The profile's choice (none, or an explicit tile: matmul.wgsl as tuned below); the tiled kernel
+  // writes f32 only, so an f16 cache write stays on matmul.wgsl.
+  const tiled = a.tile || pack ? undefined : tiledTileFor(c.kernels?.matmul, a.n);
   if (tiled) return await matmulTiled(c, { ...a, tile: tiled });
   if (a.tile?.split && (a.tile.wg % 16 !== 0 || a.tile.wg * a.tile.rpt * a.tile.tn * 4 > 16384)) {
     throw new RangeError(`matmul: split tile ${JSON.stringify(a.tile)} needs wg % 16 == 0 and <= 16 KiB`);
@@ -113,6 +120,17 @@ export async function matmul(
   const xOffset = a.xOffset ?? 0;
   const vec = a.w.cols % 8 === 0 && xOffset % 4 === 0;
   const tile = a.tile ?? matmulTile(a.n, a.w.rows);
+  if (pack) {
+    // A thread stores whole words: its rows come in even pairs and every row offset is even.
+    const odd = [["rpt", tile.rpt], ["rows", a.w.rows], ["yOffset", a.yOffset ?? 0], [
+      "yStride",
+      a.yStride ?? a.w.rows,
+    ]]
+      .concat(a.w.parts.map((p, i) => [`part ${i} rowStart`, p.rowStart]))
+      .find(([, x]) => (x as number) % 2 !== 0);
+    if (odd) throw new RangeError(`matmul ${a.w.name}: f16 output needs an even ${odd[0]}, got ${odd[1]}`);
+    if (a.acc) throw new RangeError(`matmul ${a.w.name}: f16 output cannot accumulate`);
+  }
   const pl = await c.pipelines.get("matmul", {
     DTYPE: DTYPE_CODE[a.w.dtype],
     VEC: vec,
@@ -121,6 +139,7 @@ export async function matmul(
     ACC: !!a.acc,
     SPLIT: tile.split,
     WG: tile.wg,
+    PACK: pack,
   });
   for (const part of a.w.parts) {
     c.rec.dispatch(
@@ -184,6 +203,8 @@ export async function qkRope(
     k: Binding;
     /** Element offset of row 0 in `k` (the first new cache slot times kvDim). */
     kOffset: number;
+    /** "f16": k is an f16 KV cache (two halves per u32 word, even element low). */
+    kDtype?: KvDtype;
     n: number;
     headDim: number;
     positions: Binding;
@@ -198,11 +219,18 @@ export async function qkRope(
   const t = a.tile ?? matmulTile(a.n, a.wq.rows);
   if (t.split) throw new RangeError("qkRope: row-per-thread tiles only");
   const rpt = Math.max(1, t.rpt >> 1); // rotation pairs per thread: the tile's rows, two per pair
+  const kF16 = a.kDtype === "f16";
+  if (kF16 && (rpt % 2 !== 0 || a.headDim % 4 !== 0)) {
+    throw new RangeError(
+      `qkRope: f16 k needs an even pair count per thread (${rpt}) and headDim % 4 == 0 (${a.headDim})`,
+    );
+  }
   const pl = await c.pipelines.get("qk_rope", {
     DTYPE: DTYPE_CODE[a.wq.dtype],
     TN: t.tn,
     RPT: rpt,
     WG: t.wg,
+    KF16: kF16,
   });
   const half = a.headDim / 2, qPairs = a.wq.rows / 2, kPairs = a.wk.rows / 2, per = t.wg * rpt;
   const qGroups = ceil(qPairs, per);
@@ -215,13 +243,26 @@ export async function qkRope(
   );
 }
 
-/** True when {@link qkRope} can run these projections (else: two matmuls and two rope launches). */
-export function qkRopeFusable(wq: GpuMatrix, wk: GpuMatrix, headDim: number): boolean {
+/**
+ * True when {@link qkRope} can run these projections (else: two matmuls and two rope launches); an f16
+ * k also needs headDim % 4 == 0 (a thread's two adjacent pairs fill whole words).
+ */
+export function qkRopeFusable(
+  wq: GpuMatrix,
+  wk: GpuMatrix,
+  headDim: number,
+  kDtype: KvDtype = "f32",
+): boolean {
   return wq.parts.length === 1 && wk.parts.length === 1 && wq.dtype === wk.dtype && wq.cols === wk.cols &&
-    wq.cols % 8 === 0 && headDim % 2 === 0 && wq.rows % headDim === 0 && wk.rows % headDim === 0;
+    wq.cols % 8 === 0 && headDim % 2 === 0 && wq.rows % headDim === 0 && wk.rows % headDim === 0 &&
+    (kDtype === "f32" || headDim % 4 === 0);
 }
 
-/** In-place RoPE on n rows of `x` (row t at offset + t * stride), positions[posOffset + t] (u32). */
+/**
+ * In-place RoPE on n rows of `x` (row t at offset + t * stride), positions[posOffset + t] (u32). With
+ * `f16Out`: not in place — x is a compact f32 source (n, nHeads * headDim) (offset and stride ignored for
+ * it) and the rotated rows are packed into the f16 cache `f16Out` at row t = offset + t * stride (elements).
+ */
 export async function rope(
   c: OpContext,
   a: {
@@ -234,14 +275,20 @@ export async function rope(
     positions: Binding;
     posOffset: number;
     table: Binding;
+    f16Out?: Binding;
   },
 ): Promise<void> {
-  const pl = await c.pipelines.get("rope");
+  if (a.f16Out && (a.offset % 2 !== 0 || a.stride % 2 !== 0 || a.headDim % 2 !== 0)) {
+    throw new RangeError(
+      `rope: f16 output needs even offset, stride and headDim (${a.offset}, ${a.stride}, ${a.headDim})`,
+    );
+  }
+  const pl = await c.pipelines.get("rope", { PACK: !!a.f16Out });
   c.rec.dispatch(
     "rope",
     pl,
     [a.n, a.nHeads, a.headDim, a.stride, a.offset, a.posOffset],
-    [a.x, a.positions, a.table],
+    a.f16Out ? [a.x, a.positions, a.table, a.f16Out] : [a.x, a.positions, a.table],
     [ceil((a.nHeads * a.headDim) / 2, 64), a.n],
   );
 }
@@ -249,7 +296,7 @@ export async function rope(
 /**
  * out (n, nHeads * headDim) = masked attention of q (n, nHeads * headDim) over k/v cache slots
  * [0, past + n). `causal`: row t sees slots <= past + t; else bit j of mask row t (maskWords u32 per row).
- * `scratch` holds n * nHeads * cap floats.
+ * `scratch` holds n * nHeads * cap floats. `kvDtype` "f16": k/v hold two halves per u32 word.
  */
 export async function attention(
   c: OpContext,
@@ -270,12 +317,13 @@ export async function attention(
     maskOffset?: number;
     causal: boolean;
     cap: number;
+    kvDtype?: KvDtype;
   },
 ): Promise<void> {
   if (a.past + a.n > a.cap) {
     throw new RangeError(`attention: ${a.past} + ${a.n} slots exceed capacity ${a.cap}`);
   }
-  const pl = await c.pipelines.get("attention");
+  const pl = await c.pipelines.get("attention", { F16: a.kvDtype === "f16" });
   c.rec.dispatch(
     "attention",
     pl,
@@ -294,6 +342,117 @@ export async function attention(
     ],
     [a.q, a.k, a.v, a.mask, a.scratch, a.out],
     [a.nHeads, a.n],
+  );
+}
+
+/** Workgroup memory one workgroup may use (WebGPU's default maxComputeWorkgroupStorageSize). */
+export const WORKGROUP_BYTES = 32768;
+
+/** How one flash-attention dispatch is laid out (see shaders/flash_attention.wgsl). */
+export interface FlashTile {
+  /** Query rows per workgroup (each K/V tile serves R rows times the GQA group). */
+  r: number;
+  /** Keys per K/V tile = threads per workgroup. */
+  tk: number;
+}
+
+/** Workgroup bytes of a flash tile: qs, ks (rows padded by a vec4), vs, ps (rows padded by one), m, l, alpha. */
+export function flashBytes(t: FlashTile, headDim: number, group: number): number {
+  const qv = t.r * group;
+  return 4 * (qv * headDim + t.tk * (headDim + 4) + t.tk * headDim + qv * (t.tk + 1) + 3 * qv);
+}
+
+/** vec4 output accumulators per thread of a flash tile. */
+const flashAccs = (t: FlashTile, headDim: number, group: number) => ceil(t.r * group * headDim / 4, t.tk);
+
+/**
+ * Tile of {@link flashAttention} for n query rows: R = 1 for a single row (decode), else up to 4 rows
+ * sharing each K/V tile; TK = 32 keys (and threads) for head_dim <= 64, 16 up to 128, else 8. R (then TK)
+ * shrinks until the workgroup memory fits {@link WORKGROUP_BYTES} and each thread keeps at most 16 vec4
+ * accumulators. On a GPU with more workgroup memory a bigger TK (64: two full warps) or R would cut
+ * barriers per slot or K/V loads per row.
+ */
+export function flashTile(n: number, headDim: number, group: number): FlashTile {
+  const t: FlashTile = { r: n <= 1 ? 1 : Math.min(4, n), tk: headDim <= 64 ? 32 : headDim <= 128 ? 16 : 8 };
+  const fits = () => flashBytes(t, headDim, group) <= WORKGROUP_BYTES && flashAccs(t, headDim, group) <= 16;
+  while (!fits() && t.r > 1) t.r--;
+  while (!fits() && t.tk > 4) t.tk >>= 1;
+  if (!fits()) {
+    throw new RangeError(
+      `flashAttention: head_dim ${headDim} x group ${group} needs ${
+        flashBytes(t, headDim, group)
+      } bytes of ` +
+        `workgroup memory (limit ${WORKGROUP_BYTES}) or more than 16 accumulators per thread`,
+    );
+  }
+  return t;
+}
+
+/**
+ * out (n, nHeads * headDim) = masked attention of q (n, nHeads * headDim) over k/v cache slots
+ * [0, past + n) in one pass with an online softmax (shaders/flash_attention.wgsl): one workgroup per
+ * (KV head, R query rows), every query head of the GQA group sharing each K/V tile. Same masks as
+ * {@link attention}; no scratch. `kvDtype` "f16": k/v hold two halves per u32 word (pack2x16float).
+ */
+export async function flashAttention(
+  c: OpContext,
+  a: {
+    q: Binding;
+    k: Binding;
+    v: Binding;
+    mask: Binding;
+    out: Binding;
+    n: number;
+    past: number;
+    nHeads: number;
+    nKvHeads: number;
+    headDim: number;
+    maskWords: number;
+    /** First word of row 0 in `mask` (default 0). */
+    maskOffset?: number;
+    causal: boolean;
+    kvDtype?: KvDtype;
+    /** Override {@link flashTile} (benchmarks and tests). */
+    tile?: FlashTile;
+  },
+): Promise<void> {
+  if (a.nHeads % a.nKvHeads !== 0) {
+    throw new RangeError(`flashAttention: nHeads ${a.nHeads} is not a multiple of nKvHeads ${a.nKvHeads}`);
+  }
+  if (a.headDim % 4 !== 0) {
+    throw new RangeError(`flashAttention: headDim ${a.headDim} is not a multiple of 4`);
+  }
+  const f16 = a.kvDtype === "f16", group = a.nHeads / a.nKvHeads;
+  const t = a.tile ?? flashTile(a.n, a.headDim, group);
+  if (flashBytes(t, a.headDim, group) > WORKGROUP_BYTES) {
+    throw new RangeError(
+      `flashAttention: tile ${JSON.stringify(t)} exceeds ${WORKGROUP_BYTES} bytes of workgroup memory`,
+    );
+  }
+  const pl = await c.pipelines.get("flash_attention", {
+    HD: a.headDim,
+    G: group,
+    R: t.r,
+    TK: t.tk,
+    QV: t.r * group,
+    NU: flashAccs(t, a.headDim, group),
+    F16: f16,
+  });
+  c.rec.dispatch(
+    "flash attention",
+    pl,
+    [
+      a.n,
+      a.past,
+      a.nHeads * a.headDim,
+      a.nKvHeads * a.headDim,
+      a.maskWords,
+      a.causal ? 1 : 0,
+      f32Bits(1 / Math.sqrt(a.headDim)),
+      a.maskOffset ?? 0,
+    ],
+    [a.q, a.k, a.v, a.mask, a.out],
+    [a.nKvHeads, ceil(a.n, t.r)],
   );
 }
 
@@ -345,17 +504,30 @@ export async function sample(
 
 /**
  * Move cache rows slots[i] (i < count) of one layer's k and v to rows dstBase + i, through `tmp`
- * (2 * count * kvDim floats): a gather dispatch, then a scatter dispatch.
+ * (2 * count * kvDim elements of `kvDtype`): a gather dispatch, then a scatter dispatch (bits copied).
  */
 export async function kvCopy(
   c: OpContext,
-  a: { slots: Binding; k: Binding; v: Binding; tmp: Binding; count: number; kvDim: number; dstBase: number },
+  a: {
+    slots: Binding;
+    k: Binding;
+    v: Binding;
+    tmp: Binding;
+    count: number;
+    kvDim: number;
+    dstBase: number;
+    kvDtype?: KvDtype;
+  },
 ): Promise<void> {
+  if (a.kvDtype === "f16" && a.kvDim % 2 !== 0) {
+    throw new RangeError(`kvCopy: f16 rows need an even kvDim, got ${a.kvDim}`);
+  }
+  const words = a.kvDtype === "f16" ? a.kvDim / 2 : a.kvDim;
   const gather = await c.pipelines.get("kv_copy", { GATHER: true });
   const scatter = await c.pipelines.get("kv_copy", { GATHER: false });
-  const groups: [number, number] = [ceil(a.kvDim, 64), a.count];
-  c.rec.dispatch("kv gather", gather, [a.count, a.kvDim, a.dstBase], [a.slots, a.k, a.v, a.tmp], groups);
-  c.rec.dispatch("kv scatter", scatter, [a.count, a.kvDim, a.dstBase], [a.slots, a.k, a.v, a.tmp], groups);
+  const groups: [number, number] = [ceil(words, 64), a.count];
+  c.rec.dispatch("kv gather", gather, [a.count, words, a.dstBase], [a.slots, a.k, a.v, a.tmp], groups);
+  c.rec.dispatch("kv scatter", scatter, [a.count, words, a.dstBase], [a.slots, a.k, a.v, a.tmp], groups);
 }
 
 /** out[t] = wrapping u32 sum of data's vec4 words t, t + threads, ... (threads = groups * 256). */

@@ -14,6 +14,7 @@ import { loadWasmModel } from "../wasm/load.ts";
 import { defaultThreads } from "../wasm/runtime.ts";
 import { formatBytes } from "../util/bytes.ts";
 import { withVocabMap } from "../model/vocab_map.ts";
+import type { KvDtype } from "../gpu/ops.ts";
 
 /** The budgets a command passes to model loading (undefined: not given). */
 export interface PagingBudgets {
@@ -53,6 +54,8 @@ export interface LoadOptions extends PagingBudgets {
   capacity?: number;
   /** KV slots of each further sequence (default: `capacity`). */
   streamCapacity?: number;
+  /** gpu only: KV cache element type (default "f32"; "f16" halves the cache); other backends refuse f16. */
+  kvDtype?: KvDtype;
 }
 
 /** A loaded model and a one-line description of where it runs. */
@@ -107,6 +110,9 @@ export async function loadModel(
 /** {@link loadModel} on the checkpoint's own rows. */
 async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOptions): Promise<LoadedModel> {
   checkPaging(backend, opts);
+  if (backend !== "gpu" && (opts.kvDtype ?? "f32") !== "f32") {
+    throw new RangeError(`an ${opts.kvDtype} KV cache needs the gpu backend, not ${backend}`);
+  }
   if (backend === "cpu") {
     const model = await loadCpuModel(folder, opts.capacity, opts.sequences, opts.streamCapacity);
     const st = folder.checkpoint;
@@ -140,6 +146,7 @@ async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOpti
     maxBatch: Math.max(256, opts.maxBatch ?? 0),
     gpuMemoryBudget: opts.gpuMemoryBudget,
     hostMemoryBudget: opts.hostMemoryBudget,
+    kvDtype: opts.kvDtype,
   });
   const p = model.paging;
   const paging = p

@@ -15,6 +15,7 @@
 
 import { type ModelFolder, openModelFolder } from "../model/folder.ts";
 import type { CausalLM } from "../model/causal_lm.ts";
+import type { KvDtype } from "../gpu/ops.ts";
 import { pagedModel } from "../model/capabilities.ts";
 import type { SamplingParams } from "../model/sampling.ts";
 import { AdaptiveSequoiaPlan } from "../speculative/adaptive.ts";
@@ -77,6 +78,8 @@ export interface RuntimeOptions {
   decided?: BackendDecision;
   /** The target's weight budgets (the draft is small and always resident). */
   paging?: PagingBudgets;
+  /** gpu: KV cache element type of both models (default "f32"). */
+  kvDtype?: KvDtype;
   /** Most tokens one target forward must take (e.g. SpecExec's budget + 1); at least 256 on the GPU. */
   maxBatch?: number;
   /**
@@ -317,12 +320,19 @@ export class Runtime {
       }
       const target = await stages.stage(
         `target ${options.model}`,
-        () => load(targetFolder, { ...options.paging, maxBatch: options.maxBatch, ...seqs }, choice?.loaded),
+        () =>
+          load(
+            targetFolder,
+            { ...options.paging, maxBatch: options.maxBatch, ...seqs, kvDtype: options.kvDtype },
+            options.kvDtype === "f16" ? undefined : choice?.loaded, // the choice's copy has an f32 cache
+          ),
         described,
       );
-      const draft = draftFolder === undefined
-        ? undefined
-        : await stages.stage(`draft ${options.draft}`, () => load(draftFolder!, { ...seqs }), described);
+      const draft = draftFolder === undefined ? undefined : await stages.stage(
+        `draft ${options.draft}`,
+        () => load(draftFolder!, { ...seqs, kvDtype: options.kvDtype }),
+        described,
+      );
       return new Runtime(options, backend, choice, target, draft, loaded);
     } catch (e) {
       for (const m of loaded) m.close();

@@ -16,6 +16,7 @@ import type { SpeculativeEvent } from "../speculative/engine.ts";
 import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { ChooseRequest, EngineDecodeOptions } from "./engine.ts";
 import type { BatchRecord } from "../batching/batcher.ts";
+import type { KvDtype } from "../gpu/ops.ts";
 
 /** What the worker opens: the Runtime's options (plain data) and the server-scope plan to make. */
 export interface EngineOpenRequest {
@@ -28,6 +29,8 @@ export interface EngineOpenRequest {
   /** With backend "auto": the decision the opener already made (see RuntimeOptions.decided). */
   decided?: BackendDecision;
   paging?: PagingBudgets;
+  /** gpu: KV cache element type (default "f32"). */
+  kvDtype?: KvDtype;
   reprofile: boolean;
   /** The --method flag ("auto": each request's method is chosen from predicted speeds). */
   method: Method | "auto";

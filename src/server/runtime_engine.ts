@@ -50,6 +50,7 @@ export class RuntimeEngine extends LocalEngine {
       threads: r.threads,
       decided: r.decided,
       paging: r.paging,
+      kvDtype: r.kvDtype,
       reprofile: r.reprofile,
       cacheDir: r.cacheDir,
       batch: r.batch,

@@ -48,9 +48,26 @@ export interface RecordedForward {
 
 /** The activations of one forward, (maxBatch, ...) f32 each. */
 type Activations = Record<
-  "x" | "xn" | "q" | "att" | "gate" | "up" | "sel" | "logits" | "scratch" | "rope",
+  "x" | "xn" | "q" | "att" | "gate" | "up" | "sel" | "logits" | "scratch" | "kNew" | "rope",
   GPUBuffer
 >;
+
+/** Which attention kernel a forward records. */
+export type AttentionKernel = "flash" | "classic";
+
+/** Options of {@link GpuForward}. */
+export interface GpuForwardOptions {
+  /** KV cache element type (default "f32"). */
+  kvDtype?: ops.KvDtype;
+  /**
+   * Attention kernel (default {@link defaultAttention}: "flash", shaders/flash_attention.wgsl, one pass, no scratch). "classic"
+   * (shaders/attention.wgsl, three passes through a (maxBatch, nHeads, capacity) scores scratch) stays for
+   * comparison and tests. On llvmpipe (2 cores, SmolLM2-135M's 9/3 heads, head_dim 64) flash was
+   * 1.7-2.6x faster at n = 1 and 3-5.6x at n = 4..256 for contexts 64..2048 (src/bench/attention.ts),
+   * so no per-n rule is needed there.
+   */
+  attention?: AttentionKernel;
+}
 
 /** One model's forward machinery: op context, activations, inputs, KV cache, weights. */
 export class GpuForward {
@@ -67,8 +84,13 @@ export class GpuForward {
     readonly maxBatch: number,
     readonly weights: GpuWeights,
     readonly counters: GpuCounters,
+    opts: GpuForwardOptions = {},
   ) {
     const c = config, B = maxBatch, f = 4;
+    this.kvDtype = opts.kvDtype ?? "f32";
+    this.attentionKernel = opts.attention ?? defaultAttention(c);
+    const classic = this.attentionKernel === "classic";
+    const f16 = this.kvDtype === "f16";
     const b = (name: string, bytes: number) => gpu.createBuffer(name, bytes);
     this.act = {
       x: b("x", B * c.hiddenSize * f), // (B, d) residual stream
@@ -79,7 +101,10 @@ export class GpuForward {
       up: b("up", B * c.intermediateSize * f), // (B, hidden)
       sel: b("selected rows", B * c.hiddenSize * f), // (rows, d) the logit rows gathered
       logits: b("logits", B * c.vocabSize * f), // (rows, vocab)
-      scratch: b("attention scratch", B * c.nHeads * capacity * f), // (B, nHeads, capacity) scores
+      // (B, nHeads, capacity) scores of the classic kernel (flash needs none)
+      scratch: b("attention scratch", classic ? B * c.nHeads * capacity * f : 4),
+      // (B, kvDim) unfused k projection with an f16 cache (rope packs it into the cache); else unused
+      kNew: b("k projection", f16 ? B * c.kvDim * f : 4),
       rope: gpu.createBufferWith("rope table", ropeTable(c, capacity)), // (capacity, headDim / 2, 2)
     };
     this.inputs = new InputBuffers(gpu, { vocabSize: c.vocabSize, capacity, maxBatch });
@@ -87,8 +112,13 @@ export class GpuForward {
     this.kv = new GpuKvCache(gpu, config, capacity, maxBatch, async (label, record) => {
       await record(this.ctx);
       await this.submit(label);
-    });
+    }, this.kvDtype);
   }
+
+  /** KV cache element type. */
+  readonly kvDtype: ops.KvDtype;
+  /** The attention kernel forwards record. */
+  readonly attentionKernel: AttentionKernel;
 
   /**
    * The matrices a forward multiplies through ops.matmul (the fused q/k and gate/up kernels keep their
@@ -143,22 +173,29 @@ export class GpuForward {
       await ops.rmsNorm(ctx, { x: b.x, w: L.attnNorm, out: b.xn, n, d, eps: c.rmsNormEps });
       // New keys/values go straight into the cache at slots past .. past + n - 1.
       const r = { n, headDim: c.headDim, positions: pos, posOffset: a.posOffset, table: b.rope };
-      if (ops.qkRopeFusable(L.wq, L.wk, c.headDim)) {
+      const kvDtype = this.kvDtype, kOffset = past * c.kvDim;
+      if (ops.qkRopeFusable(L.wq, L.wk, c.headDim, kvDtype)) {
         // One launch for q, k and their rotation (a dispatch is ~0.05-0.1 ms of fixed cost on llvmpipe).
-        await ops.qkRope(ctx, { ...r, wq: L.wq, wk: L.wk, x: b.xn, q: b.q, k, kOffset: past * c.kvDim });
+        await ops.qkRope(ctx, { ...r, wq: L.wq, wk: L.wk, x: b.xn, q: b.q, k, kOffset, kDtype: kvDtype });
       } else {
         await ops.matmul(ctx, { w: L.wq, x: b.xn, y: b.q, n });
-        await ops.matmul(ctx, { w: L.wk, x: b.xn, y: k, n, yOffset: past * c.kvDim });
         await ops.rope(ctx, { ...r, x: b.q, offset: 0, stride: c.qDim, nHeads: c.nHeads });
-        await ops.rope(ctx, { ...r, x: k, offset: past * c.kvDim, stride: c.kvDim, nHeads: c.nKvHeads });
+        if (kvDtype === "f16") {
+          // f16 cache: project k in f32, then rope reads it and packs the rotated rows into the cache.
+          await ops.matmul(ctx, { w: L.wk, x: b.xn, y: b.kNew, n });
+          const kr = { ...r, x: b.kNew, offset: kOffset, stride: c.kvDim, nHeads: c.nKvHeads, f16Out: k };
+          await ops.rope(ctx, kr);
+        } else {
+          await ops.matmul(ctx, { w: L.wk, x: b.xn, y: k, n, yOffset: kOffset });
+          await ops.rope(ctx, { ...r, x: k, offset: kOffset, stride: c.kvDim, nHeads: c.nKvHeads });
+        }
       }
-      await ops.matmul(ctx, { w: L.wv, x: b.xn, y: v, n, yOffset: past * c.kvDim });
-      await ops.attention(ctx, {
+      await ops.matmul(ctx, { w: L.wv, x: b.xn, y: v, n, yOffset: kOffset, yDtype: kvDtype });
+      const att = {
         q: b.q,
         k,
         v,
         mask: this.inputs.mask,
-        scratch: b.scratch,
         out: b.att,
         n,
         past,
@@ -168,8 +205,10 @@ export class GpuForward {
         maskWords: a.maskWords,
         maskOffset: a.maskOffset,
         causal: a.causal,
-        cap: this.capacity,
-      });
+        kvDtype,
+      };
+      if (this.attentionKernel === "flash") await ops.flashAttention(ctx, att);
+      else await ops.attention(ctx, { ...att, scratch: b.scratch, cap: this.capacity });
       await ops.matmul(ctx, { w: L.wo, x: b.att, y: b.x, n, acc: true });
       await ops.rmsNorm(ctx, { x: b.x, w: L.mlpNorm, out: b.xn, n, d, eps: c.rmsNormEps });
       if (ops.gateUpFusable(L.wGate, L.wUp)) {
@@ -264,6 +303,11 @@ export class GpuForward {
     this.inputs.destroy();
     this.kv.destroy();
   }
+}
+
+/** The kernel a forward uses unless told: flash wherever it runs (head_dim % 4 == 0), else classic. */
+export function defaultAttention(c: ModelConfig): AttentionKernel {
+  return c.headDim % 4 === 0 ? "flash" : "classic";
 }
 
 /** True when `head` picks the argmax (argmax itself, or sampling at temperature 0). */

@@ -1,6 +1,8 @@
 /**
- * The GPU KV cache of one sequence: per layer, (capacity, kvDim) f32 keys (RoPE applied) and values in
+ * The GPU KV cache of one sequence: per layer, (capacity, kvDim) keys (RoPE applied) and values in
  * storage buffers, written in place by the forward's K/V projections at slots [length, length + n).
+ * Elements are f32, or f16 (half the bytes: element e of a layer in u32 word e / 2, even element in the
+ * low half, as WGSL's pack2x16float writes it; rounded once when written, read back as f32).
  * Commit compacts on the GPU (a kv_copy gather/scatter per layer, one submission, no readback).
  *
  * @module
@@ -11,15 +13,18 @@ import { checkCommit, checkTruncate, type KvCache } from "../../model/kv_cache.t
 import type { Gpu } from "../device.ts";
 import * as ops from "../ops.ts";
 
+/** Bytes per KV element of each cache dtype. */
+export const KV_BYTES: Readonly<Record<ops.KvDtype, number>> = { f32: 4, f16: 2 };
+
 /** Keys and values of every layer on the GPU. */
 export class GpuKvCache implements KvCache {
-  /** Per layer: (capacity, kvDim) f32 keys. */
+  /** Per layer: (capacity, kvDim) keys in {@link dtype}. */
   readonly k: GPUBuffer[];
-  /** Per layer: (capacity, kvDim) f32 values. */
+  /** Per layer: (capacity, kvDim) values in {@link dtype}. */
   readonly v: GPUBuffer[];
   /** (maxMoves) u32 source slots of a commit. */
   private readonly slots: GPUBuffer;
-  /** (2, maxMoves, kvDim) f32 staging of moved rows (a gather then a scatter: sources may overlap targets). */
+  /** (2, maxMoves, kvDim) staging of moved rows in {@link dtype} (a gather then a scatter: sources may overlap targets). */
   private readonly tmp: GPUBuffer;
   private used = 0;
 
@@ -27,6 +32,7 @@ export class GpuKvCache implements KvCache {
    * @param maxMoves most slots one commit may move (the model's maxBatch: an accepted path never exceeds
    *   one forward's tokens)
    * @param run records into the model's op context and submits (so counters stay the model's)
+   * @param dtype element type ("f16" needs an even kvDim)
    */
   constructor(
     private readonly gpu: Gpu,
@@ -34,12 +40,21 @@ export class GpuKvCache implements KvCache {
     readonly capacity: number,
     private readonly maxMoves: number,
     private readonly run: (label: string, record: (ctx: ops.OpContext) => Promise<void>) => Promise<void>,
+    readonly dtype: ops.KvDtype = "f32",
   ) {
-    const bytes = capacity * config.kvDim * 4;
+    if (dtype === "f16" && config.kvDim % 2 !== 0) {
+      throw new RangeError(`kv cache: f16 needs an even kvDim, got ${config.kvDim}`);
+    }
+    const bytes = capacity * config.kvDim * KV_BYTES[dtype];
     this.k = Array.from({ length: config.nLayers }, (_, l) => gpu.createBuffer(`k cache ${l}`, bytes));
     this.v = Array.from({ length: config.nLayers }, (_, l) => gpu.createBuffer(`v cache ${l}`, bytes));
     this.slots = gpu.createBuffer("kv commit slots", maxMoves * 4);
-    this.tmp = gpu.createBuffer("kv tmp", 2 * maxMoves * config.kvDim * 4);
+    this.tmp = gpu.createBuffer("kv tmp", 2 * maxMoves * config.kvDim * KV_BYTES[dtype]);
+  }
+
+  /** Bytes of keys and values of all layers at full capacity. */
+  get bytes(): number {
+    return 2 * this.config.nLayers * this.capacity * this.config.kvDim * KV_BYTES[this.dtype];
   }
 
   get length(): number {
@@ -81,6 +96,7 @@ export class GpuKvCache implements KvCache {
             count: src.length,
             kvDim: this.config.kvDim,
             dstBase: prefixLen + from,
+            kvDtype: this.dtype,
           });
         }
       });

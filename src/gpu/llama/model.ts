@@ -3,7 +3,8 @@
  * {@link Paged}, {@link FusedTreeStep}): a thin facade over the parts of gpu/llama/ — weights.ts (the
  * uploaded checkpoint and paging), inputs.ts (checking and staging a forward's inputs), forward.ts
  * (recording forwards and heads), kv_cache.ts (the cache) and tree_step.ts (the fused step). Weights keep
- * their checkpoint dtype, activations and the KV cache are f32, a whole forward is one submission, and
+ * their checkpoint dtype, activations are f32, the KV cache f32 or f16 (load option kvDtype), attention
+ * the one-pass flash kernel (or the classic one, load option attention), a whole forward is one submission, and
  * logits / argmax / samples are computed on the GPU so only what the caller needs is read back.
  *
  * @module
@@ -26,7 +27,9 @@ import type {
   PagingStats,
 } from "../../model/capabilities.ts";
 import { type Gpu, GpuError } from "../device.ts";
-import { type GpuCounters, GpuForward, isGreedy } from "./forward.ts";
+import { type AttentionKernel, defaultAttention, type GpuCounters, GpuForward, isGreedy } from "./forward.ts";
+import type { KvDtype } from "../ops.ts";
+import { KV_BYTES } from "./kv_cache.ts";
 import { checkInput, checkTokens } from "./inputs.ts";
 import type { GpuKvCache } from "./kv_cache.ts";
 import { fusedLimits, FusedStepBuffers, runFusedTreeStep } from "./tree_step.ts";
@@ -50,6 +53,10 @@ export interface GpuLlamaOptions {
   hostMemoryBudget?: number;
   /** Most ring slots when paging (default MAX_RING_SLOTS of gpu/paging/plan.ts, at least 2). */
   maxRingSlots?: number;
+  /** KV cache element type (default "f32"; "f16" halves the cache, rounding keys and values once). */
+  kvDtype?: KvDtype;
+  /** Attention kernel (default: flash where head_dim % 4 == 0; see GpuForwardOptions.attention). */
+  attention?: AttentionKernel;
 }
 
 /** A Llama model resident on the GPU with its own KV cache (one sequence). */
@@ -69,8 +76,12 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep {
     readonly capacity: number,
     readonly maxBatch: number,
     private readonly w: GpuWeights,
+    opts: GpuLlamaOptions,
   ) {
-    this.fp = new GpuForward(gpu, config, capacity, maxBatch, w, this.counters);
+    this.fp = new GpuForward(gpu, config, capacity, maxBatch, w, this.counters, {
+      kvDtype: opts.kvDtype,
+      attention: opts.attention,
+    });
     this.kv = this.fp.kv;
   }
 
@@ -95,23 +106,29 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep {
     const capacity = opts.capacity ?? c.maxPositions;
     const maxBinding = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
     let maxBatch = Math.min(opts.maxBatch ?? 256, capacity);
-    // Attention scores scratch: (maxBatch, nHeads, capacity) f32 must fit one binding.
-    while (maxBatch > 1 && maxBatch * c.nHeads * capacity * 4 > maxBinding) maxBatch >>= 1;
-    if (c.nHeads * capacity * 4 > maxBinding) {
-      throw new GpuError(
-        `KV capacity ${capacity} needs ${
-          c.nHeads * capacity * 4
-        } bytes of attention scratch per token; binding limit ${maxBinding}`,
-      );
+    const kvDtype = opts.kvDtype ?? "f32";
+    if (kvDtype !== "f32" && kvDtype !== "f16") {
+      throw new RangeError(`kvDtype must be f32 or f16, got ${kvDtype}`);
     }
-    const kvBytes = capacity * c.kvDim * 4;
+    if ((opts.attention ?? defaultAttention(c)) === "classic") {
+      // The classic kernel's scores scratch: (maxBatch, nHeads, capacity) f32 must fit one binding.
+      while (maxBatch > 1 && maxBatch * c.nHeads * capacity * 4 > maxBinding) maxBatch >>= 1;
+      if (c.nHeads * capacity * 4 > maxBinding) {
+        throw new GpuError(
+          `KV capacity ${capacity} needs ${
+            c.nHeads * capacity * 4
+          } bytes of attention scratch per token; binding limit ${maxBinding}`,
+        );
+      }
+    }
+    const kvBytes = capacity * c.kvDim * KV_BYTES[kvDtype];
     if (kvBytes > maxBinding) {
       throw new GpuError(
         `KV cache of ${capacity} slots x ${c.kvDim} needs ${kvBytes} bytes per layer; binding limit ${maxBinding}`,
       );
     }
     const w = await GpuWeights.upload(gpu, folder, opts);
-    const model = new GpuLlama(gpu, c, capacity, maxBatch, w);
+    const model = new GpuLlama(gpu, c, capacity, maxBatch, w, opts);
     model.options = { ...opts, capacity, maxBatch };
     gpu.check(`loading ${folder.path}`);
     return model;
