@@ -17,7 +17,7 @@
 //           needs in % 8 == 0), else array<u32>; 2 x: array<f32>, row t at x_offset + t * in
 //           (VEC: array<vec4<f32>>); 3 y: array<f32>, element (t, col) at y_offset + t * y_stride + col
 // dispatch: (ceil(rows / ((SPLIT ? WG / 16 : WG) * RPT)), ceil(n / TN))
-// defines: DTYPE (0 F32, 1 F16, 2 BF16), VEC (bool), TN (token rows per workgroup), RPT (weight rows per
+// defines: DTYPE (0 F32, 1 F16, 2 BF16, 3.. block types: wload.wgsl; those need VEC), VEC (bool), TN (token rows per workgroup), RPT (weight rows per
 //          thread), ACC (bool: y += ...), SPLIT (bool), WG (threads per workgroup; 64 with SPLIT)
 struct Params { n: u32, in_dim: u32, rows: u32, row_start: u32, x_offset: u32, y_offset: u32, y_stride: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -42,6 +42,9 @@ fn unpack2(word: u32) -> vec2<f32> {
   if (DTYPE == 1u) { return unpack2x16float(word); }
   return vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u));
 }
+//#if VEC
+//#include wload W=w
+//#endif
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -73,7 +76,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 //#end
     }
   } else {
-    // 8 16-bit weights per vec4<u32> load
+    // 8 weights per step: one vec4<u32> of 16-bit weights, or 8 dequantized from their blocks (wload.wgsl)
     let per_row = p.in_dim / 8u;
     for (var c = lane; c < per_row; c += LANES) {
 //#unroll t TN
@@ -86,9 +89,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       }
 //#end
 //#unroll j RPT
-      let q_$j = w[r_$j * per_row + c];
-      let a_$j = vec4<f32>(unpack2(q_$j.x), unpack2(q_$j.y));
-      let b_$j = vec4<f32>(unpack2(q_$j.z), unpack2(q_$j.w));
+      let q_$j = w8_w(r_$j, c, p.in_dim, p.rows);
+      let a_$j = q_$j[0];
+      let b_$j = q_$j[1];
 //#unroll t TN
       acc_$j_$t += dot(a_$j, xa_$t) + dot(b_$j, xb_$t);
 //#end

@@ -12,7 +12,7 @@
 //           5 k: array<f32>, row t at k_offset + t * k_stride; 6 positions: array<u32>;
 //           7 table: array<vec2<f32>> (positions, half) of (cos, sin)
 // dispatch: (q_groups + ceil(k_pairs / (WG * RPT)), ceil(n / TN)), q_groups = ceil(q_pairs / (WG * RPT))
-// defines: DTYPE (0 F32, 1 F16, 2 BF16), TN (token rows per workgroup), RPT (pairs per thread), WG
+// defines: DTYPE (0 F32, 1 F16, 2 BF16, 3.. block types: wload.wgsl), TN (token rows per workgroup), RPT (pairs per thread), WG
 struct Params {
   n: u32, in_dim: u32, q_pairs: u32, k_pairs: u32, half: u32, head_dim: u32, q_groups: u32,
   q_stride: u32, k_offset: u32, k_stride: u32, pos_offset: u32,
@@ -30,6 +30,8 @@ fn unpack2(word: u32) -> vec2<f32> {
   if (DTYPE == 1u) { return unpack2x16float(word); }
   return vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u));
 }
+//#include wload W=w0
+//#include wload W=w1
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -79,12 +81,12 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
         }
 //#end
 //#unroll j RPT
-        let qa_$j = w$m[ra_$j * per_row + c];
-        let qb_$j = w$m[rb_$j * per_row + c];
-        let aa_$j = vec4<f32>(unpack2(qa_$j.x), unpack2(qa_$j.y));
-        let ab_$j = vec4<f32>(unpack2(qa_$j.z), unpack2(qa_$j.w));
-        let ba_$j = vec4<f32>(unpack2(qb_$j.x), unpack2(qb_$j.y));
-        let bb_$j = vec4<f32>(unpack2(qb_$j.z), unpack2(qb_$j.w));
+        let qa_$j = w8_w$m(ra_$j, c, p.in_dim, pairs * 2u);
+        let qb_$j = w8_w$m(rb_$j, c, p.in_dim, pairs * 2u);
+        let aa_$j = qa_$j[0];
+        let ab_$j = qa_$j[1];
+        let ba_$j = qb_$j[0];
+        let bb_$j = qb_$j[1];
 //#unroll t TN
         a_$j_$t += dot(aa_$j, xa_$t) + dot(ab_$j, xb_$t);
         b_$j_$t += dot(ba_$j, xa_$t) + dot(bb_$j, xb_$t);

@@ -24,6 +24,7 @@ import { Rng } from "../util/rng.ts";
 import { sharedGpu } from "../runtime/backend.ts";
 import { forwardMs, syncCost } from "../runtime/hardware_profile.ts";
 import { loadGpuTarget } from "./pair.ts";
+import type { WeightsDtype } from "../model/weight_types.ts";
 
 /** Options of the kernel benchmark. */
 export interface KernelBenchOptions {
@@ -33,6 +34,8 @@ export interface KernelBenchOptions {
   targetDir?: string;
   /** Where the JSON goes (none when undefined). */
   jsonPath?: string;
+  /** What type the target's matrices load as (`--weights-dtype`). */
+  weightsDtype?: WeightsDtype;
 }
 
 /** One measured row. */
@@ -400,7 +403,7 @@ export async function benchKernels(o: KernelBenchOptions): Promise<Record<string
   }
 
   // The target's own kernels at n = 1.
-  const target = await loadGpuTarget(o.targetDir ?? DEFAULT_TARGET_DIR);
+  const target = await loadGpuTarget(o.targetDir ?? DEFAULT_TARGET_DIR, o.weightsDtype);
   const { model } = target;
   const c = target.folder.config;
   const d = c.hiddenSize;

@@ -152,7 +152,7 @@ export async function runBench(args: string[]): Promise<number> {
   const maxTokensFlag = positive("max-tokens", values["max-tokens"]);
   const promptsFlag = positive("prompts", values.prompts);
   const runs = positive("runs", values.runs) ?? (values.quick ? 1 : 3);
-  const { backend: backendChoice, threads } = backendFlags(values);
+  const { backend: backendChoice, threads, weightsDtype } = backendFlags(values);
   if (
     [values.kernels, values.sweep, values.ar, values.peers, values.load !== undefined].filter(Boolean)
       .length > 1
@@ -192,7 +192,7 @@ export async function runBench(args: string[]): Promise<number> {
     return 0;
   }
   if (values.kernels) {
-    await benchKernels({ quick: values.quick, targetDir: values.model, jsonPath: values.json });
+    await benchKernels({ quick: values.quick, targetDir: values.model, jsonPath: values.json, weightsDtype });
     return 0;
   }
   if (values.peers) {
@@ -278,6 +278,7 @@ export async function runBench(args: string[]): Promise<number> {
     ? { backend: "gpu" as const, decision: undefined }
     : await resolveBackend(backendChoice, targetDir ?? DEFAULT_TARGET_DIR, {
       threads,
+      weightsDtype,
       log: (l) => console.error(l),
     });
   if (decision) console.error(`backend auto: ${describeDecision(decision)}`);
@@ -294,6 +295,7 @@ export async function runBench(args: string[]): Promise<number> {
     runs,
     backend,
     threads,
+    weightsDtype,
     sizes,
     methods,
     command: commandLine(args),

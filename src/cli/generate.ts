@@ -153,6 +153,7 @@ export async function runGenerate(args: string[]): Promise<number> {
     draft: needsDraftModel(o.method) ? o.draft : undefined,
     backend: o.backend,
     threads: o.threads,
+    weightsDtype: o.weightsDtype,
     paging: { gpuMemoryBudget: o.gpuMemoryBudget, hostMemoryBudget: o.hostMemoryBudget },
     maxBatch: (o.budget ?? 0) + 1,
     log,

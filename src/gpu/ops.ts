@@ -9,6 +9,7 @@
 import type { PipelineCache } from "./pipelines.ts";
 import { type Binding, f32Bits, type Recorder } from "./recorder.ts";
 import { DTYPE_CODE, type GpuMatrix } from "./tensor.ts";
+import { isBlockType } from "./weight_layout.ts";
 
 /** What every launcher needs. */
 export interface OpContext {
@@ -106,6 +107,9 @@ export async function matmul(
   }
   const xOffset = a.xOffset ?? 0;
   const vec = a.w.cols % 8 === 0 && xOffset % 4 === 0;
+  if (!vec && isBlockType(a.w.dtype)) {
+    throw new RangeError(`matmul ${a.w.name}: ${a.w.dtype} weights need xOffset % 4 == 0 (got ${xOffset})`);
+  }
   const tile = a.tile ?? matmulTile(a.n, a.w.rows);
   const pl = await c.pipelines.get("matmul", {
     DTYPE: DTYPE_CODE[a.w.dtype],

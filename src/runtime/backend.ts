@@ -14,6 +14,7 @@ import { loadWasmModel } from "../wasm/load.ts";
 import { defaultThreads } from "../wasm/runtime.ts";
 import { formatBytes } from "../util/bytes.ts";
 import { withVocabMap } from "../model/vocab_map.ts";
+import type { WeightsDtype } from "../model/weight_types.ts";
 
 /** The budgets a command passes to model loading (undefined: not given). */
 export interface PagingBudgets {
@@ -53,6 +54,11 @@ export interface LoadOptions extends PagingBudgets {
   capacity?: number;
   /** KV slots of each further sequence (default: `capacity`). */
   streamCapacity?: number;
+  /**
+   * What type each weight matrix is loaded as (`--weights-dtype`, model/weight_types.ts; gpu and wasm:
+   * the cpu reference computes in f32 from the stored values and refuses anything but "auto").
+   */
+  weightsDtype?: WeightsDtype;
 }
 
 /** A loaded model and a one-line description of where it runs. */
@@ -107,6 +113,11 @@ export async function loadModel(
 /** {@link loadModel} on the checkpoint's own rows. */
 async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOptions): Promise<LoadedModel> {
   checkPaging(backend, opts);
+  if (backend === "cpu" && (opts.weightsDtype ?? "auto") !== "auto") {
+    throw new RangeError(
+      `--weights-dtype ${opts.weightsDtype} needs the gpu or wasm backend: the cpu reference computes in f32`,
+    );
+  }
   if (backend === "cpu") {
     const model = await loadCpuModel(folder, opts.capacity, opts.sequences, opts.streamCapacity);
     const st = folder.checkpoint;
@@ -119,6 +130,7 @@ async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOpti
       capacity: opts.capacity,
       sequences: opts.sequences,
       streamCapacity: opts.streamCapacity,
+      weightsDtype: opts.weightsDtype,
     });
     const threads = model.threads;
     return {
@@ -140,6 +152,7 @@ async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOpti
     maxBatch: Math.max(256, opts.maxBatch ?? 0),
     gpuMemoryBudget: opts.gpuMemoryBudget,
     hostMemoryBudget: opts.hostMemoryBudget,
+    weightsDtype: opts.weightsDtype,
   });
   const p = model.paging;
   const paging = p

@@ -59,6 +59,7 @@ import {
 import { resolveCacheDir } from "./cache_dir.ts";
 import { checkContext } from "./context_length.ts";
 import { SILENT_STAGES, type Stages } from "./progress.ts";
+import type { WeightsDtype } from "../model/weight_types.ts";
 
 /** How to open a runtime. */
 export interface RuntimeOptions {
@@ -77,6 +78,8 @@ export interface RuntimeOptions {
   decided?: BackendDecision;
   /** The target's weight budgets (the draft is small and always resident). */
   paging?: PagingBudgets;
+  /** What type the target's matrices load as (`--weights-dtype`; the draft keeps its own `load_as`). */
+  weightsDtype?: WeightsDtype;
   /** Most tokens one target forward must take (e.g. SpecExec's budget + 1); at least 256 on the GPU. */
   maxBatch?: number;
   /**
@@ -281,6 +284,7 @@ export class Runtime {
               threads,
               paging: options.paging,
               maxBatch: options.maxBatch,
+              weightsDtype: options.weightsDtype,
               reprofile: options.reprofile,
               cacheDir: options.cacheDir,
               log: options.log,
@@ -317,7 +321,12 @@ export class Runtime {
       }
       const target = await stages.stage(
         `target ${options.model}`,
-        () => load(targetFolder, { ...options.paging, maxBatch: options.maxBatch, ...seqs }, choice?.loaded),
+        () =>
+          load(
+            targetFolder,
+            { ...options.paging, maxBatch: options.maxBatch, weightsDtype: options.weightsDtype, ...seqs },
+            choice?.loaded,
+          ),
         described,
       );
       const draft = draftFolder === undefined
