@@ -52,6 +52,39 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
 //#end
 //#end
     }
+  } else if (DTYPE >= 3u) {
+    // Block types: matmul.wgsl's block loop (same order of sums: bit-identical to the two matmuls).
+    let nb = p.in_dim / 32u;
+    for (var b = 0u; b < nb; b++) {
+//#unroll j RPT
+      let sg_$j = wsc_wg(r_$j, b, p.in_dim, p.rows);
+      let kg_$j = wblk_wg(r_$j, b, p.in_dim);
+      let su_$j = wsc_wu(r_$j, b, p.in_dim, p.rows);
+      let ku_$j = wblk_wu(r_$j, b, p.in_dim);
+//#end
+//#unroll q 4
+//#unroll t TN
+      var xa_$q_$t = vec4<f32>(0.0);
+      var xb_$q_$t = vec4<f32>(0.0);
+      if (t0 + $tu < p.n) {
+        let xi_$q_$t = (t0 + $tu) * p.in_dim / 4u + 8u * b + 2u * $qu;
+        xa_$q_$t = x[xi_$q_$t];
+        xb_$q_$t = x[xi_$q_$t + 1u];
+      }
+      let sx_$q_$t = dot(xa_$q_$t + xb_$q_$t, vec4<f32>(1.0));
+//#end
+//#unroll j RPT
+      let qg_$q_$j = wdec_wg(kg_$j, $qu, b);
+      let qu_$q_$j = wdec_wu(ku_$j, $qu, b);
+//#unroll t TN
+      g_$j_$t += sg_$j[($qu >> 1u) * 2u] * (dot(qg_$q_$j[0], xa_$q_$t) + dot(qg_$q_$j[1], xb_$q_$t)) +
+        sg_$j[($qu >> 1u) * 2u + 1u] * sx_$q_$t;
+      u_$j_$t += su_$j[($qu >> 1u) * 2u] * (dot(qu_$q_$j[0], xa_$q_$t) + dot(qu_$q_$j[1], xb_$q_$t)) +
+        su_$j[($qu >> 1u) * 2u + 1u] * sx_$q_$t;
+//#end
+//#end
+//#end
+    }
   } else {
     let per_row = p.in_dim / 8u;
     for (var c = 0u; c < per_row; c++) {
@@ -65,8 +98,8 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
       }
 //#end
 //#unroll j RPT
-      let qg_$j = w8_wg(r_$j, c, p.in_dim, p.rows);
-      let qu_$j = w8_wu(r_$j, c, p.in_dim, p.rows);
+      let qg_$j = w8_wg(r_$j, c, p.in_dim);
+      let qu_$j = w8_wu(r_$j, c, p.in_dim);
       let ga_$j = qg_$j[0];
       let gb_$j = qg_$j[1];
       let ua_$j = qu_$j[0];

@@ -75,8 +75,36 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 //#end
 //#end
     }
+  } else if (DTYPE >= 3u) {
+    // Block types: 32 weights per step, each row's scales once per block (wload.wgsl wsc / wblk / wdec).
+    let nb = p.in_dim / 32u;
+    for (var b = lane; b < nb; b += LANES) {
+//#unroll j RPT
+      let s_$j = wsc_w(r_$j, b, p.in_dim, p.rows);
+      let k_$j = wblk_w(r_$j, b, p.in_dim);
+//#end
+//#unroll q 4
+//#unroll t TN
+      var xa_$q_$t = vec4<f32>(0.0);
+      var xb_$q_$t = vec4<f32>(0.0);
+      if (t0 + $tu < p.n) {
+        let xi_$q_$t = (p.x_offset + (t0 + $tu) * p.in_dim) / 4u + 8u * b + 2u * $qu;
+        xa_$q_$t = x[xi_$q_$t];
+        xb_$q_$t = x[xi_$q_$t + 1u];
+      }
+      let sx_$q_$t = dot(xa_$q_$t + xb_$q_$t, vec4<f32>(1.0));
+//#end
+//#unroll j RPT
+      let q_$q_$j = wdec_w(k_$j, $qu, b);
+//#unroll t TN
+      acc_$j_$t += s_$j[($qu >> 1u) * 2u] * (dot(q_$q_$j[0], xa_$q_$t) + dot(q_$q_$j[1], xb_$q_$t)) +
+        s_$j[($qu >> 1u) * 2u + 1u] * sx_$q_$t;
+//#end
+//#end
+//#end
+    }
   } else {
-    // 8 weights per step: one vec4<u32> of 16-bit weights, or 8 dequantized from their blocks (wload.wgsl)
+    // 8 16-bit weights per vec4<u32> load
     let per_row = p.in_dim / 8u;
     for (var c = lane; c < per_row; c += LANES) {
 //#unroll t TN
@@ -89,7 +117,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       }
 //#end
 //#unroll j RPT
-      let q_$j = w8_w(r_$j, c, p.in_dim, p.rows);
+      let q_$j = w8_w(r_$j, c, p.in_dim);
       let a_$j = q_$j[0];
       let b_$j = q_$j[1];
 //#unroll t TN

@@ -68,6 +68,39 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
 //#end
 //#end
       }
+    } else if (DTYPE >= 3u) {
+      // Block types: matmul.wgsl's block loop (same order of sums: bit-identical to the matmuls).
+      let nb = p.in_dim / 32u;
+      for (var b = 0u; b < nb; b++) {
+//#unroll j RPT
+        let sa_$j = wsc_w$m(ra_$j, b, p.in_dim, pairs * 2u);
+        let ka_$j = wblk_w$m(ra_$j, b, p.in_dim);
+        let sb_$j = wsc_w$m(rb_$j, b, p.in_dim, pairs * 2u);
+        let kb_$j = wblk_w$m(rb_$j, b, p.in_dim);
+//#end
+//#unroll q 4
+//#unroll t TN
+        var xa_$q_$t = vec4<f32>(0.0);
+        var xb_$q_$t = vec4<f32>(0.0);
+        if (t0 + $tu < p.n) {
+          let xi_$q_$t = (t0 + $tu) * p.in_dim / 4u + 8u * b + 2u * $qu;
+          xa_$q_$t = x[xi_$q_$t];
+          xb_$q_$t = x[xi_$q_$t + 1u];
+        }
+        let sx_$q_$t = dot(xa_$q_$t + xb_$q_$t, vec4<f32>(1.0));
+//#end
+//#unroll j RPT
+        let qa_$q_$j = wdec_w$m(ka_$j, $qu, b);
+        let qb_$q_$j = wdec_w$m(kb_$j, $qu, b);
+//#unroll t TN
+        a_$j_$t += sa_$j[($qu >> 1u) * 2u] * (dot(qa_$q_$j[0], xa_$q_$t) + dot(qa_$q_$j[1], xb_$q_$t)) +
+          sa_$j[($qu >> 1u) * 2u + 1u] * sx_$q_$t;
+        b_$j_$t += sb_$j[($qu >> 1u) * 2u] * (dot(qb_$q_$j[0], xa_$q_$t) + dot(qb_$q_$j[1], xb_$q_$t)) +
+          sb_$j[($qu >> 1u) * 2u + 1u] * sx_$q_$t;
+//#end
+//#end
+//#end
+      }
     } else {
       let per_row = p.in_dim / 8u;
       for (var c = 0u; c < per_row; c++) {
@@ -81,8 +114,8 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
         }
 //#end
 //#unroll j RPT
-        let qa_$j = w8_w$m(ra_$j, c, p.in_dim, pairs * 2u);
-        let qb_$j = w8_w$m(rb_$j, c, p.in_dim, pairs * 2u);
+        let qa_$j = w8_w$m(ra_$j, c, p.in_dim);
+        let qb_$j = w8_w$m(rb_$j, c, p.in_dim);
         let aa_$j = qa_$j[0];
         let ab_$j = qa_$j[1];
         let ba_$j = qb_$j[0];
