@@ -8,7 +8,7 @@
 // bindings: 0 params; 1 wg, 2 wu: (rows, in) in DTYPE as array<vec4<u32>> (8 halves or 4 f32 per load;
 //           needs in % 8 == 0); 3 x: array<vec4<f32>> (n, in); 4 out: array<f32> (n, rows)
 // dispatch: (ceil(rows / (WG * RPT)), ceil(n / TN))
-// defines: DTYPE (0 F32, 1 F16, 2 BF16), TN (token rows per workgroup), RPT (rows per thread), WG
+// defines: DTYPE (0 F32, 1 F16, 2 BF16, 3.. block types: wload.wgsl), TN (token rows per workgroup), RPT (rows per thread), WG
 struct Params { n: u32, in_dim: u32, rows: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> wg: array<vec4<u32>>;
@@ -20,6 +20,8 @@ fn unpack2(word: u32) -> vec2<f32> {
   if (DTYPE == 1u) { return unpack2x16float(word); }
   return vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u));
 }
+//#include wload W=wg
+//#include wload W=wu
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -50,6 +52,39 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
 //#end
 //#end
     }
+  } else if (DTYPE >= 3u) {
+    // Block types: matmul.wgsl's block loop (same order of sums: bit-identical to the two matmuls).
+    let nb = p.in_dim / 32u;
+    for (var b = 0u; b < nb; b++) {
+//#unroll j RPT
+      let sg_$j = wsc_wg(r_$j, b, p.in_dim, p.rows);
+      let kg_$j = wblk_wg(r_$j, b, p.in_dim);
+      let su_$j = wsc_wu(r_$j, b, p.in_dim, p.rows);
+      let ku_$j = wblk_wu(r_$j, b, p.in_dim);
+//#end
+//#unroll q 4
+//#unroll t TN
+      var xa_$q_$t = vec4<f32>(0.0);
+      var xb_$q_$t = vec4<f32>(0.0);
+      if (t0 + $tu < p.n) {
+        let xi_$q_$t = (t0 + $tu) * p.in_dim / 4u + 8u * b + 2u * $qu;
+        xa_$q_$t = x[xi_$q_$t];
+        xb_$q_$t = x[xi_$q_$t + 1u];
+      }
+      let sx_$q_$t = dot(xa_$q_$t + xb_$q_$t, vec4<f32>(1.0));
+//#end
+//#unroll j RPT
+      let qg_$q_$j = wdec_wg(kg_$j, $qu, b);
+      let qu_$q_$j = wdec_wu(ku_$j, $qu, b);
+//#unroll t TN
+      g_$j_$t += sg_$j[($qu >> 1u) * 2u] * (dot(qg_$q_$j[0], xa_$q_$t) + dot(qg_$q_$j[1], xb_$q_$t)) +
+        sg_$j[($qu >> 1u) * 2u + 1u] * sx_$q_$t;
+      u_$j_$t += su_$j[($qu >> 1u) * 2u] * (dot(qu_$q_$j[0], xa_$q_$t) + dot(qu_$q_$j[1], xb_$q_$t)) +
+        su_$j[($qu >> 1u) * 2u + 1u] * sx_$q_$t;
+//#end
+//#end
+//#end
+    }
   } else {
     let per_row = p.in_dim / 8u;
     for (var c = 0u; c < per_row; c++) {
@@ -63,12 +98,12 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
       }
 //#end
 //#unroll j RPT
-      let qg_$j = wg[r_$j * per_row + c];
-      let qu_$j = wu[r_$j * per_row + c];
-      let ga_$j = vec4<f32>(unpack2(qg_$j.x), unpack2(qg_$j.y));
-      let gb_$j = vec4<f32>(unpack2(qg_$j.z), unpack2(qg_$j.w));
-      let ua_$j = vec4<f32>(unpack2(qu_$j.x), unpack2(qu_$j.y));
-      let ub_$j = vec4<f32>(unpack2(qu_$j.z), unpack2(qu_$j.w));
+      let qg_$j = w8_wg(r_$j, c, p.in_dim);
+      let qu_$j = w8_wu(r_$j, c, p.in_dim);
+      let ga_$j = qg_$j[0];
+      let gb_$j = qg_$j[1];
+      let ua_$j = qu_$j[0];
+      let ub_$j = qu_$j[1];
 //#unroll t TN
       g_$j_$t += dot(ga_$j, xa_$t) + dot(gb_$j, xb_$t);
       u_$j_$t += dot(ua_$j, xa_$t) + dot(ub_$j, xb_$t);

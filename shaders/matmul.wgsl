@@ -17,8 +17,9 @@
 //           needs in % 8 == 0), else array<u32>; 2 x: array<f32>, row t at x_offset + t * in
 //           (VEC: array<vec4<f32>>); 3 y: array<f32>, element (t, col) at y_offset + t * y_stride + col
 // dispatch: (ceil(rows / ((SPLIT ? WG / 16 : WG) * RPT)), ceil(n / TN))
-// defines: DTYPE (0 F32, 1 F16, 2 BF16), VEC (bool), TN (token rows per workgroup), RPT (weight rows per
-//          thread), ACC (bool: y += ...), SPLIT (bool), WG (threads per workgroup; 64 with SPLIT),
+// defines: DTYPE (0 F32, 1 F16, 2 BF16, 3.. block types: wload.wgsl; those need VEC), VEC (bool), TN
+//          (token rows per workgroup), RPT (weight rows per thread), ACC (bool: y += ...), SPLIT (bool),
+//          WG (threads per workgroup; 64 with SPLIT),
 //          PACK (bool: y is an f16 KV cache, array<u32> with element e in word e / 2, even element low;
 //          needs RPT, rows, y_offset, y_stride and row_start even, not ACC: a thread stores whole words)
 struct Params { n: u32, in_dim: u32, rows: u32, row_start: u32, x_offset: u32, y_offset: u32, y_stride: u32 }
@@ -48,6 +49,9 @@ fn unpack2(word: u32) -> vec2<f32> {
   if (DTYPE == 1u) { return unpack2x16float(word); }
   return vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u));
 }
+//#if VEC
+//#include wload W=w
+//#endif
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -78,6 +82,34 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 //#end
 //#end
     }
+  } else if (DTYPE >= 3u) {
+    // Block types: 32 weights per step, each row's scales once per block (wload.wgsl wsc / wblk / wdec).
+    let nb = p.in_dim / 32u;
+    for (var b = lane; b < nb; b += LANES) {
+//#unroll j RPT
+      let s_$j = wsc_w(r_$j, b, p.in_dim, p.rows);
+      let k_$j = wblk_w(r_$j, b, p.in_dim);
+//#end
+//#unroll q 4
+//#unroll t TN
+      var xa_$q_$t = vec4<f32>(0.0);
+      var xb_$q_$t = vec4<f32>(0.0);
+      if (t0 + $tu < p.n) {
+        let xi_$q_$t = (p.x_offset + (t0 + $tu) * p.in_dim) / 4u + 8u * b + 2u * $qu;
+        xa_$q_$t = x[xi_$q_$t];
+        xb_$q_$t = x[xi_$q_$t + 1u];
+      }
+      let sx_$q_$t = dot(xa_$q_$t + xb_$q_$t, vec4<f32>(1.0));
+//#end
+//#unroll j RPT
+      let q_$q_$j = wdec_w(k_$j, $qu, b);
+//#unroll t TN
+      acc_$j_$t += s_$j[($qu >> 1u) * 2u] * (dot(q_$q_$j[0], xa_$q_$t) + dot(q_$q_$j[1], xb_$q_$t)) +
+        s_$j[($qu >> 1u) * 2u + 1u] * sx_$q_$t;
+//#end
+//#end
+//#end
+    }
   } else {
     // 8 16-bit weights per vec4<u32> load
     let per_row = p.in_dim / 8u;
@@ -92,9 +124,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       }
 //#end
 //#unroll j RPT
-      let q_$j = w[r_$j * per_row + c];
-      let a_$j = vec4<f32>(unpack2(q_$j.x), unpack2(q_$j.y));
-      let b_$j = vec4<f32>(unpack2(q_$j.z), unpack2(q_$j.w));
+      let q_$j = w8_w(r_$j, c, p.in_dim);
+      let a_$j = q_$j[0];
+      let b_$j = q_$j[1];
 //#unroll t TN
       acc_$j_$t += dot(a_$j, xa_$t) + dot(b_$j, xb_$t);
 //#end

@@ -12,7 +12,8 @@
 //           5 k: array<f32>, row t at k_offset + t * k_stride; 6 positions: array<u32>;
 //           7 table: array<vec2<f32>> (positions, half) of (cos, sin)
 // dispatch: (q_groups + ceil(k_pairs / (WG * RPT)), ceil(n / TN)), q_groups = ceil(q_pairs / (WG * RPT))
-// defines: DTYPE (0 F32, 1 F16, 2 BF16), TN (token rows per workgroup), RPT (pairs per thread), WG,
+// defines: DTYPE (0 F32, 1 F16, 2 BF16, 3.. block types: wload.wgsl), TN (token rows per workgroup),
+//          RPT (pairs per thread), WG,
 //          KF16 (bool: k is an f16 KV cache, array<u32> with element e in word e / 2, even element low;
 //          needs RPT and half even: a thread's pairs 2h, 2h + 1 fill one word of each half of the head)
 struct Params {
@@ -36,6 +37,8 @@ fn unpack2(word: u32) -> vec2<f32> {
   if (DTYPE == 1u) { return unpack2x16float(word); }
   return vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u));
 }
+//#include wload W=w0
+//#include wload W=w1
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -72,6 +75,39 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
 //#end
 //#end
       }
+    } else if (DTYPE >= 3u) {
+      // Block types: matmul.wgsl's block loop (same order of sums: bit-identical to the matmuls).
+      let nb = p.in_dim / 32u;
+      for (var b = 0u; b < nb; b++) {
+//#unroll j RPT
+        let sa_$j = wsc_w$m(ra_$j, b, p.in_dim, pairs * 2u);
+        let ka_$j = wblk_w$m(ra_$j, b, p.in_dim);
+        let sb_$j = wsc_w$m(rb_$j, b, p.in_dim, pairs * 2u);
+        let kb_$j = wblk_w$m(rb_$j, b, p.in_dim);
+//#end
+//#unroll q 4
+//#unroll t TN
+        var xa_$q_$t = vec4<f32>(0.0);
+        var xb_$q_$t = vec4<f32>(0.0);
+        if (t0 + $tu < p.n) {
+          let xi_$q_$t = (t0 + $tu) * p.in_dim / 4u + 8u * b + 2u * $qu;
+          xa_$q_$t = x[xi_$q_$t];
+          xb_$q_$t = x[xi_$q_$t + 1u];
+        }
+        let sx_$q_$t = dot(xa_$q_$t + xb_$q_$t, vec4<f32>(1.0));
+//#end
+//#unroll j RPT
+        let qa_$q_$j = wdec_w$m(ka_$j, $qu, b);
+        let qb_$q_$j = wdec_w$m(kb_$j, $qu, b);
+//#unroll t TN
+        a_$j_$t += sa_$j[($qu >> 1u) * 2u] * (dot(qa_$q_$j[0], xa_$q_$t) + dot(qa_$q_$j[1], xb_$q_$t)) +
+          sa_$j[($qu >> 1u) * 2u + 1u] * sx_$q_$t;
+        b_$j_$t += sb_$j[($qu >> 1u) * 2u] * (dot(qb_$q_$j[0], xa_$q_$t) + dot(qb_$q_$j[1], xb_$q_$t)) +
+          sb_$j[($qu >> 1u) * 2u + 1u] * sx_$q_$t;
+//#end
+//#end
+//#end
+      }
     } else {
       let per_row = p.in_dim / 8u;
       for (var c = 0u; c < per_row; c++) {
@@ -85,12 +121,12 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
         }
 //#end
 //#unroll j RPT
-        let qa_$j = w$m[ra_$j * per_row + c];
-        let qb_$j = w$m[rb_$j * per_row + c];
-        let aa_$j = vec4<f32>(unpack2(qa_$j.x), unpack2(qa_$j.y));
-        let ab_$j = vec4<f32>(unpack2(qa_$j.z), unpack2(qa_$j.w));
-        let ba_$j = vec4<f32>(unpack2(qb_$j.x), unpack2(qb_$j.y));
-        let bb_$j = vec4<f32>(unpack2(qb_$j.z), unpack2(qb_$j.w));
+        let qa_$j = w8_w$m(ra_$j, c, p.in_dim);
+        let qb_$j = w8_w$m(rb_$j, c, p.in_dim);
+        let aa_$j = qa_$j[0];
+        let ab_$j = qa_$j[1];
+        let ba_$j = qb_$j[0];
+        let bb_$j = qb_$j[1];
 //#unroll t TN
         a_$j_$t += dot(aa_$j, xa_$t) + dot(ab_$j, xb_$t);
         b_$j_$t += dot(ba_$j, xa_$t) + dot(bb_$j, xb_$t);

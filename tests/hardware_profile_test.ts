@@ -20,10 +20,10 @@ const adapter = (description: string) =>
       throw new Error("measured although a valid cached profile exists");
     },
   }) as Gpu;
-/** A resident model that fails the test if anything tries to measure it (only its paging plan is read). */
+/** A resident model that fails the test if anything tries to measure it (only its paging plan and weight types are read). */
 const untouchable = new Proxy({}, {
   get: (_, prop) => {
-    if (prop === "paging") return undefined;
+    if (prop === "paging" || prop === "weightsDtype") return undefined;
     throw new Error("measured although a valid cached profile exists");
   },
 }) as GpuLlama;
@@ -56,10 +56,17 @@ Deno.test("hardware profile: reused from cache; invalidated by adapter, Deno ver
   const paged = new Proxy({}, {
     get: (_, prop) => {
       if (prop === "paging") return { residentLayers: 0, ringSlots: 2 };
+      if (prop === "weightsDtype") return "q8_0";
       throw new Error("measured although a valid cached profile exists");
     },
   }) as GpuLlama;
-  assert.equal((await profileKey(adapter("gpu A"), targetFolder, draftFolder, paged)).paging, "paged r0 s2");
+  const pagedKey = await profileKey(adapter("gpu A"), targetFolder, draftFolder, paged);
+  assert.equal(pagedKey.paging, "paged r0 s2");
+  // A target loaded with --weights-dtype is another model to the profile (its t(n) differs).
+  assert.ok(
+    pagedKey.target.endsWith(" weights q8_0") && pagedKey.target.startsWith(key.target),
+    pagedKey.target,
+  );
   await assert.rejects(loadOrMeasureCosts(adapter("gpu A"), { ...pair, target: paged }), /measured although/);
   // A profile made under another Deno version is not reused.
   await Deno.writeTextFile(

@@ -17,7 +17,6 @@ import { Recorder, UniformArena } from "../gpu/recorder.ts";
 import { destroyMatrix, type GpuMatrix, uploadMatrix } from "../gpu/tensor.ts";
 import { encodeTensor } from "../model/safetensors_write.ts";
 import type { ModelConfig } from "../model/config.ts";
-import type { DType } from "../model/dtype.ts";
 import { llamaTensorSpec } from "../model/weights.ts";
 import { DEFAULT_TARGET_DIR } from "../model/folder.ts";
 import { Rng } from "../util/rng.ts";
@@ -25,6 +24,15 @@ import { sharedGpu } from "../runtime/backend.ts";
 import { forwardMs, syncCost } from "../runtime/hardware_profile.ts";
 import { loadGpuTarget } from "./pair.ts";
 import { measureMatmulChoice } from "../gpu/matmul_choice.ts";
+import type { WeightsDtype } from "../model/weight_types.ts";
+import {
+  GPU_WEIGHT_TYPES,
+  gpuMatrices,
+  type GpuWeightType,
+  isBlockType,
+  rowBytes,
+} from "../gpu/weight_layout.ts";
+import { randomBlocks } from "../model/random_blocks.ts";
 
 /** Options of the kernel benchmark. */
 export interface KernelBenchOptions {
@@ -34,6 +42,8 @@ export interface KernelBenchOptions {
   targetDir?: string;
   /** Where the JSON goes (none when undefined). */
   jsonPath?: string;
+  /** What type the target's matrices load as (`--weights-dtype`). */
+  weightsDtype?: WeightsDtype;
 }
 
 /** One measured row. */
@@ -110,11 +120,11 @@ export async function decodeStep(
   gpu: Gpu,
   ctx: ops.OpContext,
   c: ModelConfig,
-  dtype: DType,
+  dtype: GpuWeightType,
   past: number,
   submitMs: number,
 ): Promise<DecodeStep> {
-  const L = c.nLayers, d = c.hiddenSize, wb = dtype === "F32" ? 4 : 2;
+  const L = c.nLayers, d = c.hiddenSize, wb = rowBytes(dtype, d) / d; // bytes per weight
   const rows: StepRow[] = [];
   const own: GPUBuffer[] = [];
   const buf = (name: string, floats: number, seed?: number) => {
@@ -141,7 +151,7 @@ export async function decodeStep(
   own.push(tokens);
   const mats: GpuMatrix[] = [];
   const matrix = (name: string, r: number, k: number, seed: number) => {
-    const m = uploadMatrix(gpu, name, encodeTensor(randBytes(r * k, seed), dtype), [r, k], dtype);
+    const m = uploadMatrix(gpu, name, randomMatrixBytes(dtype, r, k, seed), [r, k], dtype);
     mats.push(m);
     return m;
   };
@@ -365,6 +375,13 @@ export async function streamingReadMs(
   }
 }
 
+/** Random (rows, cols) weights of `type` as stored: uniform values for plain types, random blocks. */
+export function randomMatrixBytes(type: GpuWeightType, rows: number, cols: number, seed: number): Uint8Array {
+  return isBlockType(type)
+    ? randomBlocks(type, rows, cols, seed)
+    : encodeTensor(randBytes(rows * cols, seed), type);
+}
+
 /** Run the kernel benchmark on the shared GPU; prints Markdown, writes the JSON, returns the data. */
 export async function benchKernels(o: KernelBenchOptions): Promise<Record<string, unknown>> {
   const gpu = await sharedGpu();
@@ -401,9 +418,18 @@ export async function benchKernels(o: KernelBenchOptions): Promise<Record<string
     tn.push({ n, ms });
     add("matmul f16", `${D}x${D}, n=${n}`, ms, D * D * 2);
   }
+  destroyMatrix(W);
+
+  // The n = 1 matvec per weight type, its bandwidth counted in the type's own bytes (what it must read).
+  for (const type of GPU_WEIGHT_TYPES) {
+    const m = uploadMatrix(gpu, type, randomMatrixBytes(type, D, D, 9), [D, D], type);
+    const ms = await timeOps(gpu, ctx, () => ops.matmul(ctx, { w: m, x, y, n: 1 }), sync.submitMs, 10);
+    add(`matvec ${type}`, `${D}x${D}, n=1`, ms, m.bytes);
+    destroyMatrix(m);
+  }
 
   // The target's own kernels at n = 1.
-  const target = await loadGpuTarget(o.targetDir ?? DEFAULT_TARGET_DIR);
+  const target = await loadGpuTarget(o.targetDir ?? DEFAULT_TARGET_DIR, o.weightsDtype);
   const { model } = target;
   const c = target.folder.config;
   const d = c.hiddenSize;
@@ -482,7 +508,10 @@ export async function benchKernels(o: KernelBenchOptions): Promise<Record<string
   );
 
   // One decode step (n = 1) kernel by kernel at the target's shape, against the measured forward.
-  const dtype = target.folder.checkpoint.get(llamaTensorSpec(c).global.embed.name)!.dtype;
+  const dtype = gpuMatrices(target.folder.checkpoint, o.weightsDtype).get(
+    llamaTensorSpec(c).global.embed.name,
+  )
+    .type as GpuWeightType;
   const step = await decodeStep(gpu, ctx, c, dtype, past, sync.submitMs);
 
   // Whole target forward t(n): n new tokens after `past` cached ones, one submission + one readback.

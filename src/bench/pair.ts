@@ -25,6 +25,7 @@ import {
 import type { SamplingParams } from "../model/sampling.ts";
 import { pickSequoiaTree, type TreeChoice } from "../speculative/tree_choice.ts";
 import type { Mode, ModeInfo } from "./report.ts";
+import type { WeightsDtype } from "../model/weight_types.ts";
 
 /** The pair's folders (weights, config, tokenizer), open for the whole benchmark. */
 export interface PairFolders {
@@ -61,11 +62,14 @@ export async function openPair(
 }
 
 /** The budget `paged` mode loads the target under: a quarter of its weights, or the least that can page. */
-export function pagedBudget(folder: Checkpoint): { budget: number; weightBytes: number } {
-  const w = weightSizes(folder.checkpoint, folder.config);
+export function pagedBudget(
+  folder: Checkpoint,
+  want: WeightsDtype = "auto",
+): { budget: number; weightBytes: number } {
+  const w = weightSizes(folder.checkpoint, folder.config, want);
   const weightBytes = w.baseBytes + w.nLayers * w.layerBytes;
   return {
-    budget: Math.max(Math.floor(weightBytes / 4), minPagedBudget(folder.checkpoint, folder.config)),
+    budget: Math.max(Math.floor(weightBytes / 4), minPagedBudget(folder.checkpoint, folder.config, want)),
     weightBytes,
   };
 }
@@ -124,6 +128,7 @@ export async function loadPair(
     mode: Mode;
     backend: Backend;
     threads?: number;
+    weightsDtype?: WeightsDtype;
     maxBatch: number;
     hostMemoryBudget?: number;
     log?: (line: string) => void;
@@ -131,13 +136,17 @@ export async function loadPair(
 ): Promise<BenchPair> {
   let gpuMemoryBudget: number | undefined, targetWeightBytes: number | undefined;
   if (o.mode === "paged") {
-    ({ budget: gpuMemoryBudget, weightBytes: targetWeightBytes } = pagedBudget(folders.targetFolder));
+    ({ budget: gpuMemoryBudget, weightBytes: targetWeightBytes } = pagedBudget(
+      folders.targetFolder,
+      o.weightsDtype,
+    ));
   }
   const rt = await Runtime.open({
     model: folders.targetFolder.path,
     draft: folders.draftFolder?.path,
     backend: o.backend,
     threads: o.threads,
+    weightsDtype: o.weightsDtype,
     maxBatch: o.maxBatch,
     paging: o.mode === "paged" ? { gpuMemoryBudget, hostMemoryBudget: o.hostMemoryBudget } : {},
     log: o.log,
@@ -203,9 +212,10 @@ export function loadAlone(folder: ModelFolder, backend: Backend, threads?: numbe
 /** The target alone on the GPU, resident, for the kernel benchmark's forward timings. */
 export async function loadGpuTarget(
   targetDir = DEFAULT_TARGET_DIR,
+  weightsDtype?: WeightsDtype,
 ): Promise<{ model: GpuLlama; folder: Checkpoint; close(): void }> {
   const folder = await openCheckpoint(targetDir);
-  const model = await GpuLlama.load(await sharedGpu(), folder);
+  const model = await GpuLlama.load(await sharedGpu(), folder, { weightsDtype });
   return {
     model,
     folder,

@@ -29,6 +29,7 @@ import {
   type PromptSet,
   PromptSetError,
 } from "./prompts.ts";
+import type { WeightsDtype } from "../model/weight_types.ts";
 import {
   type BenchReport,
   type BenchRow,
@@ -48,6 +49,8 @@ export interface SideBySideOptions {
   backend: Backend;
   /** wasm: threads per forward (default: this machine's cores). */
   threads?: number;
+  /** What type the target's matrices load as (`--weights-dtype`). */
+  weightsDtype?: WeightsDtype;
   sizes: BenchSizes;
   /** Keep only these methods (AR always stays: it is the baseline). */
   methods?: string[];
@@ -306,6 +309,7 @@ async function runOpened(
       mode,
       backend: backendOf(mode),
       threads: o.threads,
+      weightsDtype: o.weightsDtype,
       maxBatch: maxBatchFor(o.sizes),
       hostMemoryBudget: o.hostMemoryBudget,
       log,

@@ -1,7 +1,8 @@
 /**
  * The backend flags every model-loading subcommand takes (serve, generate, profile, bench):
- * `--backend gpu|cpu|wasm|auto` (default auto) and `--threads N` (the wasm backend's threads per
- * forward, default: this machine's cores).
+ * `--backend gpu|cpu|wasm|auto` (default auto), `--threads N` (the wasm backend's threads per
+ * forward, default: this machine's cores) and `--weights-dtype auto|f16|q8_0|q4_0` (the target's
+ * matrices as stored or converted on load, model/weight_types.ts).
  *
  * @module
  */
@@ -15,12 +16,14 @@ import {
 } from "../runtime/backend.ts";
 import { UsageError } from "./usage.ts";
 import type { KvDtype } from "../gpu/ops.ts";
+import { WEIGHTS_DTYPES, type WeightsDtype } from "../model/weight_types.ts";
 
 /** node:util parseArgs definitions of the two flags (spread into a command's options). */
 export const BACKEND_FLAGS = {
   backend: { type: "string", default: "auto" },
   threads: { type: "string" },
   "kv-dtype": { type: "string", default: "f32" },
+  "weights-dtype": { type: "string", default: "auto" },
 } as const;
 
 /** The flags' usage lines: two-space indent, descriptions from column `col` (a command's own layout). */
@@ -38,22 +41,28 @@ export function backendUsage(col: number): string {
       "gpu: KV cache element type, f32 (default) or f16 (half the cache memory; keys and",
       "values rounded once to f16); f16 needs --backend gpu",
     ]],
+    ["--weights-dtype T", [
+      "the target's matrices on gpu and wasm: auto (default: as stored, GGUF blocks kept),",
+      "f16, q8_0 or q4_0 (quantized on load with llama.cpp's layouts; rows not whole",
+      "32-element blocks stay as stored)",
+    ]],
   ];
   return lines.map(([flag, text]) =>
     text.map((t, i) => (i === 0 ? `  ${flag}`.padEnd(col) : " ".repeat(col)) + t + "\n").join("")
   ).join("");
 }
 
-/** The backend and thread count the flags ask for. */
+/** The backend, thread count and weight types the flags ask for. */
 export interface BackendFlags {
   backend: BackendChoice;
   threads: number;
   kvDtype: KvDtype;
+  weightsDtype: WeightsDtype;
 }
 
 /** Parse the flags' values; throws a UsageError naming the flag. */
 export function backendFlags(
-  values: { backend?: string; threads?: string; "kv-dtype"?: string },
+  values: { backend?: string; threads?: string; "kv-dtype"?: string; "weights-dtype"?: string },
 ): BackendFlags {
   const backend = values.backend ?? "auto";
   if (!BACKEND_CHOICES.includes(backend as BackendChoice)) {
@@ -75,7 +84,18 @@ export function backendFlags(
   if (kvDtype === "f16" && backend !== "gpu") {
     throw new UsageError(`--kv-dtype f16 needs --backend gpu (the ${backend} backend keeps an f32 cache)`);
   }
-  return { backend: backend as BackendChoice, threads, kvDtype };
+  const weightsDtype = values["weights-dtype"] ?? "auto";
+  if (!(WEIGHTS_DTYPES as readonly string[]).includes(weightsDtype)) {
+    throw new UsageError(
+      `--weights-dtype must be one of ${WEIGHTS_DTYPES.join(", ")}, got ${JSON.stringify(weightsDtype)}`,
+    );
+  }
+  if (weightsDtype !== "auto" && backend === "cpu") {
+    throw new UsageError(
+      `--weights-dtype ${weightsDtype} needs --backend gpu, wasm or auto: the cpu reference computes in f32`,
+    );
+  }
+  return { backend: backend as BackendChoice, threads, kvDtype, weightsDtype: weightsDtype as WeightsDtype };
 }
 
 /** Throws a UsageError when a GPU memory budget is given with a backend that cannot page (cpu, wasm). */

@@ -152,7 +152,7 @@ export async function runBench(args: string[]): Promise<number> {
   const maxTokensFlag = positive("max-tokens", values["max-tokens"]);
   const promptsFlag = positive("prompts", values.prompts);
   const runs = positive("runs", values.runs) ?? (values.quick ? 1 : 3);
-  const { backend: backendChoice, threads, kvDtype } = backendFlags(values);
+  const { backend: backendChoice, threads, kvDtype, weightsDtype } = backendFlags(values);
   if (kvDtype !== "f32") {
     throw new UsageError(
       `--kv-dtype ${kvDtype}: bench loads its models with an f32 cache; time f16 with generate`,
@@ -197,7 +197,7 @@ export async function runBench(args: string[]): Promise<number> {
     return 0;
   }
   if (values.kernels) {
-    await benchKernels({ quick: values.quick, targetDir: values.model, jsonPath: values.json });
+    await benchKernels({ quick: values.quick, targetDir: values.model, jsonPath: values.json, weightsDtype });
     return 0;
   }
   if (values.peers) {
@@ -283,6 +283,7 @@ export async function runBench(args: string[]): Promise<number> {
     ? { backend: "gpu" as const, decision: undefined }
     : await resolveBackend(backendChoice, targetDir ?? DEFAULT_TARGET_DIR, {
       threads,
+      weightsDtype,
       log: (l) => console.error(l),
     });
   if (decision) console.error(`backend auto: ${describeDecision(decision)}`);
@@ -299,6 +300,7 @@ export async function runBench(args: string[]): Promise<number> {
     runs,
     backend,
     threads,
+    weightsDtype,
     sizes,
     methods,
     command: commandLine(args),

@@ -154,6 +154,7 @@ export async function runGenerate(args: string[]): Promise<number> {
     backend: o.backend,
     threads: o.threads,
     kvDtype: o.kvDtype,
+    weightsDtype: o.weightsDtype,
     paging: { gpuMemoryBudget: o.gpuMemoryBudget, hostMemoryBudget: o.hostMemoryBudget },
     maxBatch: (o.budget ?? 0) + 1,
     log,

@@ -143,6 +143,7 @@ async function hardwareProfile(
     ...models,
     backend: o.backend,
     threads: o.threads,
+    weightsDtype: o.weightsDtype,
     paging: { gpuMemoryBudget: o.gpuMemoryBudget, hostMemoryBudget: o.hostMemoryBudget },
     reprofile: o.reprofile,
     log,

@@ -149,6 +149,7 @@ export async function runServe(args: string[]): Promise<number> {
   const decided = backend === "auto" && values.engine === "worker"
     ? (await resolveBackend("auto", values.model, {
       threads,
+      weightsDtype: flags.weightsDtype,
       paging,
       reprofile: values.reprofile,
       log: (l) => console.error(`  ${l}`),
@@ -159,6 +160,7 @@ export async function runServe(args: string[]): Promise<number> {
     draft,
     backend,
     threads,
+    weightsDtype: flags.weightsDtype,
     decided,
     paging,
     kvDtype: flags.kvDtype,

@@ -13,6 +13,7 @@ import { type MatmulChoice, matmulTiled, tiledTileFor } from "./matmul_tiled.ts"
 
 /** Element type of the KV cache: f32, or f16 with two halves per u32 word (even element low). */
 export type KvDtype = "f32" | "f16";
+import { isBlockType } from "./weight_layout.ts";
 
 /** What every launcher needs. */
 export interface OpContext {
@@ -119,6 +120,9 @@ export async function matmul(
   }
   const xOffset = a.xOffset ?? 0;
   const vec = a.w.cols % 8 === 0 && xOffset % 4 === 0;
+  if (!vec && isBlockType(a.w.dtype)) {
+    throw new RangeError(`matmul ${a.w.name}: ${a.w.dtype} weights need xOffset % 4 == 0 (got ${xOffset})`);
+  }
   const tile = a.tile ?? matmulTile(a.n, a.w.rows);
   if (pack) {
     // A thread stores whole words: its rows come in even pairs and every row offset is even.

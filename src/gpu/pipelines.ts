@@ -5,8 +5,9 @@
  * where the binding *types* differ, e.g. vec4 vs scalar weight loads); lines between
  * `//#unroll V COUNT` and `//#end` are repeated COUNT times (a number or a define) with `$V` replaced
  * by 0, 1, ... — register-resident accumulators instead of private arrays, which some compilers
- * (Mesa llvmpipe) keep in memory; `//#include NAME` inlines shaders/NAME.wgsl (shared helpers). `enable ...;` directives kept by the
- * `//#if` blocks are hoisted above the consts (WGSL wants them before any declaration).
+ * (Mesa llvmpipe) keep in memory; `//#include NAME K=v` inlines shaders/NAME.wgsl (shared helpers) with
+ * `$K` replaced by `v`. `enable ...;` directives kept by the `//#if` blocks are hoisted above the consts
+ * (WGSL wants them before any declaration).
  *
  * @module
  */
@@ -70,9 +71,16 @@ export function preprocess(name: string, src: string, defines: Defines): string 
   const included = src.split("\n").flatMap((line) => {
     const t = line.trim();
     if (!t.startsWith("//#include ")) return [line];
-    const inc = t.slice(11).trim();
+    // `//#include NAME K=v ...`: $K in the included text becomes v (one helper per binding name).
+    const [inc, ...args] = t.slice(11).trim().split(/\s+/);
     if (!/^[a-z0-9_]+$/.test(inc)) throw new Error(`shader ${name}: bad //#include ${inc}`);
-    return shaderSource(inc).split("\n");
+    let text = shaderSource(inc);
+    for (const arg of args) {
+      const m = /^([A-Z][A-Z0-9_]*)=([A-Za-z_][A-Za-z0-9_]*)$/.exec(arg);
+      if (!m) throw new Error(`shader ${name}: bad //#include argument ${arg} (want KEY=identifier)`);
+      text = text.replaceAll(`$${m[1]}`, m[2]);
+    }
+    return text.split("\n");
   });
   for (const line of included) {
     const t = line.trim();

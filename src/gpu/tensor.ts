@@ -7,8 +7,10 @@
  * @module
  */
 
-import { type DType, DTYPE_BYTES } from "../model/dtype.ts";
 import type { Gpu } from "./device.ts";
+import { type GpuWeightType, rowBytes, toDeviceLayout } from "./weight_layout.ts";
+
+export { DTYPE_CODE } from "./weight_layout.ts";
 
 /** One row chunk of a matrix. */
 export interface MatrixPart {
@@ -17,19 +19,19 @@ export interface MatrixPart {
   rows: number;
 }
 
-/** An (rows, cols) weight matrix in its checkpoint dtype, row-major, possibly split by rows. */
+/**
+ * An (rows, cols) weight matrix in a type the kernels read (its checkpoint's, or what the load option
+ * converted it to), row-major, possibly split by rows; block types in the layout of weight_layout.ts.
+ */
 export interface GpuMatrix {
   name: string;
   rows: number;
   cols: number;
-  dtype: DType;
+  dtype: GpuWeightType;
   parts: MatrixPart[];
   /** Total bytes on the GPU. */
   bytes: number;
 }
-
-/** Numeric code of a dtype in the shaders' DTYPE define. */
-export const DTYPE_CODE: Readonly<Record<DType, number>> = { F32: 0, F16: 1, BF16: 2 };
 
 /**
  * Allocate an empty (rows, cols) GpuMatrix of `dtype`, split so each part fits `maxPartBytes` (default:
@@ -40,26 +42,26 @@ export function allocMatrix(
   gpu: Gpu,
   name: string,
   shape: [number, number],
-  dtype: DType,
+  dtype: GpuWeightType,
   maxPartBytes = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize),
 ): GpuMatrix {
   const [rows, cols] = shape;
-  const rowBytes = cols * DTYPE_BYTES[dtype];
-  let rowsPerPart = Math.floor(maxPartBytes / rowBytes);
-  if (dtype !== "F32" && cols % 2 === 1) rowsPerPart -= rowsPerPart % 2;
+  const rb = rowBytes(dtype, cols, name);
+  // A part is padded to 16 bytes (kernels bind it as array<vec4<u32>>): keep room for that.
+  let rowsPerPart = Math.floor((maxPartBytes - (maxPartBytes % 16)) / rb);
+  if ((dtype === "F16" || dtype === "BF16") && cols % 2 === 1) rowsPerPart -= rowsPerPart % 2;
   if (rowsPerPart < 1) {
     throw new RangeError(
-      `${name}: one row is ${rowBytes} bytes, more than the ${maxPartBytes}-byte binding limit`,
+      `${name}: one row is ${rb} bytes, more than the ${maxPartBytes}-byte binding limit`,
     );
   }
   const parts: MatrixPart[] = [];
   for (let r = 0; r < rows; r += rowsPerPart) {
     const n = Math.min(rowsPerPart, rows - r);
-    // Buffer sizes must be multiples of 4 (an odd count of 16-bit values is padded).
-    const buffer = gpu.createBuffer(`${name}[${r}..${r + n})`, Math.ceil((n * rowBytes) / 4) * 4);
+    const buffer = gpu.createBuffer(`${name}[${r}..${r + n})`, Math.ceil((n * rb) / 16) * 16);
     parts.push({ buffer, rowStart: r, rows: n });
   }
-  return { name, rows, cols, dtype, parts, bytes: rows * rowBytes };
+  return { name, rows, cols, dtype, parts, bytes: rows * rb };
 }
 
 /**
@@ -70,18 +72,21 @@ export function allocMatrix(
 export function writeMatrix(gpu: Gpu, m: GpuMatrix, bytes: Uint8Array): void {
   if (bytes.byteLength !== m.bytes) {
     throw new RangeError(
-      `${m.name}: ${bytes.byteLength} bytes, expected ${m.rows} x ${m.cols} x ${DTYPE_BYTES[m.dtype]}`,
+      `${m.name}: ${bytes.byteLength} bytes, expected ${m.bytes} (${m.rows} rows of ${m.dtype})`,
     );
   }
-  const rowBytes = m.cols * DTYPE_BYTES[m.dtype];
+  const rb = m.bytes / m.rows;
   for (const p of m.parts) {
-    const src = bytes.subarray(p.rowStart * rowBytes, (p.rowStart + p.rows) * rowBytes);
-    if (src.byteLength % 4 === 0) {
+    const src = bytes.subarray(p.rowStart * rb, (p.rowStart + p.rows) * rb);
+    if (src.byteLength % 16 === 0 && (m.dtype === "F32" || m.dtype === "F16" || m.dtype === "BF16")) {
       gpu.device.queue.writeBuffer(p.buffer, 0, src as Uint8Array<ArrayBuffer>);
     } else {
-      const padded = new Uint8Array(Math.ceil(src.byteLength / 4) * 4);
-      padded.set(src);
-      gpu.device.queue.writeBuffer(p.buffer, 0, padded);
+      // Block types are split into body and scales per part; plain types padded to 16 bytes.
+      gpu.device.queue.writeBuffer(
+        p.buffer,
+        0,
+        toDeviceLayout(m.dtype, src, p.rows, m.cols) as Uint8Array<ArrayBuffer>,
+      );
     }
   }
 }
@@ -92,13 +97,15 @@ export function uploadMatrix(
   name: string,
   bytes: Uint8Array,
   shape: [number, number],
-  dtype: DType,
+  dtype: GpuWeightType,
   maxPartBytes?: number,
 ): GpuMatrix {
   const [rows, cols] = shape;
-  if (bytes.byteLength !== rows * cols * DTYPE_BYTES[dtype]) {
+  if (bytes.byteLength !== rows * rowBytes(dtype, cols, name)) {
     throw new RangeError(
-      `${name}: ${bytes.byteLength} bytes, expected ${rows} x ${cols} x ${DTYPE_BYTES[dtype]}`,
+      `${name}: ${bytes.byteLength} bytes, expected ${rows} rows of ${
+        rowBytes(dtype, cols)
+      } bytes (${dtype})`,
     );
   }
   const m = allocMatrix(gpu, name, shape, dtype, maxPartBytes);

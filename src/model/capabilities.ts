@@ -17,6 +17,7 @@
 import type { CausalLM, ForwardInput } from "./causal_lm.ts";
 import type { KvCache } from "./kv_cache.ts";
 import type { SamplingParams } from "./sampling.ts";
+import type { WeightsDtype } from "./weight_types.ts";
 
 /** What a device-side head computes from each logit row. */
 export type IdHead =
@@ -160,6 +161,16 @@ export interface PagingStats {
   /** Layers pinned in host RAM and their bytes. */
   hostCachedLayers: number;
   hostCachedBytes: number;
+}
+
+/** A model loaded with `--weights-dtype` (its matrices' types differ from the stored ones unless "auto"). */
+export interface WeightsLoaded {
+  readonly weightsDtype: WeightsDtype;
+}
+
+/** What `m`'s matrices were loaded as ("auto" for models that do not say: as stored). */
+export function weightsDtypeOf(m: CausalLM | undefined): WeightsDtype {
+  return (m as Partial<WeightsLoaded> | undefined)?.weightsDtype ?? "auto";
 }
 
 /** A model whose weights may be paged (the GPU backend); `paging` is undefined when all are resident. */

@@ -228,3 +228,41 @@ export function quantizeQ8_0(x: Float32Array): Uint8Array {
   }
   return out;
 }
+
+/**
+ * Quantize to Q4_0 exactly as ggml's `quantize_row_q4_0_ref`: blocks of 18 bytes, an f16 scale then 16
+ * bytes of nibbles (element i < 16 low, i + 16 high). Per block max = the element of largest |x| (sign
+ * kept), d = max / -8, id = d ? 1/d : 0, q = min(15, trunc(x * id + 8.5)) in f32 arithmetic; d is stored
+ * as f16 while q uses the f32 d. `x.length` must be a multiple of 32.
+ */
+export function quantizeQ4_0(x: Float32Array): Uint8Array {
+  if (x.length % 32 !== 0) throw new RangeError(`Q4_0: ${x.length} elements is not whole 32-element blocks`);
+  const blocks = x.length / 32;
+  const out = new Uint8Array(blocks * 18);
+  const ds = new Float32Array(blocks);
+  const fr = Math.fround;
+  for (let b = 0; b < blocks; b++) {
+    let amax = 0, max = 0;
+    for (let i = 0; i < 32; i++) {
+      const v = x[b * 32 + i];
+      if (amax < Math.abs(v)) {
+        amax = Math.abs(v);
+        max = v;
+      }
+    }
+    const d = fr(max / -8);
+    const id = d ? fr(1 / d) : 0;
+    ds[b] = d;
+    for (let j = 0; j < 16; j++) {
+      const q0 = Math.min(15, Math.trunc(fr(fr(x[b * 32 + j] * id) + 8.5)));
+      const q1 = Math.min(15, Math.trunc(fr(fr(x[b * 32 + 16 + j] * id) + 8.5)));
+      out[b * 18 + 2 + j] = q0 | (q1 << 4);
+    }
+  }
+  const dBits = f32ToF16Bits(ds);
+  for (let b = 0; b < blocks; b++) {
+    out[b * 18] = dBits[b] & 0xff;
+    out[b * 18 + 1] = dBits[b] >> 8;
+  }
+  return out;
+}

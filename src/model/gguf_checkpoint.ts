@@ -144,7 +144,14 @@ export class GgufCheckpoint implements TensorStore {
         );
       }
       tensors.set(name, {
-        info: { name, dtype, shape: g.shape, byteLength: g.count * DTYPE_BYTES[dtype], file: file.path },
+        info: {
+          name,
+          dtype,
+          shape: g.shape,
+          byteLength: g.count * DTYPE_BYTES[dtype],
+          file: file.path,
+          ...(PASS_THROUGH.has(g.type) ? {} : { ggml: g.type }),
+        },
         gguf: g,
         ropeHeads,
       });

@@ -22,6 +22,11 @@ export interface StoredTensor {
   byteLength: number;
   /** Path of the file the tensor is read from (for error messages). */
   file: string;
+  /**
+   * The ggml type the file stores it in, when that differs from `dtype` (a GGUF's quantized blocks, which
+   * {@link TensorStore.readGgml} hands out as they are).
+   */
+  ggml?: GgmlType;
 }
 
 /** The file formats a store is read from. */

@@ -14,6 +14,8 @@ import { Rng } from "../util/rng.ts";
 import { measureAcceptance } from "../speculative/acceptance.ts";
 import { acceptanceFiles, loadAcceptance, modelId, saveAcceptance } from "./acceptance_store.ts";
 import type { InvalidCacheFile } from "./cache_dir.ts";
+import { weightsDtypeOf } from "../model/capabilities.ts";
+import { weightsSuffix } from "../model/weight_types.ts";
 
 /** Width of the star used to measure acceptance vectors (the planner's maximum fan-out). */
 export const ACCEPTANCE_WIDTH = 16;
@@ -141,7 +143,8 @@ export async function loadOrMeasureAcceptance(
   opts: AcceptanceOptions = {},
 ): Promise<AcceptanceResult> {
   const log = opts.log ?? (() => {});
-  const tId = await modelId(pair.targetFolder), dId = await modelId(pair.draftFolder);
+  const tId = await modelId(pair.targetFolder) + weightsSuffix(weightsDtypeOf(pair.target));
+  const dId = await modelId(pair.draftFolder);
   const files = acceptanceFiles(pair.draftFolder.dir, opts.cacheDir);
   if (!opts.remeasure) {
     const invalid: InvalidCacheFile[] = [];

@@ -15,6 +15,7 @@ import { defaultThreads } from "../wasm/runtime.ts";
 import { formatBytes } from "../util/bytes.ts";
 import { withVocabMap } from "../model/vocab_map.ts";
 import type { KvDtype } from "../gpu/ops.ts";
+import type { WeightsDtype } from "../model/weight_types.ts";
 
 /** The budgets a command passes to model loading (undefined: not given). */
 export interface PagingBudgets {
@@ -56,6 +57,11 @@ export interface LoadOptions extends PagingBudgets {
   streamCapacity?: number;
   /** gpu only: KV cache element type (default "f32"; "f16" halves the cache); other backends refuse f16. */
   kvDtype?: KvDtype;
+  /**
+   * What type each weight matrix is loaded as (`--weights-dtype`, model/weight_types.ts; gpu and wasm:
+   * the cpu reference computes in f32 from the stored values and refuses anything but "auto").
+   */
+  weightsDtype?: WeightsDtype;
 }
 
 /** A loaded model and a one-line description of where it runs. */
@@ -113,6 +119,11 @@ async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOpti
   if (backend !== "gpu" && (opts.kvDtype ?? "f32") !== "f32") {
     throw new RangeError(`an ${opts.kvDtype} KV cache needs the gpu backend, not ${backend}`);
   }
+  if (backend === "cpu" && (opts.weightsDtype ?? "auto") !== "auto") {
+    throw new RangeError(
+      `--weights-dtype ${opts.weightsDtype} needs the gpu or wasm backend: the cpu reference computes in f32`,
+    );
+  }
   if (backend === "cpu") {
     const model = await loadCpuModel(folder, opts.capacity, opts.sequences, opts.streamCapacity);
     const st = folder.checkpoint;
@@ -125,6 +136,7 @@ async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOpti
       capacity: opts.capacity,
       sequences: opts.sequences,
       streamCapacity: opts.streamCapacity,
+      weightsDtype: opts.weightsDtype,
     });
     const threads = model.threads;
     return {
@@ -147,6 +159,7 @@ async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOpti
     gpuMemoryBudget: opts.gpuMemoryBudget,
     hostMemoryBudget: opts.hostMemoryBudget,
     kvDtype: opts.kvDtype,
+    weightsDtype: opts.weightsDtype,
   });
   const p = model.paging;
   const paging = p

@@ -29,6 +29,7 @@ import { modelId } from "./acceptance_store.ts";
 import { cacheFiles, InvalidCacheFile, readCacheJson } from "./cache_dir.ts";
 import { adapterId, cpuName, verifyForward, writeProfileSection } from "./hardware_profile.ts";
 import { kernelId } from "../wasm/runtime.ts";
+import { type WeightsDtype, weightsSuffix } from "../model/weight_types.ts";
 
 /** The backends auto chooses between. */
 export type AutoBackend = Extract<Backend, "gpu" | "wasm">;
@@ -85,6 +86,8 @@ export interface ChooseOptions {
   paging?: PagingBudgets;
   /** Load options of the model the caller will keep (the measured winner is loaded with them). */
   maxBatch?: number;
+  /** What type the target's matrices load as (part of the cached decision's key when not "auto"). */
+  weightsDtype?: WeightsDtype;
   /** Measure again instead of using the cached decision. */
   reprofile?: boolean;
   /** Cache directory (default `$SPECDEC_CACHE_DIR`; null: beside the target). */
@@ -182,7 +185,7 @@ export async function chooseBackend(folder: Checkpoint, o: ChooseOptions): Promi
     cpu: `${cpuName()}, ${navigator.hardwareConcurrency || 1} cores, kernels ${kernelId()}`,
     threads,
     deno: Deno.version.deno,
-    target: await modelId(folder),
+    target: await modelId(folder) + weightsSuffix(o.weightsDtype),
   };
   const files = choiceFiles(folder, o.cacheDir);
   const read = async (path: string) => {
@@ -201,7 +204,7 @@ export async function chooseBackend(folder: Checkpoint, o: ChooseOptions): Promi
     }
   }
   o.log?.(`backend auto: measuring t(1) on wasm (${plural(threads, "thread")}) and gpu (${description}) ...`);
-  const opts: LoadOptions = { threads, maxBatch: o.maxBatch };
+  const opts: LoadOptions = { threads, maxBatch: o.maxBatch, weightsDtype: o.weightsDtype };
   const t1: T1 = { wasm: null, gpu: null };
   const loaded: Partial<Record<AutoBackend, LoadedModel>> = {};
   const errors: string[] = [];

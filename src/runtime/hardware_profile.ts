@@ -27,6 +27,8 @@ import { median } from "../util/stats.ts";
 import { cacheFiles, InvalidCacheFile, readCacheJson, writeAtomic } from "./cache_dir.ts";
 import type { MatmulChoice } from "../gpu/matmul_tiled.ts";
 import { isCurrentChoice, measureMatmulChoice } from "../gpu/matmul_choice.ts";
+import { weightsDtypeOf } from "../model/capabilities.ts";
+import { weightsSuffix } from "../model/weight_types.ts";
 
 /** What a cached profile is valid for. */
 export interface ProfileKey {
@@ -245,7 +247,7 @@ export async function profileKey(
     adapter: adapterId(device.adapter),
     ...(isWasmHost(device) ? { threads: device.threads } : {}),
     deno: Deno.version.deno,
-    target: await modelId(targetFolder),
+    target: await modelId(targetFolder) + weightsSuffix(weightsDtypeOf(target)),
     draft: await modelId(draftFolder),
     paging: p ? `paged r${p.residentLayers} s${p.ringSlots}` : "resident",
   };

@@ -60,6 +60,7 @@ import {
 import { resolveCacheDir } from "./cache_dir.ts";
 import { checkContext } from "./context_length.ts";
 import { SILENT_STAGES, type Stages } from "./progress.ts";
+import type { WeightsDtype } from "../model/weight_types.ts";
 
 /** How to open a runtime. */
 export interface RuntimeOptions {
@@ -80,6 +81,8 @@ export interface RuntimeOptions {
   paging?: PagingBudgets;
   /** gpu: KV cache element type of both models (default "f32"). */
   kvDtype?: KvDtype;
+  /** What type the target's matrices load as (`--weights-dtype`; the draft keeps its own `load_as`). */
+  weightsDtype?: WeightsDtype;
   /** Most tokens one target forward must take (e.g. SpecExec's budget + 1); at least 256 on the GPU. */
   maxBatch?: number;
   /**
@@ -284,6 +287,7 @@ export class Runtime {
               threads,
               paging: options.paging,
               maxBatch: options.maxBatch,
+              weightsDtype: options.weightsDtype,
               reprofile: options.reprofile,
               cacheDir: options.cacheDir,
               log: options.log,
@@ -323,7 +327,13 @@ export class Runtime {
         () =>
           load(
             targetFolder,
-            { ...options.paging, maxBatch: options.maxBatch, ...seqs, kvDtype: options.kvDtype },
+            {
+              ...options.paging,
+              maxBatch: options.maxBatch,
+              weightsDtype: options.weightsDtype,
+              ...seqs,
+              kvDtype: options.kvDtype,
+            },
             options.kvDtype === "f16" ? undefined : choice?.loaded, // the choice's copy has an f32 cache
           ),
         described,

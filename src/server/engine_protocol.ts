@@ -17,6 +17,7 @@ import type { Method, TreeOptions } from "../speculative/methods.ts";
 import type { ChooseRequest, EngineDecodeOptions } from "./engine.ts";
 import type { BatchRecord } from "../batching/batcher.ts";
 import type { KvDtype } from "../gpu/ops.ts";
+import type { WeightsDtype } from "../model/weight_types.ts";
 
 /** What the worker opens: the Runtime's options (plain data) and the server-scope plan to make. */
 export interface EngineOpenRequest {
@@ -26,6 +27,8 @@ export interface EngineOpenRequest {
   backend: BackendChoice;
   /** wasm: threads per forward (default: this machine's cores). */
   threads?: number;
+  /** What type the target's matrices load as (`--weights-dtype`, default "auto"). */
+  weightsDtype?: WeightsDtype;
   /** With backend "auto": the decision the opener already made (see RuntimeOptions.decided). */
   decided?: BackendDecision;
   paging?: PagingBudgets;

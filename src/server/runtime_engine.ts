@@ -48,6 +48,7 @@ export class RuntimeEngine extends LocalEngine {
       draft: r.draft,
       backend: r.backend,
       threads: r.threads,
+      weightsDtype: r.weightsDtype,
       decided: r.decided,
       paging: r.paging,
       kvDtype: r.kvDtype,

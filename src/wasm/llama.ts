@@ -22,6 +22,8 @@ import { WasmKvCache } from "./kv_cache.ts";
 import { CTX_FIELDS, LAYER_FIELDS, SEQ_FIELDS, StructView } from "./layout.ts";
 import type { WasmRuntime } from "./runtime.ts";
 import { embeddingRow, type WasmMatrix, type WasmWeights } from "./weights.ts";
+import type { WeightsLoaded } from "../model/capabilities.ts";
+import type { WeightsDtype } from "../model/weight_types.ts";
 
 /** Addresses of one chunk's inputs, outputs and scratch. */
 interface Scratch {
@@ -49,7 +51,9 @@ interface Part {
 }
 
 /** A Llama model in a wasm runtime, with its own KV cache (or `sequences` of them). */
-export class WasmLlama implements CausalLM, MultiSequence {
+export class WasmLlama implements CausalLM, MultiSequence, WeightsLoaded {
+  /** What `--weights-dtype` the matrices were loaded with ("auto": as stored, or the config's load_as). */
+  weightsDtype: WeightsDtype = "auto";
   /** Sequence 0's cache. */
   readonly kv: WasmKvCache;
   private readonly caches: WasmKvCache[];

@@ -7,7 +7,8 @@
 import type { Checkpoint } from "../model/folder.ts";
 import { WasmLlama } from "./llama.ts";
 import { defaultThreads, WasmRuntime } from "./runtime.ts";
-import { loadWasmWeights } from "./weights.ts";
+import { loadWasmWeights, wasmWeightsDtype } from "./weights.ts";
+import type { WeightsDtype } from "../model/weight_types.ts";
 
 /** Options of {@link loadWasmModel}. */
 export interface WasmLoadOptions {
@@ -19,6 +20,8 @@ export interface WasmLoadOptions {
   sequences?: number;
   /** KV slots of each further sequence (default: `capacity`). */
   streamCapacity?: number;
+  /** What type each matrix is loaded as (default: the config's `load_as`, else as stored). */
+  weightsDtype?: WeightsDtype;
 }
 
 /** Load a folder's weights (GGUF blocks as stored) into a wasm model. */
@@ -26,11 +29,12 @@ export async function loadWasmModel(folder: Checkpoint, opts: WasmLoadOptions = 
   // Target and draft share the process's runtime for this thread count: one set of worker threads.
   const rt = await WasmRuntime.shared(opts.threads ?? defaultThreads());
   try {
-    const w = await loadWasmWeights(rt, folder.checkpoint, folder.config, folder.config.loadAs);
+    const want = wasmWeightsDtype(folder.config.loadAs, opts.weightsDtype);
+    const w = await loadWasmWeights(rt, folder.checkpoint, folder.config, want);
     // The threads start while the weights load (and while a second model loads); the first forward waits
     // for any still missing (WasmRuntime.ensureThreads).
     const capacity = opts.capacity ?? folder.config.maxPositions;
-    return new WasmLlama(
+    const model = new WasmLlama(
       folder.config,
       rt,
       w,
@@ -39,6 +43,8 @@ export async function loadWasmModel(folder: Checkpoint, opts: WasmLoadOptions = 
       opts.sequences,
       opts.streamCapacity ?? capacity,
     );
+    model.weightsDtype = opts.weightsDtype ?? "auto";
+    return model;
   } catch (e) {
     rt.release();
     throw e;

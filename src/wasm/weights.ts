@@ -9,7 +9,8 @@
  */
 
 import type { ModelConfig } from "../model/config.ts";
-import { dequantize, GGML_TYPES, type GgmlType, quantizeQ8_0 } from "../model/ggml_quants.ts";
+import { dequantize, GGML_TYPES, type GgmlType } from "../model/ggml_quants.ts";
+import { TypedStore, type WeightsDtype } from "../model/weight_types.ts";
 import type { TensorStore } from "../model/tensor_store.ts";
 import {
   LAYER_MATRIX_ROLES,
@@ -85,30 +86,21 @@ export function rowBytes(type: GgmlType, cols: number, what: string): number {
 export type LoadAsType = "Q8_0";
 
 /**
- * `name` in a type the kernels read: stored blocks when native, else the store's raw F32/F16/BF16 —
- * quantized to Q8_0 here when `loadAs` asks for it and rows are whole 32-element blocks (a small draft
- * shipped as F16 runs at Q8_0's 8.5 bits per weight: half the bytes and the kernels' int8 dot products).
+ * `name` in a type the kernels read (model/weight_types.ts): stored blocks when native, else the store's
+ * raw F32/F16/BF16, or what `want` asks for (a small draft shipped as F16 with `load_as: Q8_0` runs at
+ * Q8_0's 8.5 bits per weight: half the bytes and the kernels' int8 dot products).
  */
 async function readMatrixBytes(
-  st: TensorStore,
+  st: TypedStore,
   name: string,
-  loadAs?: LoadAsType,
 ): Promise<{ type: GgmlType; bytes: Uint8Array }> {
-  const info = st.get(name);
-  if (!info) throw new RangeError(`wasm backend: no tensor "${name}"`);
-  let t: { type: GgmlType; bytes: Uint8Array } | undefined;
-  if (st.readGgml) {
-    const g = await st.readGgml(name);
-    if (WASM_MATRIX_TYPES.has(g.type)) t = g;
-  }
-  t ??= { type: info.dtype, bytes: await st.readRaw(name) };
-  const cols = info.shape[info.shape.length - 1];
-  const float = t.type === "F32" || t.type === "F16" || t.type === "BF16";
-  if (loadAs === "Q8_0" && float && cols % GGML_TYPES.Q8_0.blockSize === 0) {
-    const n = info.shape.reduce((a, b) => a * b, 1);
-    return { type: "Q8_0", bytes: quantizeQ8_0(dequantize(t.type, t.bytes, n)) };
-  }
-  return t;
+  if (!st.st.get(name)) throw new RangeError(`wasm backend: no tensor "${name}"`);
+  return { type: st.get(name).type, bytes: await st.read(name) };
+}
+
+/** What `--weights-dtype` means on wasm when not given: the config's `load_as`, else as stored. */
+export function wasmWeightsDtype(loadAs: LoadAsType | undefined, want?: WeightsDtype): WeightsDtype {
+  return want ?? (loadAs === "Q8_0" ? "q8_0" : "auto");
 }
 
 function place(
@@ -130,20 +122,21 @@ function place(
 /** Read every weight of `st` (validated for `c`) into `rt`'s memory. */
 export async function loadWasmWeights(
   rt: WasmRuntime,
-  st: TensorStore,
+  store: TensorStore,
   c: ModelConfig,
-  loadAs?: LoadAsType,
+  want: WeightsDtype = "auto",
 ): Promise<WasmWeights> {
   const spec = llamaTensorSpec(c);
+  const st = new TypedStore(store, want, WASM_MATRIX_TYPES);
   let bytes = 0, quantized = false;
   const matrix = async (s: { name: string; shape: number[] }): Promise<WasmMatrix> => {
-    const m = place(rt, s.name, await readMatrixBytes(st, s.name, loadAs), s.shape[0], s.shape[1]);
+    const m = place(rt, s.name, await readMatrixBytes(st, s.name), s.shape[0], s.shape[1]);
     bytes += m.rowBytes * m.rows;
     quantized ||= GGML_TYPES[m.type].blockSize > 1;
     return m;
   };
   const norm = async (name: string): Promise<number> => {
-    const v = await st.readF32(name);
+    const v = await store.readF32(name);
     bytes += v.byteLength;
     return rt.upload(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
   };
@@ -162,7 +155,7 @@ export async function loadWasmWeights(
   let embed: Embeddings, lmHead: WasmMatrix;
   if (spec.global.lmHead) {
     lmHead = await matrix(spec.global.lmHead);
-    const t = await readMatrixBytes(st, e.name, loadAs);
+    const t = await readMatrixBytes(st, e.name);
     embed = { type: t.type, bytes: t.bytes, rowBytes: rowBytes(t.type, e.shape[1], e.name) };
   } else {
     // Tied: the LM head is the embedding table, in wasm memory once, rows read from there.

@@ -25,6 +25,7 @@ import type {
   Paged,
   PagingPlan,
   PagingStats,
+  WeightsLoaded,
 } from "../../model/capabilities.ts";
 import { type Gpu, GpuError } from "../device.ts";
 import { type AttentionKernel, defaultAttention, type GpuCounters, GpuForward, isGreedy } from "./forward.ts";
@@ -34,6 +35,7 @@ import { checkInput, checkTokens } from "./inputs.ts";
 import type { GpuKvCache } from "./kv_cache.ts";
 import { fusedLimits, FusedStepBuffers, runFusedTreeStep } from "./tree_step.ts";
 import { GpuWeights } from "./weights.ts";
+import type { WeightsDtype } from "../../model/weight_types.ts";
 
 export type { GpuCounters, Head } from "./forward.ts";
 
@@ -57,10 +59,12 @@ export interface GpuLlamaOptions {
   kvDtype?: KvDtype;
   /** Attention kernel (default: flash where head_dim % 4 == 0; see GpuForwardOptions.attention). */
   attention?: AttentionKernel;
+  /** What type each matrix is loaded as (model/weight_types.ts; default "auto": as stored). */
+  weightsDtype?: WeightsDtype;
 }
 
 /** A Llama model resident on the GPU with its own KV cache (one sequence). */
-export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep {
+export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, WeightsLoaded {
   readonly counters: GpuCounters = { submissions: 0, readbacks: 0, forwards: 0 };
   /** The options this model was loaded with (to load it again the same way, e.g. with a bigger batch). */
   options: GpuLlamaOptions = {};
@@ -262,6 +266,11 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep {
   }
 
   /** Bytes of weights on the GPU: resident layers, ring slots, embeddings, LM head, f32 norms. */
+  /** What `--weights-dtype` the matrices were loaded with ("auto": as stored). */
+  get weightsDtype(): WeightsDtype {
+    return this.options.weightsDtype ?? "auto";
+  }
+
   get weightBytes(): number {
     return this.w.bytes;
   }

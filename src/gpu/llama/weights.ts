@@ -1,6 +1,6 @@
 /**
- * A Llama checkpoint's weights on the GPU: matrices in their checkpoint dtype (one seek + read per
- * tensor), norms as f32; decoder layers either resident or, under a GPU memory budget, streamed through
+ * A Llama checkpoint's weights on the GPU: matrices in their checkpoint type (a GGUF's Q8_0 / Q4_* / Q6_K
+ * blocks as stored) or the one `weightsDtype` asks for (one seek + read per tensor), norms as f32; decoder layers either resident or, under a GPU memory budget, streamed through
  * the layer ring of gpu/paging/pager.ts. Forwards ask for a layer by index and never see which it is.
  *
  * @module
@@ -19,6 +19,8 @@ import { destroyMatrix, type GpuMatrix, uploadMatrix } from "../tensor.ts";
 import { destroyLayer, type LayerMatrices, layerMatrices, LayerPager } from "../paging/pager.ts";
 import type { PagingPlan, PagingStats } from "../../model/capabilities.ts";
 import { normBytes, planPaging, weightSizes } from "../paging/plan.ts";
+import type { WeightsDtype } from "../../model/weight_types.ts";
+import { gpuMatrices, type GpuWeightType } from "../weight_layout.ts";
 
 /** A layer's two norms: (d) f32 each, always resident. */
 export type LayerNorms = Record<LayerNormRole, GPUBuffer>;
@@ -34,6 +36,8 @@ export interface WeightPlacement {
   hostMemoryBudget?: number;
   /** Most ring slots when paging. */
   maxRingSlots?: number;
+  /** What type each matrix is loaded as (model/weight_types.ts; default "auto": as stored). */
+  weightsDtype?: WeightsDtype;
 }
 
 /** The uploaded weights of one model. */
@@ -56,14 +60,21 @@ export class GpuWeights {
   static async upload(gpu: Gpu, folder: Checkpoint, opts: WeightPlacement = {}): Promise<GpuWeights> {
     const c = folder.config, st = folder.checkpoint;
     const spec = llamaTensorSpec(c);
+    const typed = gpuMatrices(st, opts.weightsDtype);
     const matrix = async (t: { name: string; shape: number[] }) =>
-      uploadMatrix(gpu, t.name, await st.readRaw(t.name), [t.shape[0], t.shape[1]], st.get(t.name)!.dtype);
+      uploadMatrix(
+        gpu,
+        t.name,
+        await typed.read(t.name),
+        [t.shape[0], t.shape[1]],
+        typed.get(t.name).type as GpuWeightType,
+      );
     const vector = async (t: { name: string }) => gpu.createBufferWith(t.name, await st.readF32(t.name));
     // Paging plan: resident bytes besides layers are the embeddings, an untied LM head and the f32 norms.
     let plan: PagingPlan | undefined;
     if (opts.gpuMemoryBudget !== undefined) {
       plan = planPaging({
-        ...weightSizes(st, c),
+        ...weightSizes(st, c, opts.weightsDtype),
         budget: opts.gpuMemoryBudget,
         maxRingSlots: opts.maxRingSlots,
         what: folder.path,
@@ -86,7 +97,7 @@ export class GpuWeights {
       ? await LayerPager.create(
         gpu,
         c,
-        st,
+        typed,
         plan,
         opts.hostMemoryBudget ?? Math.floor(Math.max(0, Deno.systemMemoryInfo().available) / 2),
       )

@@ -21,7 +21,8 @@
  */
 
 import type { ModelConfig } from "../../model/config.ts";
-import type { TensorStore } from "../../model/tensor_store.ts";
+import type { TypedStore } from "../../model/weight_types.ts";
+import type { GpuWeightType } from "../weight_layout.ts";
 import { LAYER_MATRIX_ROLES, type LayerMatrixRole, llamaTensorSpec } from "../../model/weights.ts";
 import type { PagingPlan, PagingStats } from "../../model/capabilities.ts";
 import type { Gpu } from "../device.ts";
@@ -62,7 +63,7 @@ export class LayerPager {
   static async create(
     gpu: Gpu,
     config: ModelConfig,
-    st: TensorStore,
+    st: TypedStore,
     plan: PagingPlan,
     hostBudget: number,
   ): Promise<LayerPager> {
@@ -74,7 +75,7 @@ export class LayerPager {
   private constructor(
     private readonly gpu: Gpu,
     private readonly config: ModelConfig,
-    private readonly st: TensorStore,
+    private readonly st: TypedStore,
     readonly plan: PagingPlan,
     hostBudget: number,
   ) {
@@ -85,12 +86,12 @@ export class LayerPager {
     const first = spec.layers[R];
     for (let l = R + 1; l < config.nLayers; l++) {
       LAYER_MATRIX_ROLES.forEach((r) => {
-        const a = st.get(first[r].name)!, b = st.get(spec.layers[l][r].name)!;
-        if (a.dtype !== b.dtype || a.byteLength !== b.byteLength) {
+        const a = st.get(first[r].name), b = st.get(spec.layers[l][r].name);
+        if (a.type !== b.type || a.byteLength !== b.byteLength) {
           throw new RangeError(
-            `cannot page ${spec.layers[l][r].name}: ${b.dtype} ${b.byteLength} bytes, but ${
+            `cannot page ${spec.layers[l][r].name}: ${b.type} ${b.byteLength} bytes, but ${
               first[r].name
-            } is ${a.dtype} ${a.byteLength} bytes (streamed layers must share one layout)`,
+            } is ${a.type} ${a.byteLength} bytes (streamed layers must share one layout)`,
           );
         }
       });
@@ -100,12 +101,13 @@ export class LayerPager {
       (_, s) =>
         layerMatrices((r) => {
           const t = first[r];
-          return allocMatrix(gpu, `ring slot ${s} ${r}`, [t.shape[0], t.shape[1]], st.get(t.name)!.dtype);
+          const type = st.get(t.name).type as GpuWeightType;
+          return allocMatrix(gpu, `ring slot ${s} ${r}`, [t.shape[0], t.shape[1]], type);
         }),
     );
     this.slotLayer = new Array(plan.ringSlots).fill(-1);
     this.pending = new Array(plan.ringSlots).fill(undefined);
-    this.staging = LAYER_MATRIX_ROLES.map((r) => new Uint8Array(st.get(first[r].name)!.byteLength));
+    this.staging = LAYER_MATRIX_ROLES.map((r) => new Uint8Array(st.get(first[r].name).byteLength));
     this.hostCacheLimit = Math.min(this.streamed, Math.floor(Math.max(0, hostBudget) / plan.layerBytes));
     this.stats = {
       uploads: 0,
@@ -140,7 +142,7 @@ export class LayerPager {
       bytes = [];
       // One buffer per matrix, in LAYER_MATRIX_ROLES order (like the staging set).
       for (const [j, r] of LAYER_MATRIX_ROLES.entries()) {
-        bytes.push(await this.st.readRaw(spec[r].name, pin ? undefined : this.staging[j]));
+        bytes.push(await this.st.read(spec[r].name, pin ? undefined : this.staging[j]));
       }
       this.stats.readMs += performance.now() - t0;
       if (pin) {

@@ -7,6 +7,8 @@
 
 import type { ModelConfig } from "../../model/config.ts";
 import type { TensorStore } from "../../model/tensor_store.ts";
+import type { WeightsDtype } from "../../model/weight_types.ts";
+import { gpuMatrices } from "../weight_layout.ts";
 import { LAYER_MATRIX_ROLES, llamaTensorSpec } from "../../model/weights.ts";
 import type { PagingPlan } from "../../model/capabilities.ts";
 
@@ -64,9 +66,11 @@ export function normBytes(c: ModelConfig): number {
 export function weightSizes(
   st: TensorStore,
   c: ModelConfig,
+  want: WeightsDtype = "auto",
 ): { nLayers: number; layerBytes: number; baseBytes: number } {
   const spec = llamaTensorSpec(c);
-  const bytesOf = (name: string) => st.get(name)!.byteLength;
+  const typed = gpuMatrices(st, want);
+  const bytesOf = (name: string) => typed.get(name).byteLength;
   const layerBytes = Math.max(
     ...spec.layers.map((s) => LAYER_MATRIX_ROLES.reduce((a, r) => a + bytesOf(s[r].name), 0)),
   );
@@ -76,7 +80,7 @@ export function weightSizes(
 }
 
 /** The smallest GPU memory budget under which `st` can run paged: the resident part plus two layer slots. */
-export function minPagedBudget(st: TensorStore, c: ModelConfig): number {
-  const w = weightSizes(st, c);
+export function minPagedBudget(st: TensorStore, c: ModelConfig, want: WeightsDtype = "auto"): number {
+  const w = weightSizes(st, c, want);
   return w.baseBytes + 2 * w.layerBytes;
 }

@@ -1,0 +1,114 @@
+/**
+ * How each weight type lies in a GPU buffer. Plain types (F32, F16, BF16) lie as stored, row-major.
+ * ggml's block types keep their exact bytes but are split per buffer (one row chunk of a matrix) into
+ * two aligned regions, because most blocks are not a multiple of 4 bytes (Q8_0 is 34) and WGSL reads
+ * whole u32 words:
+ *
+ *   body  the blocks with their f16 scale fields cut out, block after block (row-major): Q8_0 32 B of
+ *         int8, Q4_0 / Q4_1 16 B of nibbles, Q6_K ql + qh + scales (208 B); Q4_K stays whole (144 B,
+ *         already word-aligned: d, dmin, 12 scale bytes, 128 nibble bytes)
+ *   tail  the cut-out scale fields in block order: Q8_0 / Q4_0 / Q6_K one f16 d per block (two per word),
+ *         Q4_1 one (d, m) f16 pair per block (one word); none for Q4_K
+ *
+ * So a GGUF keeps its bytes on the GPU (plus at most 15 bytes of padding per buffer), and the kernels
+ * (shaders/wload.wgsl) find block i of a chunk of R rows at body word i * BODY_WORDS and its scale at
+ * tail word R * blocksPerRow * BODY_WORDS + ... . The CPU twin of every kernel that reads these is
+ * {@link dequantize} on the original blocks.
+ *
+ * @module
+ */
+
+import { DTYPE_BYTES, isDType } from "../model/dtype.ts";
+import { GGML_TYPES, type GgmlType } from "../model/ggml_quants.ts";
+import type { TensorStore } from "../model/tensor_store.ts";
+import { TypedStore, type WeightsDtype } from "../model/weight_types.ts";
+
+/** Weight types the GPU kernels read directly. */
+export const GPU_WEIGHT_TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"] as const;
+
+/** A weight type the GPU kernels read directly. */
+export type GpuWeightType = typeof GPU_WEIGHT_TYPES[number];
+
+/** True when the GPU kernels read `t` directly. */
+export function isGpuWeightType(t: string): t is GpuWeightType {
+  return (GPU_WEIGHT_TYPES as readonly string[]).includes(t);
+}
+
+/** `st`'s matrices in the types the GPU backend loads them as under `--weights-dtype want`. */
+export function gpuMatrices(st: TensorStore, want: WeightsDtype = "auto"): TypedStore {
+  return new TypedStore(st, want, GPU_TYPE_SET);
+}
+const GPU_TYPE_SET: ReadonlySet<string> = new Set(GPU_WEIGHT_TYPES);
+
+/** True for ggml block types (quantized). */
+export function isBlockType(t: GpuWeightType): t is Exclude<GpuWeightType, "F32" | "F16" | "BF16"> {
+  return !isDType(t);
+}
+
+/** Numeric code of a type in the shaders' DTYPE define (shaders/wload.wgsl). */
+export const DTYPE_CODE: Readonly<Record<GpuWeightType, number>> = {
+  F32: 0,
+  F16: 1,
+  BF16: 2,
+  Q8_0: 3,
+  Q4_0: 4,
+  Q4_1: 5,
+  Q4_K: 6,
+  Q6_K: 7,
+};
+
+/** Where a block's scale fields are cut out: [start, end) bytes of the block (none for Q4_K). */
+const SCALE_FIELD: Readonly<Record<string, [number, number] | undefined>> = {
+  Q8_0: [0, 2],
+  Q4_0: [0, 2],
+  Q4_1: [0, 4],
+  Q4_K: undefined,
+  Q6_K: [208, 210],
+};
+
+/** Elements per block (1 for plain types). */
+export function blockSize(t: GpuWeightType): number {
+  return GGML_TYPES[t as GgmlType].blockSize;
+}
+
+/**
+ * Bytes of one row of `cols` elements of `t` (as stored; the device layout has the same total). Throws
+ * a RangeError naming the matrix when a block type's row is not a whole number of blocks.
+ */
+export function rowBytes(t: GpuWeightType, cols: number, name = "matrix"): number {
+  if (isDType(t)) return cols * DTYPE_BYTES[t];
+  const { blockSize: bs, typeSize } = GGML_TYPES[t];
+  if (cols % bs !== 0) {
+    throw new RangeError(`${name}: ${cols} columns is not a whole number of ${bs}-element ${t} blocks`);
+  }
+  return (cols / bs) * typeSize;
+}
+
+/**
+ * The device layout of `rows` rows of `t` (`bytes`: the rows as stored, row-major): plain types as they
+ * are, block types split into body and tail (module doc). The result is padded to a multiple of 16 bytes
+ * (kernels bind the buffer as array<vec4<u32>>).
+ */
+export function toDeviceLayout(t: GpuWeightType, bytes: Uint8Array, rows: number, cols: number): Uint8Array {
+  const rb = rowBytes(t, cols);
+  if (bytes.byteLength !== rows * rb) {
+    throw new RangeError(`${t}: ${bytes.byteLength} bytes for ${rows} rows of ${rb} bytes`);
+  }
+  const out = new Uint8Array(Math.ceil(bytes.byteLength / 16) * 16);
+  const cut = SCALE_FIELD[t];
+  if (!isBlockType(t) || !cut) {
+    out.set(bytes);
+    return out;
+  }
+  const { typeSize } = GGML_TYPES[t];
+  const blocks = bytes.byteLength / typeSize, [s0, s1] = cut, sw = s1 - s0, body = typeSize - sw;
+  const tail = blocks * body;
+  for (let b = 0; b < blocks; b++) {
+    const o = b * typeSize;
+    // body = the block without [s0, s1); tail entry b = the cut bytes
+    out.set(bytes.subarray(o, o + s0), b * body);
+    out.set(bytes.subarray(o + s1, o + typeSize), b * body + s0);
+    out.set(bytes.subarray(o + s0, o + s1), tail + b * sw);
+  }
+  return out;
+}
