@@ -3,11 +3,12 @@
  * buffer and ONE queue submission. Each dispatch's small parameter block goes into a shared uniform
  * arena (256-byte slots) uploaded with a single writeBuffer just before the submit.
  *
- * Bind groups are cached: pipelines from {@link PipelineCache} take their parameter block at a dynamic
- * offset, so the bind group of a (layout, storage buffers) pair does not depend on the slot and is built
- * once per arena buffer instead of once per dispatch per submission (createBindGroup is a JS -> Rust call
- * plus wgpu validation: ~10-20 us each on llvmpipe, x 8 per layer per forward). The cache key names
- * buffers by identity, so a destroyed buffer's groups are never hit again; they age out of the LRU.
+ * Bind groups are cached: pipelines from {@link PipelineCache} share explicit layouts, so the bind group
+ * of a (layout, parameter slot, storage buffers) triple is built once per arena buffer instead of once per
+ * dispatch per submission (createBindGroup is a JS -> Rust call plus wgpu validation: tiny target, 32
+ * decode steps = 1,632 dispatches: host 55 -> 16 ms per submission on llvmpipe). Repeated recordings (decode
+ * steps, prefill chunks, tree steps of one shape) put the same dispatch in the same slot, so they hit. The
+ * key names buffers by identity, so a destroyed buffer's groups are never hit again; they age out of the LRU.
  *
  * @module
  */
@@ -47,7 +48,7 @@ function bindingKey(b: Binding): string {
 
 /** Bind group cache counters (tests and benchmarks). */
 export interface BindGroupStats {
-  /** Bind groups created (cache misses and pipelines without a dynamic layout). */
+  /** Bind groups created (cache misses, and every dispatch of a pipeline with an "auto" layout). */
   created: number;
   /** Dispatches that reused a cached group. */
   reused: number;
@@ -61,10 +62,10 @@ export class UniformArena {
   buffer: GPUBuffer;
   capacity: number;
   /**
-   * Most cached bind groups (least recently used dropped first). A model needs about 8 per layer plus a
-   * few (SmolLM2-135M: ~260, with commits ~320); reused weight slots of the pager keep theirs.
+   * Most cached bind groups (least recently used dropped first). A recording needs one per dispatch (8
+   * per layer per forward: SmolLM2-135M's 8-step decode ~1,950); reused weight slots of the pager keep theirs.
    */
-  static readonly MAX_GROUPS = 4096;
+  static readonly MAX_GROUPS = 8192;
   private readonly groups = new Map<string, GPUBindGroup>();
   readonly stats: BindGroupStats = { created: 0, reused: 0 };
 
@@ -98,11 +99,17 @@ export class UniformArena {
   }
 
   /**
-   * The bind group of `info`'s layout over this arena (binding 0, one slot wide, offset given at
-   * setBindGroup) and `bindings`; keys of groups created are appended to `created`.
+   * The bind group of `info`'s layout over parameter slot `slot` of this arena (binding 0) and
+   * `bindings`; keys of groups created are appended to `created`.
    */
-  group(info: PipelineBinding, bindings: Binding[], label: string, created: string[]): GPUBindGroup {
-    let key = String(info.layoutId);
+  group(
+    info: PipelineBinding,
+    slot: number,
+    bindings: Binding[],
+    label: string,
+    created: string[],
+  ): GPUBindGroup {
+    let key = `${info.layoutId}:${slot}`;
     for (const b of bindings) key += "," + bindingKey(b);
     const hit = this.groups.get(key);
     if (hit) {
@@ -114,7 +121,7 @@ export class UniformArena {
     }
     const entries: GPUBindGroupEntry[] = [{
       binding: 0,
-      resource: { buffer: this.buffer, offset: 0, size: SLOT },
+      resource: { buffer: this.buffer, offset: slot * SLOT, size: SLOT },
     }];
     bindings.forEach((b, i) => {
       entries.push({ binding: i + 1, resource: b instanceof GPUBuffer ? { buffer: b } : b });
@@ -144,7 +151,7 @@ const autoLayouts = new WeakMap<GPUComputePipeline, GPUBindGroupLayout>();
 
 interface PendingDispatch {
   pipeline: GPUComputePipeline;
-  /** The pipeline's dynamic-offset layout (undefined: bound the "auto" way, a fresh group each time). */
+  /** The pipeline's shared layout (undefined: bound the "auto" way, a fresh group each time). */
   info: PipelineBinding | undefined;
   bindings: Binding[];
   slot: number;
@@ -254,7 +261,7 @@ export class Recorder {
         pass ??= enc.beginComputePass({ label });
         pass.setPipeline(d.pipeline);
         if (d.info) {
-          pass.setBindGroup(0, arena.group(d.info, d.bindings, d.label, created), [d.slot * SLOT]);
+          pass.setBindGroup(0, arena.group(d.info, d.slot, d.bindings, d.label, created));
         } else {
           pass.setBindGroup(0, this.autoGroup(d, ub));
         }
