@@ -27,8 +27,20 @@ export interface AdapterDescription {
 export class Gpu {
   /** Errors raised outside any scope (reported by the next {@link Gpu.check}). */
   private uncaptured: string[] = [];
-  /** Free readback staging buffers by size (power-of-two size classes), reused across reads. */
+  /**
+   * Free readback staging buffers by size class (powers of two >= 256 bytes), reused across reads. A
+   * buffer is here only while unmapped and idle: a read takes it out before its copy and puts it back
+   * after unmap, so two reads in flight (two models, or a read and a readMany) never share one.
+   */
   private readonly staging = new Map<number, GPUBuffer[]>();
+  /** Bytes held by {@link staging}. */
+  private stagingBytes = 0;
+  /** Staging pool counters (tests and benchmarks). */
+  readonly stagingStats = { created: 0, reused: 0 };
+  /** Most free staging buffers kept per size class (more are destroyed). */
+  static readonly STAGING_PER_CLASS = 4;
+  /** Most bytes of free staging buffers kept in all (a 64 MiB logits readback is not kept twice). */
+  static readonly STAGING_BYTES = 96 << 20;
 
   private constructor(
     readonly device: GPUDevice,
@@ -161,61 +173,95 @@ export class Gpu {
     });
   }
 
-  /** Copy `size` bytes of `src` back to the CPU (one GPU->CPU sync, >= ~11 ms in Deno). */
-  async read(src: GPUBuffer, size: number, offset = 0): Promise<ArrayBuffer> {
-    const bytes = Math.ceil(size / 4) * 4;
-    const cls = Math.max(256, 2 ** Math.ceil(Math.log2(bytes)));
-    const staging = this.staging.get(cls)?.pop() ??
-      this.device.createBuffer({
-        label: `staging ${cls}`,
-        size: cls,
-        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-      });
-    const enc = this.device.createCommandEncoder();
-    enc.copyBufferToBuffer(src, offset, staging, 0, bytes);
-    this.device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ, 0, bytes);
-    const out = staging.getMappedRange(0, bytes).slice(0, size);
-    staging.unmap();
+  /**
+   * A MAP_READ buffer of at least `bytes` from the pool (or a new one) and its size class; class 0 (not
+   * pooled) when the power of two would pass maxBufferSize.
+   */
+  private takeStaging(bytes: number): { buf: GPUBuffer; cls: number } {
+    let cls = Math.max(256, 2 ** Math.ceil(Math.log2(Math.max(1, bytes))));
+    const buf = this.staging.get(cls)?.pop();
+    if (buf) {
+      this.stagingBytes -= cls;
+      this.stagingStats.reused++;
+      return { buf, cls };
+    }
+    if (cls > this.limits.maxBufferSize) cls = 0;
+    this.stagingStats.created++;
+    const created = this.device.createBuffer({
+      label: `staging ${cls || bytes}`,
+      size: cls || bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    return { buf: created, cls };
+  }
+
+  /** Back to the pool after unmap (or destroyed when the pool is full). */
+  private returnStaging(buf: GPUBuffer, cls: number): void {
     const free = this.staging.get(cls) ?? [];
-    free.push(staging);
+    if (!cls || free.length >= Gpu.STAGING_PER_CLASS || this.stagingBytes + cls > Gpu.STAGING_BYTES) {
+      buf.destroy();
+      return;
+    }
+    free.push(buf);
     this.staging.set(cls, free);
+    this.stagingBytes += cls;
+  }
+
+  /**
+   * Copy the ranges into one pooled staging buffer, map it once, slice the results out. A failed copy or
+   * map destroys the buffer (its state is unknown) instead of pooling it.
+   */
+  private async readRanges(
+    ranges: { buffer: GPUBuffer; offset: number; size: number }[],
+  ): Promise<ArrayBuffer[]> {
+    const sizes = ranges.map((r) => Math.ceil(r.size / 4) * 4);
+    const total = Math.max(4, sizes.reduce((a, b) => a + b, 0));
+    const { buf, cls } = this.takeStaging(total);
+    let out: ArrayBuffer[];
+    try {
+      const enc = this.device.createCommandEncoder();
+      let off = 0;
+      ranges.forEach((r, i) => {
+        if (sizes[i]) enc.copyBufferToBuffer(r.buffer, r.offset, buf, off, sizes[i]);
+        off += sizes[i];
+      });
+      this.device.queue.submit([enc.finish()]);
+      await buf.mapAsync(GPUMapMode.READ, 0, total);
+      try {
+        const all = buf.getMappedRange(0, total);
+        off = 0;
+        out = ranges.map((r, i) => {
+          const part = all.slice(off, off + r.size);
+          off += sizes[i];
+          return part;
+        });
+      } finally {
+        buf.unmap();
+      }
+    } catch (e) {
+      buf.destroy();
+      throw e;
+    }
+    this.returnStaging(buf, cls);
     this.check("readback");
     return out;
+  }
+
+  /** Copy `size` bytes of `src` back to the CPU (one GPU->CPU sync, >= ~11 ms in Deno). */
+  async read(src: GPUBuffer, size: number, offset = 0): Promise<ArrayBuffer> {
+    return (await this.readRanges([{ buffer: src, offset, size }]))[0];
   }
 
   /** Copy several buffer ranges (from offset 0) into one staging buffer and map it once: one sync. */
   async readMany(parts: { buffer: GPUBuffer; size: number }[]): Promise<ArrayBuffer[]> {
-    const sizes = parts.map((p) => Math.ceil(p.size / 4) * 4);
-    const total = sizes.reduce((a, b) => a + b, 0);
-    const staging = this.device.createBuffer({
-      label: "staging many",
-      size: Math.max(4, total),
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    const enc = this.device.createCommandEncoder();
-    let off = 0;
-    parts.forEach((p, i) => {
-      if (sizes[i]) enc.copyBufferToBuffer(p.buffer, 0, staging, off, sizes[i]);
-      off += sizes[i];
-    });
-    this.device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    const all = staging.getMappedRange();
-    off = 0;
-    const out = parts.map((p, i) => {
-      const r = all.slice(off, off + p.size);
-      off += sizes[i];
-      return r;
-    });
-    staging.unmap();
-    staging.destroy();
-    this.check("readback");
-    return out;
+    return await this.readRanges(parts.map((p) => ({ buffer: p.buffer, offset: 0, size: p.size })));
   }
 
   /** Release the device. */
   destroy(): void {
+    for (const free of this.staging.values()) for (const b of free) b.destroy();
+    this.staging.clear();
+    this.stagingBytes = 0;
     this.device.destroy();
   }
 }

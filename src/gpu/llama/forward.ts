@@ -76,6 +76,8 @@ export class GpuForward {
   readonly inputs: InputBuffers;
   readonly kv: GpuKvCache;
   private readonly act: Activations;
+  /** The parameter slots and cached bind groups of this model's recorder. */
+  private readonly arena: UniformArena;
 
   constructor(
     readonly gpu: Gpu,
@@ -108,7 +110,9 @@ export class GpuForward {
       rope: gpu.createBufferWith("rope table", ropeTable(c, capacity)), // (capacity, headDim / 2, 2)
     };
     this.inputs = new InputBuffers(gpu, { vocabSize: c.vocabSize, capacity, maxBatch });
-    this.ctx = { rec: new Recorder(gpu, new UniformArena(gpu)), pipelines: new PipelineCache(gpu) };
+    this.arena = new UniformArena(gpu);
+    // PipelineCache is per device: a draft + target pair and a reloaded model share the compiled variants.
+    this.ctx = { rec: new Recorder(gpu, this.arena), pipelines: new PipelineCache(gpu) };
     this.kv = new GpuKvCache(gpu, config, capacity, maxBatch, async (label, record) => {
       await record(this.ctx);
       await this.submit(label);
@@ -297,9 +301,10 @@ export class GpuForward {
     }
   }
 
-  /** Free activations, inputs and the KV cache (the weights are the model's). */
+  /** Free activations, inputs, the KV cache and the uniform arena (the weights are the model's). */
   destroy(): void {
     for (const b of Object.values(this.act)) b.destroy();
+    this.arena.destroy();
     this.inputs.destroy();
     this.kv.destroy();
   }
