@@ -192,3 +192,16 @@ Deno.test("cli: --kv-dtype takes f32 or f16, and f16 only with --backend gpu", (
     /--kv-dtype f16 needs --backend gpu/,
   );
 });
+
+Deno.test("cli: --weights-dtype takes auto, f16, q8_0 or q4_0 on every backend", () => {
+  assert.equal(backendFlags({}).weightsDtype, "auto");
+  for (const w of ["f16", "q8_0", "q4_0"]) {
+    for (const backend of ["gpu", "wasm", "cpu", "auto"]) {
+      assert.equal(backendFlags({ backend, "weights-dtype": w }).weightsDtype, w);
+    }
+  }
+  assert.throws(
+    () => backendFlags({ "weights-dtype": "q5_k" }),
+    /--weights-dtype must be one of auto, f16, q8_0, q4_0, got "q5_k"/,
+  );
+});

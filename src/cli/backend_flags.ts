@@ -42,9 +42,9 @@ export function backendUsage(col: number): string {
       "values rounded once to f16); f16 needs --backend gpu",
     ]],
     ["--weights-dtype T", [
-      "the target's matrices on gpu and wasm: auto (default: as stored, GGUF blocks kept),",
-      "f16, q8_0 or q4_0 (quantized on load with llama.cpp's layouts; rows not whole",
-      "32-element blocks stay as stored)",
+      "the target's matrices: auto (default: as stored, GGUF blocks kept), f16, q8_0 or",
+      "q4_0 (quantized on load with llama.cpp's layouts; rows not whole 32-element blocks",
+      "stay as stored; the cpu reference computes in f32 with those values)",
     ]],
   ];
   return lines.map(([flag, text]) =>
@@ -88,11 +88,6 @@ export function backendFlags(
   if (!(WEIGHTS_DTYPES as readonly string[]).includes(weightsDtype)) {
     throw new UsageError(
       `--weights-dtype must be one of ${WEIGHTS_DTYPES.join(", ")}, got ${JSON.stringify(weightsDtype)}`,
-    );
-  }
-  if (weightsDtype !== "auto" && backend === "cpu") {
-    throw new UsageError(
-      `--weights-dtype ${weightsDtype} needs --backend gpu, wasm or auto: the cpu reference computes in f32`,
     );
   }
   return { backend: backend as BackendChoice, threads, kvDtype, weightsDtype: weightsDtype as WeightsDtype };

@@ -16,7 +16,7 @@
  */
 
 import { encodeTensor } from "./safetensors_write.ts";
-import { ggmlByteLength, type GgmlType, quantizeQ4_0, quantizeQ8_0 } from "./ggml_quants.ts";
+import { dequantize, ggmlByteLength, type GgmlType, quantizeQ4_0, quantizeQ8_0 } from "./ggml_quants.ts";
 import type { TensorStore } from "./tensor_store.ts";
 
 /** The values of `--weights-dtype`. */
@@ -27,6 +27,37 @@ export type WeightsDtype = typeof WEIGHTS_DTYPES[number];
 /** What cache keys append to a model's identity for `want` ("" for "auto": keys from before the option). */
 export function weightsSuffix(want: WeightsDtype | undefined): string {
   return want && want !== "auto" ? ` weights ${want}` : "";
+}
+
+/** The types the gpu and wasm kernels read in place (the CPU reference computes with their values). */
+export const KERNEL_MATRIX_TYPES: ReadonlySet<GgmlType> = new Set<GgmlType>(
+  ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"],
+);
+
+/**
+ * `st` as the CPU reference sees a model loaded with `want`: every matrix's readF32 gives the values the
+ * gpu and wasm kernels compute with (a q8_0 load's dequantized Q8_0 blocks, ...), so the f32 reference
+ * is the oracle of a quantized model too; vectors (norms) and "auto" are `st` itself. The identity
+ * names the option (caches keyed by it tell the two apart).
+ */
+export function withLoadedValues(st: TensorStore, want: WeightsDtype): TensorStore {
+  if (want === "auto") return st;
+  const typed = new TypedStore(st, want, KERNEL_MATRIX_TYPES);
+  return {
+    format: st.format,
+    get: (name) => st.get(name),
+    names: () => st.names(),
+    readRaw: (name, into) => st.readRaw(name, into),
+    ...(st.readGgml ? { readGgml: (name: string) => st.readGgml!(name) } : {}),
+    readF32: async (name) => {
+      const info = st.get(name);
+      if (!info || info.shape.length !== 2) return await st.readF32(name);
+      const t = typed.get(name);
+      return dequantize(t.type, await typed.read(name), info.shape[0] * info.shape[1]);
+    },
+    identity: () => [...st.identity(), `weights ${want}`],
+    close: () => st.close(),
+  };
 }
 
 /** A matrix as it is loaded. */

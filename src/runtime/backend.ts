@@ -15,7 +15,7 @@ import { defaultThreads } from "../wasm/runtime.ts";
 import { formatBytes } from "../util/bytes.ts";
 import { withVocabMap } from "../model/vocab_map.ts";
 import type { KvDtype } from "../gpu/ops.ts";
-import type { WeightsDtype } from "../model/weight_types.ts";
+import { type WeightsDtype, withLoadedValues } from "../model/weight_types.ts";
 
 /** The budgets a command passes to model loading (undefined: not given). */
 export interface PagingBudgets {
@@ -58,8 +58,8 @@ export interface LoadOptions extends PagingBudgets {
   /** gpu only: KV cache element type (default "f32"; "f16" halves the cache); other backends refuse f16. */
   kvDtype?: KvDtype;
   /**
-   * What type each weight matrix is loaded as (`--weights-dtype`, model/weight_types.ts; gpu and wasm:
-   * the cpu reference computes in f32 from the stored values and refuses anything but "auto").
+   * What type each weight matrix is loaded as (`--weights-dtype`, model/weight_types.ts; the cpu
+   * reference computes in f32 with the values that type holds).
    */
   weightsDtype?: WeightsDtype;
 }
@@ -119,13 +119,13 @@ async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOpti
   if (backend !== "gpu" && (opts.kvDtype ?? "f32") !== "f32") {
     throw new RangeError(`an ${opts.kvDtype} KV cache needs the gpu backend, not ${backend}`);
   }
-  if (backend === "cpu" && (opts.weightsDtype ?? "auto") !== "auto") {
-    throw new RangeError(
-      `--weights-dtype ${opts.weightsDtype} needs the gpu or wasm backend: the cpu reference computes in f32`,
-    );
-  }
   if (backend === "cpu") {
-    const model = await loadCpuModel(folder, opts.capacity, opts.sequences, opts.streamCapacity);
+    // The reference computes in f32 with the values the other backends would load (weight_types.ts).
+    const values = {
+      ...folder,
+      checkpoint: withLoadedValues(folder.checkpoint, opts.weightsDtype ?? "auto"),
+    };
+    const model = await loadCpuModel(values, opts.capacity, opts.sequences, opts.streamCapacity);
     const st = folder.checkpoint;
     const weightBytes = st.names().reduce((a, n) => a + 4 * st.get(n)!.shape.reduce((x, y) => x * y, 1), 0);
     return { model, backend, device: "cpu reference", weightBytes, close: () => model.dispose() };
