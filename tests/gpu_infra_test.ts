@@ -118,7 +118,7 @@ Deno.test("pipelines: every shader's group 0 gets a shared explicit layout", () 
 
 Deno.test("pipelines: one cache per device; concurrent first uses compile once", async () => {
   const a = new PipelineCache(gpu), b = new PipelineCache(gpu);
-  const defines = { DTYPE: 0, VEC: false, TN: 3, RPT: 5, ACC: false, SPLIT: false, WG: 8 }; // a variant no one else uses
+  const defines = { DTYPE: 0, VEC: false, TN: 3, RPT: 5, ACC: false, SPLIT: false, WG: 8, PACK: false }; // a variant no one else uses
   const before = a.compiles;
   const [p1, p2] = await Promise.all([a.get("matmul", defines), b.get("matmul", defines)]);
   assert.equal(p1, p2);

@@ -169,18 +169,15 @@ export function pipelineBinding(pipeline: GPUComputePipeline): PipelineBinding |
 export function storageKinds(code: string): string[] | undefined {
   const all = code.match(/@binding\(/g)?.length ?? 0;
   const re = /@group\(0\)\s*@binding\((\d+)\)\s*var<\s*(uniform|storage)\s*(?:,\s*(read|read_write)\s*)?>/g;
+  // Declaration order does not matter (a variant may declare binding 4 before 2); gaps do.
   const kinds: string[] = [];
   for (const m of code.matchAll(re)) {
     const i = Number(m[1]);
-    if (i !== kinds.length) return undefined; // out of order or a gap
-    if (i === 0) {
-      if (m[2] !== "uniform") return undefined;
-      kinds.push("u");
-    } else {
-      if (m[2] !== "storage") return undefined;
-      kinds.push(m[3] === "read_write" ? "w" : "r");
-    }
+    if (kinds[i] !== undefined) return undefined;
+    if ((i === 0) !== (m[2] === "uniform")) return undefined;
+    kinds[i] = i === 0 ? "u" : m[3] === "read_write" ? "w" : "r";
   }
+  // A gap leaves a hole: the array is longer than the bindings found.
   if (kinds.length === 0 || kinds.length !== all) return undefined;
   return kinds.slice(1);
 }
