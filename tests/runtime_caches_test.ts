@@ -41,7 +41,7 @@ const untouchableGpu = new Proxy({}, {
 }) as Gpu;
 const untouchable = new Proxy({}, {
   get: (_, prop) => {
-    if (prop === "paging") return undefined;
+    if (prop === "paging" || prop === "weightsDtype") return undefined; // what cache keys read
     throw new Error("measured");
   },
 }) as GpuLlama;

@@ -226,7 +226,7 @@ Deno.test("hardware profile: keyed by backend and wasm threads; a gpu profile is
   }) as Gpu;
   const untouchable = new Proxy({}, {
     get: (_, p) => {
-      if (p === "paging") return undefined;
+      if (p === "paging" || p === "weightsDtype") return undefined; // what cache keys read
       throw new Error("measured");
     },
   }) as CausalLM;
