@@ -37,6 +37,7 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
 //#end
 //#end
   if (DTYPE == 0u) {
+//#if DTYPE == 0
     let per_row = p.in_dim / 4u;
     for (var c = 0u; c < per_row; c++) {
 //#unroll t TN
@@ -52,7 +53,9 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
 //#end
 //#end
     }
+//#endif
   } else if (DTYPE >= 3u) {
+//#if DTYPE >= 3
     // Block types: matmul.wgsl's block loop (same order of sums: bit-identical to the two matmuls).
     let nb = p.in_dim / 32u;
     for (var b = 0u; b < nb; b++) {
@@ -85,7 +88,10 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
 //#end
 //#end
     }
+//#endif
   } else {
+//#if DTYPE >= 1
+//#if DTYPE <= 2
     let per_row = p.in_dim / 8u;
     for (var c = 0u; c < per_row; c++) {
 //#unroll t TN
@@ -110,6 +116,8 @@ fn main(@builtin(workgroup_id) grp: vec3<u32>, @builtin(local_invocation_index) 
 //#end
 //#end
     }
+//#endif
+//#endif
   }
 //#unroll j RPT
 //#unroll t TN

@@ -68,6 +68,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 //#end
 //#if VEC
   if (DTYPE == 0u) {
+//#if DTYPE == 0
     // 4 f32 weights per vec4<u32> load
     let per_row = p.in_dim / 4u;
     for (var c = lane; c < per_row; c += LANES) {
@@ -82,7 +83,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 //#end
 //#end
     }
+//#endif
   } else if (DTYPE >= 3u) {
+//#if DTYPE >= 3
     // Block types: 32 weights per step, each row's scales once per block (wload.wgsl wsc / wblk / wdec).
     let nb = p.in_dim / 32u;
     for (var b = lane; b < nb; b += LANES) {
@@ -110,7 +113,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 //#end
 //#end
     }
+//#endif
   } else {
+//#if DTYPE >= 1
+//#if DTYPE <= 2
     // 8 16-bit weights per vec4<u32> load
     let per_row = p.in_dim / 8u;
     for (var c = lane; c < per_row; c += LANES) {
@@ -132,6 +138,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 //#end
 //#end
     }
+//#endif
+//#endif
   }
 //#else
   for (var i = lane; i < p.in_dim; i += LANES) {

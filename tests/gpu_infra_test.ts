@@ -106,7 +106,8 @@ Deno.test("pipelines: every shader's group 0 gets a shared explicit layout", () 
     const src = shaderSource(name);
     if (!src.includes("@binding(")) continue; // an //#include'd helper
     // Every //#if define off, then on (unroll counts 1): each variant's bindings, as PipelineCache sees them.
-    const ifs = [...src.matchAll(/\/\/#if (\w+)/g)].map((m) => m[1]);
+    const included = [...src.matchAll(/\/\/#include (\w+)/g)].map((m) => shaderSource(m[1]));
+    const ifs = [...[src, ...included].join("\n").matchAll(/\/\/#if (\w+)/g)].map((m) => m[1]);
     const counts = [...src.matchAll(/\/\/#unroll \w+ (\w+)/g)].map((m) => m[1]);
     for (const on of [false, true]) {
       const defines: Defines = Object.fromEntries([...ifs.map((k) => [k, on]), ...counts.map((k) => [k, 1])]);

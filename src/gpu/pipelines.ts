@@ -1,7 +1,8 @@
 /**
  * Compute pipelines built from shaders/<name>.wgsl with a few compile-time defines, cached by
  * name + defines. Defines become WGSL `const` declarations prepended to the source; lines between
- * `//#if NAME`, `//#else` and `//#endif` are kept or dropped by NAME's truthiness (for the few places
+ * `//#if NAME` (or `//#if NAME >= 3`: ==, !=, <, <=, >, >= against an integer), `//#else` and `//#endif`
+ * are kept or dropped by NAME's truthiness or the comparison (for the few places
  * where the binding *types* differ, e.g. vec4 vs scalar weight loads); lines between
  * `//#unroll V COUNT` and `//#end` are repeated COUNT times (a number or a define) with `$V` replaced
  * by 0, 1, ... — register-resident accumulators instead of private arrays, which some compilers
@@ -63,10 +64,33 @@ export function preprocess(name: string, src: string, defines: Defines): string 
   const out: string[] = [];
   const stack: { keep: boolean; parentKeep: boolean }[] = [];
   let keep = true;
-  const truthy = (k: string) => {
+  const value = (k: string) => {
     if (!(k in defines)) throw new Error(`shader ${name}: //#if ${k} but ${k} is not defined`);
     const v = defines[k];
-    return typeof v === "object" ? ("f32" in v ? v.f32 : v.i32) !== 0 : Boolean(v);
+    return typeof v === "object" ? ("f32" in v ? v.f32 : v.i32) : Number(v);
+  };
+  // `//#if NAME` (truthy) or `//#if NAME OP N` (OP one of == != < <= > >=; N an integer): code for other
+  // values never reaches the compiler (a const-false `if` still costs compile time on some drivers).
+  const truthy = (cond: string) => {
+    const m = /^([A-Za-z_]\w*)(?:\s*(==|!=|<=|>=|<|>)\s*(-?\d+))?$/.exec(cond);
+    if (!m) throw new Error(`shader ${name}: bad //#if ${cond} (want NAME or NAME OP integer)`);
+    const v = value(m[1]);
+    if (m[2] === undefined) return v !== 0;
+    const n = Number(m[3]);
+    switch (m[2]) {
+      case "==":
+        return v === n;
+      case "!=":
+        return v !== n;
+      case "<":
+        return v < n;
+      case "<=":
+        return v <= n;
+      case ">":
+        return v > n;
+      default:
+        return v >= n;
+    }
   };
   const included = src.split("\n").flatMap((line) => {
     const t = line.trim();
