@@ -113,6 +113,11 @@ export async function loadModel(
   return folder.config.vocabMap ? { ...loaded, model: withVocabMap(loaded.model) } : loaded;
 }
 
+/** ", weights q8_0" for a model loaded with a `--weights-dtype` other than auto (startup lines, stats). */
+function loadedAs(opts: LoadOptions): string {
+  return opts.weightsDtype && opts.weightsDtype !== "auto" ? `, weights ${opts.weightsDtype}` : "";
+}
+
 /** {@link loadModel} on the checkpoint's own rows. */
 async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOptions): Promise<LoadedModel> {
   checkPaging(backend, opts);
@@ -128,7 +133,13 @@ async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOpti
     const model = await loadCpuModel(values, opts.capacity, opts.sequences, opts.streamCapacity);
     const st = folder.checkpoint;
     const weightBytes = st.names().reduce((a, n) => a + 4 * st.get(n)!.shape.reduce((x, y) => x * y, 1), 0);
-    return { model, backend, device: "cpu reference", weightBytes, close: () => model.dispose() };
+    return {
+      model,
+      backend,
+      device: `cpu reference${loadedAs(opts)}`,
+      weightBytes,
+      close: () => model.dispose(),
+    };
   }
   if (backend === "wasm") {
     const model = await loadWasmModel(folder, {
@@ -142,7 +153,7 @@ async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOpti
     return {
       model,
       backend,
-      device: `wasm: ${threads} thread${threads === 1 ? "" : "s"}, SIMD128`,
+      device: `wasm: ${threads} thread${threads === 1 ? "" : "s"}, SIMD128${loadedAs(opts)}`,
       threads,
       weightBytes: model.w.bytes,
       close: () => model.dispose(),
@@ -170,7 +181,7 @@ async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOpti
   return {
     model,
     backend,
-    device: `gpu: ${gpu.adapter.description || gpu.adapter.vendor}${paging}`,
+    device: `gpu: ${gpu.adapter.description || gpu.adapter.vendor}${paging}${loadedAs(opts)}`,
     weightBytes: model.weightBytes,
     close: () => model.dispose(),
   };
