@@ -12,6 +12,7 @@ import * as ops from "../src/gpu/ops.ts";
 import { uploadMatrix } from "../src/gpu/tensor.ts";
 import { blockSize, type GpuWeightType, rowBytes, toDeviceLayout } from "../src/gpu/weight_layout.ts";
 import { matVec, rope, swiGlu } from "../src/cpu/ops.ts";
+import { matmulTiled } from "../src/gpu/matmul_tiled.ts";
 import { dequantize } from "../src/model/ggml_quants.ts";
 import { Rng } from "../src/util/rng.ts";
 import { randomBlocks } from "./fixtures/quant.ts";
@@ -163,4 +164,25 @@ Deno.test("gpu: embedding gather from block weights, table split into row chunks
     toks.forEach((tok, i) => want.set(W.subarray(tok * d, (tok + 1) * d), i * d));
     assertClose(await readF32(out, toks.length * d), want, 0, `embedding ${t}`);
   }
+});
+
+Deno.test("gpu: block weights never take the tiled GEMM, whatever the kernel choice says", async () => {
+  const tile = { bm: 16, bn: 64, bk: 16, tm: 2, tr: 4 };
+  const choice = { version: 1, shaders: "test", buckets: [{ n: 256, tile }] };
+  const kctx: ops.OpContext = { ...ctx, kernels: { matmul: choice } };
+  const out = 21, inDim = 64, n = 5;
+  const bytes = randomBlocks("Q8_0", out, inDim, 77);
+  const m = uploadMatrix(gpu, "w", bytes, [out, inDim], "Q8_0");
+  const x = rand(n * inDim, 78), y = empty(n * out);
+  await ops.matmul(kctx, { w: m, x: upload(x), y, n });
+  await kctx.rec.submit();
+  const W = dequantize("Q8_0", bytes, out * inDim), want = new Float32Array(n * out);
+  for (let r = 0; r < n; r++) {
+    matVec(W, x.subarray(r * inDim, (r + 1) * inDim), out, inDim, want.subarray(r * out, (r + 1) * out));
+  }
+  assertClose(await readF32(y, n * out), want, 2e-5, "Q8_0 under a tiled choice");
+  await assert.rejects(
+    () => matmulTiled(ctx, { w: m, x: upload(x), y, n, tile }),
+    /matmulTiled: Q8_0 weights are not read by the tiled GEMM/,
+  );
 });

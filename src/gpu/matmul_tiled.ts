@@ -10,6 +10,7 @@
 import type { OpContext } from "./ops.ts";
 import type { Binding } from "./recorder.ts";
 import { DTYPE_CODE, type GpuMatrix } from "./tensor.ts";
+import { isBlockType } from "./weight_layout.ts";
 
 /** A tiled GEMM layout (see shaders/matmul_tiled.wgsl). */
 export interface TiledTile {
@@ -52,6 +53,9 @@ export function checkTiledTile(t: TiledTile, dtype: GpuMatrix["dtype"]): void {
       `matmulTiled: tile ${s} has ${tiledThreads(t)} threads and ${tiledWorkgroupBytes(t)} bytes of ` +
         "workgroup memory; the limits are 256 and 16384",
     );
+  }
+  if (isBlockType(dtype)) {
+    throw new RangeError(`matmulTiled: ${dtype} weights are not read by the tiled GEMM (use ops.matmul)`);
   }
   if (t.f16 && dtype !== "F16") {
     throw new RangeError(`matmulTiled: f16 tile ${s} needs F16 weights, got ${dtype}`);

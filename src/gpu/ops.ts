@@ -112,8 +112,8 @@ export async function matmul(
 ): Promise<void> {
   const pack = a.yDtype === "f16";
   // The profile's choice (none, or an explicit tile: matmul.wgsl as tuned below); the tiled kernel
-  // writes f32 only, so an f16 cache write stays on matmul.wgsl.
-  const tiled = a.tile || pack ? undefined : tiledTileFor(c.kernels?.matmul, a.n);
+  // writes f32 only and reads plain types only, so an f16 cache write and block weights stay on matmul.wgsl.
+  const tiled = a.tile || pack || isBlockType(a.w.dtype) ? undefined : tiledTileFor(c.kernels?.matmul, a.n);
   if (tiled) return await matmulTiled(c, { ...a, tile: tiled });
   if (a.tile?.split && (a.tile.wg % 16 !== 0 || a.tile.wg * a.tile.rpt * a.tile.tn * 4 > 16384)) {
     throw new RangeError(`matmul: split tile ${JSON.stringify(a.tile)} needs wg % 16 == 0 and <= 16 KiB`);

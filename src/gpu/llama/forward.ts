@@ -16,6 +16,7 @@ import type { MatmulUse } from "../matmul_choice.ts";
 import { Recorder, UniformArena } from "../recorder.ts";
 import { InputBuffers } from "./inputs.ts";
 import { GpuKvCache } from "./kv_cache.ts";
+import { isBlockType } from "../weight_layout.ts";
 import type { GpuWeights } from "./weights.ts";
 
 /** What a recorded forward pass produces for its logit rows. */
@@ -137,7 +138,9 @@ export class GpuForward {
     uses.push({ w: L.wv, count }, { w: L.wo, count });
     if (!ops.gateUpFusable(L.wGate, L.wUp)) uses.push({ w: L.wGate, count }, { w: L.wUp, count });
     uses.push({ w: L.wDown, count }, { w: this.weights.lmHead, count: 1 });
-    return uses;
+    // The tiled GEMM reads F32 / F16 / BF16 only: block-type matrices always take matmul.wgsl.
+    const plain = uses.filter((u) => !isBlockType(u.w.dtype));
+    return plain.length ? plain : undefined;
   }
 
   /** (rows, vocab) f32 logits of the last recorded forward. */
