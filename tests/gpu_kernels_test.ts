@@ -3,6 +3,7 @@
  * values. Runs on whatever adapter is present (CI: Mesa lavapipe).
  */
 import assert from "node:assert/strict";
+import { ropeInputs } from "./fixtures/rope.ts";
 import { Gpu } from "../src/gpu/device.ts";
 import { PipelineCache } from "../src/gpu/pipelines.ts";
 import { Recorder, UniformArena } from "../src/gpu/recorder.ts";
@@ -341,14 +342,7 @@ Deno.test("gpu: gate_up (fused gate, up, swiglu) equals the CPU and the unfused 
 
 Deno.test("gpu: qk_rope (fused q/k projections + rope) equals the CPU and the unfused kernels bit for bit", async () => {
   const nHeads = 5, nKv = 2, hd = 12, cap = 40;
-  const inv = Float64Array.from({ length: hd / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / hd));
-  const table = new Float32Array(cap * hd);
-  for (let p = 0; p < cap; p++) {
-    for (let i = 0; i < hd / 2; i++) {
-      table[(p * hd / 2 + i) * 2] = Math.cos(p * inv[i]);
-      table[(p * hd / 2 + i) * 2 + 1] = Math.sin(p * inv[i]);
-    }
-  }
+  const { inv, table } = ropeInputs(hd, cap);
   const tb = upload(table);
   const positions = Uint32Array.from({ length: 16 }, (_, i) => (i * 7 + 3) % cap);
   const pb = upload(positions);
@@ -405,14 +399,7 @@ const unpackF16 = (w: Uint32Array) => toF32(new Uint8Array(w.buffer, w.byteOffse
 
 Deno.test("gpu: f16 KV writers (qk_rope k, matmul v store, rope pack) equal their f32 kernels rounded, words outside untouched", async () => {
   const nHeads = 5, nKv = 3, hd = 16, cap = 40, qDim = nHeads * hd, kvDim = nKv * hd;
-  const inv = Float64Array.from({ length: hd / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / hd));
-  const table = new Float32Array(cap * hd);
-  for (let p = 0; p < cap; p++) {
-    for (let i = 0; i < hd / 2; i++) {
-      table[(p * hd / 2 + i) * 2] = Math.cos(p * inv[i]);
-      table[(p * hd / 2 + i) * 2 + 1] = Math.sin(p * inv[i]);
-    }
-  }
+  const { table } = ropeInputs(hd, cap);
   const tb = upload(table), pb = upload(Uint32Array.from({ length: 16 }, (_, i) => (i * 7 + 3) % cap));
   const tiles: (ops.MatmulTile | undefined)[] = [undefined, { tn: 2, rpt: 4, split: true, wg: 64 }];
   for (const dtype of ["F32", "F16"] as DType[]) {
@@ -474,14 +461,7 @@ Deno.test("gpu: f16 KV writers (qk_rope k, matmul v store, rope pack) equal thei
 
 Deno.test("gpu: rope (rotate_half) from the f64 cos/sin table", async () => {
   const n = 3, nHeads = 5, hd = 12, cap = 40, stride = nHeads * hd + 4, offset = 7;
-  const inv = Float64Array.from({ length: hd / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / hd));
-  const table = new Float32Array(cap * hd);
-  for (let p = 0; p < cap; p++) {
-    for (let i = 0; i < hd / 2; i++) {
-      table[(p * hd / 2 + i) * 2] = Math.cos(p * inv[i]);
-      table[(p * hd / 2 + i) * 2 + 1] = Math.sin(p * inv[i]);
-    }
-  }
+  const { inv, table } = ropeInputs(hd, cap);
   const positions = Uint32Array.of(0, 0, 33, 9, 39); // posOffset 2 -> 33, 9, 39
   const x = rand(offset + n * stride, 4);
   const xb = upload(x);

@@ -5,6 +5,7 @@
  * (each chunk has its own body / scale regions), several token rows.
  */
 import assert from "node:assert/strict";
+import { ropeInputs } from "./fixtures/rope.ts";
 import { Gpu } from "../src/gpu/device.ts";
 import { PipelineCache } from "../src/gpu/pipelines.ts";
 import { Recorder, UniformArena } from "../src/gpu/recorder.ts";
@@ -86,14 +87,7 @@ Deno.test("gpu: matmul on block weights equals dequantize + f32 matmul (tiles, a
 
 Deno.test("gpu: gate_up and qk_rope on block weights equal the unfused kernels and the CPU", async () => {
   const hd = 16, nHeads = 3, nKv = 1, cap = 20;
-  const inv = Float64Array.from({ length: hd / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / hd));
-  const table = new Float32Array(cap * hd);
-  for (let p = 0; p < cap; p++) {
-    for (let i = 0; i < hd / 2; i++) {
-      table[(p * hd / 2 + i) * 2] = Math.cos(p * inv[i]);
-      table[(p * hd / 2 + i) * 2 + 1] = Math.sin(p * inv[i]);
-    }
-  }
+  const { inv, table } = ropeInputs(hd, cap);
   const positions = Uint32Array.of(5, 0, 19, 7);
   const pb = upload(positions), tb = upload(table);
   for (const t of TYPES) {

@@ -9,17 +9,10 @@ import { convert } from "../scripts/convert_gguf.ts";
 import { ConfigError, parseConfig } from "../src/model/config.ts";
 import { openModelFolder } from "../src/model/folder.ts";
 import { loadModel } from "../src/runtime/backend.ts";
-import { randomTensors, SMALL_CONFIG, writeModelFolder } from "./fixtures/random_model.ts";
+import { BLOCKS_CONFIG, randomTensors, writeModelFolder } from "./fixtures/random_model.ts";
 
 // Rows of whole 32-element blocks (Q8_0), the bundled tokenizer's 2048 ids.
-const RAW = {
-  ...SMALL_CONFIG,
-  vocab_size: 2048,
-  hidden_size: 64,
-  intermediate_size: 96,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-};
+const RAW = BLOCKS_CONFIG;
 
 async function logitsOf(path: string, tokens: number[]): Promise<Float32Array> {
   const f = await openModelFolder(path);

@@ -16,17 +16,10 @@ import { minPagedBudget } from "../src/gpu/paging/plan.ts";
 import { type Backend, loadModel } from "../src/runtime/backend.ts";
 import type { WeightsDtype } from "../src/model/weight_types.ts";
 import { argmax } from "../src/model/sampling.ts";
-import { randomTensors, SMALL_CONFIG, writeModelFolder } from "./fixtures/random_model.ts";
+import { BLOCKS_CONFIG, randomTensors, writeModelFolder } from "./fixtures/random_model.ts";
 
-// Matrices of whole 32-element blocks except the 70-wide MLP (SMALL_CONFIG's intermediate size) in `odd`.
-const RAW = {
-  ...SMALL_CONFIG,
-  vocab_size: 2048,
-  hidden_size: 64,
-  intermediate_size: 96,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-};
+// Matrices of whole 32-element blocks except the 70-wide MLP of `odd`.
+const RAW = BLOCKS_CONFIG;
 
 const dir = await Deno.makeTempDir({ prefix: "weight_types_" });
 const tensors = randomTensors(parseConfig(RAW), 7, "F16");
