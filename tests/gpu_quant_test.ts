@@ -11,10 +11,10 @@ import { PipelineCache } from "../src/gpu/pipelines.ts";
 import { Recorder, UniformArena } from "../src/gpu/recorder.ts";
 import * as ops from "../src/gpu/ops.ts";
 import { uploadMatrix } from "../src/gpu/tensor.ts";
-import { blockSize, type GpuWeightType, rowBytes, toDeviceLayout } from "../src/gpu/weight_layout.ts";
+import { type GpuWeightType, toDeviceLayout } from "../src/gpu/weight_layout.ts";
 import { matVec, rope, swiGlu } from "../src/cpu/ops.ts";
 import { matmulTiled } from "../src/gpu/matmul_tiled.ts";
-import { dequantize } from "../src/model/ggml_quants.ts";
+import { dequantize, GGML_TYPES, ggmlRowBytes as rowBytes } from "../src/model/ggml_quants.ts";
 import { Rng } from "../src/util/rng.ts";
 import { randomBlocks } from "./fixtures/quant.ts";
 
@@ -42,6 +42,7 @@ function assertClose(got: Float32Array, want: ArrayLike<number>, tol: number, wh
 }
 
 /** Columns for type t: three blocks, and one block (K-quants: 256-element super-blocks). */
+const blockSize = (t: GpuWeightType) => GGML_TYPES[t].blockSize;
 const colsOf = (t: GpuWeightType) => [blockSize(t) * 3, blockSize(t)];
 
 Deno.test("weight layout: block bytes are kept, scales moved after the bodies, padded to 16", () => {

@@ -25,13 +25,8 @@ import { forwardMs, syncCost } from "../runtime/hardware_profile.ts";
 import { loadGpuTarget } from "./pair.ts";
 import { measureMatmulChoice } from "../gpu/matmul_choice.ts";
 import type { WeightsDtype } from "../model/weight_types.ts";
-import {
-  GPU_WEIGHT_TYPES,
-  gpuMatrices,
-  type GpuWeightType,
-  isBlockType,
-  rowBytes,
-} from "../gpu/weight_layout.ts";
+import { GPU_WEIGHT_TYPES, gpuMatrices, type GpuWeightType, isBlockType } from "../gpu/weight_layout.ts";
+import { ggmlRowBytes } from "../model/ggml_quants.ts";
 import { randomBlocks } from "../model/random_blocks.ts";
 
 /** Options of the kernel benchmark. */
@@ -124,7 +119,7 @@ export async function decodeStep(
   past: number,
   submitMs: number,
 ): Promise<DecodeStep> {
-  const L = c.nLayers, d = c.hiddenSize, wb = rowBytes(dtype, d) / d; // bytes per weight
+  const L = c.nLayers, d = c.hiddenSize, wb = ggmlRowBytes(dtype, d) / d; // bytes per weight
   const rows: StepRow[] = [];
   const own: GPUBuffer[] = [];
   const buf = (name: string, floats: number, seed?: number) => {

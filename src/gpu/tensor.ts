@@ -8,7 +8,8 @@
  */
 
 import type { Gpu } from "./device.ts";
-import { type GpuWeightType, rowBytes, toDeviceLayout } from "./weight_layout.ts";
+import { ggmlRowBytes as rowBytes } from "../model/ggml_quants.ts";
+import { type GpuWeightType, isBlockType, toDeviceLayout } from "./weight_layout.ts";
 
 export { DTYPE_CODE } from "./weight_layout.ts";
 
@@ -78,7 +79,7 @@ export function writeMatrix(gpu: Gpu, m: GpuMatrix, bytes: Uint8Array): void {
   const rb = m.bytes / m.rows;
   for (const p of m.parts) {
     const src = bytes.subarray(p.rowStart * rb, (p.rowStart + p.rows) * rb);
-    if (src.byteLength % 16 === 0 && (m.dtype === "F32" || m.dtype === "F16" || m.dtype === "BF16")) {
+    if (src.byteLength % 16 === 0 && !isBlockType(m.dtype)) {
       gpu.device.queue.writeBuffer(p.buffer, 0, src as Uint8Array<ArrayBuffer>);
     } else {
       // Block types are split into body and scales per part; plain types padded to 16 bytes.

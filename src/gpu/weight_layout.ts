@@ -18,8 +18,8 @@
  * @module
  */
 
-import { DTYPE_BYTES, isDType } from "../model/dtype.ts";
-import { GGML_TYPES, type GgmlType } from "../model/ggml_quants.ts";
+import { isDType } from "../model/dtype.ts";
+import { GGML_TYPES, ggmlRowBytes } from "../model/ggml_quants.ts";
 import type { TensorStore } from "../model/tensor_store.ts";
 import { TypedStore, type WeightsDtype } from "../model/weight_types.ts";
 
@@ -28,11 +28,6 @@ export const GPU_WEIGHT_TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "
 
 /** A weight type the GPU kernels read directly. */
 export type GpuWeightType = typeof GPU_WEIGHT_TYPES[number];
-
-/** True when the GPU kernels read `t` directly. */
-export function isGpuWeightType(t: string): t is GpuWeightType {
-  return (GPU_WEIGHT_TYPES as readonly string[]).includes(t);
-}
 
 /** `st`'s matrices in the types the GPU backend loads them as under `--weights-dtype want`. */
 export function gpuMatrices(st: TensorStore, want: WeightsDtype = "auto"): TypedStore {
@@ -66,31 +61,13 @@ const SCALE_FIELD: Readonly<Record<string, [number, number] | undefined>> = {
   Q6_K: [208, 210],
 };
 
-/** Elements per block (1 for plain types). */
-export function blockSize(t: GpuWeightType): number {
-  return GGML_TYPES[t as GgmlType].blockSize;
-}
-
-/**
- * Bytes of one row of `cols` elements of `t` (as stored; the device layout has the same total). Throws
- * a RangeError naming the matrix when a block type's row is not a whole number of blocks.
- */
-export function rowBytes(t: GpuWeightType, cols: number, name = "matrix"): number {
-  if (isDType(t)) return cols * DTYPE_BYTES[t];
-  const { blockSize: bs, typeSize } = GGML_TYPES[t];
-  if (cols % bs !== 0) {
-    throw new RangeError(`${name}: ${cols} columns is not a whole number of ${bs}-element ${t} blocks`);
-  }
-  return (cols / bs) * typeSize;
-}
-
 /**
  * The device layout of `rows` rows of `t` (`bytes`: the rows as stored, row-major): plain types as they
  * are, block types split into body and tail (module doc). The result is padded to a multiple of 16 bytes
  * (kernels bind the buffer as array<vec4<u32>>).
  */
 export function toDeviceLayout(t: GpuWeightType, bytes: Uint8Array, rows: number, cols: number): Uint8Array {
-  const rb = rowBytes(t, cols);
+  const rb = ggmlRowBytes(t, cols);
   if (bytes.byteLength !== rows * rb) {
     throw new RangeError(`${t}: ${bytes.byteLength} bytes for ${rows} rows of ${rb} bytes`);
   }

@@ -87,6 +87,18 @@ export function ggmlByteLength(type: GgmlType, count: number): number {
   return (count / t.blockSize) * t.typeSize;
 }
 
+/**
+ * Bytes of one row of `cols` elements of `type` (a matrix's rows are whole blocks); throws a RangeError
+ * naming `what` (the tensor) when a block type's row is not a whole number of blocks.
+ */
+export function ggmlRowBytes(type: GgmlType, cols: number, what = "matrix"): number {
+  const { blockSize: bs, typeSize } = GGML_TYPES[type];
+  if (cols % bs !== 0) {
+    throw new RangeError(`${what}: ${cols} columns is not a whole number of ${bs}-element ${type} blocks`);
+  }
+  return (cols / bs) * typeSize;
+}
+
 /** Unpack the 6-bit scale and min of sub-block j (0..7) from a K-quant's 12 scale bytes at `o`. */
 function scaleMinK4(j: number, b: Uint8Array, o: number): [number, number] {
   if (j < 4) return [b[o + j] & 63, b[o + j + 4] & 63];

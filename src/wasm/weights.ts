@@ -9,7 +9,7 @@
  */
 
 import type { ModelConfig } from "../model/config.ts";
-import { dequantize, GGML_TYPES, type GgmlType } from "../model/ggml_quants.ts";
+import { dequantize, GGML_TYPES, ggmlRowBytes, type GgmlType } from "../model/ggml_quants.ts";
 import { TypedStore, type WeightsDtype } from "../model/weight_types.ts";
 import type { TensorStore } from "../model/tensor_store.ts";
 import {
@@ -71,17 +71,6 @@ export interface WasmWeights {
   bytes: number;
 }
 
-/** Bytes of one row of `cols` elements of `type`. */
-export function rowBytes(type: GgmlType, cols: number, what: string): number {
-  const t = GGML_TYPES[type];
-  if (cols % t.blockSize !== 0) {
-    throw new RangeError(
-      `${what}: ${cols} columns is not a whole number of ${type}'s ${t.blockSize}-element blocks`,
-    );
-  }
-  return (cols / t.blockSize) * t.typeSize;
-}
-
 /** Element types a model's config may ask its float matrices to be quantized to at load (`load_as`). */
 export type LoadAsType = "Q8_0";
 
@@ -110,7 +99,7 @@ function place(
   rows: number,
   cols: number,
 ) {
-  const rb = rowBytes(t.type, cols, name);
+  const rb = ggmlRowBytes(t.type, cols, name);
   if (rb * rows !== t.bytes.byteLength) {
     throw new RangeError(
       `${name}: ${t.bytes.byteLength} bytes for a (${rows}, ${cols}) ${t.type} matrix of ${rb * rows}`,
@@ -156,7 +145,7 @@ export async function loadWasmWeights(
   if (spec.global.lmHead) {
     lmHead = await matrix(spec.global.lmHead);
     const t = await readMatrixBytes(st, e.name);
-    embed = { type: t.type, bytes: t.bytes, rowBytes: rowBytes(t.type, e.shape[1], e.name) };
+    embed = { type: t.type, bytes: t.bytes, rowBytes: ggmlRowBytes(t.type, e.shape[1], e.name) };
   } else {
     // Tied: the LM head is the embedding table, in wasm memory once, rows read from there.
     lmHead = await matrix(e);
