@@ -4,7 +4,8 @@
  * given no time is reported skipped, and the pure helpers size and fill their data as documented.
  */
 import assert from "node:assert/strict";
-import { GPU_MATRIX_DTYPES, randomMatrixBytes, STAGES, tiledRandom } from "../src/bench/gpu_check.ts";
+import { GPU_MATRIX_DTYPES, STAGES } from "../src/bench/gpu_check.ts";
+import { randomMatrixBytes, tiledRandom } from "../src/bench/random_weights.ts";
 import { DTYPE_CODE } from "../src/gpu/tensor.ts";
 import type { CheckSummary } from "../src/bench/gpu_check_report.ts";
 import { f16ToF32Table } from "../src/model/dtype.ts";

@@ -18,10 +18,9 @@
  */
 
 import * as ops from "../gpu/ops.ts";
-import { destroyMatrix, DTYPE_CODE, type GpuMatrix, uploadMatrix } from "../gpu/tensor.ts";
-import { type DType, isDType } from "../model/dtype.ts";
-import { GGML_TYPES } from "../model/ggml_quants.ts";
-import { encodeTensor } from "../model/safetensors_write.ts";
+import { destroyMatrix, type GpuMatrix, uploadMatrix } from "../gpu/tensor.ts";
+import { GPU_WEIGHT_TYPES, type GpuWeightType } from "../gpu/weight_layout.ts";
+import { randomMatrixBytes, tiledRandom } from "./random_weights.ts";
 import { sharedGpu } from "../runtime/backend.ts";
 import { syncCost } from "../runtime/hardware_profile.ts";
 import { median } from "../util/stats.ts";
@@ -41,10 +40,10 @@ export interface StageSpec {
 }
 
 /**
- * The weight dtypes a {@link GpuMatrix} can hold, from the one table the shaders' DTYPE define uses
- * ({@link DTYPE_CODE}): a dtype added there (e.g. the quantized ones) is measured without a change here.
+ * The weight dtypes a {@link GpuMatrix} can hold (gpu/weight_layout.ts GPU_WEIGHT_TYPES, the list the
+ * shaders' DTYPE codes cover): a type added there is measured without a change here.
  */
-export const GPU_MATRIX_DTYPES: readonly string[] = Object.keys(DTYPE_CODE);
+export const GPU_MATRIX_DTYPES: readonly GpuWeightType[] = GPU_WEIGHT_TYPES;
 
 /** The limits that decide what fits and how kernels are tiled. */
 export const KEY_LIMITS = [
@@ -201,47 +200,6 @@ export function matvecShapes(quick: boolean): { name: string; rows: number; cols
     ];
 }
 
-/**
- * `count` f32 values uniform in [-0.05, 0.05): one seeded 1 Mi-value block repeated (a 128256 x 2048 LM
- * head in F32 is 263 M values; drawing each would take longer than timing the matvec).
- */
-export function tiledRandom(count: number, seed: number): Float32Array {
-  const block = new Float32Array(Math.min(count, 1 << 20));
-  let s = (seed * 2654435761 + 1) >>> 0 || 1;
-  for (let i = 0; i < block.length; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    block[i] = ((s >>> 0) / 2 ** 32 - 0.5) * 0.1;
-  }
-  const out = new Float32Array(count);
-  for (let o = 0; o < count; o += block.length) {
-    out.set(block.subarray(0, Math.min(block.length, count - o)), o);
-  }
-  return out;
-}
-
-/**
- * Random bytes of a (rows, cols) matrix in `dtype`: F32/F16/BF16 encoded from {@link tiledRandom}; a ggml
- * block type (Q8_0, Q4_K, ...) sized from GGML_TYPES, random bits with bit 14 of every 16-bit word
- * cleared, so every f16 scale field (they all sit at even offsets) is finite and below 2 (the timing
- * must not meet NaN or Inf). Throws a RangeError for a dtype neither knows.
- */
-export function randomMatrixBytes(dtype: string, rows: number, cols: number, seed: number): Uint8Array {
-  if (isDType(dtype)) return encodeTensor(tiledRandom(rows * cols, seed), dtype);
-  const t = (GGML_TYPES as Record<string, { blockSize: number; typeSize: number }>)[dtype];
-  if (!t) throw new RangeError(`no random data for dtype ${dtype}: neither a float dtype nor a ggml type`);
-  if (cols % t.blockSize !== 0) {
-    throw new RangeError(`${dtype}: ${cols} columns is not whole ${t.blockSize}-element blocks`);
-  }
-  const bytes = (rows * cols / t.blockSize) * t.typeSize;
-  const words = new Uint16Array(Math.ceil(bytes / 2));
-  const block = tiledRandom(Math.min(words.length, 1 << 20), seed);
-  const bits = new Uint32Array(block.buffer);
-  for (let i = 0; i < words.length; i++) words[i] = bits[i % bits.length] & 0xbfff;
-  return new Uint8Array(words.buffer, 0, bytes);
-}
-
 /** Bytes of matrix copies a matvec timing cycles through (beyond any L2; see stageMatvec). */
 const WORKING_SET = 256 << 20;
 
@@ -271,7 +229,7 @@ async function stageMatvec(c: StageContext): Promise<void> {
           mats.push(
             await gpu.scoped(
               `upload ${dtype} ${shape}`,
-              () => uploadMatrix(gpu, `${s.name} ${dtype}`, bytes, [s.rows, s.cols], dtype as DType, maxPart),
+              () => uploadMatrix(gpu, `${s.name} ${dtype}`, bytes, [s.rows, s.cols], dtype, maxPart),
             ),
           );
         }

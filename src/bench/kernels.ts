@@ -25,9 +25,9 @@ import { forwardMs, syncCost } from "../runtime/hardware_profile.ts";
 import { loadGpuTarget } from "./pair.ts";
 import { measureMatmulChoice } from "../gpu/matmul_choice.ts";
 import type { WeightsDtype } from "../model/weight_types.ts";
-import { GPU_WEIGHT_TYPES, gpuMatrices, type GpuWeightType, isBlockType } from "../gpu/weight_layout.ts";
+import { GPU_WEIGHT_TYPES, gpuMatrices, type GpuWeightType } from "../gpu/weight_layout.ts";
 import { ggmlRowBytes } from "../model/ggml_quants.ts";
-import { randomBlocks } from "../model/random_blocks.ts";
+import { randomMatrixBytes } from "./random_weights.ts";
 
 /** Options of the kernel benchmark. */
 export interface KernelBenchOptions {
@@ -368,13 +368,6 @@ export async function streamingReadMs(
     data.destroy();
     partial.destroy();
   }
-}
-
-/** Random (rows, cols) weights of `type` as stored: uniform values for plain types, random blocks. */
-export function randomMatrixBytes(type: GpuWeightType, rows: number, cols: number, seed: number): Uint8Array {
-  return isBlockType(type)
-    ? randomBlocks(type, rows, cols, seed)
-    : encodeTensor(randBytes(rows * cols, seed), type);
 }
 
 /** Run the kernel benchmark on the shared GPU; prints Markdown, writes the JSON, returns the data. */
