@@ -10,8 +10,8 @@ import { convert } from "../scripts/convert_gguf.ts";
 import { parseConfig } from "../src/model/config.ts";
 import { openModelFolder } from "../src/model/folder.ts";
 import { dequantize, quantizeQ4_0, quantizeQ8_0 } from "../src/model/ggml_quants.ts";
-import { TypedStore, withLoadedValues } from "../src/model/weight_types.ts";
-import { gpuMatrices } from "../src/gpu/weight_layout.ts";
+import { KERNEL_MATRIX_TYPES, TypedStore, withLoadedValues } from "../src/model/weight_types.ts";
+import { GPU_WEIGHT_TYPES, gpuMatrices } from "../src/gpu/weight_layout.ts";
 import { minPagedBudget } from "../src/gpu/paging/plan.ts";
 import { type Backend, loadModel } from "../src/runtime/backend.ts";
 import type { WeightsDtype } from "../src/model/weight_types.ts";
@@ -98,6 +98,10 @@ Deno.test("weight types: auto keeps the stored type, f16 / q8_0 / q4_0 convert w
     f.checkpoint.close();
     g.checkpoint.close();
   }
+});
+
+Deno.test("weight types: the GPU reads exactly the types the CPU reference's view (and wasm) assumes", () => {
+  assert.deepEqual(new Set(GPU_WEIGHT_TYPES), KERNEL_MATRIX_TYPES);
 });
 
 Deno.test("Q4_0 quantizer: ggml's reference rounding on a hand-made block", () => {

@@ -496,10 +496,9 @@ export async function benchKernels(o: KernelBenchOptions): Promise<Record<string
   );
 
   // One decode step (n = 1) kernel by kernel at the target's shape, against the measured forward.
-  const dtype = gpuMatrices(target.folder.checkpoint, o.weightsDtype).get(
-    llamaTensorSpec(c).global.embed.name,
-  )
-    .type as GpuWeightType;
+  const dtype =
+    gpuMatrices(target.folder.checkpoint, o.weightsDtype).get(llamaTensorSpec(c).global.embed.name)
+      .type;
   const step = await decodeStep(gpu, ctx, c, dtype, past, sync.submitMs);
 
   // Whole target forward t(n): n new tokens after `past` cached ones, one submission + one readback.

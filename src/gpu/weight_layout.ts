@@ -30,10 +30,10 @@ export const GPU_WEIGHT_TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "
 export type GpuWeightType = typeof GPU_WEIGHT_TYPES[number];
 
 /** `st`'s matrices in the types the GPU backend loads them as under `--weights-dtype want`. */
-export function gpuMatrices(st: TensorStore, want: WeightsDtype = "auto"): TypedStore {
+export function gpuMatrices(st: TensorStore, want: WeightsDtype = "auto"): TypedStore<GpuWeightType> {
   return new TypedStore(st, want, GPU_TYPE_SET);
 }
-const GPU_TYPE_SET: ReadonlySet<string> = new Set(GPU_WEIGHT_TYPES);
+const GPU_TYPE_SET: ReadonlySet<GpuWeightType> = new Set(GPU_WEIGHT_TYPES);
 
 /** True for ggml block types (quantized). */
 export function isBlockType(t: GpuWeightType): t is Exclude<GpuWeightType, "F32" | "F16" | "BF16"> {

@@ -18,6 +18,7 @@
 import { encodeTensor } from "./safetensors_write.ts";
 import { dequantize, ggmlByteLength, type GgmlType, quantizeQ4_0, quantizeQ8_0 } from "./ggml_quants.ts";
 import type { TensorStore } from "./tensor_store.ts";
+import type { DType } from "./dtype.ts";
 
 /** The values of `--weights-dtype`. */
 export const WEIGHTS_DTYPES = ["auto", "f16", "q8_0", "q4_0"] as const;
@@ -29,7 +30,10 @@ export function weightsSuffix(want: WeightsDtype | undefined): string {
   return want && want !== "auto" ? ` weights ${want}` : "";
 }
 
-/** The types the gpu and wasm kernels read in place (the CPU reference computes with their values). */
+/**
+ * The types the gpu and wasm kernels read in place (both backends' set: gpu/weight_layout.ts
+ * GPU_WEIGHT_TYPES lists the same, tested; the CPU reference computes with their values).
+ */
 export const KERNEL_MATRIX_TYPES: ReadonlySet<GgmlType> = new Set<GgmlType>(
   ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"],
 );
@@ -60,35 +64,40 @@ export function withLoadedValues(st: TensorStore, want: WeightsDtype): TensorSto
   };
 }
 
-/** A matrix as it is loaded. */
-export interface TypedMatrix {
+/** A matrix as it is loaded: a type the backend reads (`T`), or the store's own float type. */
+export interface TypedMatrix<T extends GgmlType = GgmlType> {
   name: string;
-  type: GgmlType;
+  type: T | DType;
   /** [rows, cols] */
   shape: number[];
   /** Bytes of its rows in `type` (ggml layout). */
   byteLength: number;
 }
 
-/** A tensor store's matrices in the types a backend loads them as (see the module doc). */
-export class TypedStore {
+/** A tensor store's matrices in the types a backend that reads `native` loads them as (module doc). */
+export class TypedStore<T extends GgmlType = GgmlType> {
   constructor(
     readonly st: TensorStore,
     readonly want: WeightsDtype,
-    private readonly native: ReadonlySet<string>,
+    private readonly native: ReadonlySet<T>,
   ) {}
 
+  /** True when the backend reads `t` in place. */
+  private reads(t: GgmlType): t is T {
+    return this.native.has(t as T);
+  }
+
   /** The type matrix `name` loads as (throws naming the tensor when the store has none). */
-  get(name: string): TypedMatrix {
+  get(name: string): TypedMatrix<T> {
     const info = this.st.get(name);
     if (!info) throw new RangeError(`no tensor "${name}" in ${this.st.identity()[0] ?? "the checkpoint"}`);
     const stored: GgmlType = info.ggml ?? info.dtype;
     const count = info.shape.reduce((a, b) => a * b, 1), cols = info.shape[info.shape.length - 1];
-    let type: GgmlType = this.native.has(stored) ? stored : info.dtype;
+    let type: T | DType = this.reads(stored) ? stored : info.dtype;
     if (this.want === "f16") type = "F16";
     else if (this.want !== "auto") {
       const q: GgmlType = this.want === "q8_0" ? "Q8_0" : "Q4_0";
-      if (cols % 32 === 0 && this.native.has(q)) type = q;
+      if (cols % 32 === 0 && this.reads(q)) type = q;
     }
     return { name, type, shape: info.shape, byteLength: ggmlByteLength(type, count) };
   }
@@ -105,7 +114,7 @@ export class TypedStore {
         ? quantizeQ8_0(x)
         : t.type === "Q4_0"
         ? quantizeQ4_0(x)
-        : encodeTensor(x, t.type as "F32" | "F16" | "BF16");
+        : encodeTensor(x, t.type as DType);
     }
     if (!into) return bytes;
     if (into.byteLength !== bytes.byteLength) {

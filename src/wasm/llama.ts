@@ -16,13 +16,17 @@
  */
 
 import type { CausalLM, ForwardInput } from "../model/causal_lm.ts";
-import { checkSequenceParts, type MultiSequence, type SequenceInput } from "../model/capabilities.ts";
+import {
+  checkSequenceParts,
+  type MultiSequence,
+  type SequenceInput,
+  type WeightsLoaded,
+} from "../model/capabilities.ts";
 import { type ModelConfig, ropeInvFreq } from "../model/config.ts";
 import { WasmKvCache } from "./kv_cache.ts";
 import { CTX_FIELDS, LAYER_FIELDS, SEQ_FIELDS, StructView } from "./layout.ts";
 import type { WasmRuntime } from "./runtime.ts";
 import { embeddingRow, type WasmMatrix, type WasmWeights } from "./weights.ts";
-import type { WeightsLoaded } from "../model/capabilities.ts";
 import type { WeightsDtype } from "../model/weight_types.ts";
 
 /** Addresses of one chunk's inputs, outputs and scratch. */

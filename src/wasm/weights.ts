@@ -10,7 +10,7 @@
 
 import type { ModelConfig } from "../model/config.ts";
 import { dequantize, GGML_TYPES, ggmlRowBytes, type GgmlType } from "../model/ggml_quants.ts";
-import { TypedStore, type WeightsDtype } from "../model/weight_types.ts";
+import { KERNEL_MATRIX_TYPES, TypedStore, type WeightsDtype } from "../model/weight_types.ts";
 import type { TensorStore } from "../model/tensor_store.ts";
 import {
   LAYER_MATRIX_ROLES,
@@ -21,16 +21,7 @@ import {
 import type { WasmRuntime } from "./runtime.ts";
 
 /** The ggml types the kernels read in place. */
-export const WASM_MATRIX_TYPES: ReadonlySet<GgmlType> = new Set<GgmlType>([
-  "F32",
-  "F16",
-  "BF16",
-  "Q8_0",
-  "Q4_0",
-  "Q4_1",
-  "Q4_K",
-  "Q6_K",
-]);
+export const WASM_MATRIX_TYPES: ReadonlySet<GgmlType> = KERNEL_MATRIX_TYPES;
 
 /** A (rows, cols) matrix in the runtime's memory. */
 export interface WasmMatrix {

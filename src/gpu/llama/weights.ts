@@ -1,7 +1,8 @@
 /**
- * A Llama checkpoint's weights on the GPU: matrices in their checkpoint type (a GGUF's Q8_0 / Q4_* / Q6_K
- * blocks as stored) or the one `weightsDtype` asks for (one seek + read per tensor), norms as f32; decoder layers either resident or, under a GPU memory budget, streamed through
- * the layer ring of gpu/paging/pager.ts. Forwards ask for a layer by index and never see which it is.
+ * A Llama checkpoint's weights on the GPU: matrices in their checkpoint type (a GGUF's Q8_0 / Q4_* /
+ * Q6_K blocks as stored) or the one `weightsDtype` asks for (one seek + read per tensor), norms as f32;
+ * decoder layers either resident or, under a GPU memory budget, streamed through the layer ring of
+ * gpu/paging/pager.ts. Forwards ask for a layer by index and never see which it is.
  *
  * @module
  */
@@ -20,7 +21,7 @@ import { destroyLayer, type LayerMatrices, layerMatrices, LayerPager } from "../
 import type { PagingPlan, PagingStats } from "../../model/capabilities.ts";
 import { normBytes, planPaging, weightSizes } from "../paging/plan.ts";
 import type { WeightsDtype } from "../../model/weight_types.ts";
-import { gpuMatrices, type GpuWeightType } from "../weight_layout.ts";
+import { gpuMatrices } from "../weight_layout.ts";
 
 /** A layer's two norms: (d) f32 each, always resident. */
 export type LayerNorms = Record<LayerNormRole, GPUBuffer>;
@@ -62,13 +63,7 @@ export class GpuWeights {
     const spec = llamaTensorSpec(c);
     const typed = gpuMatrices(st, opts.weightsDtype);
     const matrix = async (t: { name: string; shape: number[] }) =>
-      uploadMatrix(
-        gpu,
-        t.name,
-        await typed.read(t.name),
-        [t.shape[0], t.shape[1]],
-        typed.get(t.name).type as GpuWeightType,
-      );
+      uploadMatrix(gpu, t.name, await typed.read(t.name), [t.shape[0], t.shape[1]], typed.get(t.name).type);
     const vector = async (t: { name: string }) => gpu.createBufferWith(t.name, await st.readF32(t.name));
     // Paging plan: resident bytes besides layers are the embeddings, an untied LM head and the f32 norms.
     let plan: PagingPlan | undefined;

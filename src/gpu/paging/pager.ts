@@ -63,7 +63,7 @@ export class LayerPager {
   static async create(
     gpu: Gpu,
     config: ModelConfig,
-    st: TypedStore,
+    st: TypedStore<GpuWeightType>,
     plan: PagingPlan,
     hostBudget: number,
   ): Promise<LayerPager> {
@@ -75,7 +75,7 @@ export class LayerPager {
   private constructor(
     private readonly gpu: Gpu,
     private readonly config: ModelConfig,
-    private readonly st: TypedStore,
+    private readonly st: TypedStore<GpuWeightType>,
     readonly plan: PagingPlan,
     hostBudget: number,
   ) {
@@ -101,8 +101,7 @@ export class LayerPager {
       (_, s) =>
         layerMatrices((r) => {
           const t = first[r];
-          const type = st.get(t.name).type as GpuWeightType;
-          return allocMatrix(gpu, `ring slot ${s} ${r}`, [t.shape[0], t.shape[1]], type);
+          return allocMatrix(gpu, `ring slot ${s} ${r}`, [t.shape[0], t.shape[1]], st.get(t.name).type);
         }),
     );
     this.slotLayer = new Array(plan.ringSlots).fill(-1);
