@@ -62,25 +62,24 @@ export function checkTiledTile(t: TiledTile, dtype: GpuMatrix["dtype"]): void {
   }
 }
 
+/** What a matmul multiplies and where it writes (ops.matmul and {@link matmulTiled} take the same). */
+export interface MatmulArgs {
+  w: GpuMatrix;
+  x: Binding;
+  y: Binding;
+  n: number;
+  xOffset?: number;
+  yOffset?: number;
+  yStride?: number;
+  acc?: boolean;
+}
+
 /**
  * y[t, yOffset-based] (+)= W x[t] for t < n with a tiled GEMM: the same arguments and semantics as
  * ops.matmul (W (out, in) in its dtype, split into row parts; x row t at xOffset + t * in; y element
  * (t, col) at yOffset + t * yStride + col; `acc` adds into y), any n, out and in.
  */
-export async function matmulTiled(
-  c: OpContext,
-  a: {
-    w: GpuMatrix;
-    x: Binding;
-    y: Binding;
-    n: number;
-    xOffset?: number;
-    yOffset?: number;
-    yStride?: number;
-    acc?: boolean;
-    tile: TiledTile;
-  },
-): Promise<void> {
+export async function matmulTiled(c: OpContext, a: MatmulArgs & { tile: TiledTile }): Promise<void> {
   const t = a.tile;
   checkTiledTile(t, a.w.dtype);
   const pl = await c.pipelines.get("matmul_tiled", {

@@ -9,7 +9,7 @@
 import type { PipelineCache } from "./pipelines.ts";
 import { type Binding, f32Bits, type Recorder } from "./recorder.ts";
 import { DTYPE_CODE, type GpuMatrix } from "./tensor.ts";
-import { type MatmulChoice, matmulTiled, tiledTileFor } from "./matmul_tiled.ts";
+import { type MatmulArgs, type MatmulChoice, matmulTiled, tiledTileFor } from "./matmul_tiled.ts";
 
 /** Element type of the KV cache: f32, or f16 with two halves per u32 word (even element low). */
 export type KvDtype = "f32" | "f16";
@@ -96,15 +96,7 @@ export function matmulTile(n: number, rows = Infinity): MatmulTile {
  */
 export async function matmul(
   c: OpContext,
-  a: {
-    w: GpuMatrix;
-    x: Binding;
-    y: Binding;
-    n: number;
-    xOffset?: number;
-    yOffset?: number;
-    yStride?: number;
-    acc?: boolean;
+  a: MatmulArgs & {
     yDtype?: KvDtype;
     /** Override {@link matmulTile} (benchmarks and tests). */
     tile?: MatmulTile;
@@ -297,6 +289,25 @@ export async function rope(
   );
 }
 
+/** What both attention kernels read and write. */
+export interface AttentionArgs {
+  q: Binding;
+  k: Binding;
+  v: Binding;
+  mask: Binding;
+  out: Binding;
+  n: number;
+  past: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  maskWords: number;
+  /** First word of row 0 in `mask` (default 0). */
+  maskOffset?: number;
+  causal: boolean;
+  kvDtype?: KvDtype;
+}
+
 /**
  * out (n, nHeads * headDim) = masked attention of q (n, nHeads * headDim) over k/v cache slots
  * [0, past + n). `causal`: row t sees slots <= past + t; else bit j of mask row t (maskWords u32 per row).
@@ -304,25 +315,7 @@ export async function rope(
  */
 export async function attention(
   c: OpContext,
-  a: {
-    q: Binding;
-    k: Binding;
-    v: Binding;
-    mask: Binding;
-    scratch: Binding;
-    out: Binding;
-    n: number;
-    past: number;
-    nHeads: number;
-    nKvHeads: number;
-    headDim: number;
-    maskWords: number;
-    /** First word of row 0 in `mask` (default 0). */
-    maskOffset?: number;
-    causal: boolean;
-    cap: number;
-    kvDtype?: KvDtype;
-  },
+  a: AttentionArgs & { scratch: Binding; cap: number },
 ): Promise<void> {
   if (a.past + a.n > a.cap) {
     throw new RangeError(`attention: ${a.past} + ${a.n} slots exceed capacity ${a.cap}`);
@@ -400,22 +393,7 @@ export function flashTile(n: number, headDim: number, group: number): FlashTile 
  */
 export async function flashAttention(
   c: OpContext,
-  a: {
-    q: Binding;
-    k: Binding;
-    v: Binding;
-    mask: Binding;
-    out: Binding;
-    n: number;
-    past: number;
-    nHeads: number;
-    nKvHeads: number;
-    headDim: number;
-    maskWords: number;
-    /** First word of row 0 in `mask` (default 0). */
-    maskOffset?: number;
-    causal: boolean;
-    kvDtype?: KvDtype;
+  a: AttentionArgs & {
     /** Override {@link flashTile} (benchmarks and tests). */
     tile?: FlashTile;
   },
