@@ -150,7 +150,10 @@ fn wdec_$W(k: array<vec4<u32>, 4>, q: u32, b: u32) -> array<vec4<f32>, 2> {
   let p = select(v.xy, v.zw, (q & 1u) == 1u);
   // int8 q as unsigned q + 128 (the sign bit flipped): unpack4xU8 lowers to fewer instructions than
   // the sign-extending unpack4xI8 on llvmpipe; wsc's c = -128 d takes the offset back out.
-  return array<vec4<f32>, 2>(vec4<f32>(unpack4xU8(p.x ^ 0x80808080u)), vec4<f32>(unpack4xU8(p.y ^ 0x80808080u)));
+  return array<vec4<f32>, 2>(
+    vec4<f32>(unpack4xU8(p.x ^ 0x80808080u)),
+    vec4<f32>(unpack4xU8(p.y ^ 0x80808080u)),
+  );
 //#endif
 //#if DTYPE >= 4
 //#if DTYPE <= 6

@@ -61,9 +61,9 @@ export interface GpuForwardOptions {
   /** KV cache element type (default "f32"). */
   kvDtype?: ops.KvDtype;
   /**
-   * Attention kernel (default {@link defaultAttention}: "flash", shaders/flash_attention.wgsl, one pass, no scratch). "classic"
-   * (shaders/attention.wgsl, three passes through a (maxBatch, nHeads, capacity) scores scratch) stays for
-   * comparison and tests. On llvmpipe (2 cores, SmolLM2-135M's 9/3 heads, head_dim 64) flash was
+   * Attention kernel (default {@link defaultAttention}: "flash", shaders/flash_attention.wgsl, one pass,
+   * no scratch). "classic" (shaders/attention.wgsl, three passes through a (maxBatch, nHeads, capacity)
+   * scores scratch) stays for comparison and tests. On llvmpipe (2 cores, SmolLM2-135M's 9/3 heads, head_dim 64) flash was
    * 1.7-2.6x faster at n = 1 and 3-5.6x at n = 4..256 for contexts 64..2048 (src/bench/attention.ts),
    * so no per-n rule is needed there.
    */

@@ -3,9 +3,9 @@
  * {@link Paged}, {@link FusedTreeStep}): a thin facade over the parts of gpu/llama/ — weights.ts (the
  * uploaded checkpoint and paging), inputs.ts (checking and staging a forward's inputs), forward.ts
  * (recording forwards and heads), kv_cache.ts (the cache) and tree_step.ts (the fused step). Weights keep
- * their checkpoint dtype, activations are f32, the KV cache f32 or f16 (load option kvDtype), attention
- * the one-pass flash kernel (or the classic one, load option attention), a whole forward is one submission, and
- * logits / argmax / samples are computed on the GPU so only what the caller needs is read back.
+ * their checkpoint type (or `weightsDtype`'s), activations are f32, the KV cache f32 or f16 (load option
+ * kvDtype), attention the one-pass flash kernel (or the classic one, load option attention), a whole
+ * forward is one submission, and logits / argmax / samples are computed on the GPU so only what the caller needs is read back.
  *
  * @module
  */
