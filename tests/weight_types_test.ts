@@ -37,10 +37,18 @@ await writeModelFolder(
 await convert({ input: `${dir}/f16`, output: `${dir}/q8.gguf`, type: "Q8_0", warn: () => {} });
 const TOKENS = [5, 900, 17, 2047, 3, 64, 1000];
 
-async function run(path: string, backend: Backend, weightsDtype: WeightsDtype, steps = 0, paged = false) {
+/** `paged`: streamed from disk at every forward ("disk") or from the host-RAM layer cache ("ram"). */
+async function run(
+  path: string,
+  backend: Backend,
+  weightsDtype: WeightsDtype,
+  steps = 0,
+  paged?: "disk" | "ram",
+) {
   const f = await openModelFolder(path);
   const gpuMemoryBudget = paged ? minPagedBudget(f.checkpoint, f.config, weightsDtype) : undefined;
-  const m = await loadModel(f, backend, { weightsDtype, threads: 1, gpuMemoryBudget, hostMemoryBudget: 0 });
+  const hostMemoryBudget = paged === "disk" ? 0 : undefined;
+  const m = await loadModel(f, backend, { weightsDtype, threads: 1, gpuMemoryBudget, hostMemoryBudget });
   try {
     const n = TOKENS.length;
     const logits = await m.model.forward({
@@ -126,9 +134,17 @@ Deno.test("gpu --weights-dtype q8_0 of an F16 folder = its Q8_0 GGUF; q8_0 / q4_
   assert.deepEqual(asQ8.logits, gguf.logits, "the same blocks, the same kernels");
   const f16 = await run(`${dir}/f16`, "gpu", "auto");
   assert.notDeepEqual(f16.logits, asQ8.logits, "auto keeps the F16 weights");
-  const asQ4 = await run(`${dir}/f16`, "gpu", "q4_0");
-  // Paged from disk (the ring slots hold the blocks, refilled per forward): the same model.
-  assert.deepEqual((await run(`${dir}/f16`, "gpu", "q4_0", 0, true)).logits, asQ4.logits, "q4_0 paged");
+  const asQ4 = await run(`${dir}/f16`, "gpu", "q4_0", 4);
+  // Paged (the ring slots hold the blocks, refilled per forward, from disk or the host cache of device
+  // layouts): the same model.
+  assert.deepEqual(
+    (await run(`${dir}/f16`, "gpu", "q4_0", 0, "disk")).logits,
+    asQ4.logits,
+    "q4_0 paged, disk",
+  );
+  const ram = await run(`${dir}/f16`, "gpu", "q4_0", 4, "ram");
+  assert.deepEqual(ram.logits, asQ4.logits, "q4_0 paged, RAM");
+  assert.deepEqual(ram.tokens, asQ4.tokens, "q4_0 paged, RAM: the decode steps refill from the cache");
   // GPU bytes (f32 norms included): Q8_0 is 34 and Q4_0 18 bytes per 32 weights against F16's 64.
   assert.ok(
     asQ4.weightBytes < asQ8.weightBytes && asQ8.weightBytes < 0.6 * f16.weightBytes,

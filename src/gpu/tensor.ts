@@ -66,30 +66,41 @@ export function allocMatrix(
 }
 
 /**
- * Queue a write of `bytes` (the whole matrix, row-major, little-endian) into `m`'s parts. Queue order
- * makes it take effect after every command submitted before this call and before every one after it,
- * which is what lets the layer pager refill a slot right after submitting the layer that used it.
+ * `bytes` (the whole matrix, row-major, little-endian, as stored) as what each of `m`'s parts holds on
+ * the device: a subarray where the stored rows already are that (plain types, 16-byte multiples), else
+ * the part's device layout (weight_layout.ts: block types split into bodies and scales, padding). The
+ * layer pager keeps these for the layers it caches, so a refill from RAM converts nothing.
  */
-export function writeMatrix(gpu: Gpu, m: GpuMatrix, bytes: Uint8Array): void {
+export function partUploads(m: GpuMatrix, bytes: Uint8Array): Uint8Array[] {
   if (bytes.byteLength !== m.bytes) {
     throw new RangeError(
       `${m.name}: ${bytes.byteLength} bytes, expected ${m.bytes} (${m.rows} rows of ${m.dtype})`,
     );
   }
   const rb = m.bytes / m.rows;
-  for (const p of m.parts) {
+  return m.parts.map((p) => {
     const src = bytes.subarray(p.rowStart * rb, (p.rowStart + p.rows) * rb);
-    if (src.byteLength % 16 === 0 && !isBlockType(m.dtype)) {
-      gpu.device.queue.writeBuffer(p.buffer, 0, src as Uint8Array<ArrayBuffer>);
-    } else {
-      // Block types are split into body and scales per part; plain types padded to 16 bytes.
-      gpu.device.queue.writeBuffer(
-        p.buffer,
-        0,
-        toDeviceLayout(m.dtype, src, p.rows, m.cols) as Uint8Array<ArrayBuffer>,
-      );
-    }
+    return src.byteLength % 16 === 0 && !isBlockType(m.dtype)
+      ? src
+      : toDeviceLayout(m.dtype, src, p.rows, m.cols);
+  });
+}
+
+/**
+ * Queue the writes of {@link partUploads} (one per part, in order) into `m`'s parts. Queue order makes
+ * them take effect after every command submitted before this call and before every one after it, which
+ * is what lets the layer pager refill a slot right after submitting the layer that used it.
+ */
+export function writeParts(gpu: Gpu, m: GpuMatrix, uploads: Uint8Array[]): void {
+  if (uploads.length !== m.parts.length) {
+    throw new RangeError(`${m.name}: ${uploads.length} part uploads for ${m.parts.length} parts`);
   }
+  m.parts.forEach((p, i) => gpu.device.queue.writeBuffer(p.buffer, 0, uploads[i] as Uint8Array<ArrayBuffer>));
+}
+
+/** Queue a write of `bytes` (the whole matrix as stored) into `m`'s parts: {@link partUploads} + write. */
+export function writeMatrix(gpu: Gpu, m: GpuMatrix, bytes: Uint8Array): void {
+  writeParts(gpu, m, partUploads(m, bytes));
 }
 
 /** Upload `bytes` (rows x cols of `dtype`) as a new GpuMatrix: {@link allocMatrix} + {@link writeMatrix}. */

@@ -80,12 +80,19 @@ export function toDeviceLayout(t: GpuWeightType, bytes: Uint8Array, rows: number
   const { typeSize } = GGML_TYPES[t];
   const blocks = bytes.byteLength / typeSize, [s0, s1] = cut, sw = s1 - s0, body = typeSize - sw;
   const tail = blocks * body;
-  for (let b = 0; b < blocks; b++) {
-    const o = b * typeSize;
+  // Plain loops over 16-bit units (every block size and field bound is even), not a subarray + set per
+  // field: the pager converts every layer it streams from disk, and three tiny copies per 34-byte block
+  // ran at ~0.3 GB/s. A source at an odd byte offset is copied to an aligned one first.
+  if (typeSize % 2 || s0 % 2 || s1 % 2) throw new Error(`${t}: the scale cut is not in 16-bit units`);
+  const src = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
+  const i16 = new Uint16Array(src.buffer, src.byteOffset, src.byteLength >> 1);
+  const o16 = new Uint16Array(out.buffer, 0, out.byteLength >> 1);
+  const ts = typeSize >> 1, a0 = s0 >> 1, a1 = s1 >> 1;
+  for (let b = 0, o = 0, w = 0, t = tail >> 1; b < blocks; b++, o += ts) {
     // body = the block without [s0, s1); tail entry b = the cut bytes
-    out.set(bytes.subarray(o, o + s0), b * body);
-    out.set(bytes.subarray(o + s1, o + typeSize), b * body + s0);
-    out.set(bytes.subarray(o + s0, o + s1), tail + b * sw);
+    for (let i = 0; i < a0; i++) o16[w++] = i16[o + i];
+    for (let i = a1; i < ts; i++) o16[w++] = i16[o + i];
+    for (let i = a0; i < a1; i++) o16[t++] = i16[o + i];
   }
   return out;
 }

@@ -150,7 +150,10 @@ export interface PagingStats {
    * refill is scheduled ahead; after a failed read the ring reloads this way once).
    */
   demandLoads: number;
-  /** Time reading layer bytes from disk (runs while the GPU computes, unless it is stalled on). */
+  /**
+   * Time reading layer bytes from disk and putting them in the device layout (runs while the GPU computes,
+   * unless it is stalled on).
+   */
   readMs: number;
   /** Host time copying bytes into the queue (writeBuffer). */
   writeMs: number;

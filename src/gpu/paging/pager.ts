@@ -26,7 +26,7 @@ import type { GpuWeightType } from "../weight_layout.ts";
 import { LAYER_MATRIX_ROLES, type LayerMatrixRole, llamaTensorSpec } from "../../model/weights.ts";
 import type { PagingPlan, PagingStats } from "../../model/capabilities.ts";
 import type { Gpu } from "../device.ts";
-import { allocMatrix, destroyMatrix, type GpuMatrix, writeMatrix } from "../tensor.ts";
+import { allocMatrix, destroyMatrix, type GpuMatrix, partUploads, writeParts } from "../tensor.ts";
 
 /** A decoder layer's seven matrices on the GPU, by role (what a ring slot holds). */
 export type LayerMatrices = Record<LayerMatrixRole, GpuMatrix>;
@@ -54,7 +54,8 @@ export class LayerPager {
   private next = 0;
   private disposed = false;
   private readonly staging: Uint8Array[];
-  private readonly hostCache = new Map<number, Uint8Array[]>();
+  /** Per cached layer, per matrix (LAYER_MATRIX_ROLES order): its parts' device bytes (partUploads). */
+  private readonly hostCache = new Map<number, Uint8Array[][]>();
   private readonly hostCacheLimit: number;
   private readonly streamed: number;
   readonly stats: PagingStats;
@@ -132,28 +133,30 @@ export class LayerPager {
     if (this.disposed) return;
     this.slotLayer[s] = -1; // unknown until the write is queued
     const spec = llamaTensorSpec(this.config).layers[l];
-    let bytes = this.hostCache.get(l);
-    if (bytes) {
+    const slot = this.slots[s];
+    let uploads = this.hostCache.get(l);
+    if (uploads) {
       this.stats.hostHits++;
     } else {
       const t0 = performance.now();
       const pin = l - this.plan.residentLayers < this.hostCacheLimit;
-      bytes = [];
-      // One buffer per matrix, in LAYER_MATRIX_ROLES order (like the staging set).
+      uploads = [];
+      // One buffer per matrix, in LAYER_MATRIX_ROLES order (like the staging set), in the device layout
+      // of the slot's parts (every slot has the same parts): a cached layer is converted once.
       for (const [j, r] of LAYER_MATRIX_ROLES.entries()) {
-        bytes.push(await this.st.read(spec[r].name, pin ? undefined : this.staging[j]));
+        const bytes = await this.st.read(spec[r].name, pin ? undefined : this.staging[j]);
+        uploads.push(partUploads(slot[r], bytes));
       }
       this.stats.readMs += performance.now() - t0;
       if (pin) {
-        this.hostCache.set(l, bytes);
+        this.hostCache.set(l, uploads);
         this.stats.hostCachedLayers++;
         this.stats.hostCachedBytes += this.plan.layerBytes;
       }
     }
     if (this.disposed) return;
     const t1 = performance.now();
-    const slot = this.slots[s];
-    LAYER_MATRIX_ROLES.forEach((r, j) => writeMatrix(this.gpu, slot[r], bytes[j]));
+    LAYER_MATRIX_ROLES.forEach((r, j) => writeParts(this.gpu, slot[r], uploads[j]));
     this.stats.writeMs += performance.now() - t1;
     this.stats.uploads++;
     this.stats.bytesUploaded += this.plan.layerBytes;
