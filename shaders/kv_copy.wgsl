@@ -6,7 +6,9 @@
 //
 // bindings: 0 params; 1 slots: array<u32> (count) source slots; 2 k, 3 v: array<u32> (slots, row_words);
 //           4 tmp: array<u32> (2, count, row_words)
-// dispatch: (ceil(row_words / 64), count)     defines: GATHER (bool)
+// INDIRECT: the count is slots[0] and the sources follow (slots[1 + i]), written on the GPU by
+// tree_verify.wgsl; the dispatch covers the most rows a step may move and rows past the count return.
+// dispatch: (ceil(row_words / 64), count)     defines: GATHER (bool), INDIRECT (bool)
 struct Params { count: u32, row_words: u32, dst_base: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> slots: array<u32>;
@@ -18,11 +20,18 @@ struct Params { count: u32, row_words: u32, dst_base: u32 }
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let c = gid.x;
   let i = gid.y;
-  if (c >= p.row_words || i >= p.count) { return; }
+//#if INDIRECT
+  let count = slots[0];
+  let src = slots[1u + min(i, count)];
+//#else
+  let count = p.count;
+  let src = slots[i];
+//#endif
+  if (c >= p.row_words || i >= count) { return; }
   let t = i * p.row_words + c;
   let half = p.count * p.row_words;
   if (GATHER == 1u) {
-    let s = slots[i] * p.row_words + c;
+    let s = src * p.row_words + c;
     tmp[t] = k[s];
     tmp[half + t] = v[s];
   } else {

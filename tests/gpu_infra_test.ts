@@ -173,7 +173,12 @@ async function countForward(
   rows: number[],
 ): Promise<{ dispatches: number; tally: Map<string, number> }> {
   const w = await GpuWeights.upload(gpu, f);
-  const fp = new GpuForward(gpu, f.config, 64, 16, w, { submissions: 0, readbacks: 0, forwards: 0 });
+  const fp = new GpuForward(gpu, f.config, 64, 16, w, {
+    submissions: 0,
+    readbacks: 0,
+    readbackBytes: 0,
+    forwards: 0,
+  });
   try {
     const tokens = Array.from({ length: n }, (_, i) => (i * 7 + 3) % f.config.vocabSize);
     const st = fp.inputs.stage("count", { tokens, positions: tokens.map((_, i) => i), logitRows: rows }, 0);
@@ -226,7 +231,12 @@ Deno.test("bind groups and pipelines: a second forward creates no group; a reloa
   await countForward(f, 1, [0]); // compiles the n = 1 variants (if no test before did)
   const compiles = new PipelineCache(gpu).compiles;
   const w = await GpuWeights.upload(gpu, f);
-  const fp = new GpuForward(gpu, f.config, 64, 16, w, { submissions: 0, readbacks: 0, forwards: 0 });
+  const fp = new GpuForward(gpu, f.config, 64, 16, w, {
+    submissions: 0,
+    readbacks: 0,
+    readbackBytes: 0,
+    forwards: 0,
+  });
   const groups = fp.ctx.rec.groupStats;
   const step = async (past: number) => {
     const st = fp.inputs.stage("step", { tokens: [5], positions: [past] }, past);

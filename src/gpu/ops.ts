@@ -499,14 +499,21 @@ export async function kvCopy(
     kvDim: number;
     dstBase: number;
     kvDtype?: KvDtype;
+    /**
+     * The count is slots[0] (written on the GPU, at most `count`) and the sources follow: `count` is
+     * then the most rows moved (the dispatch size and tmp's layout).
+     */
+    indirect?: boolean;
   },
 ): Promise<void> {
   if (a.kvDtype === "f16" && a.kvDim % 2 !== 0) {
     throw new RangeError(`kvCopy: f16 rows need an even kvDim, got ${a.kvDim}`);
   }
+  if (a.count < 1) return;
   const words = a.kvDtype === "f16" ? a.kvDim / 2 : a.kvDim;
-  const gather = await c.pipelines.get("kv_copy", { GATHER: true });
-  const scatter = await c.pipelines.get("kv_copy", { GATHER: false });
+  const INDIRECT = !!a.indirect;
+  const gather = await c.pipelines.get("kv_copy", { GATHER: true, INDIRECT });
+  const scatter = await c.pipelines.get("kv_copy", { GATHER: false, INDIRECT });
   const groups: [number, number] = [ceil(words, 64), a.count];
   c.rec.dispatch("kv gather", gather, [a.count, words, a.dstBase], [a.slots, a.k, a.v, a.tmp], groups);
   c.rec.dispatch("kv scatter", scatter, [a.count, words, a.dstBase], [a.slots, a.k, a.v, a.tmp], groups);
@@ -562,5 +569,63 @@ export async function treeDraw(
     ],
     [a.logits, a.plan, a.tokens, a.q],
     [a.rows],
+  );
+}
+
+/** Verification rules of {@link treeVerify}, by their RULE define (shaders/tree_verify.wgsl). */
+export const VERIFY_RULES = { greedy: 0, match: 1, swor: 2, specinfer: 3 } as const;
+
+/** A rule {@link treeVerify} applies. */
+export type VerifyRule = keyof typeof VERIFY_RULES;
+
+/**
+ * Walk a drafted tree of n nodes against the target's logit rows (and the draft's q rows for the
+ * rejection rules) with `rule`, consuming `uniforms` in the CPU verifiers' order; writes to `out` the
+ * accepted count, the bonus and (token | rank << 24) per accepted node from word 0, and the two KV
+ * commits' source lists (count first) at words tOffset and dOffset (see shaders/tree_verify.wgsl for
+ * the `tree` layout). One workgroup: the walk is sequential, each row a 256-thread reduction.
+ */
+export async function treeVerify(
+  c: OpContext,
+  a: {
+    rule: VerifyRule;
+    logits: Binding;
+    q: Binding;
+    tree: Binding;
+    tokens: Binding;
+    uniforms: Binding;
+    work: Binding;
+    out: Binding;
+    n: number;
+    vocab: number;
+    temperature: number;
+    topK: number;
+    topP: number;
+    /** Target cache slot of node 0 (target sources are targetBase + node). */
+    targetBase: number;
+    tOffset: number;
+    dOffset: number;
+  },
+): Promise<void> {
+  const sampled = a.rule !== "greedy";
+  if (sampled && !(a.temperature > 0)) {
+    throw new RangeError(`treeVerify: rule ${a.rule} needs temperature > 0 (got ${a.temperature})`);
+  }
+  const pl = await c.pipelines.get("tree_verify", { RULE: VERIFY_RULES[a.rule] });
+  c.rec.dispatch(
+    "tree_verify",
+    pl,
+    [
+      a.n,
+      a.vocab,
+      a.topK,
+      f32Bits(sampled ? 1 / a.temperature : 1),
+      f32Bits(a.topP),
+      a.targetBase,
+      a.tOffset,
+      a.dOffset,
+    ],
+    [a.logits, a.q, a.tree, a.tokens, a.uniforms, a.work, a.out],
+    [1],
   );
 }

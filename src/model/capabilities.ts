@@ -96,6 +96,37 @@ export interface FusedTreeStepResult {
   q?: Float32Array;
 }
 
+/** The verification rules a device applies (the CPU verifiers of speculative/verify/ are their oracle). */
+export type DeviceVerifyRule = "greedy" | "match" | "swor" | "specinfer";
+
+/** How a fused step verifies its tree on the device ({@link FusedTreeStep.fusedVerifiedStep}). */
+export interface DeviceVerifyPlan {
+  rule: DeviceVerifyRule;
+  /** Each node's children in draw order; every child's index is larger than its parent's. */
+  children: number[][];
+  /**
+   * (n) the draft cache slot of each node this step forwarded (the root's included), -1 for the others:
+   * the draft keeps the longest forwarded prefix of the accepted path.
+   */
+  draftSlots: Int32Array;
+  /** (>= n) uniforms in [0, 1), consumed in the CPU verifiers' order (greedy consumes none). */
+  uniforms: Float32Array;
+}
+
+/** What a verified fused step reads back: the accepted path and the bonus, O(depth) bytes. */
+export interface DeviceVerifiedStep {
+  /** Accepted nodes (root excluded), in path order. */
+  accepted: number[];
+  /** Their tokens. */
+  tokens: number[];
+  /** The token drawn from the target after the last accepted node. */
+  bonus: number;
+  /** Path nodes the draft cache kept (its longest forwarded prefix); the rest are pending again. */
+  draftKept: number;
+  /** Bytes this step read back. */
+  readbackBytes: number;
+}
+
 /** Limits of a fused step on a pair. */
 export interface FusedTreeLimits {
   /** Most tree nodes + pending tokens the draft's buffers hold (n + k + 1 <= this). */
@@ -115,6 +146,17 @@ export interface FusedTreeStep {
    * tree (its cache grows by n), one readback.
    */
   fusedTreeStep(draft: CausalLM, plan: FusedTreeStepPlan): Promise<FusedTreeStepResult>;
+  /**
+   * Run the plan and verify on the device in the same submission: `verify.rule` walks the tree on the
+   * target's and draft's rows in GPU memory, both caches are compacted there (the target keeps the root
+   * and the accepted path, the draft its kept prefix), and only the path comes back. `plan.wantQ` is
+   * ignored (the rows stay on the device).
+   */
+  fusedVerifiedStep(
+    draft: CausalLM,
+    plan: FusedTreeStepPlan,
+    verify: DeviceVerifyPlan,
+  ): Promise<DeviceVerifiedStep>;
 }
 
 /** True when `m` implements {@link FusedTreeStep}. */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Rng } from "../util/rng.ts";
+import type { UniformSource } from "../util/rng.ts";
 
 /** Sampling settings. temperature 0 means greedy (argmax). */
 export interface SamplingParams {
@@ -99,7 +99,7 @@ export function probabilities(logits: Float32Array, p: SamplingParams): Float64A
 }
 
 /** Draw an index from a distribution `probs` (sums to ~1) with one uniform number from `rng`. */
-export function sampleFrom(probs: ArrayLike<number>, rng: Rng): number {
+export function sampleFrom(probs: ArrayLike<number>, rng: UniformSource): number {
   const u = rng.next();
   let acc = 0;
   let last = 0;
@@ -113,6 +113,6 @@ export function sampleFrom(probs: ArrayLike<number>, rng: Rng): number {
 }
 
 /** Pick the next token from logits: argmax when greedy, else a draw from {@link probabilities}. */
-export function sampleToken(logits: Float32Array, p: SamplingParams, rng: Rng): number {
+export function sampleToken(logits: Float32Array, p: SamplingParams, rng: UniformSource): number {
   return p.temperature === 0 ? argmax(logits) : sampleFrom(probabilities(logits, p), rng);
 }

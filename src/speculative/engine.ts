@@ -14,7 +14,7 @@
 import { argmax, probabilities, type SamplingParams, validateSampling } from "../model/sampling.ts";
 import type { CausalLM } from "../model/causal_lm.ts";
 import { hasFusedTreeStep, isDeviceSampler, readbacks } from "../model/capabilities.ts";
-import { Rng } from "../util/rng.ts";
+import { f32Uniforms, Rng } from "../util/rng.ts";
 import type { GenerationEvent, GenerationStats } from "../decoding/stats.ts";
 import { TokenSink } from "../decoding/token_sink.ts";
 import type { Drafter, DraftOutput } from "./drafters/drafter.ts";
@@ -22,6 +22,7 @@ import { keptDraftSlots, rootSlot } from "./drafters/draft_cache.ts";
 import { levels, treeAttention } from "./tree.ts";
 import { checkPairing, type NodeDistributions, type VerifierKind } from "./verify/verifier.ts";
 import { VERIFIERS } from "./verify/registry.ts";
+import { uniformsPerStep } from "./verify/uniform_replay.ts";
 import { type GrammarFactory, LogitsPipeline, type PipelineState } from "../decoding/logits/pipeline.ts";
 import type { ProcessingSpec, TokenVocabulary } from "../decoding/logits/processor.ts";
 import { logprobsOf } from "../decoding/logits/logprobs.ts";
@@ -56,6 +57,11 @@ export interface SpeculativeOptions {
    * does not depend on the tree (greedy decoding); a sampled stream's draws do.
    */
   nodeLimit?: () => number;
+  /**
+   * Fused device steps verify on the device (default true): the readback is the accepted path, not
+   * every node's target and draft rows. false: read the rows back and verify on the host (the oracle).
+   */
+  deviceVerify?: boolean;
 }
 
 /** Stats of one speculative step. */
@@ -70,6 +76,8 @@ export interface StepStats {
   draftForwards: number;
   /** GPU->CPU readbacks in this step (draft + target). */
   syncs: number;
+  /** Bytes read back by a step verified on the device (absent for the other steps). */
+  readbackBytes?: number;
 }
 
 /** Events: tokens, one "step" per speculative step, then "done". */
@@ -83,6 +91,20 @@ export interface SpeculativeStats extends GenerationStats {
   draftForwards: number;
   draftMs: number;
   verifyMs: number;
+}
+
+/**
+ * The visits of a walk along `accepted` (see VerifyResult.visits): [children, rank of the accepted
+ * child (1-based) or 0] at every node of the path that has children.
+ */
+export function pathVisits(children: number[][], accepted: number[]): [number, number][] {
+  const out: [number, number][] = [];
+  const path = [0, ...accepted];
+  for (const [i, v] of path.entries()) {
+    const kids = children[v];
+    if (kids.length) out.push([kids.length, i < accepted.length ? kids.indexOf(accepted[i]) + 1 : 0]);
+  }
+  return out;
 }
 
 /**
@@ -130,6 +152,9 @@ export async function* generateSpeculative(
   // A pair on one device may run a whole static-tree step there with one readback.
   const fusedTarget = draft && hasFusedTreeStep(target) ? target : undefined;
   const fusedLimits = draft && fusedTarget?.fusedTreeLimits(draft);
+  // Fused steps verify on the device unless the host needs the target's rows (log-probabilities) or the
+  // caller asks for the host verifiers (the oracle; processors never reach a fused step).
+  const deviceVerify = opts.deviceVerify !== false && top === undefined;
   const syncs = () => readbacks(target) + (draft ? readbacks(draft) : 0);
   // Plain steps (a tree of the root alone) may run as AR does on a device: several in one submission,
   // sampled there. The device samples the plain distribution: not with processors or logprobs.
@@ -189,6 +214,61 @@ export async function* generateSpeculative(
     // the step is drafted and verified apart: exact either way, but drafts stay where p allows them.
     const fused = !pipe && fusedLimits && opts.drafter.planFused?.(draftInput, fusedLimits);
     let tree: DraftOutput, logits: Float32Array, tb: number;
+    if (fused && fusedTarget && deviceVerify) {
+      // Drafted, verified and compacted on the device: only the accepted path comes back.
+      const nodes = fused.shape.parent.length;
+      const r = await fusedTarget.fusedVerifiedStep(draft, {
+        nodes,
+        pending,
+        forwards: fused.forwards,
+        target: treeAttention(fused.shape.parent, fused.shape.depth, L),
+        sampling: opts.sampling,
+        seed: rng.nextU32(),
+        draw: fused.draw,
+        wantQ: false,
+      }, {
+        rule: verifierKind,
+        children: fused.shape.children,
+        draftSlots: fused.slotOf,
+        uniforms: greedy ? new Float32Array(nodes) : f32Uniforms(rng, uniformsPerStep(nodes)),
+      });
+      const ms = performance.now() - ta;
+      const kids = fused.shape.children, accepted = r.accepted.length;
+      const visits = pathVisits(kids, r.accepted);
+      pending = [...r.tokens.slice(r.draftKept), r.bonus];
+      root = r.bonus;
+      history.push(...r.tokens, r.bonus);
+      opts.drafter.observe?.({
+        treeSize: nodes,
+        accepted,
+        ms,
+        leaf: kids[accepted ? r.accepted[accepted - 1] : 0].length === 0,
+      });
+      steps++;
+      targetForwards++;
+      emitted += accepted + 1;
+      draftForwards += fused.forwards.length;
+      draftMs += ms;
+      yield {
+        type: "step",
+        stats: {
+          treeSize: nodes,
+          treeDepth: levels(fused.shape.depth),
+          accepted,
+          rootRank: accepted ? kids[0].indexOf(r.accepted[0]) + 1 : 0,
+          draftMs: ms,
+          verifyMs: 0,
+          draftForwards: fused.forwards.length,
+          syncs: syncs() - s0,
+          readbackBytes: r.readbackBytes,
+        },
+        visits,
+      };
+      yield* sink.emit([...r.tokens, r.bonus]);
+      if (sink.finish) break;
+      if (target.kv.length >= ctx) break;
+      continue;
+    }
     if (fused && fusedTarget) {
       const r = await fusedTarget.fusedTreeStep(draft, {
         nodes: fused.shape.parent.length,

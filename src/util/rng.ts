@@ -5,8 +5,13 @@
  * @module
  */
 
+/** A stream of uniforms in [0, 1): what samplers and verifiers draw from. */
+export interface UniformSource {
+  next(): number;
+}
+
 /** Seeded random source. `next()` is uniform in [0, 1) with 53 random bits. */
-export class Rng {
+export class Rng implements UniformSource {
   private s0: number;
   private s1: number;
   private s2: number;
@@ -51,4 +56,30 @@ export class Rng {
 
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
+}
+
+/**
+ * `count` uniforms in [0, 1) exact in f32 (24 random bits each: rounding a double to f32 could give 1),
+ * for kernels that draw on the device with the host's seeded stream.
+ */
+export function f32Uniforms(rng: Rng, count: number): Float32Array {
+  return Float32Array.from({ length: count }, () => (rng.nextU32() >>> 8) / 16777216);
+}
+
+/** A {@link UniformSource} replaying fixed values (the device's uniforms, for the CPU oracle). */
+export class ReplayUniforms implements UniformSource {
+  private at = 0;
+  constructor(private readonly values: ArrayLike<number>) {}
+
+  /** How many values were drawn so far. */
+  get used(): number {
+    return this.at;
+  }
+
+  next(): number {
+    if (this.at >= this.values.length) {
+      throw new RangeError(`ReplayUniforms: all ${this.values.length} values were drawn`);
+    }
+    return this.values[this.at++];
+  }
 }

@@ -26,6 +26,8 @@ export type Head = { kind: "logits" } | IdHead;
 export interface GpuCounters {
   submissions: number;
   readbacks: number;
+  /** Bytes of every readback (one step's logits, or a verified step's path). */
+  readbackBytes: number;
   forwards: number;
 }
 
@@ -279,12 +281,14 @@ export class GpuForward {
   /** Read `bytes` of `src` back (one sync, counted). */
   async readback(src: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
     this.counters.readbacks++;
+    this.counters.readbackBytes += bytes;
     return await this.gpu.read(src, bytes);
   }
 
   /** Read several buffer ranges back with ONE sync (counted once). */
   async readMany(parts: { buffer: GPUBuffer; size: number }[]): Promise<ArrayBuffer[]> {
     this.counters.readbacks++;
+    for (const p of parts) this.counters.readbackBytes += p.size;
     return await this.gpu.readMany(parts);
   }
 

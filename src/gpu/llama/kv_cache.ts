@@ -12,6 +12,7 @@ import type { ModelConfig } from "../../model/config.ts";
 import { checkCommit, checkTruncate, type KvCache } from "../../model/kv_cache.ts";
 import type { Gpu } from "../device.ts";
 import * as ops from "../ops.ts";
+import type { Binding } from "../recorder.ts";
 
 /** Bytes per KV element of each cache dtype. */
 export const KV_BYTES: Readonly<Record<ops.KvDtype, number>> = { f32: 4, f16: 2 };
@@ -102,6 +103,40 @@ export class GpuKvCache implements KvCache {
       });
     }
     this.used = prefixLen + list.length;
+  }
+
+  /**
+   * Record (into `ctx`, nothing submitted) a commit whose accepted list was written on the GPU: `slots`
+   * holds the count then the source slots (at most `maxCount`), moved to rows dstBase, dstBase + 1, ...
+   * The host learns the count with the step's readback and then calls {@link settle}. Only rows at or
+   * after dstBase change, so a failure before settle leaves the cache valid at its earlier length.
+   */
+  async recordCommit(ctx: ops.OpContext, slots: Binding, maxCount: number, dstBase: number): Promise<void> {
+    if (maxCount > this.maxMoves) {
+      throw new RangeError(`commit: ${maxCount} slots exceed maxBatch ${this.maxMoves}`);
+    }
+    if (dstBase + maxCount > this.capacity) {
+      throw new RangeError(`commit: rows up to ${dstBase + maxCount} exceed the capacity ${this.capacity}`);
+    }
+    for (let l = 0; l < this.config.nLayers; l++) {
+      await ops.kvCopy(ctx, {
+        slots,
+        k: this.k[l],
+        v: this.v[l],
+        tmp: this.tmp,
+        count: maxCount,
+        kvDim: this.config.kvDim,
+        dstBase,
+        kvDtype: this.dtype,
+        indirect: true,
+      });
+    }
+  }
+
+  /** Set the length after a {@link recordCommit} ran: `length` slots are valid (at most the current). */
+  settle(length: number): void {
+    checkTruncate(length, this.used);
+    this.used = length;
   }
 
   truncate(length: number): void {

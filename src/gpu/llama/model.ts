@@ -17,6 +17,8 @@ import type { Checkpoint } from "../../model/folder.ts";
 import type { CausalLM, ForwardInput } from "../../model/causal_lm.ts";
 import type {
   DeviceSampler,
+  DeviceVerifiedStep,
+  DeviceVerifyPlan,
   FusedTreeLimits,
   FusedTreeStep,
   FusedTreeStepPlan,
@@ -33,7 +35,7 @@ import type { KvDtype } from "../ops.ts";
 import { KV_BYTES } from "./kv_cache.ts";
 import { checkInput, checkTokens } from "./inputs.ts";
 import type { GpuKvCache } from "./kv_cache.ts";
-import { fusedLimits, FusedStepBuffers, runFusedTreeStep } from "./tree_step.ts";
+import { fusedLimits, FusedStepBuffers, runFusedTreeStep, runFusedVerifiedStep } from "./tree_step.ts";
 import { GpuWeights } from "./weights.ts";
 import type { WeightsDtype } from "../../model/weight_types.ts";
 
@@ -65,7 +67,7 @@ export interface GpuLlamaOptions {
 
 /** A Llama model resident on the GPU with its own KV cache (one sequence). */
 export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, WeightsLoaded {
-  readonly counters: GpuCounters = { submissions: 0, readbacks: 0, forwards: 0 };
+  readonly counters: GpuCounters = { submissions: 0, readbacks: 0, readbackBytes: 0, forwards: 0 };
   /** The options this model was loaded with (to load it again the same way, e.g. with a bigger batch). */
   options: GpuLlamaOptions = {};
   /** This sequence's keys and values (commit/truncate live there). */
@@ -265,12 +267,29 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, 
     return await runFusedTreeStep(this.fp, d.fp, d.fused, plan, lim);
   }
 
-  /** Bytes of weights on the GPU: resident layers, ring slots, embeddings, LM head, f32 norms. */
+  /** See {@link FusedTreeStep.fusedVerifiedStep} and gpu/llama/tree_step.ts. */
+  async fusedVerifiedStep(
+    draft: CausalLM,
+    plan: FusedTreeStepPlan,
+    verify: DeviceVerifyPlan,
+  ): Promise<DeviceVerifiedStep> {
+    const lim = this.fusedTreeLimits(draft);
+    if (!lim) {
+      throw new TypeError(
+        "fusedVerifiedStep: the draft is not another GpuLlama on this device and vocabulary",
+      );
+    }
+    const d = draft as GpuLlama;
+    d.fused ??= new FusedStepBuffers(d.gpu, d.maxBatch, d.config.vocabSize);
+    return await runFusedVerifiedStep(this.fp, d.fp, d.fused, plan, lim, verify);
+  }
+
   /** What `--weights-dtype` the matrices were loaded with ("auto": as stored). */
   get weightsDtype(): WeightsDtype {
     return this.options.weightsDtype ?? "auto";
   }
 
+  /** Bytes of weights on the GPU: resident layers, ring slots, embeddings, LM head, f32 norms. */
   get weightBytes(): number {
     return this.w.bytes;
   }

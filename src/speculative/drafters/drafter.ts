@@ -79,6 +79,8 @@ export interface FusedDraft {
   forwards: FusedDraftForward[];
   /** How children are drawn on the device. */
   draw: "swor" | "iid";
+  /** (n) each node's draft cache slot once the forwards ran (-1: never forwarded; see draft_cache.ts). */
+  slotOf: Int32Array;
   /** The drafted tree, once the device has drawn its tokens (q rows when they were read back). */
   complete(result: FusedTreeStepResult): DraftOutput;
 }

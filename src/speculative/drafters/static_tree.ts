@@ -140,6 +140,7 @@ export class StaticTreeDrafter implements Drafter {
       shape: { ...shape, children },
       forwards,
       draw: this.draw,
+      slotOf,
       complete: (r) => {
         const V = draftModel(input).config.vocabSize;
         const q: (Float64Array | undefined)[] = new Array(n);

@@ -7,7 +7,7 @@
  */
 
 import { argmax, sampleFrom } from "../../model/sampling.ts";
-import type { Rng } from "../../util/rng.ts";
+import type { UniformSource } from "../../util/rng.ts";
 import type { Verifier, VerifyResult, VerifyTree } from "./verifier.ts";
 
 /** Walk accepting the child whose token equals pick(v); the bonus is pick(v) at the last node. */
@@ -35,7 +35,7 @@ export function verifyGreedy(tree: VerifyTree, targetArgmax: (node: number) => n
 export function verifyMatch(
   tree: VerifyTree,
   p: (node: number) => ArrayLike<number>,
-  rng: Rng,
+  rng: UniformSource,
 ): VerifyResult {
   return walkMatching(tree, (v) => sampleFrom(p(v), rng));
 }

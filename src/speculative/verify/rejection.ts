@@ -7,7 +7,7 @@
  */
 
 import { sampleFrom } from "../../model/sampling.ts";
-import type { Rng } from "../../util/rng.ts";
+import type { UniformSource } from "../../util/rng.ts";
 import type { Verifier, VerifyResult, VerifyTree } from "./verifier.ts";
 
 /**
@@ -20,7 +20,7 @@ function verifyRejection(
   tree: VerifyTree,
   p: (node: number) => ArrayLike<number>,
   q: (node: number) => ArrayLike<number>,
-  rng: Rng,
+  rng: UniformSource,
   withoutReplacement: boolean,
 ): VerifyResult {
   const accepted: number[] = [];
@@ -72,7 +72,7 @@ export function verifySwor(
   tree: VerifyTree,
   p: (node: number) => ArrayLike<number>,
   q: (node: number) => ArrayLike<number>,
-  rng: Rng,
+  rng: UniformSource,
 ): VerifyResult {
   return verifyRejection(tree, p, q, rng, true);
 }
@@ -82,7 +82,7 @@ export function verifySpecInfer(
   tree: VerifyTree,
   p: (node: number) => ArrayLike<number>,
   q: (node: number) => ArrayLike<number>,
-  rng: Rng,
+  rng: UniformSource,
 ): VerifyResult {
   return verifyRejection(tree, p, q, rng, false);
 }

@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { Rng } from "../../util/rng.ts";
+import type { UniformSource } from "../../util/rng.ts";
 
 /** How a drafter chose each node's children. */
 export type DrafterKind = "chain" | "specinfer" | "sequoia" | "specexec" | "lookup";
@@ -54,7 +54,7 @@ export interface Verifier {
   /** Whether the rule reads the draft's q (the engine then has the drafter keep or read them back). */
   readonly needsQ: boolean;
   /** Walk `tree` from the root; draws from `rng` only as the rule prescribes. */
-  verify(tree: VerifyTree, d: NodeDistributions, rng: Rng): VerifyResult;
+  verify(tree: VerifyTree, d: NodeDistributions, rng: UniformSource): VerifyResult;
 }
 
 /** Verifiers that are exact for trees built by each drafter (greedy: temperature 0 only). */

@@ -1,0 +1,126 @@
+/**
+ * Verification on the device vs on the host, in one run: AR and Sequoia (greedy and T = 0.8) on the GPU
+ * for the tiny bundled pair and for SmolLM2-135M (Q4_1) with its trained draft, each Sequoia run once
+ * with `deviceVerify` (the accepted path read back) and once without (every node's target and q rows
+ * read back, verified on the CPU), interleaved, median of `--reps`. Prints a markdown table: tok/s,
+ * syncs per token, readback bytes per step after the first (the prefill's readbacks are not a step's; AR's
+ * step is one token).
+ *
+ *   deno run -A scripts/bench_device_verify.ts [--reps 3] [--tokens 64] [--nodes 32] [--depth 6] [--only tiny]
+ *
+ * @module
+ */
+
+import { sharedGpu } from "../src/runtime/backend.ts";
+import { GpuLlama } from "../src/gpu/llama/model.ts";
+import {
+  DEFAULT_DRAFT_DIR,
+  DEFAULT_TARGET_DIR,
+  openCheckpoint,
+  openModelFolder,
+} from "../src/model/folder.ts";
+import { generateAutoregressive } from "../src/decoding/autoregressive.ts";
+import { generateSpeculative } from "../src/speculative/engine.ts";
+import { StaticTreeDrafter } from "../src/speculative/drafters/static_tree.ts";
+import { materialize, planSequoia } from "../src/speculative/sequoia_plan.ts";
+import type { SamplingParams } from "../src/model/sampling.ts";
+import type { GenerationStats } from "../src/decoding/stats.ts";
+
+const args = new Map<string, string>();
+for (let i = 0; i < Deno.args.length; i += 2) args.set(Deno.args[i].replace(/^--/, ""), Deno.args[i + 1]);
+const reps = Number(args.get("reps") ?? 3);
+const maxTokens = Number(args.get("tokens") ?? 64);
+const nodes = Number(args.get("nodes") ?? 32);
+const depth = Number(args.get("depth") ?? 6);
+
+const PAIRS = [
+  {
+    name: "tiny",
+    target: DEFAULT_TARGET_DIR,
+    draft: DEFAULT_DRAFT_DIR,
+    prompt: "And God said, Let there be",
+  },
+  {
+    name: "SmolLM2-135M Q4_1",
+    target: "weights/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    draft: "weights/smollm2-draft",
+    prompt: "The capital of France is Paris. The capital of Germany is",
+  },
+].filter((p) => !args.has("only") || p.name.startsWith(args.get("only")!));
+
+// A positional acceptance vector typical of these pairs (the shape only changes speed, never the output).
+const ACC = [0.5, 0.12, 0.05, 0.03, 0.02, 0.015, 0.01, 0.008];
+const median = (x: number[]) => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)];
+
+interface Row {
+  tokPerS: number[];
+  syncsPerToken: number[];
+  bytesPerStep: number[];
+}
+
+const gpu = await sharedGpu();
+const lines = [
+  "| pair | method | verify | tok/s | syncs / token | readback bytes / step |",
+  "| --- | --- | --- | ---: | ---: | ---: |",
+];
+for (const pair of PAIRS) {
+  const t = await openModelFolder(pair.target), d = await openCheckpoint(pair.draft);
+  const target = await GpuLlama.load(gpu, t), draft = await GpuLlama.load(gpu, d);
+  const prompt = t.tokenizer.encode(pair.prompt);
+  const shape = materialize(planSequoia(ACC, nodes, depth), nodes, depth);
+  const rows = new Map<string, Row>();
+  const add = (key: string, s: GenerationStats, bytes: number, steps: number) => {
+    const r = rows.get(key) ?? { tokPerS: [], syncsPerToken: [], bytesPerStep: [] };
+    r.tokPerS.push(s.tokPerS);
+    r.syncsPerToken.push(s.syncs / Math.max(1, s.completionTokens));
+    r.bytesPerStep.push(bytes / Math.max(1, steps));
+    rows.set(key, r);
+  };
+  const sampled: SamplingParams = { temperature: 0.8, topK: 0, topP: 1 };
+  const greedy: SamplingParams = { temperature: 0, topK: 0, topP: 1 };
+  for (let rep = 0; rep <= reps; rep++) {
+    const keep = rep > 0; // rep 0 warms every pipeline up
+    let b0 = 0, arSteps = -1;
+    for await (
+      const e of generateAutoregressive(target, prompt, { maxTokens, sampling: greedy, seed: rep })
+    ) {
+      if (e.type === "token" && ++arSteps === 0) b0 = target.counters.readbackBytes;
+      if (e.type === "done" && keep) add("ar|T=0|-", e.stats, target.counters.readbackBytes - b0, arSteps);
+    }
+    for (const [label, sampling] of [["T=0", greedy], ["T=0.8", sampled]] as const) {
+      for (const deviceVerify of [false, true]) {
+        // Bytes from the end of the first step on (the prefill's readbacks are not a step's).
+        const read = () => target.counters.readbackBytes + draft.counters.readbackBytes;
+        let bytes0 = 0, steps = -1;
+        for await (
+          const e of generateSpeculative(target, draft, prompt, {
+            drafter: new StaticTreeDrafter("sequoia", shape, "swor"),
+            verifier: "swor",
+            maxTokens,
+            sampling,
+            seed: rep,
+            deviceVerify,
+          })
+        ) {
+          if (e.type === "step" && ++steps === 0) bytes0 = read();
+          if (e.type === "done" && keep) {
+            const bytes = read() - bytes0;
+            add(`sequoia|${label}|${deviceVerify ? "device" : "host"}`, e.stats, bytes, steps);
+          }
+        }
+      }
+    }
+  }
+  for (const [key, r] of rows) {
+    const [method, label, where] = key.split("|");
+    lines.push(
+      `| ${pair.name} | ${method} ${label} | ${where} | ${median(r.tokPerS).toFixed(1)} | ${
+        median(r.syncsPerToken).toFixed(3)
+      } | ${Math.round(median(r.bytesPerStep))} |`,
+    );
+  }
+  target.dispose();
+  draft.dispose();
+}
+console.log(`Sequoia tree: ${nodes} nodes, depth ${depth}; ${maxTokens} tokens; median of ${reps}\n`);
+console.log(lines.join("\n"));
