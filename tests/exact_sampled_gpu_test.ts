@@ -6,13 +6,15 @@ import assert from "node:assert/strict";
 import type { Method } from "../src/speculative/methods.ts";
 import { categories, chiSquare, gpuPair, run, targetDist, targetFolder } from "./fixtures/exact.ts";
 
-Deno.test("exactness: on the GPU's one-readback path, sampled first tokens follow the target (sequoia, specinfer)", async () => {
+Deno.test("exactness: on the GPU's device-verified path, sampled first tokens follow the target (sequoia, specinfer, specexec)", async () => {
   const sampling = { temperature: 0.8, topK: 0, topP: 1 };
   const prompt = targetFolder.tokenizer.encode("And the LORD said unto");
   const [top1, p1] = categories(await targetDist(prompt, sampling), 5);
   const gpu = await gpuPair();
   const N = 200;
-  for (const m of ["sequoia", "specinfer"] as Method[]) {
+  // sequoia and specinfer: fused steps verified on the device (SWOR, SpecInfer's rule); specexec: a tree
+  // drafted on the host, verified on the target's device with the match rule.
+  for (const m of ["sequoia", "specinfer", "specexec"] as Method[]) {
     const c1 = new Array(p1.length).fill(0);
     for (let s = 0; s < N; s++) {
       const { ids } = await run(gpu, m, prompt, 1, sampling, 5000 + s);

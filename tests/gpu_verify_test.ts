@@ -19,7 +19,8 @@ import { generateSpeculative, type SpeculativeEvent } from "../src/speculative/e
 import { StaticTreeDrafter } from "../src/speculative/drafters/static_tree.ts";
 import { materialize, planSequoia } from "../src/speculative/sequoia_plan.ts";
 import { generateAutoregressive } from "../src/decoding/autoregressive.ts";
-import { gpuPair, targetFolder } from "./fixtures/exact.ts";
+import { gpuPair, run, targetFolder } from "./fixtures/exact.ts";
+import { decode } from "../src/speculative/decode.ts";
 
 const gpu = await Gpu.acquire();
 const ctx: ops.OpContext = {
@@ -355,5 +356,33 @@ Deno.test("gpu: sampled device-verified steps leave both caches as a fresh prefi
         `${kind}: ${m === target ? "target" : "draft"} cache differs by ${err} (kept ${keep})`,
       );
     }
+  }
+});
+
+Deno.test("gpu: a SpecExec tree drafted on the host is verified on the target's device (greedy = AR, O(depth) bytes)", async () => {
+  const { target, draft } = await gpuPair();
+  const prompt = targetFolder.tokenizer.encode("And the earth was without form");
+  const sampling = { temperature: 0, topK: 0, topP: 1 };
+  const ar = (await run(await gpuPair(), "ar", prompt, 40, sampling)).ids;
+  const bytes: { bytes?: number; depth: number }[] = [];
+  const ids: number[] = [];
+  for await (
+    const e of decode("specexec", target, draft, prompt, {
+      tree: { treeSize: 12, depth: 5, width: 2, budget: 48 },
+      acceptance: [0.6, 0.15, 0.08],
+      maxTokens: 40,
+      sampling,
+      seed: 0,
+      eosIds: [],
+    })
+  ) {
+    if (e.type === "token") ids.push(e.id);
+    if (e.type === "step") bytes.push({ bytes: e.stats.readbackBytes, depth: e.stats.treeDepth });
+  }
+  assert.deepEqual(ids, ar);
+  const verified = bytes.filter((b) => b.bytes !== undefined);
+  assert.ok(verified.length >= 3, `${verified.length} device-verified steps`);
+  for (const b of verified) {
+    assert.ok(b.bytes! <= 4 * (b.depth + 16), `${b.bytes} bytes for depth ${b.depth}`);
   }
 });

@@ -127,6 +127,39 @@ export interface DeviceVerifiedStep {
   readbackBytes: number;
 }
 
+/** A tree forward's host inputs: (n) node tokens (root first), positions and the (n, past + n) mask. */
+export interface TreeForwardInput {
+  tokens: ArrayLike<number>;
+  positions: ArrayLike<number>;
+  mask: Uint8Array;
+}
+
+/** How a target verifies a tree drafted on the host ({@link TreeVerifier.verifiedForward}). */
+export interface HostTreeVerifyPlan {
+  rule: DeviceVerifyRule;
+  /** Each node's children in draw order; every child's index is larger than its parent's. */
+  children: number[][];
+  /** (>= n) uniforms in [0, 1), consumed in the CPU verifiers' order. */
+  uniforms: Float32Array;
+  sampling: SamplingParams;
+  /** Node v's draft distribution (vocab), for the rejection rules at the nodes with children. */
+  q?: (v: number) => ArrayLike<number> | undefined;
+}
+
+/** A target that verifies a host-drafted tree on its device, reading back only the path. */
+export interface TreeVerifier {
+  /**
+   * One forward over the tree after the cache, verified on the device with `plan.rule` in the same
+   * submission; the cache then holds the root and the accepted path (`draftKept` is 0: no draft here).
+   */
+  verifiedForward(input: TreeForwardInput, plan: HostTreeVerifyPlan): Promise<DeviceVerifiedStep>;
+}
+
+/** True when `m` implements {@link TreeVerifier}. */
+export function isTreeVerifier(m: CausalLM): m is CausalLM & TreeVerifier {
+  return typeof (m as Partial<TreeVerifier>).verifiedForward === "function";
+}
+
 /** Limits of a fused step on a pair. */
 export interface FusedTreeLimits {
   /** Most tree nodes + pending tokens the draft's buffers hold (n + k + 1 <= this). */

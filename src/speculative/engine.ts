@@ -13,7 +13,13 @@
 
 import { argmax, probabilities, type SamplingParams, validateSampling } from "../model/sampling.ts";
 import type { CausalLM } from "../model/causal_lm.ts";
-import { hasFusedTreeStep, isDeviceSampler, readbacks } from "../model/capabilities.ts";
+import {
+  type DeviceVerifiedStep,
+  hasFusedTreeStep,
+  isDeviceSampler,
+  isTreeVerifier,
+  readbacks,
+} from "../model/capabilities.ts";
 import { f32Uniforms, Rng } from "../util/rng.ts";
 import type { GenerationEvent, GenerationStats } from "../decoding/stats.ts";
 import { TokenSink } from "../decoding/token_sink.ts";
@@ -155,6 +161,9 @@ export async function* generateSpeculative(
   // Fused steps verify on the device unless the host needs the target's rows (log-probabilities) or the
   // caller asks for the host verifiers (the oracle; processors never reach a fused step).
   const deviceVerify = opts.deviceVerify !== false && top === undefined;
+  // Host-drafted trees (SpecExec, lookup, a draft on another backend or vocabulary) too, when the target
+  // can: not with processors (the host applies them to the target's rows).
+  const treeVerifier = deviceVerify && !pipe && isTreeVerifier(target) ? target : undefined;
   const syncs = () => readbacks(target) + (draft ? readbacks(draft) : 0);
   // Plain steps (a tree of the root alone) may run as AR does on a device: several in one submission,
   // sampled there. The device samples the plain distribution: not with processors or logprobs.
@@ -181,6 +190,52 @@ export async function* generateSpeculative(
   const history: number[] = Array.from(prompt);
   const t1 = performance.now();
   let emitted = 0, steps = 0, targetForwards = 0, draftForwards = 0, draftMs = 0, verifyMs = 0;
+
+  /**
+   * Account for a step verified on the device (`r`: the path it read back) over a tree of `shape` and
+   * emit it: state, drafter feedback, the step event, the tokens.
+   */
+  async function* deviceOutcome(
+    r: DeviceVerifiedStep,
+    shape: { children: number[][]; depth: Int32Array },
+    forwards: number,
+    dMs: number,
+    vMs: number,
+    stepSyncs: number,
+  ): AsyncGenerator<SpeculativeEvent> {
+    const kids = shape.children, accepted = r.accepted.length, nodes = kids.length;
+    pending = draft ? [...r.tokens.slice(r.draftKept), r.bonus] : [r.bonus];
+    root = r.bonus;
+    history.push(...r.tokens, r.bonus);
+    opts.drafter.observe?.({
+      treeSize: nodes,
+      accepted,
+      ms: dMs + vMs,
+      leaf: kids[accepted ? r.accepted[accepted - 1] : 0].length === 0,
+    });
+    steps++;
+    targetForwards++;
+    emitted += accepted + 1;
+    draftForwards += forwards;
+    draftMs += dMs;
+    verifyMs += vMs;
+    yield {
+      type: "step",
+      stats: {
+        treeSize: nodes,
+        treeDepth: levels(shape.depth),
+        accepted,
+        rootRank: accepted ? kids[0].indexOf(r.accepted[0]) + 1 : 0,
+        draftMs: dMs,
+        verifyMs: vMs,
+        draftForwards: forwards,
+        syncs: stepSyncs,
+        readbackBytes: r.readbackBytes,
+      },
+      visits: pathVisits(kids, r.accepted),
+    };
+    yield* sink.emit([...r.tokens, r.bonus]);
+  }
 
   while (sink.produced < opts.maxTokens) {
     if (opts.signal?.aborted) {
@@ -233,38 +288,7 @@ export async function* generateSpeculative(
         uniforms: greedy ? new Float32Array(nodes) : f32Uniforms(rng, uniformsPerStep(nodes)),
       });
       const ms = performance.now() - ta;
-      const kids = fused.shape.children, accepted = r.accepted.length;
-      const visits = pathVisits(kids, r.accepted);
-      pending = [...r.tokens.slice(r.draftKept), r.bonus];
-      root = r.bonus;
-      history.push(...r.tokens, r.bonus);
-      opts.drafter.observe?.({
-        treeSize: nodes,
-        accepted,
-        ms,
-        leaf: kids[accepted ? r.accepted[accepted - 1] : 0].length === 0,
-      });
-      steps++;
-      targetForwards++;
-      emitted += accepted + 1;
-      draftForwards += fused.forwards.length;
-      draftMs += ms;
-      yield {
-        type: "step",
-        stats: {
-          treeSize: nodes,
-          treeDepth: levels(fused.shape.depth),
-          accepted,
-          rootRank: accepted ? kids[0].indexOf(r.accepted[0]) + 1 : 0,
-          draftMs: ms,
-          verifyMs: 0,
-          draftForwards: fused.forwards.length,
-          syncs: syncs() - s0,
-          readbackBytes: r.readbackBytes,
-        },
-        visits,
-      };
-      yield* sink.emit([...r.tokens, r.bonus]);
+      yield* deviceOutcome(r, fused.shape, fused.forwards.length, ms, 0, syncs() - s0);
       if (sink.finish) break;
       if (target.kv.length >= ctx) break;
       continue;
@@ -336,6 +360,26 @@ export async function* generateSpeculative(
         continue;
       }
       const { positions, mask } = treeAttention(tree.parent, tree.depth, L);
+      if (treeVerifier) {
+        // Verified on the target's device: only the path comes back; the draft compacts as usual.
+        const t = tree, nodes = t.tokens.length;
+        const r = await treeVerifier.verifiedForward({ tokens: t.tokens, positions, mask }, {
+          rule: verifierKind,
+          children: t.children,
+          uniforms: greedy ? new Float32Array(nodes) : f32Uniforms(rng, uniformsPerStep(nodes)),
+          sampling: opts.sampling,
+          q: (v) => t.q[v],
+        });
+        if (draft) {
+          const kept = keptDraftSlots(r.accepted, t.slotOf);
+          await draft.kv.commit(rootSlot(prefixLen, pending.length) + 1, kept.slots);
+          r.draftKept = kept.count;
+        }
+        yield* deviceOutcome(r, t, t.forwards, tb - ta, performance.now() - tb, syncs() - s0);
+        if (sink.finish) break;
+        if (target.kv.length >= ctx) break;
+        continue;
+      }
       logits = await target.forward({ tokens: tree.tokens, positions, mask });
     }
     const size = tree.tokens.length;

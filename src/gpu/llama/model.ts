@@ -23,10 +23,13 @@ import type {
   FusedTreeStep,
   FusedTreeStepPlan,
   FusedTreeStepResult,
+  HostTreeVerifyPlan,
   IdHead,
   Paged,
   PagingPlan,
   PagingStats,
+  TreeForwardInput,
+  TreeVerifier,
   WeightsLoaded,
 } from "../../model/capabilities.ts";
 import { type Gpu, GpuError } from "../device.ts";
@@ -37,6 +40,7 @@ import { checkInput, checkTokens } from "./inputs.ts";
 import type { GpuKvCache } from "./kv_cache.ts";
 import { fusedLimits, FusedStepBuffers, runFusedTreeStep, runFusedVerifiedStep } from "./tree_step.ts";
 import { GpuWeights } from "./weights.ts";
+import { runVerifiedForward, VerifyBuffers } from "./verify_step.ts";
 import type { WeightsDtype } from "../../model/weight_types.ts";
 
 export type { GpuCounters, Head } from "./forward.ts";
@@ -66,7 +70,7 @@ export interface GpuLlamaOptions {
 }
 
 /** A Llama model resident on the GPU with its own KV cache (one sequence). */
-export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, WeightsLoaded {
+export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, TreeVerifier, WeightsLoaded {
   readonly counters: GpuCounters = { submissions: 0, readbacks: 0, readbackBytes: 0, forwards: 0 };
   /** The options this model was loaded with (to load it again the same way, e.g. with a bigger batch). */
   options: GpuLlamaOptions = {};
@@ -75,6 +79,8 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, 
   private readonly fp: GpuForward;
   /** Buffers of fused steps in which this model is the draft (allocated on the first). */
   private fused?: FusedStepBuffers;
+  /** Buffers of trees this model verifies on the device (allocated on the first). */
+  private verifyBufs?: VerifyBuffers;
 
   private constructor(
     readonly gpu: Gpu,
@@ -284,6 +290,12 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, 
     return await runFusedVerifiedStep(this.fp, d.fp, d.fused, plan, lim, verify);
   }
 
+  /** See {@link TreeVerifier.verifiedForward} and gpu/llama/verify_step.ts. */
+  async verifiedForward(input: TreeForwardInput, plan: HostTreeVerifyPlan): Promise<DeviceVerifiedStep> {
+    this.verifyBufs ??= new VerifyBuffers(this.gpu, this.maxBatch, this.config.vocabSize);
+    return await runVerifiedForward(this.fp, this.verifyBufs, input, plan);
+  }
+
   /** What `--weights-dtype` the matrices were loaded with ("auto": as stored). */
   get weightsDtype(): WeightsDtype {
     return this.options.weightsDtype ?? "auto";
@@ -313,5 +325,6 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, 
     this.w.destroy();
     this.fp.destroy();
     this.fused?.destroy();
+    this.verifyBufs?.destroy();
   }
 }

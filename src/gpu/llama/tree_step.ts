@@ -22,17 +22,11 @@ import type { Gpu } from "../device.ts";
 import * as ops from "../ops.ts";
 import type { GpuForward } from "./forward.ts";
 import { checkInput, checkTokens } from "./inputs.ts";
+import { checkVerify, finishVerify, recordVerify, VerifyBuffers } from "./verify_step.ts";
 
 /** The limits of a fused step with `draft` as the draft and `target` as the verifier. */
 export function fusedLimits(target: { maxBatch: number }, draft: { maxBatch: number }): FusedTreeLimits {
   return { maxDraftRows: draft.maxBatch, maxNodes: target.maxBatch, maxChildren: ops.MAX_CHILDREN };
-}
-
-/** Words of a verified step's output buffer before the target's KV sources (256-byte aligned bindings). */
-function verifyOffsets(maxBatch: number): { tOff: number; dOff: number; words: number } {
-  const align = (w: number) => Math.ceil(w / 64) * 64;
-  const tOff = align(2 + maxBatch), dOff = tOff + align(1 + maxBatch);
-  return { tOff, dOff, words: dOff + 1 + maxBatch };
 }
 
 /** The draft-side buffers of fused steps (allocated on a model's first step as a draft, kept for the next). */
@@ -45,31 +39,19 @@ export class FusedStepBuffers {
   /** (maxBatch, vocab) f32 q rows written by tree_draw when sampling. */
   readonly q: GPUBuffer;
 
-  /** (3 maxBatch + 1) u32: a verified step's tree (CSR children, draft slots; tree_verify.wgsl). */
-  readonly tree: GPUBuffer;
-  /** (maxBatch) f32 uniforms of a verified step. */
-  readonly uniforms: GPUBuffer;
-  /** (2, vocab) f32 scratch of the rejection rules (residual p and q). */
-  readonly work: GPUBuffer;
-  /** A verified step's output: the path, then the two KV commits' source lists. */
-  readonly out: GPUBuffer;
-  /** Word offsets of the target's and the draft's KV source lists in {@link out}. */
-  readonly offsets: { tOff: number; dOff: number };
+  /** The verification buffers of verified fused steps. */
+  readonly verify: VerifyBuffers;
 
   constructor(gpu: Gpu, readonly maxBatch: number, vocab: number) {
     this.tokens = gpu.createBuffer("tree tokens", (2 * maxBatch + 8) * 4);
     this.q = gpu.createBuffer("tree q", maxBatch * vocab * 4);
-    this.tree = gpu.createBuffer("verify tree", (3 * maxBatch + 1) * 4);
-    this.uniforms = gpu.createBuffer("verify uniforms", maxBatch * 4);
-    this.work = gpu.createBuffer("verify work", 2 * vocab * 4);
-    const o = verifyOffsets(maxBatch);
-    this.out = gpu.createBuffer("verify out", o.words * 4);
-    this.offsets = { tOff: o.tOff, dOff: o.dOff };
+    this.verify = new VerifyBuffers(gpu, maxBatch, vocab);
   }
 
   /** Free the buffers. */
   destroy(): void {
-    for (const b of [this.tokens, this.q, this.tree, this.uniforms, this.work, this.out]) b.destroy();
+    for (const b of [this.tokens, this.q]) b.destroy();
+    this.verify.destroy();
   }
 }
 
@@ -175,59 +157,6 @@ export async function runFusedTreeStep(
 }
 
 /**
- * Throw a RangeError naming the numbers unless `v` describes the n-node tree of `plan` and the draft's
- * cache as this step leaves it; returns the (3n + 1) u32 tree words (tree_verify.wgsl's layout) and the
- * longest root-to-leaf path (the most nodes a commit may move).
- */
-function checkVerify(
-  v: DeviceVerifyPlan,
-  n: number,
-  rootSlot: number,
-  draftEnd: number,
-): { words: Uint32Array<ArrayBuffer>; maxDepth: number } {
-  const what = "fusedVerifiedStep";
-  if (!(v.rule in ops.VERIFY_RULES)) throw new RangeError(`${what}: unknown rule ${v.rule}`);
-  if (v.children.length !== n) {
-    throw new RangeError(`${what}: ${v.children.length} child lists for ${n} nodes`);
-  }
-  if (v.draftSlots.length !== n) {
-    throw new RangeError(`${what}: ${v.draftSlots.length} draft slots for ${n} nodes`);
-  }
-  if (v.draftSlots[0] !== rootSlot) {
-    throw new RangeError(`${what}: the root's draft slot is ${v.draftSlots[0]}, expected ${rootSlot}`);
-  }
-  if (v.uniforms.length < n) throw new RangeError(`${what}: ${v.uniforms.length} uniforms for ${n} nodes`);
-  for (const u of v.uniforms) {
-    if (!(u >= 0 && u < 1)) throw new RangeError(`${what}: uniform ${u} outside [0, 1)`);
-  }
-  const words = new Uint32Array(3 * n);
-  const depth = new Int32Array(n), seen = new Uint8Array(n);
-  let at = 0, maxDepth = 0;
-  for (let p = 0; p < n; p++) {
-    words[p] = at;
-    for (const c of v.children[p]) {
-      if (!Number.isInteger(c) || c <= p || c >= n) {
-        throw new RangeError(`${what}: node ${p} has child ${c} outside (${p}, ${n})`);
-      }
-      if (seen[c]++) throw new RangeError(`${what}: node ${c} has two parents`);
-      depth[c] = depth[p] + 1;
-      maxDepth = Math.max(maxDepth, depth[c]);
-      words[n + 1 + at++] = c;
-    }
-  }
-  words[n] = at;
-  if (at !== n - 1) throw new RangeError(`${what}: ${at} children in all for ${n} nodes (a tree has n - 1)`);
-  for (let i = 0; i < n; i++) {
-    const s = v.draftSlots[i];
-    if (s !== -1 && !(Number.isInteger(s) && s >= rootSlot && s < draftEnd)) {
-      throw new RangeError(`${what}: node ${i}'s draft slot ${s} outside [${rootSlot}, ${draftEnd})`);
-    }
-    words[2 * n + i] = s < 0 ? 0xffffffff : s;
-  }
-  return { words, maxDepth };
-}
-
-/**
  * {@link runFusedTreeStep}, then verification on the device in the same submission (tree_verify.wgsl)
  * with both caches compacted there (kv_copy INDIRECT from the lists it writes): ONE readback of
  * 4 (2 + depth) bytes. The caches' lengths are settled from it; a failure leaves both as they were.
@@ -240,68 +169,36 @@ export async function runFusedVerifiedStep(
   lim: FusedTreeLimits,
   verify: DeviceVerifyPlan,
 ): Promise<DeviceVerifiedStep> {
+  const what = "fusedVerifiedStep";
   const triples = checkPlan(plan, lim, draft, target);
-  const n = plan.nodes, k = plan.pending.length, V = target.config.vocabSize;
-  const L = target.kv.length, rootSlot = draft.kv.length + k - 1;
+  const n = plan.nodes, rootSlot = draft.kv.length + plan.pending.length - 1;
   const draftRows = triples.reduce((a, t) => a + t.length / 3, 0);
-  const { words, maxDepth } = checkVerify(verify, n, rootSlot, draft.kv.length + draftRows);
-  const sampled = verify.rule !== "greedy";
-  if (sampled !== plan.sampling.temperature > 0) {
-    throw new RangeError(
-      `fusedVerifiedStep: rule ${verify.rule} at temperature ${plan.sampling.temperature} (greedy is for 0 only)`,
-    );
-  }
-  const queue = target.gpu.device.queue;
-  queue.writeBuffer(bufs.tree, 0, words);
-  queue.writeBuffer(bufs.uniforms, 0, Float32Array.from(verify.uniforms.subarray(0, n)));
-  const { tOff, dOff } = bufs.offsets;
-  const list = (off: number) => ({ buffer: bufs.out, offset: off * 4, size: (1 + bufs.maxBatch) * 4 });
+  const checked = checkVerify(what, verify, n, plan.sampling, bufs.verify.maxBatch, {
+    rootSlot,
+    end: draft.kv.length + draftRows,
+  });
   return await runDraftAndTarget(target, draft, bufs, plan, triples, async () => {
-    await ops.treeVerify(target.ctx, {
+    await recordVerify(target, bufs.verify, {
       rule: verify.rule,
-      logits: target.logits,
+      checked,
+      uniforms: verify.uniforms,
       q: bufs.q,
-      tree: bufs.tree,
       tokens: bufs.tokens,
-      uniforms: bufs.uniforms,
-      work: bufs.work,
-      out: bufs.out,
       n,
-      vocab: V,
-      temperature: plan.sampling.temperature,
-      topK: plan.sampling.topK,
-      topP: plan.sampling.topP,
-      targetBase: L,
-      tOffset: tOff,
-      dOffset: dOff,
+      sampling: plan.sampling,
+      draft: { kv: draft.kv, rootSlot },
     });
-    if (maxDepth > 0) {
-      await target.kv.recordCommit(target.ctx, list(tOff), maxDepth, L + 1);
-      await draft.kv.recordCommit(target.ctx, list(dOff), maxDepth, rootSlot + 1);
-    }
-    await target.submit("verify tree on the device");
-    const bytes = 4 * (2 + maxDepth);
-    const out = new Uint32Array(await target.readback(bufs.out, bytes));
-    const count = out[0];
-    if (count > maxDepth) {
-      throw new Error(`fusedVerifiedStep: the device accepted ${count} > depth ${maxDepth}`);
-    }
-    const accepted: number[] = [], tokens: number[] = [];
-    let v = 0;
-    for (let i = 0; i < count; i++) {
-      const rank = out[2 + i] >>> 24, kids = verify.children[v];
-      if (rank < 1 || rank > kids.length) {
-        throw new Error(`fusedVerifiedStep: the device accepted rank ${rank} of node ${v}'s ${kids.length}`);
-      }
-      v = kids[rank - 1];
-      accepted.push(v);
-      tokens.push(out[2 + i] & 0xffffff);
-    }
-    let draftKept = 0;
-    while (draftKept < count && verify.draftSlots[accepted[draftKept]] >= 0) draftKept++;
-    target.kv.settle(L + 1 + count);
-    draft.kv.settle(rootSlot + 1 + draftKept);
-    return { accepted, tokens, bonus: out[1], draftKept, readbackBytes: bytes };
+    const r = await finishVerify(
+      target,
+      bufs.verify,
+      what,
+      n,
+      verify.children,
+      checked.maxDepth,
+      verify.draftSlots,
+    );
+    draft.kv.settle(rootSlot + 1 + r.draftKept);
+    return r;
   });
 }
 
