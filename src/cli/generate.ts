@@ -49,7 +49,9 @@ ${
   --depth D            speculated levels below the root (chain 4, specinfer 4, sequoia 8, lookup 8)
   --width W            specinfer: root children (4); specexec: children per expansion (8)
   --budget K           specexec: tree budget (default 128)
-  --tokens-per-submission N   GPU: tokens decoded per submission / readback (default 8)
+  --tokens-per-submission N   GPU: tokens decoded per submission / readback when streaming (default 8)
+  --tokens-per-readback N     GPU with --json (nothing streamed): tokens per submission / readback (32)
+  --pipeline on|off           GPU: submit the next decode batch before the last one's readback (on)
   --gpu-memory-budget B       GPU bytes for the target's weights (e.g. 256MB); when the target does not
                               fit, its decoder layers are streamed from disk through a ring of layer slots
   --host-memory-budget B      host RAM for caching streamed layers (default: all, up to half the free RAM)
@@ -65,6 +67,8 @@ const optionsSchema = z.object({
   seed: z.coerce.number().int(),
   model: z.string().min(1),
   tokensPerSubmission: z.coerce.number().int().min(1).max(256),
+  tokensPerReadback: z.coerce.number().int().min(1).max(256),
+  pipeline: z.enum(["on", "off"], { message: "must be on or off" }),
   method: z.enum(METHODS, { message: `must be one of ${METHODS.join(", ")}` }),
   draft: z.string().min(1),
   treeSize: z.coerce.number().int().min(1).max(1024).optional(),
@@ -95,6 +99,8 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
         model: { type: "string", default: DEFAULT_TARGET_DIR },
         ...BACKEND_FLAGS,
         "tokens-per-submission": { type: "string", default: "8" },
+        "tokens-per-readback": { type: "string", default: "32" },
+        pipeline: { type: "string", default: "on" },
         method: { type: "string", default: "ar" },
         draft: { type: "string", default: DEFAULT_DRAFT_DIR },
         "tree-size": { type: "string" },
@@ -124,6 +130,8 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
     seed: values.seed,
     model: values.model,
     tokensPerSubmission: values["tokens-per-submission"],
+    tokensPerReadback: values["tokens-per-readback"],
+    pipeline: values.pipeline,
     method: values.method,
     draft: values.draft,
     treeSize: values["tree-size"],
@@ -207,6 +215,10 @@ async function generate(runtime: Runtime, o: GenerateCliOptions): Promise<number
     sampling,
     seed: o.seed,
     tokensPerSubmission: o.tokensPerSubmission,
+    // --json prints nothing until the end: the device may decode longer batches per readback.
+    stream: !o.json,
+    tokensPerReadback: o.tokensPerReadback,
+    pipelined: o.pipeline === "on",
     // Sequoia re-plans its tree when the observed acceptance drifts from the stored vector.
     adaptive: plan.method === "sequoia" ? plan.adaptive : undefined,
     log,

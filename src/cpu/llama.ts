@@ -11,7 +11,14 @@ import type { CausalLM, ForwardInput } from "../model/causal_lm.ts";
 import { checkSequenceParts, type MultiSequence, type SequenceInput } from "../model/capabilities.ts";
 import type { LlamaWeightsF32 } from "../model/weights.ts";
 import { CpuKvCache } from "./kv_cache.ts";
+import { forwardInChunks } from "../model/chunked_forward.ts";
 import { attention, matVec, rmsNorm, rope, swiGlu } from "./ops.ts";
+
+/**
+ * Tokens per forward of a cancellable long prefill on the CPU (the reference computes every token alone,
+ * so chunks change no result; 64 keeps a cancel within one chunk of ~64 tokens' work).
+ */
+export const CPU_CHUNK = 64;
 
 /**
  * A Llama model running on the CPU in f32, with its own KV cache (or `sequences` of them: a batched
@@ -49,8 +56,25 @@ export class CpuLlama implements CausalLM, MultiSequence {
     this.invFreq = ropeInvFreq(config);
   }
 
+  /** Forward passes run since load (a cancellable long prefill runs as several, see {@link CPU_CHUNK}). */
+  readonly counters = { forwards: 0 };
+
+  /** See {@link CausalLM.forward}; with a signal, a long causal input yields and may stop between chunks. */
   forward(input: ForwardInput): Promise<Float32Array> {
-    return Promise.resolve(this.forwardSync(input));
+    try {
+      if (input.signal) {
+        return forwardInChunks(
+          (part) => this.forwardSync(part),
+          this.kv,
+          input,
+          CPU_CHUNK,
+          this.config.vocabSize,
+        );
+      }
+      return Promise.resolve(this.forwardSync(input));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Sequence `seq`'s cache (sequence 0's is `kv`). */
@@ -170,6 +194,7 @@ export class CpuLlama implements CausalLM, MultiSequence {
       }
     }
     kv.length = past + n;
+    this.counters.forwards++;
 
     const logits = new Float32Array(rows.length * c.vocabSize);
     for (let r = 0; r < rows.length; r++) {

@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { CausalLM } from "../model/causal_lm.ts";
-import { isDeviceSampler } from "../model/capabilities.ts";
+import { type CausalLM, ForwardCancelled } from "../model/causal_lm.ts";
+import { isDeviceSampler, type PendingIds } from "../model/capabilities.ts";
 import { sampleToken, type SamplingParams, validateSampling } from "../model/sampling.ts";
 import { Rng } from "../util/rng.ts";
 import type { GenerationEvent } from "./stats.ts";
@@ -25,10 +25,27 @@ export interface GenerateOptions {
   /** Aborting stops generation at the next token boundary with finish reason "cancelled". */
   signal?: AbortSignal;
   /**
-   * Device backends: tokens decoded per submission (one GPU->CPU sync each). The device samples and
-   * feeds each token to the next step itself; tokens past an EOS are computed and dropped. Default 8.
+   * Device backends: tokens decoded per submission (one GPU->CPU sync each) while streaming. The device
+   * samples and feeds each token to the next step itself; tokens past an EOS are computed and dropped.
+   * Default 8.
    */
   tokensPerSubmission?: number;
+  /**
+   * False when nothing consumes a token before the generation ends (a non-streaming request, `--json`):
+   * device backends then decode `tokensPerReadback` tokens per submission and read the first token with
+   * the first decode batch, so a 128-token generation takes 4 syncs instead of 17. Default true.
+   */
+  stream?: boolean;
+  /** Device backends, not streaming: tokens decoded per submission and readback (default 32). */
+  tokensPerReadback?: number;
+  /**
+   * Device backends: submit each decode batch before the previous one's readback resolves, its first
+   * token the last id that batch wrote on the device, so the sync (>= ~11 ms in Deno) overlaps GPU work
+   * instead of idling it. Costs at most one batch computed past an EOS / cancel (dropped, the cache
+   * truncated back). The output is the same either way (tests compare); false only to measure. Default
+   * true.
+   */
+  pipelined?: boolean;
   /** The request's logit processors (penalties, bias, min_p, grammar); see logits/processor.ts. */
   processing?: ProcessingSpec;
   /** Needed by a grammar: the tokens' bytes. */
@@ -65,9 +82,11 @@ export async function* generateAutoregressive(
     tokens: Int32Array.from(prompt),
     positions: Int32Array.from({ length: n }, (_, i) => i),
     logitRows: [n - 1],
+    // A long prompt runs in chunks; a cancel stops it between two (ForwardCancelled, cache dropped).
+    signal: opts.signal,
   };
   let forwards = 1;
-  let t1: number;
+  let t1: number | undefined;
   const pipe = LogitsPipeline.fromSpec(opts.processing, {
     temperature: opts.sampling.temperature,
     vocabSize: model.config.vocabSize,
@@ -78,30 +97,76 @@ export async function* generateAutoregressive(
 
   // The device samples only the plain distribution; processors and logprobs need the logits here.
   if (isDeviceSampler(model) && !pipe && top === undefined) {
-    // Device path: the GPU samples (with uniforms from our seeded RNG, one per token, as on the CPU
-    // path) and chains up to `tokensPerSubmission` steps per submission.
+    // Device path: the GPU samples (with uniforms from our seeded RNG, one per token in token order, as
+    // on the CPU path: batch sizes and pipelining do not change which uniform a token gets) and chains
+    // up to `size` steps per submission.
+    const streaming = opts.stream !== false, pipelined = opts.pipelined !== false;
     const per = Math.max(1, opts.tokensPerSubmission ?? 8);
+    const size = Math.min(streaming ? per : Math.max(1, opts.tokensPerReadback ?? 32), model.maxBatch ?? per);
     const head = (count: number) =>
       greedy ? { kind: "argmax" as const } : {
         kind: "sample" as const,
         sampling: opts.sampling,
         uniforms: Array.from({ length: count }, () => rng.next()),
       };
-    let batch = Array.from(await model.forwardIds(promptInput, head(1)));
-    t1 = performance.now();
-    while (sink.produced < opts.maxTokens) {
-      yield* sink.emit(batch);
-      if (sink.finish) break;
-      const steps = Math.min(per, opts.maxTokens - sink.produced, ctx - model.kv.length);
-      if (steps <= 0) break;
-      batch = Array.from(await model.decodeSteps(batch[batch.length - 1], steps, head(steps)));
-      forwards += steps;
+    try {
+      let cur: PendingIds = await model.beginForwardIds(promptInput, head(1));
+      // Not streaming: the first token stays on the device and is read with the first decode batch, so
+      // no read ends the prefill: it is timed to its submission and decode time includes its device time.
+      let withInput = false;
+      if (!streaming) {
+        t1 = performance.now();
+        const steps = Math.min(size - 1, opts.maxTokens - 1, ctx - model.kv.length);
+        if (steps > 0) {
+          cur = await model.beginDecodeSteps(cur, steps, head(steps));
+          forwards += steps;
+          withInput = true;
+        }
+      }
+      // Submits the batch after `cur` (chained on the device), given how many tokens are decided so far.
+      const after = async (decided: number): Promise<PendingIds | undefined> => {
+        const steps = Math.min(size, opts.maxTokens - decided, ctx - model.kv.length);
+        if (steps <= 0 || opts.signal?.aborted) return undefined;
+        forwards += steps;
+        return await model.beginDecodeSteps(cur, steps, head(steps));
+      };
+      while (opts.maxTokens > 0) {
+        const read = model.finishIds(cur, withInput); // queued now: before the next batch's submission
+        read.catch(() => {}); // awaited below; a rejection while the next batch records is not unhandled
+        const ahead = cur.count + (withInput ? 1 : 0);
+        let next = pipelined ? await after(sink.produced + ahead) : undefined;
+        const batch = await read;
+        t1 ??= performance.now(); // streaming: the first token's read ends the prefill
+        yield* sink.emit(batch);
+        if (sink.finish) break; // a pipelined `next` is dropped with the truncation below
+        if (!pipelined) next = await after(sink.produced);
+        if (!next) break;
+        cur = next;
+        withInput = false;
+      }
+    } catch (e) {
+      if (!(e instanceof ForwardCancelled)) throw e;
+      sink.finish = "cancelled"; // the prefill stopped between chunks; the cache dropped it
+    } finally {
+      // Also when the consumer stops early. The cache keeps the prompt and every token drawn but the
+      // last (as the host loop leaves it): what the device ran past that (EOS, max_tokens, a cancel, a
+      // batch in flight) is dropped; its writes past the new length are never read.
+      const drawn = sink.produced + (sink.finish === "stop" ? 1 : 0);
+      if (model.kv.length > n) model.kv.truncate(n + Math.max(0, drawn - 1));
     }
+    t1 ??= performance.now();
+    if (!sink.finish && opts.signal?.aborted) sink.finish = "cancelled";
   } else {
-    let logits = await model.forward(promptInput);
+    let logits: Float32Array | undefined;
+    try {
+      logits = await model.forward(promptInput);
+    } catch (e) {
+      if (!(e instanceof ForwardCancelled)) throw e;
+      sink.finish = "cancelled"; // the prefill stopped between chunks; the cache dropped it
+    }
     let state = pipe?.initial(prompt);
     t1 = performance.now();
-    while (sink.produced < opts.maxTokens) {
+    while (logits && sink.produced < opts.maxTokens) {
       if (opts.signal?.aborted) { // before sampling: a cancelled stream draws no more random numbers
         sink.finish = "cancelled";
         break;
@@ -117,7 +182,7 @@ export async function* generateAutoregressive(
     }
   }
   const t2 = performance.now();
-  const decodeMs = t2 - t1;
+  const decodeMs = t2 - t1!;
   const produced = sink.produced;
   yield {
     type: "done",
@@ -125,7 +190,7 @@ export async function* generateAutoregressive(
     stats: {
       promptTokens: n,
       completionTokens: produced,
-      prefillMs: t1 - t0,
+      prefillMs: t1! - t0,
       decodeMs,
       tokPerS: decodeMs > 0 ? produced / (decodeMs / 1000) : 0,
       // Forwards whose token was emitted: the device may have computed up to tokensPerSubmission - 1

@@ -24,14 +24,50 @@ export type IdHead =
   | { kind: "argmax" }
   | { kind: "sample"; sampling: SamplingParams; uniforms: ArrayLike<number> };
 
-/** A model that picks tokens on its device and chains decode steps in one submission. */
+/**
+ * Ids a device has computed (or is computing) and not read back: a submitted decode batch or forward head
+ * ({@link DeviceSampler.beginDecodeSteps}). Opaque to the caller but for these fields.
+ */
+export interface PendingIds {
+  /** Ids the batch produces: decode steps, or the forward's logit rows. */
+  readonly count: number;
+  /** The cache length before the batch (decode step s ran at position past + s). */
+  readonly past: number;
+  /** The cache length after it: a batch chained from this one must start there. */
+  readonly end: number;
+}
+
+/**
+ * A model that picks tokens on its device and chains decode steps in one submission; and pipelines
+ * them: a batch submitted while the previous one's readback is in flight (its first token the last id
+ * the previous one wrote, still on the device), so the >= ~11 ms sync overlaps device work.
+ */
 export interface DeviceSampler {
   /** Forward, then argmax or sample each logit row on the device. */
   forwardIds(input: ForwardInput, head: IdHead): Promise<Uint32Array>;
   /** Feed `first` at position kv.length, then decode `steps` tokens in one submission. */
   decodeSteps(first: number, steps: number, head: IdHead): Promise<Uint32Array>;
-  /** Submissions and device->host readbacks (syncs) since load. */
-  readonly counters: { submissions: number; readbacks: number };
+  /** {@link forwardIds} without the readback: the ids stay on the device for a chained batch or a read. */
+  beginForwardIds(input: ForwardInput, head: IdHead): Promise<PendingIds>;
+  /**
+   * Submit `steps` decode steps and return without waiting for them. The first token is `first` when a
+   * number (a host id, fed at kv.length), else the last id the pending batch `first` wrote, read on the
+   * device (the cache must still end where `first` ended). The cache grows by `steps` at once; a batch
+   * never read is dropped by truncating the cache (its writes past the new length are dead).
+   */
+  beginDecodeSteps(first: number | PendingIds, steps: number, head: IdHead): Promise<PendingIds>;
+  /**
+   * Read a pending batch's ids: one sync. The copy is queued when this is called, before any batch begun
+   * after the call, so it completes with its batch while later ones run. `withInput`: the batch's input
+   * token first (a decode batch chained from one that was never read). A batch must be read before the
+   * second batch begun after it (two id buffers alternate).
+   */
+  finishIds(batch: PendingIds, withInput?: boolean): Promise<Uint32Array>;
+  /**
+   * Submissions and device->host readbacks (syncs) since load; `overlapped`: decode batches submitted
+   * while one of this model's readbacks was still in flight.
+   */
+  readonly counters: { submissions: number; readbacks: number; overlapped: number };
 }
 
 /** True when `m` implements {@link DeviceSampler}. */

@@ -22,6 +22,20 @@ export interface ForwardInput {
   mask?: Uint8Array;
   /** Which new-token rows need logits; omitted: all rows. */
   logitRows?: ArrayLike<number>;
+  /**
+   * Aborting stops a forward that runs in chunks (a long prefill) between two chunks: it throws
+   * {@link ForwardCancelled} and the cache is as before the forward. A single chunk always completes.
+   */
+  signal?: AbortSignal;
+}
+
+/** A chunked forward stopped by its input's signal; the cache holds nothing of it. */
+export class ForwardCancelled extends Error {
+  /** @param done chunks that had run (their keys are dropped again) of `total` */
+  constructor(readonly done: number, readonly total: number) {
+    super(`forward cancelled after ${done} of ${total} chunks`);
+    this.name = "ForwardCancelled";
+  }
 }
 
 /** A causal language model with its own KV cache for one sequence. */

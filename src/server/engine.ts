@@ -45,6 +45,11 @@ export interface EngineDecodeOptions {
   logprobs?: number;
   /** Also emit the prompt's log-probabilities first (a PromptEvent; needs `logprobs`). */
   promptLogprobs?: boolean;
+  /**
+   * False when the response is sent whole (no stream): AR on a device then decodes longer batches per
+   * readback (GenerateOptions.stream). Absent: streamed.
+   */
+  stream?: boolean;
 }
 
 /** What {@link DecodeEngine.choose} is told about one generation (plain data). */

@@ -498,6 +498,8 @@ export class Generations {
       ...(req.processing ? { processing: req.processing } : {}),
       ...(req.logprobs !== undefined ? { logprobs: req.logprobs } : {}),
       ...(req.promptLogprobs && req.logprobs !== undefined ? { promptLogprobs: true } : {}),
+      // Nothing waits on single tokens without a stream: the device may read them back in long batches.
+      ...(onToken ? {} : { stream: false }),
     }, AbortSignal.any([signal, stopped.signal]));
     let lastYield = performance.now();
     let lastToken: number | undefined;

@@ -36,6 +36,12 @@ export function decode(
     eosIds: number[];
     signal?: AbortSignal;
     tokensPerSubmission?: number;
+    /** False when no token is consumed before the end (AR: longer device batches; see GenerateOptions). */
+    stream?: boolean;
+    /** AR on a device, not streaming: tokens per submission and readback (default 32). */
+    tokensPerReadback?: number;
+    /** AR on a device: overlap each readback with the next batch (default true; false only to measure). */
+    pipelined?: boolean;
     /** Sequoia only: a self-re-planning tree (kept across generations by long-lived callers). */
     adaptive?: AdaptiveSequoiaPlan;
     log?: (line: string) => void;

@@ -12,7 +12,7 @@
  */
 
 import { argmax, probabilities, type SamplingParams, validateSampling } from "../model/sampling.ts";
-import type { CausalLM } from "../model/causal_lm.ts";
+import { type CausalLM, ForwardCancelled } from "../model/causal_lm.ts";
 import {
   type DeviceVerifiedStep,
   hasFusedTreeStep,
@@ -180,9 +180,16 @@ export async function* generateSpeculative(
       tokens: Int32Array.from(prompt).subarray(0, n - 1),
       positions: Int32Array.from({ length: n - 1 }, (_, i) => i),
       logitRows: [n - 2],
+      signal: opts.signal,
     };
-    await target.forward(head);
-    await draft?.forward(head);
+    try {
+      await target.forward(head);
+      await draft?.forward(head);
+    } catch (e) {
+      // Cancelled between two prefill chunks (that forward's cache dropped it): the loop's first check
+      // ends the generation as cancelled; both caches are reset by the next generation.
+      if (!(e instanceof ForwardCancelled)) throw e;
+    }
   }
   let root = prompt[n - 1];
   let pending = [root];

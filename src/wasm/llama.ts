@@ -24,6 +24,7 @@ import {
 } from "../model/capabilities.ts";
 import { type ModelConfig, ropeInvFreq } from "../model/config.ts";
 import { WasmKvCache } from "./kv_cache.ts";
+import { forwardInChunks } from "../model/chunked_forward.ts";
 import { CTX_FIELDS, LAYER_FIELDS, SEQ_FIELDS, StructView } from "./layout.ts";
 import type { WasmRuntime } from "./runtime.ts";
 import { embeddingRow, type WasmMatrix, type WasmWeights } from "./weights.ts";
@@ -178,8 +179,25 @@ export class WasmLlama implements CausalLM, MultiSequence, WeightsLoaded {
     return this.rt.used;
   }
 
+  /** Kernel calls (chunks of at most `chunk` rows) run since load. */
+  readonly counters = { chunks: 0 };
+
+  /** See {@link CausalLM.forward}; with a signal, a long causal input yields and may stop between chunks. */
   forward(input: ForwardInput): Promise<Float32Array> {
-    return Promise.resolve(this.forwardSync(input));
+    try {
+      if (input.signal) {
+        return forwardInChunks(
+          (part) => this.forwardSync(part),
+          this.kv,
+          input,
+          this.chunk,
+          this.config.vocabSize,
+        );
+      }
+      return Promise.resolve(this.forwardSync(input));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Synchronous forward; see {@link CausalLM.forward}. */
@@ -216,6 +234,7 @@ export class WasmLlama implements CausalLM, MultiSequence, WeightsLoaded {
     }
     for (let o = 0; o < total; o += this.chunk) {
       this.runChunk(checked, firstRow, o, Math.min(this.chunk, total - o));
+      this.counters.chunks++;
     }
     return checked.map((p) => p.out);
   }

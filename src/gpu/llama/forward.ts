@@ -249,10 +249,17 @@ export class GpuForward {
 
   /**
    * Record an id head over logit rows [0, m): argmax (or sampling at temperature 0) or sampling with
-   * uniforms[uOffset ..], writing ids[outOffset ..]. The uniforms must already be staged.
+   * uniforms[uOffset ..], writing out[outOffset ..] (default: the ids input buffer; pipelined decode
+   * batches alternate between two). The uniforms must already be staged.
    */
-  async recordIds(head: IdHead, m: number, outOffset: number, uOffset: number): Promise<void> {
-    const logits = this.act.logits, out = this.inputs.ids, V = this.config.vocabSize;
+  async recordIds(
+    head: IdHead,
+    m: number,
+    outOffset: number,
+    uOffset: number,
+    out: GPUBuffer = this.inputs.ids,
+  ): Promise<void> {
+    const logits = this.act.logits, V = this.config.vocabSize;
     if (isGreedy(head)) {
       await ops.argmax(this.ctx, { logits, out, outOffset, n: m, vocab: V });
       return;

@@ -14,7 +14,7 @@ import type { MatmulUse } from "../matmul_choice.ts";
 import type { MatmulChoice } from "../matmul_tiled.ts";
 import type { ModelConfig } from "../../model/config.ts";
 import type { Checkpoint } from "../../model/folder.ts";
-import type { CausalLM, ForwardInput } from "../../model/causal_lm.ts";
+import { type CausalLM, ForwardCancelled, type ForwardInput } from "../../model/causal_lm.ts";
 import type {
   DeviceSampler,
   DeviceVerifiedStep,
@@ -28,6 +28,7 @@ import type {
   Paged,
   PagingPlan,
   PagingStats,
+  PendingIds,
   TreeForwardInput,
   TreeVerifier,
   WeightsLoaded,
@@ -69,9 +70,31 @@ export interface GpuLlamaOptions {
   weightsDtype?: WeightsDtype;
 }
 
+/** A {@link GpuLlama}'s counters: its forwards', and decode batches submitted during one of its readbacks. */
+export interface GpuLlamaCounters extends GpuCounters {
+  /** Decode batches submitted while a readback of this model was in flight (pipelined decoding). */
+  overlapped: number;
+}
+
+/** One of this model's {@link PendingIds}: where its ids sit on the GPU. */
+interface GpuPending extends PendingIds {
+  readonly owner: GpuLlama;
+  readonly buffer: GPUBuffer;
+  /** Index of the first id in `buffer` (1 for a decode batch, whose input token sits at 0). */
+  readonly offset: number;
+  /** Which begin this was: a buffer holds the ids of the latest batch written into it. */
+  readonly seq: number;
+}
+
 /** A Llama model resident on the GPU with its own KV cache (one sequence). */
 export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, TreeVerifier, WeightsLoaded {
-  readonly counters: GpuCounters = { submissions: 0, readbacks: 0, readbackBytes: 0, forwards: 0 };
+  readonly counters: GpuLlamaCounters = {
+    submissions: 0,
+    readbacks: 0,
+    readbackBytes: 0,
+    forwards: 0,
+    overlapped: 0,
+  };
   /** The options this model was loaded with (to load it again the same way, e.g. with a bigger batch). */
   options: GpuLlamaOptions = {};
   /** This sequence's keys and values (commit/truncate live there). */
@@ -81,6 +104,17 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, 
   private fused?: FusedStepBuffers;
   /** Buffers of trees this model verifies on the device (allocated on the first). */
   private verifyBufs?: VerifyBuffers;
+  /**
+   * The ids buffer decode batches alternate with inputs.ids (allocated on the first): a batch chained from
+   * a pending one copies that one's last id on the GPU, and a copy within one buffer is not allowed.
+   */
+  private idsAlt?: GPUBuffer;
+  /** Per ids buffer, the seq of the batch whose ids it holds (a later batch overwrites them). */
+  private readonly idsHolder = new Map<GPUBuffer, number>();
+  /** The buffer of the latest batch begun (a host-fed batch avoids it: it may not have been read). */
+  private lastIds?: GPUBuffer;
+  private batchSeq = 0;
+  private readsInFlight = 0;
 
   private constructor(
     readonly gpu: Gpu,
@@ -163,8 +197,20 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, 
       );
     }
     // Chunk sizes r, B, B, ... so the last chunk holds the last B rows (the ones that may want logits).
-    let s = 0;
+    let s = 0, chunk = 0;
+    const total = Math.ceil(n / B), signal = input.signal;
+    // With a signal, at most one chunk waits queued behind the running one: the host submits a chunk in
+    // a few ms and the GPU runs it for far longer, so unpaced every chunk would be queued (and past
+    // stopping) long before a cancel came. The wait overlaps the queued chunk: it costs the GPU nothing.
+    const done: Promise<void>[] = [];
+    const pace = async () => {
+      if (!signal) return;
+      if (chunk >= 2) await done[chunk - 2];
+      // Between chunks: the caller's fp.atomically drops the chunks already run from the cache.
+      if (signal.aborted) throw new ForwardCancelled(chunk, total);
+    };
     while (n - s > B) {
+      await pace();
       const size = (n - s) % B || B;
       const st = this.fp.inputs.stage("forward", {
         tokens: input.tokens.subarray(s, s + size),
@@ -173,9 +219,13 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, 
       }, this.kv.length);
       await this.fp.record({ ...st, tokens: this.fp.inputs.tokens, tokOffset: 0 });
       await this.fp.submit("prefill chunk");
+      // A lost device shows in the next submission or read: the pacing wait need not reject.
+      if (signal) done.push(this.gpu.device.queue.onSubmittedWorkDone().catch(() => {}));
       this.kv.append(st.n);
       s += size;
+      chunk++;
     }
+    await pace(); // the last chunk is the caller's to record
     return {
       tokens: input.tokens.subarray(s),
       positions: input.positions.subarray(s),
@@ -206,13 +256,21 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, 
 
   /** Forward, then argmax or sample each logit row on the GPU: one submission, reads back only ids. */
   async forwardIds(input: ForwardInput, head: IdHead): Promise<Uint32Array> {
+    return await this.fp.atomically(async () =>
+      await this.finishIds(await this.beginForwardIds(input, head))
+    );
+  }
+
+  /** See {@link DeviceSampler.beginForwardIds}: the ids land in inputs.ids, read by nothing yet. */
+  async beginForwardIds(input: ForwardInput, head: IdHead): Promise<PendingIds> {
     return await this.fp.atomically(async () => {
+      const past = this.kv.length;
       const { n, m } = await this.recordInput(input);
       if (!isGreedy(head) && head.kind === "sample") this.fp.inputs.stageUniforms("sample", head.uniforms, m);
       await this.fp.recordIds(head, m, 0, 0);
       await this.fp.submit("forward+head");
       this.kv.append(n);
-      return new Uint32Array(await this.fp.readback(this.fp.inputs.ids, m * 4));
+      return this.pending(this.fp.inputs.ids, 0, m, past);
     });
   }
 
@@ -222,34 +280,96 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, 
    * Returns the `steps` tokens produced (the caller stops at EOS and truncates the cache).
    */
   async decodeSteps(first: number, steps: number, head: IdHead): Promise<Uint32Array> {
-    const past = this.kv.length, inputs = this.fp.inputs;
-    if (!(steps >= 1 && steps <= this.maxBatch)) {
-      throw new RangeError(`decodeSteps: steps ${steps} outside [1, ${this.maxBatch}]`);
+    return await this.fp.atomically(async () =>
+      await this.finishIds(await this.beginDecodeSteps(first, steps, head))
+    );
+  }
+
+  /**
+   * See {@link DeviceSampler.beginDecodeSteps}. The batch's ids buffer holds [input, step 0's id, ...,
+   * step (steps - 1)'s id]: step s embeds entry s and its head writes entry s + 1. A chained batch's
+   * input is one 4-byte GPU copy of the previous batch's last entry, recorded before its steps; its
+   * positions and uniforms are written with queue.writeBuffer, which the queue orders after the batches
+   * already submitted, so the shared input buffers need no second copy.
+   */
+  async beginDecodeSteps(first: number | PendingIds, steps: number, head: IdHead): Promise<PendingIds> {
+    return await this.fp.atomically(async () => {
+      const past = this.kv.length, inputs = this.fp.inputs;
+      if (!(Number.isInteger(steps) && steps >= 1 && steps <= this.maxBatch)) {
+        throw new RangeError(`decodeSteps: steps ${steps} outside [1, ${this.maxBatch}]`);
+      }
+      const src = typeof first === "number" ? undefined : this.own(first, "decodeSteps");
+      if (src && src.end !== past) {
+        throw new RangeError(
+          `decodeSteps: the cache holds ${past} slots; the batch chained from ended at ${src.end}`,
+        );
+      }
+      if (typeof first === "number") checkTokens("decodeSteps", [first], this.config.vocabSize);
+      const alt = this.idsAlt ??= this.gpu.createBuffer("ids (alternate)", (this.maxBatch + 1) * 4);
+      // Not the buffer of the source, nor (host-fed) of the latest batch: it may not have been read yet.
+      const out = (src?.buffer ?? this.lastIds) === inputs.ids ? alt : inputs.ids;
+      const st = inputs.stage("decodeSteps", {
+        positions: Int32Array.from({ length: steps }, (_, s) => past + s),
+      }, past);
+      if (!isGreedy(head) && head.kind === "sample") {
+        inputs.stageUniforms("decodeSteps", head.uniforms, steps);
+      }
+      if (src) this.fp.ctx.rec.copy(src.buffer, (src.offset + src.count - 1) * 4, out, 0, 4);
+      else this.gpu.device.queue.writeBuffer(out, 0, Uint32Array.of(first as number));
+      for (let s = 0; s < steps; s++) {
+        await this.fp.record({
+          n: 1,
+          past: past + s,
+          tokens: out,
+          tokOffset: s,
+          posOffset: st.posOffset + s,
+          causal: true,
+          maskWords: 0,
+          rows: [0],
+        });
+        await this.fp.recordIds(head, 1, s + 1, s, out);
+      }
+      if (this.readsInFlight > 0) this.counters.overlapped++;
+      await this.fp.submit("decode steps");
+      this.kv.append(steps);
+      return this.pending(out, 1, steps, past);
+    });
+  }
+
+  /**
+   * See {@link DeviceSampler.finishIds}. gpu.read queues its copy before its first await, so the copy is
+   * in the queue when this returns its promise (before any later submission).
+   */
+  async finishIds(batch: PendingIds, withInput = false): Promise<Uint32Array> {
+    const p = this.own(batch, "finishIds");
+    if (withInput && p.offset === 0) throw new RangeError("finishIds: a forward's ids have no input token");
+    this.readsInFlight++;
+    try {
+      const ids = new Uint32Array(await this.fp.readback(p.buffer, (p.offset + p.count) * 4));
+      return ids.subarray(withInput ? p.offset - 1 : p.offset);
+    } finally {
+      this.readsInFlight--;
     }
-    checkTokens("decodeSteps", [first], this.config.vocabSize);
-    // ids[s] holds step s's input token (written by step s-1's head); step s's head writes ids[s + 1].
-    const st = inputs.stage("decodeSteps", {
-      positions: Int32Array.from({ length: steps }, (_, s) => past + s),
-    }, past);
-    if (!isGreedy(head) && head.kind === "sample") inputs.stageUniforms("decodeSteps", head.uniforms, steps);
-    this.gpu.device.queue.writeBuffer(inputs.ids, 0, Uint32Array.of(first));
-    for (let s = 0; s < steps; s++) {
-      await this.fp.record({
-        n: 1,
-        past: past + s,
-        tokens: inputs.ids,
-        tokOffset: s,
-        posOffset: st.posOffset + s,
-        causal: true,
-        maskWords: 0,
-        rows: [0],
-      });
-      await this.fp.recordIds(head, 1, s + 1, s);
+  }
+
+  /** Record that `buffer` now holds a new batch's ids. */
+  private pending(buffer: GPUBuffer, offset: number, count: number, past: number): GpuPending {
+    const seq = ++this.batchSeq;
+    this.idsHolder.set(buffer, seq);
+    this.lastIds = buffer;
+    return { owner: this, buffer, offset, count, past, end: this.kv.length, seq };
+  }
+
+  /** `batch` as this model's, its ids still in its buffer (else `what` throws). */
+  private own(batch: PendingIds, what: string): GpuPending {
+    const p = batch as GpuPending;
+    if (p.owner !== this) throw new TypeError(`${what}: the pending batch is another model's`);
+    if (this.idsHolder.get(p.buffer) !== p.seq) {
+      throw new RangeError(
+        `${what}: batch ${p.seq}'s ids were overwritten (two id buffers: read a batch before beginning the second after it)`,
+      );
     }
-    await this.fp.submit("decode steps");
-    this.kv.append(steps);
-    const ids = new Uint32Array(await this.fp.readback(inputs.ids, (steps + 1) * 4));
-    return ids.subarray(1);
+    return p;
   }
 
   /**
@@ -326,5 +446,6 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, 
     this.fp.destroy();
     this.fused?.destroy();
     this.verifyBufs?.destroy();
+    this.idsAlt?.destroy();
   }
 }
