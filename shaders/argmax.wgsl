@@ -7,8 +7,7 @@ struct Params { n: u32, vocab: u32, out_offset: u32 }
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 
-var<workgroup> best_v: array<f32, 256>;
-var<workgroup> best_i: array<u32, 256>;
+//#include best_index
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -19,16 +18,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let v = logits[base + i];
     if (v > bv) { bv = v; bi = i; }
   }
-  best_v[lid] = bv;
-  best_i[lid] = bi;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      let ov = best_v[lid + s];
-      let oi = best_i[lid + s];
-      if (ov > best_v[lid] || (ov == best_v[lid] && oi < best_i[lid])) { best_v[lid] = ov; best_i[lid] = oi; }
-    }
-    workgroupBarrier();
-  }
+  reduce_best(lid, bv, bi);
   if (lid == 0u) { out[p.out_offset + wg.x] = best_i[0]; }
 }

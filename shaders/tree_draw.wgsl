@@ -19,8 +19,7 @@ struct Params { rows: u32, vocab: u32, top_k: u32, greedy: u32, inv_temp: f32, t
 @group(0) @binding(4) var<storage, read_write> q: array<f32>;
 
 //#include sampling_common
-var<workgroup> best_v: array<f32, 256>;
-var<workgroup> best_i: array<u32, 256>;
+//#include best_index
 var<workgroup> chosen: array<u32, MAX_CHILDREN>;
 
 fn pcg(v: u32) -> u32 {
@@ -84,17 +83,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       }
       if (kv > bv) { bv = kv; bi = i; }
     }
-    best_v[lid] = bv;
-    best_i[lid] = bi;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-      if (lid < s) {
-        let ov = best_v[lid + s];
-        let oi = best_i[lid + s];
-        if (ov > best_v[lid] || (ov == best_v[lid] && oi < best_i[lid])) { best_v[lid] = ov; best_i[lid] = oi; }
-      }
-      workgroupBarrier();
-    }
+    reduce_best(lid, bv, bi);
     if (lid == 0u) {
       var pick = best_i[0];
       if (pick == 0xffffffffu) { pick = select(0u, chosen[max(k, 1u) - 1u], k > 0u); }

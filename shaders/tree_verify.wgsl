@@ -46,8 +46,7 @@ struct Params {
 //#include sampling_common
 const NONE: u32 = 0xffffffffu;
 var<workgroup> decided: u32;
-var<workgroup> best_v: array<f32, 256>;
-var<workgroup> best_i: array<u32, 256>;
+//#include best_index
 
 // The child of v (CSR range [ks, ke)) whose token is t, as (child, 1-based rank), or (NONE, 0).
 fn child_with_token(ks: u32, ke: u32, t: u32) -> vec2<u32> {
@@ -59,7 +58,7 @@ fn child_with_token(ks: u32, ke: u32, t: u32) -> vec2<u32> {
 }
 
 //#if RULE == 0
-// argmax of row v, first index on ties (argmax.wgsl's reduction), as a uniform value.
+// argmax of row v, first index on ties (best_index's reduction, as argmax.wgsl), as a uniform value.
 fn row_argmax(lid: u32, base: u32) -> u32 {
   var bv = -3.4e38;
   var bi = NONE;
@@ -67,17 +66,7 @@ fn row_argmax(lid: u32, base: u32) -> u32 {
     let v = logits[base + i];
     if (v > bv) { bv = v; bi = i; }
   }
-  best_v[lid] = bv;
-  best_i[lid] = bi;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      let ov = best_v[lid + s];
-      let oi = best_i[lid + s];
-      if (ov > best_v[lid] || (ov == best_v[lid] && oi < best_i[lid])) { best_v[lid] = ov; best_i[lid] = oi; }
-    }
-    workgroupBarrier();
-  }
+  reduce_best(lid, bv, bi);
   if (lid == 0u) { decided = best_i[0]; }
   return workgroupUniformLoad(&decided);
 }

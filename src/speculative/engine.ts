@@ -276,19 +276,21 @@ export async function* generateSpeculative(
     // the step is drafted and verified apart: exact either way, but drafts stay where p allows them.
     const fused = !pipe && fusedLimits && opts.drafter.planFused?.(draftInput, fusedLimits);
     let tree: DraftOutput, logits: Float32Array, tb: number;
-    if (fused && fusedTarget && deviceVerify) {
+    // The fused step's plan (its seed drawn first, then a verified step's uniforms: one order for both).
+    const fusedPlan = fused && {
+      nodes: fused.shape.parent.length,
+      pending,
+      forwards: fused.forwards,
+      target: treeAttention(fused.shape.parent, fused.shape.depth, L),
+      sampling: opts.sampling,
+      seed: rng.nextU32(),
+      draw: fused.draw,
+      wantQ: verifier.needsQ && !deviceVerify,
+    };
+    if (fused && fusedPlan && fusedTarget && deviceVerify) {
       // Drafted, verified and compacted on the device: only the accepted path comes back.
-      const nodes = fused.shape.parent.length;
-      const r = await fusedTarget.fusedVerifiedStep(draft, {
-        nodes,
-        pending,
-        forwards: fused.forwards,
-        target: treeAttention(fused.shape.parent, fused.shape.depth, L),
-        sampling: opts.sampling,
-        seed: rng.nextU32(),
-        draw: fused.draw,
-        wantQ: false,
-      }, {
+      const nodes = fusedPlan.nodes;
+      const r = await fusedTarget.fusedVerifiedStep(draft, fusedPlan, {
         rule: verifierKind,
         children: fused.shape.children,
         draftSlots: fused.slotOf,
@@ -300,17 +302,8 @@ export async function* generateSpeculative(
       if (target.kv.length >= ctx) break;
       continue;
     }
-    if (fused && fusedTarget) {
-      const r = await fusedTarget.fusedTreeStep(draft, {
-        nodes: fused.shape.parent.length,
-        pending,
-        forwards: fused.forwards,
-        target: treeAttention(fused.shape.parent, fused.shape.depth, L),
-        sampling: opts.sampling,
-        seed: rng.nextU32(),
-        draw: fused.draw,
-        wantQ: verifier.needsQ,
-      });
+    if (fused && fusedPlan && fusedTarget) {
+      const r = await fusedTarget.fusedTreeStep(draft, fusedPlan);
       tree = fused.complete(r);
       logits = r.targetLogits;
       tb = performance.now(); // the fused step's draft and target time are reported together as draft ms
