@@ -22,6 +22,7 @@ import { destroyMatrix, type GpuMatrix, uploadMatrix } from "../gpu/tensor.ts";
 import { GPU_WEIGHT_TYPES, type GpuWeightType } from "../gpu/weight_layout.ts";
 import { randomMatrixBytes, tiledRandom } from "./random_weights.ts";
 import { sharedGpu } from "../runtime/backend.ts";
+import { currentWebGpu, navigatorGpu } from "../gpu/webgpu_impl.ts";
 import { syncCost } from "../runtime/hardware_profile.ts";
 import { median } from "../util/stats.ts";
 import { copyBandwidth } from "./offload_probe.ts";
@@ -85,7 +86,8 @@ export const STAGES: readonly StageSpec[] = [
 
 async function stageAdapter(c: StageContext): Promise<void> {
   await c.put("implementation", {
-    name: "Deno's built-in WebGPU (wgpu)",
+    name: currentWebGpu() === "dawn" ? "Dawn (npm:webgpu@0.6.2)" : "Deno's built-in WebGPU (wgpu)",
+    webgpu: currentWebGpu(),
     deno: Deno.version.deno,
     v8: Deno.version.v8,
     os: `${Deno.build.os} ${Deno.build.arch}`,
@@ -93,8 +95,8 @@ async function stageAdapter(c: StageContext): Promise<void> {
       ["DENO_WEBGPU_BACKEND", "VK_DRIVER_FILES", "VK_ICD_FILENAMES"].map((k) => [k, Deno.env.get(k) ?? null]),
     ),
   });
-  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
-  if (!adapter) throw new Error("no WebGPU adapter (navigator.gpu.requestAdapter returned null)");
+  const adapter = await (await navigatorGpu()).requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) throw new Error(`no WebGPU adapter (${currentWebGpu()}: requestAdapter returned null)`);
   const i = adapter.info;
   await c.put("info", {
     vendor: i.vendor,

@@ -2,7 +2,8 @@
  * The backend flags every model-loading subcommand takes (serve, generate, profile, bench):
  * `--backend gpu|cpu|wasm|auto` (default auto), `--threads N` (the wasm backend's threads per
  * forward, default: this machine's cores) and `--weights-dtype auto|f16|q8_0|q4_0` (the target's
- * matrices as stored or converted on load, model/weight_types.ts).
+ * matrices as stored or converted on load, model/weight_types.ts) and `--webgpu deno|dawn|auto` (the WebGPU
+ * implementation, gpu/webgpu_impl.ts; default `$SPECDEC_WEBGPU`, else deno).
  *
  * @module
  */
@@ -17,6 +18,7 @@ import {
 import { UsageError } from "./usage.ts";
 import type { KvDtype } from "../gpu/ops.ts";
 import { WEIGHTS_DTYPES, type WeightsDtype } from "../model/weight_types.ts";
+import { parseWebGpuChoice, type WebGpuChoice, webGpuFromEnv } from "../gpu/webgpu_impl.ts";
 
 /** node:util parseArgs definitions of the two flags (spread into a command's options). */
 export const BACKEND_FLAGS = {
@@ -24,6 +26,7 @@ export const BACKEND_FLAGS = {
   threads: { type: "string" },
   "kv-dtype": { type: "string", default: "f32" },
   "weights-dtype": { type: "string", default: "auto" },
+  webgpu: { type: "string" },
 } as const;
 
 /** The flags' usage lines: two-space indent, descriptions from column `col` (a command's own layout). */
@@ -46,6 +49,11 @@ export function backendUsage(col: number): string {
       "q4_0 (quantized on load with llama.cpp's layouts; rows not whole 32-element blocks",
       "stay as stored; the cpu reference computes in f32 with those values)",
     ]],
+    ["--webgpu W", [
+      "gpu: deno (Deno's built-in WebGPU; the default, or $SPECDEC_WEBGPU), dawn (Dawn, from",
+      "npm:webgpu; ~0.3 ms readbacks instead of ~11 ms; needs Mesa >= 24 on CPU-only machines)",
+      "or auto (the faster for this adapter and model by t(1) + t(16), measured once, cached)",
+    ]],
   ];
   return lines.map(([flag, text]) =>
     text.map((t, i) => (i === 0 ? `  ${flag}`.padEnd(col) : " ".repeat(col)) + t + "\n").join("")
@@ -58,11 +66,19 @@ export interface BackendFlags {
   threads: number;
   kvDtype: KvDtype;
   weightsDtype: WeightsDtype;
+  /** The WebGPU implementation of the gpu backend (auto: measured, runtime/webgpu_choice.ts). */
+  webgpu: WebGpuChoice;
 }
 
 /** Parse the flags' values; throws a UsageError naming the flag. */
 export function backendFlags(
-  values: { backend?: string; threads?: string; "kv-dtype"?: string; "weights-dtype"?: string },
+  values: {
+    backend?: string;
+    threads?: string;
+    "kv-dtype"?: string;
+    "weights-dtype"?: string;
+    webgpu?: string;
+  },
 ): BackendFlags {
   const backend = values.backend ?? "auto";
   if (!BACKEND_CHOICES.includes(backend as BackendChoice)) {
@@ -90,7 +106,26 @@ export function backendFlags(
       `--weights-dtype must be one of ${WEIGHTS_DTYPES.join(", ")}, got ${JSON.stringify(weightsDtype)}`,
     );
   }
-  return { backend: backend as BackendChoice, threads, kvDtype, weightsDtype: weightsDtype as WeightsDtype };
+  let webgpu: WebGpuChoice;
+  try {
+    webgpu = values.webgpu === undefined
+      ? webGpuFromEnv() ?? "deno"
+      : parseWebGpuChoice(values.webgpu, "--webgpu");
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (values.webgpu !== undefined && values.webgpu !== "deno" && (backend === "wasm" || backend === "cpu")) {
+    throw new UsageError(
+      `--webgpu ${values.webgpu} needs --backend gpu or auto (${backend} does not use WebGPU)`,
+    );
+  }
+  return {
+    backend: backend as BackendChoice,
+    threads,
+    kvDtype,
+    weightsDtype: weightsDtype as WeightsDtype,
+    webgpu,
+  };
 }
 
 /** Throws a UsageError when a GPU memory budget is given with a backend that cannot page (cpu, wasm). */

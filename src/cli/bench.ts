@@ -9,6 +9,7 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_TARGET_DIR } from "../model/folder.ts";
 import { describeDecision, resolveBackend } from "../runtime/backend_choice.ts";
+import { describeWebGpu, resolveWebGpu } from "../runtime/webgpu_choice.ts";
 import { benchAr } from "../bench/ar.ts";
 import {
   BENCH_METHODS,
@@ -152,7 +153,7 @@ export async function runBench(args: string[]): Promise<number> {
   const maxTokensFlag = positive("max-tokens", values["max-tokens"]);
   const promptsFlag = positive("prompts", values.prompts);
   const runs = positive("runs", values.runs) ?? (values.quick ? 1 : 3);
-  const { backend: backendChoice, threads, kvDtype, weightsDtype } = backendFlags(values);
+  const { backend: backendChoice, threads, kvDtype, weightsDtype, webgpu } = backendFlags(values);
   if (kvDtype !== "f32") {
     throw new UsageError(
       `--kv-dtype ${kvDtype}: bench loads its models with an f32 cache; time f16 with generate`,
@@ -279,6 +280,14 @@ export async function runBench(args: string[]): Promise<number> {
   }
   // auto: paged weights need the GPU; resident ones run where the target's t(1) is smaller.
   const targetDir = values.model;
+  if (backendChoice !== "wasm" && backendChoice !== "cpu") {
+    // Every sharedGpu() of the benchmarks below is then this implementation's.
+    const w = await resolveWebGpu(webgpu, targetDir ?? DEFAULT_TARGET_DIR, {
+      weightsDtype,
+      log: (l) => console.error(l),
+    });
+    if (w.basis !== "named") console.error(`webgpu auto: ${describeWebGpu(w)}`);
+  }
   const { backend, decision } = values.offload && backendChoice === "auto"
     ? { backend: "gpu" as const, decision: undefined }
     : await resolveBackend(backendChoice, targetDir ?? DEFAULT_TARGET_DIR, {

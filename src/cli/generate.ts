@@ -160,6 +160,7 @@ export async function runGenerate(args: string[]): Promise<number> {
     model: o.model,
     draft: needsDraftModel(o.method) ? o.draft : undefined,
     backend: o.backend,
+    webgpu: o.webgpu,
     threads: o.threads,
     kvDtype: o.kvDtype,
     weightsDtype: o.weightsDtype,

@@ -142,6 +142,7 @@ async function hardwareProfile(
   const runtime = await Runtime.open({
     ...models,
     backend: o.backend,
+    webgpu: o.webgpu,
     threads: o.threads,
     weightsDtype: o.weightsDtype,
     paging: { gpuMemoryBudget: o.gpuMemoryBudget, hostMemoryBudget: o.hostMemoryBudget },

@@ -22,6 +22,7 @@ import { UsageError } from "./usage.ts";
 import { PAGING_FLAGS, pagingBudgets } from "./paging_flags.ts";
 import { BACKEND_FLAGS, backendFlags, backendUsage, checkPagingBackend } from "./backend_flags.ts";
 import { resolveBackend } from "../runtime/backend_choice.ts";
+import { resolveWebGpu } from "../runtime/webgpu_choice.ts";
 
 /** ms a drained server keeps answering 503 before it closes its connections (see serve's stop). */
 const LINGER_MS = 500;
@@ -146,6 +147,14 @@ export async function runServe(args: string[]): Promise<number> {
   // auto with the engine in a worker: decide here, on the main thread, so that the worker touches WebGPU
   // only when it runs on it (terminating a worker that holds a WebGPU adapter and the wasm backend's
   // nested thread workers crashed Deno 2.9.6 at exit in ~5-15% of runs).
+  // --webgpu auto likewise: measured (or read from the cache) here, the worker gets the implementation.
+  const webgpu = backend === "wasm" || backend === "cpu"
+    ? undefined
+    : (await resolveWebGpu(flags.webgpu, values.model, {
+      weightsDtype: flags.weightsDtype,
+      reprofile: values.reprofile,
+      log: (l) => console.error(`  ${l}`),
+    })).webgpu;
   const decided = backend === "auto" && values.engine === "worker"
     ? (await resolveBackend("auto", values.model, {
       threads,
@@ -159,6 +168,7 @@ export async function runServe(args: string[]): Promise<number> {
     model: values.model,
     draft,
     backend,
+    webgpu,
     threads,
     weightsDtype: flags.weightsDtype,
     decided,

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { currentWebGpu, dawnHelp, navigatorGpu, type WebGpuImpl } from "./webgpu_impl.ts";
+
 /** A WebGPU validation, out-of-memory or internal error, or a missing adapter. */
 export class GpuError extends Error {
   constructor(message: string) {
@@ -21,6 +23,8 @@ export interface AdapterDescription {
   device: string;
   description: string;
   isFallbackAdapter: boolean;
+  /** The WebGPU implementation that reported it (absent: Deno's built-in one). */
+  webgpu?: WebGpuImpl;
 }
 
 /** A device with the limits raised to what the adapter offers and the optional features it has. */
@@ -43,6 +47,8 @@ export class Gpu {
   static readonly STAGING_BYTES = 96 << 20;
 
   private constructor(
+    /** The WebGPU implementation the device comes from. */
+    readonly webgpu: WebGpuImpl,
     readonly device: GPUDevice,
     readonly adapter: AdapterDescription,
     /** shader-f16 is available (used only when present). */
@@ -55,18 +61,24 @@ export class Gpu {
     });
   }
 
-  /** Request the best adapter and a device with raised limits; throws a GpuError saying what to install. */
-  static async acquire(): Promise<Gpu> {
-    if (typeof navigator === "undefined" || !("gpu" in navigator) || !navigator.gpu) {
-      throw new GpuError(
-        "WebGPU is not available: run Deno with --unstable-webgpu (deno.json sets it for every task)",
-      );
+  /**
+   * Request the best adapter of `impl` (default: the process's, see gpu/webgpu_impl.ts) and a device with
+   * raised limits; throws a GpuError saying what to install.
+   */
+  static async acquire(impl: WebGpuImpl = currentWebGpu()): Promise<Gpu> {
+    let gpu: GPU;
+    try {
+      gpu = await navigatorGpu(impl);
+    } catch (e) {
+      throw new GpuError((e as Error).message);
     }
-    const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+    const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
     if (!adapter) {
       throw new GpuError(
-        "no WebGPU adapter found: install a GPU driver, or Mesa's software Vulkan driver " +
-          "(apt-get install -y mesa-vulkan-drivers) to run on the CPU",
+        impl === "dawn"
+          ? `Dawn's WebGPU found no adapter. ${dawnHelp()}`
+          : "no WebGPU adapter found: install a GPU driver, or Mesa's software Vulkan driver " +
+            "(apt-get install -y mesa-vulkan-drivers) to run on the CPU",
       );
     }
     const want: (keyof GPUSupportedLimits)[] = [
@@ -97,6 +109,7 @@ export class Gpu {
     }
     const info = adapter.info;
     return new Gpu(
+      impl,
       device,
       {
         vendor: info.vendor,
@@ -104,6 +117,7 @@ export class Gpu {
         device: info.device,
         description: info.description,
         isFallbackAdapter: (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+        webgpu: impl,
       },
       hasF16,
       hasTimestamps,

@@ -40,9 +40,17 @@ function bufferId(b: GPUBuffer): number {
   return id;
 }
 
+/**
+ * A whole buffer rather than a {@link GPUBufferBinding} range. Structural, not `instanceof GPUBuffer`:
+ * Dawn's buffers are not instances of Deno's class.
+ */
+function isWholeBuffer(b: Binding): b is GPUBuffer {
+  return !("buffer" in b);
+}
+
 /** Cache key part of one storage binding: the buffer's identity, plus the range when not whole. */
 function bindingKey(b: Binding): string {
-  if (b instanceof GPUBuffer) return String(bufferId(b));
+  if (isWholeBuffer(b)) return String(bufferId(b));
   return `${bufferId(b.buffer)}@${b.offset ?? 0}+${b.size ?? "*"}`;
 }
 
@@ -124,7 +132,7 @@ export class UniformArena {
       resource: { buffer: this.buffer, offset: slot * SLOT, size: SLOT },
     }];
     bindings.forEach((b, i) => {
-      entries.push({ binding: i + 1, resource: b instanceof GPUBuffer ? { buffer: b } : b });
+      entries.push({ binding: i + 1, resource: isWholeBuffer(b) ? { buffer: b } : b });
     });
     const bg = this.gpu.device.createBindGroup({ label, layout: info.layout, entries });
     this.stats.created++;
@@ -288,7 +296,7 @@ export class Recorder {
       resource: { buffer: ub, offset: d.slot * SLOT, size: SLOT },
     }];
     d.bindings.forEach((b, i) => {
-      entries.push({ binding: i + 1, resource: b instanceof GPUBuffer ? { buffer: b } : b });
+      entries.push({ binding: i + 1, resource: isWholeBuffer(b) ? { buffer: b } : b });
     });
     this.arena.stats.created++;
     return this.gpu.device.createBindGroup({ label: d.label, layout, entries });

@@ -9,6 +9,7 @@ import type { CausalLM } from "../model/causal_lm.ts";
 import { type Checkpoint } from "../model/folder.ts";
 import { loadCpuModel } from "../cpu/load.ts";
 import { Gpu } from "../gpu/device.ts";
+import { currentWebGpu, type WebGpuImpl } from "../gpu/webgpu_impl.ts";
 import { GpuLlama } from "../gpu/llama/model.ts";
 import { loadWasmModel } from "../wasm/load.ts";
 import { defaultThreads } from "../wasm/runtime.ts";
@@ -62,6 +63,8 @@ export interface LoadOptions extends PagingBudgets {
    * reference computes in f32 with the values that type holds).
    */
   weightsDtype?: WeightsDtype;
+  /** gpu only: the WebGPU implementation (default: the process's, gpu/webgpu_impl.ts). */
+  webgpu?: WebGpuImpl;
 }
 
 /** A loaded model and a one-line description of where it runs. */
@@ -81,12 +84,19 @@ export interface LoadedModel {
   close(): void;
 }
 
-let shared: Promise<Gpu> | undefined;
+const shared = new Map<WebGpuImpl, Promise<Gpu>>();
 
-/** The process-wide GPU device (acquired once). */
-export function sharedGpu(): Promise<Gpu> {
-  shared ??= Gpu.acquire();
-  return shared;
+/**
+ * The process-wide GPU device of `impl` (default: the process's implementation, gpu/webgpu_impl.ts),
+ * acquired once.
+ */
+export function sharedGpu(impl: WebGpuImpl = currentWebGpu()): Promise<Gpu> {
+  let p = shared.get(impl);
+  if (!p) {
+    p = Gpu.acquire(impl);
+    shared.set(impl, p);
+  }
+  return p;
 }
 
 /** Throws a RangeError naming the budget when `backend` cannot page weights (only gpu can). */
@@ -164,7 +174,7 @@ async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOpti
       `the gpu backend decodes one sequence at a time: --max-batch ${opts.sequences} needs --backend wasm or cpu`,
     );
   }
-  const gpu = await sharedGpu();
+  const gpu = await sharedGpu(opts.webgpu);
   const model = await GpuLlama.load(gpu, folder, {
     maxBatch: Math.max(256, opts.maxBatch ?? 0),
     gpuMemoryBudget: opts.gpuMemoryBudget,
@@ -181,7 +191,9 @@ async function loadUnmapped(folder: Checkpoint, backend: Backend, opts: LoadOpti
   return {
     model,
     backend,
-    device: `gpu: ${gpu.adapter.description || gpu.adapter.vendor}${paging}${loadedAs(opts)}`,
+    device: `gpu: ${gpu.adapter.description || gpu.adapter.vendor}${
+      gpu.webgpu === "dawn" ? " (Dawn)" : ""
+    }${paging}${loadedAs(opts)}`,
     weightBytes: model.weightBytes,
     close: () => model.dispose(),
   };

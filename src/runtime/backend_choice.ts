@@ -16,6 +16,7 @@
 import type { CausalLM } from "../model/causal_lm.ts";
 import { type Checkpoint, openCheckpoint } from "../model/folder.ts";
 import type { AdapterDescription } from "../gpu/device.ts";
+import { currentWebGpu, navigatorGpu } from "../gpu/webgpu_impl.ts";
 import { median } from "../util/stats.ts";
 import {
   type Backend,
@@ -99,8 +100,7 @@ export interface ChooseOptions {
 /** The WebGPU adapter this process would get, or undefined when there is none (or no WebGPU at all). */
 export async function probeAdapter(): Promise<AdapterDescription | undefined> {
   try {
-    if (typeof navigator === "undefined" || !navigator.gpu) return undefined;
-    const a = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+    const a = await (await navigatorGpu()).requestAdapter({ powerPreference: "high-performance" });
     if (!a) return undefined;
     const i = a.info;
     return {
@@ -109,6 +109,7 @@ export async function probeAdapter(): Promise<AdapterDescription | undefined> {
       device: i.device,
       description: i.description,
       isFallbackAdapter: (i as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+      webgpu: currentWebGpu(),
     };
   } catch {
     return undefined;

@@ -230,7 +230,9 @@ function pagingOf(m: CausalLM | undefined): Paged["paging"] {
 
 /** An adapter's identity in cache keys: vendor|architecture|device|description. */
 export function adapterId(a: AdapterDescription): string {
-  return [a.vendor, a.architecture, a.device, a.description].join("|");
+  // Dawn's measurements are its own (other kernels' code, other sync costs); Deno's keys stay as they were.
+  const parts = [a.vendor, a.architecture, a.device, a.description];
+  return (a.webgpu === "dawn" ? [...parts, "dawn"] : parts).join("|");
 }
 
 /** The cache key for this backend and adapter, Deno and model pair. */
@@ -447,14 +449,15 @@ export async function loadOrMeasureCosts(
 
 /**
  * Write `items` as one section of the profile file at `path` ("entries": t(n) profiles; "backends": the
- * auto backend decisions), keeping the other section as the file has it (none when it is unreadable).
+ * auto backend decisions; "webgpu": the auto WebGPU implementation decisions), keeping the other sections
+ * as the file has them (none when it is unreadable).
  */
 export async function writeProfileSection(
   path: string,
-  section: "entries" | "backends",
+  section: "entries" | "backends" | "webgpu",
   items: unknown[],
 ): Promise<void> {
-  let old: { entries?: unknown; backends?: unknown } = {};
+  let old: { entries?: unknown; backends?: unknown; webgpu?: unknown } = {};
   try {
     const j = await readCacheJson(path);
     if (j && typeof j === "object" && !Array.isArray(j)) old = j;
@@ -466,6 +469,7 @@ export async function writeProfileSection(
     entries: Array.isArray(old.entries) ? old.entries : [],
   };
   if (Array.isArray(old.backends)) file.backends = old.backends;
+  if (Array.isArray(old.webgpu)) file.webgpu = old.webgpu;
   file[section] = items;
   await writeAtomic(path, JSON.stringify(file, null, 2) + "\n");
 }

@@ -58,6 +58,8 @@ import {
   type ProfileCosts,
 } from "./method_choice.ts";
 import { resolveCacheDir } from "./cache_dir.ts";
+import { describeWebGpu, resolveWebGpu } from "./webgpu_choice.ts";
+import type { WebGpuChoice } from "../gpu/webgpu_impl.ts";
 import { checkContext } from "./context_length.ts";
 import { SILENT_STAGES, type Stages } from "./progress.ts";
 import type { WeightsDtype } from "../model/weight_types.ts";
@@ -72,6 +74,12 @@ export interface RuntimeOptions {
   backend: BackendChoice;
   /** wasm: threads per forward (default: this machine's cores). */
   threads?: number;
+  /**
+   * gpu (and auto): the WebGPU implementation (gpu/webgpu_impl.ts), made this process's before anything
+   * touches WebGPU; "auto" measures both (runtime/webgpu_choice.ts, a startup stage). Default: the
+   * process's (`$SPECDEC_WEBGPU`, else deno).
+   */
+  webgpu?: WebGpuChoice;
   /**
    * With backend "auto": a decision already made by the caller (resolveBackend; the server makes it on
    * its main thread so that its engine worker touches WebGPU only when it runs on it), used as it is.
@@ -217,8 +225,12 @@ export function profiledBackend(b: BackendChoice): boolean {
 }
 
 /** Startup stages {@link Runtime.open} and a server-scope {@link Runtime.plan} report, for a progress total. */
-export function startupStageCount(o: { draft?: string; backend: BackendChoice }): number {
-  const choose = o.backend === "auto" ? 1 : 0; // auto picks gpu or wasm: both profiled
+export function startupStageCount(
+  o: { draft?: string; backend: BackendChoice; webgpu?: WebGpuChoice },
+): number {
+  // auto picks gpu or wasm: both profiled; --webgpu auto measures both implementations
+  const choose = (o.backend === "auto" ? 1 : 0) +
+    (o.webgpu === "auto" && o.backend !== "wasm" && o.backend !== "cpu" ? 1 : 0);
   return choose + (o.draft === undefined ? 1 : profiledBackend(o.backend) ? 4 : 3);
 }
 
@@ -277,6 +289,19 @@ export class Runtime {
     };
     try {
       let targetFolder: ModelFolder | string = options.model;
+      if (options.webgpu && options.backend !== "wasm" && options.backend !== "cpu") {
+        const webgpu = options.webgpu;
+        const d = webgpu === "auto"
+          ? await stages.stage("webgpu auto", () =>
+            resolveWebGpu(webgpu, options.model, {
+              weightsDtype: options.weightsDtype,
+              reprofile: options.reprofile,
+              cacheDir: options.cacheDir,
+              log: options.log,
+            }), describeWebGpu)
+          : await resolveWebGpu(webgpu, options.model);
+        if (webgpu === "auto" && stages === SILENT_STAGES) options.log?.(`webgpu auto: ${describeWebGpu(d)}`);
+      }
       if (options.backend === "auto") {
         const folder = targetFolder = await open(options.model);
         choice = await stages.stage(

@@ -18,6 +18,7 @@ import type { ChooseRequest, EngineDecodeOptions } from "./engine.ts";
 import type { BatchRecord } from "../batching/batcher.ts";
 import type { KvDtype } from "../gpu/ops.ts";
 import type { WeightsDtype } from "../model/weight_types.ts";
+import type { WebGpuChoice } from "../gpu/webgpu_impl.ts";
 
 /** What the worker opens: the Runtime's options (plain data) and the server-scope plan to make. */
 export interface EngineOpenRequest {
@@ -27,6 +28,8 @@ export interface EngineOpenRequest {
   backend: BackendChoice;
   /** wasm: threads per forward (default: this machine's cores). */
   threads?: number;
+  /** gpu: the WebGPU implementation (the server resolves auto on its main thread; see RuntimeOptions). */
+  webgpu?: WebGpuChoice;
   /** What type the target's matrices load as (`--weights-dtype`, default "auto"). */
   weightsDtype?: WeightsDtype;
   /** With backend "auto": the decision the opener already made (see RuntimeOptions.decided). */

@@ -40,13 +40,14 @@ export class RuntimeEngine extends LocalEngine {
    */
   static async open(r: EngineOpenRequest, onBatch?: (b: BatchRecord) => void): Promise<RuntimeEngine> {
     const progress = new Progress(
-      startupStageCount({ draft: r.draft, backend: r.backend }),
+      startupStageCount({ draft: r.draft, backend: r.backend, webgpu: r.webgpu }),
       (l) => console.error(l),
     );
     const runtime = await Runtime.open({
       model: r.model,
       draft: r.draft,
       backend: r.backend,
+      webgpu: r.webgpu,
       threads: r.threads,
       weightsDtype: r.weightsDtype,
       decided: r.decided,

@@ -1,0 +1,147 @@
+/**
+ * Deno's built-in WebGPU vs Dawn's, in one run: AR and Sequoia (greedy and T = 0.8, verified on the
+ * device) on the GPU for the tiny bundled pair and for SmolLM2-135M (Q4_1) with its trained draft, both
+ * implementations loaded side by side and interleaved per repetition, median of `--reps`. Also each
+ * implementation's sync cost: the round trip of a 4-byte readback after an empty submission (median of
+ * 50). Prints a markdown table: tok/s, syncs per token, and the readback time per step that implies.
+ *
+ *   deno run -A scripts/bench_webgpu.ts [--reps 3] [--tokens 64] [--nodes 32] [--depth 6] [--only tiny]
+ *
+ * Dawn needs its driver on a CPU-only Debian 12 machine: SPECDEC_DAWN_ICD=$(bash scripts/dawn_mesa.sh).
+ *
+ * @module
+ */
+
+import { loadModel, sharedGpu } from "../src/runtime/backend.ts";
+import type { Gpu } from "../src/gpu/device.ts";
+import type { WebGpuImpl } from "../src/gpu/webgpu_impl.ts";
+import { GpuLlama } from "../src/gpu/llama/model.ts";
+import {
+  DEFAULT_DRAFT_DIR,
+  DEFAULT_TARGET_DIR,
+  openCheckpoint,
+  openModelFolder,
+} from "../src/model/folder.ts";
+import { generateAutoregressive } from "../src/decoding/autoregressive.ts";
+import { generateSpeculative } from "../src/speculative/engine.ts";
+import { StaticTreeDrafter } from "../src/speculative/drafters/static_tree.ts";
+import { materialize, planSequoia } from "../src/speculative/sequoia_plan.ts";
+import type { SamplingParams } from "../src/model/sampling.ts";
+import type { CausalLM } from "../src/model/causal_lm.ts";
+
+const args = new Map<string, string>();
+for (let i = 0; i < Deno.args.length; i += 2) args.set(Deno.args[i].replace(/^--/, ""), Deno.args[i + 1]);
+const reps = Number(args.get("reps") ?? 3);
+const maxTokens = Number(args.get("tokens") ?? 64);
+const nodes = Number(args.get("nodes") ?? 32);
+const depth = Number(args.get("depth") ?? 6);
+
+const PAIRS = [
+  {
+    name: "tiny",
+    target: DEFAULT_TARGET_DIR,
+    draft: DEFAULT_DRAFT_DIR,
+    prompt: "And God said, Let there be",
+  },
+  {
+    name: "SmolLM2-135M Q4_1",
+    target: "weights/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    draft: "weights/smollm2-draft",
+    prompt: "The capital of France is Paris. The capital of Germany is",
+  },
+].filter((p) => !args.has("only") || p.name.startsWith(args.get("only")!));
+
+// A positional acceptance vector typical of these pairs (the shape only changes speed, never the output).
+const ACC = [0.5, 0.12, 0.05, 0.03, 0.02, 0.015, 0.01, 0.008];
+const median = (x: number[]) => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)];
+const IMPLS: WebGpuImpl[] = ["deno", "dawn"];
+
+/** Median round trip (ms) of a 4-byte readback after an empty submission: the implementation's sync. */
+async function syncMs(gpu: Gpu): Promise<number> {
+  const buf = gpu.createBuffer("sync probe", 4);
+  const t: number[] = [];
+  for (let i = 0; i < 55; i++) {
+    const t0 = performance.now();
+    await gpu.read(buf, 4);
+    if (i >= 5) t.push(performance.now() - t0);
+  }
+  buf.destroy();
+  return median(t);
+}
+
+const gpus = Object.fromEntries(
+  await Promise.all(IMPLS.map(async (i) => [i, await sharedGpu(i)] as const)),
+) as Record<
+  WebGpuImpl,
+  Gpu
+>;
+const sync = Object.fromEntries(
+  await Promise.all(IMPLS.map(async (i) => [i, await syncMs(gpus[i])] as const)),
+);
+const lines = [
+  "| pair | method | webgpu | tok/s | syncs / token | sync ms | readback ms / token |",
+  "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+];
+for (const pair of PAIRS) {
+  const t = await openModelFolder(pair.target), d = await openCheckpoint(pair.draft);
+  const models: Record<string, { target: CausalLM; draft: CausalLM; close: () => void }> = {};
+  for (const impl of IMPLS) {
+    const target = await GpuLlama.load(gpus[impl], t);
+    const draft = await loadModel(d, "gpu", { webgpu: impl });
+    models[impl] = { target, draft: draft.model, close: () => (target.dispose(), draft.close()) };
+  }
+  const prompt = t.tokenizer.encode(pair.prompt);
+  const shape = materialize(planSequoia(ACC, nodes, depth), nodes, depth);
+  const rows = new Map<string, { tokPerS: number[]; syncsPerToken: number[] }>();
+  const add = (key: string, tokPerS: number, syncs: number, tokens: number) => {
+    const r = rows.get(key) ?? { tokPerS: [], syncsPerToken: [] };
+    r.tokPerS.push(tokPerS);
+    r.syncsPerToken.push(syncs / Math.max(1, tokens));
+    rows.set(key, r);
+  };
+  const greedy: SamplingParams = { temperature: 0, topK: 0, topP: 1 };
+  const sampled: SamplingParams = { temperature: 0.8, topK: 0, topP: 1 };
+  for (let rep = 0; rep <= reps; rep++) {
+    const keep = rep > 0; // rep 0 warms every pipeline up
+    for (const impl of IMPLS) {
+      const { target, draft } = models[impl];
+      for await (
+        const e of generateAutoregressive(target, prompt, { maxTokens, sampling: greedy, seed: rep })
+      ) {
+        if (e.type === "done" && keep) {
+          add(`ar T=0|${impl}`, e.stats.tokPerS, e.stats.syncs, e.stats.completionTokens);
+        }
+      }
+      for (const [label, sampling] of [["T=0", greedy], ["T=0.8", sampled]] as const) {
+        for await (
+          const e of generateSpeculative(target, draft, prompt, {
+            drafter: new StaticTreeDrafter("sequoia", shape, "swor"),
+            verifier: "swor",
+            maxTokens,
+            sampling,
+            seed: rep,
+          })
+        ) {
+          if (e.type === "done" && keep) {
+            add(`sequoia ${label}|${impl}`, e.stats.tokPerS, e.stats.syncs, e.stats.completionTokens);
+          }
+        }
+      }
+    }
+  }
+  for (const [key, r] of rows) {
+    const [method, impl] = key.split("|");
+    const spt = median(r.syncsPerToken), s = sync[impl];
+    lines.push(
+      `| ${pair.name} | ${method} | ${impl} | ${median(r.tokPerS).toFixed(1)} | ${spt.toFixed(3)} | ${
+        s.toFixed(2)
+      } | ${(spt * s).toFixed(2)} |`,
+    );
+  }
+  for (const m of Object.values(models)) m.close();
+}
+console.log(
+  `${gpus.deno.adapter.description} (deno) / ${gpus.dawn.adapter.description} (dawn); Sequoia tree: ${nodes} ` +
+    `nodes, depth ${depth}, verified on the device; ${maxTokens} tokens; median of ${reps}\n`,
+);
+console.log(lines.join("\n"));
