@@ -16,12 +16,8 @@ import { loadModel, sharedGpu } from "../src/runtime/backend.ts";
 import type { Gpu } from "../src/gpu/device.ts";
 import type { WebGpuImpl } from "../src/gpu/webgpu_impl.ts";
 import { GpuLlama } from "../src/gpu/llama/model.ts";
-import {
-  DEFAULT_DRAFT_DIR,
-  DEFAULT_TARGET_DIR,
-  openCheckpoint,
-  openModelFolder,
-} from "../src/model/folder.ts";
+import { openCheckpoint, openModelFolder } from "../src/model/folder.ts";
+import { ACC, args, median, PAIRS } from "./bench_pairs.ts";
 import { generateAutoregressive } from "../src/decoding/autoregressive.ts";
 import { generateSpeculative } from "../src/speculative/engine.ts";
 import { StaticTreeDrafter } from "../src/speculative/drafters/static_tree.ts";
@@ -29,31 +25,11 @@ import { materialize, planSequoia } from "../src/speculative/sequoia_plan.ts";
 import type { SamplingParams } from "../src/model/sampling.ts";
 import type { CausalLM } from "../src/model/causal_lm.ts";
 
-const args = new Map<string, string>();
-for (let i = 0; i < Deno.args.length; i += 2) args.set(Deno.args[i].replace(/^--/, ""), Deno.args[i + 1]);
 const reps = Number(args.get("reps") ?? 3);
 const maxTokens = Number(args.get("tokens") ?? 64);
 const nodes = Number(args.get("nodes") ?? 32);
 const depth = Number(args.get("depth") ?? 6);
 
-const PAIRS = [
-  {
-    name: "tiny",
-    target: DEFAULT_TARGET_DIR,
-    draft: DEFAULT_DRAFT_DIR,
-    prompt: "And God said, Let there be",
-  },
-  {
-    name: "SmolLM2-135M Q4_1",
-    target: "weights/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    draft: "weights/smollm2-draft",
-    prompt: "The capital of France is Paris. The capital of Germany is",
-  },
-].filter((p) => !args.has("only") || p.name.startsWith(args.get("only")!));
-
-// A positional acceptance vector typical of these pairs (the shape only changes speed, never the output).
-const ACC = [0.5, 0.12, 0.05, 0.03, 0.02, 0.015, 0.01, 0.008];
-const median = (x: number[]) => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)];
 const IMPLS: WebGpuImpl[] = ["deno", "dawn"];
 
 /** Median round trip (ms) of a 4-byte readback after an empty submission: the implementation's sync. */
