@@ -3,7 +3,7 @@
 //   GREEDY: the top-b tokens by logit (ties by index), as src/spec/draw.ts topIndices;
 //   IID:    b tokens drawn i.i.d. from q by inverse CDF in index order (SpecInfer; src/spec/draw.ts drawIid);
 //   else:   b tokens without replacement by the exponential race, key_i = log(u_i) / q_i, top-b keys
-//           (src/spec/draw.ts drawWithoutReplacement), u_i from a PCG hash of (seed, r, i);
+//           (src/spec/draw.ts drawWithoutReplacement), u_i from a PCG hash of (seed, q_index, i);
 // write them to tokens[child_start + k] (feeding the next level's forward without a readback) and the
 // row's q to q[q_index] for the CPU verifier. Fewer kept tokens than children: the last one repeats.
 //
@@ -51,7 +51,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       q[q_index * p.vocab + i] = select(0.0, exp((l - mx) * p.inv_temp) / zf, key(l) >= tp);
     }
   }
-  let row_seed = pcg(p.seed ^ pcg(r + 0x9e3779b9u));
+  // Keyed by the node (its q row), not the row: a node draws the same whichever row of the forward it
+  // is (a chained step forwards one more pending row than a single step, multi_step.ts).
+  let row_seed = pcg(p.seed ^ pcg(q_index + 0x9e3779b9u));
   if (IID == 1u && p.greedy == 0u) {
     // Kept mass of each thread's contiguous chunk, then thread 0 inverts the CDF once per child.
     chunk_masses(lid, base, p.vocab, mx, p.inv_temp, tp);

@@ -629,3 +629,68 @@ export async function treeVerify(
     [1],
   );
 }
+
+/**
+ * A chained step's inputs finished on the device (shaders/chain_inputs.wgsl): positions[posOffset + i]
+ * = state[0] + positions[posOffset + i] - shift for i < rows (relative in, absolute out), and every word
+ * of the (rows, maskWords) mask rows from word maskOffset ORed with vis's word of that column range.
+ */
+export async function chainInputs(
+  c: OpContext,
+  a: {
+    state: Binding;
+    vis: Binding;
+    positions: Binding;
+    mask: Binding;
+    rows: number;
+    posOffset: number;
+    shift: number;
+    maskOffset: number;
+    maskWords: number;
+  },
+): Promise<void> {
+  const pl = await c.pipelines.get("chain_inputs");
+  const threads = Math.max(a.rows, a.rows * a.maskWords);
+  c.rec.dispatch(
+    "chain_inputs",
+    pl,
+    [a.rows, a.posOffset, a.shift, a.maskOffset, a.maskWords],
+    [a.state, a.vis, a.positions, a.mask],
+    [ceil(threads, 64)],
+  );
+}
+
+/**
+ * The end of a chained step (shaders/chain_state.wgsl), after {@link treeVerify} wrote `out`: the
+ * accepted slots become visible in visT / visD, tokens[0], [n], [n + 1] become the next step's root and
+ * pending rows, state[0] advances by 1 + accepted, and out[0, 2 + maxDepth) is copied to
+ * results[rOffset ..]. xSlot: this step's x row in the draft's cache (0xffffffff: none).
+ */
+export async function chainState(
+  c: OpContext,
+  a: {
+    out: Binding;
+    tree: Binding;
+    state: Binding;
+    visT: Binding;
+    visD: Binding;
+    tokens: Binding;
+    results: Binding;
+    n: number;
+    maxDepth: number;
+    targetBase: number;
+    xSlot: number;
+    tOffset: number;
+    dOffset: number;
+    rOffset: number;
+  },
+): Promise<void> {
+  const pl = await c.pipelines.get("chain_state");
+  c.rec.dispatch(
+    "chain_state",
+    pl,
+    [a.n, a.maxDepth, a.targetBase, a.xSlot >>> 0, a.tOffset, a.dOffset, a.rOffset],
+    [a.out, a.tree, a.state, a.visT, a.visD, a.tokens, a.results],
+    [1],
+  );
+}

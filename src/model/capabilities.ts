@@ -228,6 +228,43 @@ export interface FusedTreeStep {
   ): Promise<DeviceVerifiedStep>;
 }
 
+/**
+ * Several fused verified steps submitted back to back and read back once ({@link ChainedTreeSteps}).
+ * Steps after the first are planned once, in their own coordinates: the draft's pending tokens are
+ * [x, root] (x the previous step's last accepted token, forwarded again; root its bonus) at draft slots
+ * 0 and 1 of an otherwise empty cache, the target's root at slot 0 of an empty cache, so positions are
+ * relative (draft: to x, target: to the root), masks cover the step's own columns and draft slots count
+ * from 0. The device places each step after the previous one's rows and finishes its inputs there.
+ */
+export interface ChainedStepsPlan {
+  /** The first step, exactly as {@link FusedTreeStep.fusedVerifiedStep} takes it. */
+  first: FusedTreeStepPlan;
+  firstVerify: DeviceVerifyPlan;
+  /** Every later step in the relative layout above (its `pending` and `seed` are ignored). */
+  rest: FusedTreeStepPlan;
+  /** Its tree and relative draft slots (root: 1); the uniforms are per step, below. */
+  restVerify: Omit<DeviceVerifyPlan, "uniforms">;
+  /** Steps after the first: each one's drawing seed and verification uniforms (same length). */
+  seeds: number[];
+  uniforms: Float32Array[];
+}
+
+/** A target that chains fused verified steps with a draft on its device: one readback for all. */
+export interface ChainedTreeSteps {
+  /**
+   * Run 1 + seeds.length steps of `plan` with no readback between them, then read every step's path at
+   * once. Both caches end as after that many single {@link FusedTreeStep.fusedVerifiedStep} calls,
+   * except that the draft has not forwarded the last accepted token again: its pending tokens are
+   * [last accepted token (the last root when none), last bonus].
+   */
+  fusedVerifiedSteps(draft: CausalLM, plan: ChainedStepsPlan): Promise<DeviceVerifiedStep[]>;
+}
+
+/** True when `m` implements {@link ChainedTreeSteps}. */
+export function hasChainedTreeSteps(m: CausalLM): m is CausalLM & ChainedTreeSteps {
+  return typeof (m as Partial<ChainedTreeSteps>).fusedVerifiedSteps === "function";
+}
+
 /** True when `m` implements {@link FusedTreeStep}. */
 export function hasFusedTreeStep(m: CausalLM): m is CausalLM & FusedTreeStep {
   return typeof (m as Partial<FusedTreeStep>).fusedTreeStep === "function";

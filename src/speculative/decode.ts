@@ -40,6 +40,8 @@ export function decode(
     stream?: boolean;
     /** AR on a device, not streaming: tokens per submission and readback (default 32). */
     tokensPerReadback?: number;
+    /** Fused speculative steps on a device, not streaming: most steps per readback (default 8). */
+    stepsPerReadback?: number;
     /** AR on a device: overlap each readback with the next batch (default true; false only to measure). */
     pipelined?: boolean;
     /** Sequoia only: a self-re-planning tree (kept across generations by long-lived callers). */

@@ -15,6 +15,7 @@ import { argmax, probabilities, type SamplingParams, validateSampling } from "..
 import { type CausalLM, ForwardCancelled } from "../model/causal_lm.ts";
 import {
   type DeviceVerifiedStep,
+  hasChainedTreeSteps,
   hasFusedTreeStep,
   isDeviceSampler,
   isTreeVerifier,
@@ -68,6 +69,13 @@ export interface SpeculativeOptions {
    * every node's target and draft rows. false: read the rows back and verify on the host (the oracle).
    */
   deviceVerify?: boolean;
+  /** False when no token is consumed before the generation ends (a non-streaming request, `--json`). */
+  stream?: boolean;
+  /**
+   * Device pairs, not streaming: most fused verified steps chained with one readback (default 8; 1:
+   * every step reads its path back). Fewer when the tokens left, the caches or maxBatch allow fewer.
+   */
+  stepsPerReadback?: number;
 }
 
 /** Stats of one speculative step. */
@@ -111,6 +119,39 @@ export function pathVisits(children: number[][], accepted: number[]): [number, n
     if (kids.length) out.push([kids.length, i < accepted.length ? kids.indexOf(accepted[i]) + 1 : 0]);
   }
   return out;
+}
+
+/**
+ * How many fused verified steps to chain: at most `wanted`, no more than the tokens left need at the
+ * rate so far, and no more than the caches' room (the target writes n rows a step, the draft its
+ * forwarded rows; rejected rows stay until the chain ends) and one compaction's maxBatch moves allow.
+ */
+export function chainLength(
+  first: { shape: { depth: Int32Array }; forwards: { positions: ArrayLike<number> }[] },
+  rest: { shape: { depth: Int32Array }; forwards: { positions: ArrayLike<number> }[] },
+  room: {
+    wanted: number;
+    left: number;
+    tokensPerStep: number;
+    targetRoom: number;
+    draftRoom: number;
+    maxBatch: number;
+  },
+): number {
+  const n = first.shape.depth.length;
+  const rows = (f: { positions: ArrayLike<number> }[]) => f.reduce((a, x) => a + x.positions.length, 0);
+  const depth = Math.max(...first.shape.depth, ...rest.shape.depth);
+  const rows0 = rows(first.forwards), rowsR = rows(rest.forwards);
+  return Math.max(
+    1,
+    Math.min(
+      Math.floor(room.wanted),
+      Math.ceil(room.left / Math.max(1, room.tokensPerStep)),
+      Math.floor(room.targetRoom / n),
+      1 + Math.floor((room.draftRoom - rows0) / Math.max(1, rowsR)),
+      Math.floor(room.maxBatch / (2 + depth)),
+    ),
+  );
 }
 
 /**
@@ -158,6 +199,11 @@ export async function* generateSpeculative(
   // A pair on one device may run a whole static-tree step there with one readback.
   const fusedTarget = draft && hasFusedTreeStep(target) ? target : undefined;
   const fusedLimits = draft && fusedTarget?.fusedTreeLimits(draft);
+  // ... and chain such steps with one readback when nothing waits on the tokens (not for batched streams:
+  // their trees change between steps).
+  const chainTarget = draft && opts.stream === false && !opts.nodeLimit && hasChainedTreeSteps(target)
+    ? target
+    : undefined;
   // Fused steps verify on the device unless the host needs the target's rows (log-probabilities) or the
   // caller asks for the host verifiers (the oracle; processors never reach a fused step).
   const deviceVerify = opts.deviceVerify !== false && top === undefined;
@@ -290,12 +336,68 @@ export async function* generateSpeculative(
     if (fused && fusedPlan && fusedTarget && deviceVerify) {
       // Drafted, verified and compacted on the device: only the accepted path comes back.
       const nodes = fusedPlan.nodes;
-      const r = await fusedTarget.fusedVerifiedStep(draft, fusedPlan, {
+      const stepUniforms = () => greedy ? new Float32Array(nodes) : f32Uniforms(rng, uniformsPerStep(nodes));
+      const firstVerify = {
         rule: verifierKind,
         children: fused.shape.children,
         draftSlots: fused.slotOf,
-        uniforms: greedy ? new Float32Array(nodes) : f32Uniforms(rng, uniformsPerStep(nodes)),
-      });
+        uniforms: stepUniforms(),
+      };
+      // Later steps of a chain, planned once in their own coordinates (see ChainedStepsPlan).
+      const rest = chainTarget && opts.drafter.planFused?.(
+        { ...draftInput, prefixLen: 0, pending: [0, 0] },
+        fusedLimits,
+      );
+      const K = rest && rest.shape.parent.length === nodes
+        ? chainLength(fused, rest, {
+          wanted: opts.stepsPerReadback ?? 8,
+          left: opts.maxTokens - sink.produced,
+          tokensPerStep: steps ? emitted / steps : 1,
+          targetRoom: Math.min(ctx, target.kv.capacity) - L,
+          draftRoom: Math.min(ctx, draft.kv.capacity) - prefixLen,
+          maxBatch: Math.min(target.maxBatch ?? Infinity, draft.maxBatch ?? Infinity),
+        })
+        : 1;
+      if (rest && chainTarget && K > 1) {
+        // The RNG is consumed as K single steps would: seed, uniforms, seed, uniforms, ...
+        const seeds: number[] = [], uniforms: Float32Array[] = [];
+        for (let j = 1; j < K; j++) {
+          seeds.push(rng.nextU32());
+          uniforms.push(stepUniforms());
+        }
+        const roots = [root];
+        const rs = await chainTarget.fusedVerifiedSteps(draft, {
+          first: fusedPlan,
+          firstVerify,
+          rest: {
+            ...fusedPlan,
+            pending: [0, 0],
+            forwards: rest.forwards,
+            target: treeAttention(rest.shape.parent, rest.shape.depth, 0),
+            seed: 0,
+          },
+          restVerify: { rule: verifierKind, children: rest.shape.children, draftSlots: rest.slotOf },
+          seeds,
+          uniforms,
+        });
+        const share = (performance.now() - ta) / K, stepSyncs = syncs() - s0;
+        for (const [j, r] of rs.entries()) {
+          const shape = j === 0 ? fused.shape : rest.shape;
+          yield* deviceOutcome(r, shape, fused.forwards.length, share, 0, j === 0 ? stepSyncs : 0);
+          roots.push(r.bonus);
+          if (sink.finish) break;
+        }
+        if (sink.finish) break;
+        // The draft has not kept the last accepted token (the chain forwards it again as the next x).
+        const last = rs[rs.length - 1];
+        pending = [
+          last.tokens.length ? last.tokens[last.tokens.length - 1] : roots[rs.length - 1],
+          last.bonus,
+        ];
+        if (target.kv.length >= ctx) break;
+        continue;
+      }
+      const r = await fusedTarget.fusedVerifiedStep(draft, fusedPlan, firstVerify);
       const ms = performance.now() - ta;
       yield* deviceOutcome(r, fused.shape, fused.forwards.length, ms, 0, syncs() - s0);
       if (sink.finish) break;

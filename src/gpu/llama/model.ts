@@ -16,6 +16,8 @@ import type { ModelConfig } from "../../model/config.ts";
 import type { Checkpoint } from "../../model/folder.ts";
 import { type CausalLM, ForwardCancelled, type ForwardInput } from "../../model/causal_lm.ts";
 import type {
+  ChainedStepsPlan,
+  ChainedTreeSteps,
   DeviceSampler,
   DeviceVerifiedStep,
   DeviceVerifyPlan,
@@ -40,6 +42,7 @@ import { KV_BYTES } from "./kv_cache.ts";
 import { checkInput, checkTokens } from "./inputs.ts";
 import type { GpuKvCache } from "./kv_cache.ts";
 import { fusedLimits, FusedStepBuffers, runFusedTreeStep, runFusedVerifiedStep } from "./tree_step.ts";
+import { runFusedVerifiedSteps } from "./multi_step.ts";
 import { GpuWeights } from "./weights.ts";
 import { runVerifiedForward, VerifyBuffers } from "./verify_step.ts";
 import type { WeightsDtype } from "../../model/weight_types.ts";
@@ -87,7 +90,8 @@ interface GpuPending extends PendingIds {
 }
 
 /** A Llama model resident on the GPU with its own KV cache (one sequence). */
-export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, TreeVerifier, WeightsLoaded {
+export class GpuLlama
+  implements CausalLM, DeviceSampler, Paged, FusedTreeStep, ChainedTreeSteps, TreeVerifier, WeightsLoaded {
   readonly counters: GpuLlamaCounters = {
     submissions: 0,
     readbacks: 0,
@@ -408,6 +412,19 @@ export class GpuLlama implements CausalLM, DeviceSampler, Paged, FusedTreeStep, 
     const d = draft as GpuLlama;
     d.fused ??= new FusedStepBuffers(d.gpu, d.maxBatch, d.config.vocabSize);
     return await runFusedVerifiedStep(this.fp, d.fp, d.fused, plan, lim, verify);
+  }
+
+  /** See {@link ChainedTreeSteps.fusedVerifiedSteps} and gpu/llama/multi_step.ts. */
+  async fusedVerifiedSteps(draft: CausalLM, plan: ChainedStepsPlan): Promise<DeviceVerifiedStep[]> {
+    const lim = this.fusedTreeLimits(draft);
+    if (!lim) {
+      throw new TypeError(
+        "fusedVerifiedSteps: the draft is not another GpuLlama on this device and vocabulary",
+      );
+    }
+    const d = draft as GpuLlama;
+    d.fused ??= new FusedStepBuffers(d.gpu, d.maxBatch, d.config.vocabSize);
+    return await runFusedVerifiedSteps(this.fp, d.fp, d.fused, plan, lim);
   }
 
   /** See {@link TreeVerifier.verifiedForward} and gpu/llama/verify_step.ts. */

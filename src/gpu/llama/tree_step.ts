@@ -23,6 +23,7 @@ import * as ops from "../ops.ts";
 import type { GpuForward } from "./forward.ts";
 import { checkInput, checkTokens } from "./inputs.ts";
 import { checkVerify, finishVerify, recordVerify, VerifyBuffers } from "./verify_step.ts";
+import type { ChainBuffers } from "./step_chain.ts";
 
 /** The limits of a fused step with `draft` as the draft and `target` as the verifier. */
 export function fusedLimits(target: { maxBatch: number }, draft: { maxBatch: number }): FusedTreeLimits {
@@ -41,6 +42,8 @@ export class FusedStepBuffers {
 
   /** The verification buffers of verified fused steps. */
   readonly verify: VerifyBuffers;
+  /** The state of chained steps (multi_step.ts), allocated by the first chain. */
+  chain?: ChainBuffers;
 
   constructor(gpu: Gpu, readonly maxBatch: number, vocab: number) {
     this.tokens = gpu.createBuffer("tree tokens", (2 * maxBatch + 8) * 4);
@@ -52,6 +55,7 @@ export class FusedStepBuffers {
   destroy(): void {
     for (const b of [this.tokens, this.q]) b.destroy();
     this.verify.destroy();
+    this.chain?.destroy();
   }
 }
 
@@ -59,13 +63,15 @@ export class FusedStepBuffers {
  * Throw a RangeError naming the numbers unless `plan` fits `lim` and the caches; returns the (rows, 3)
  * draw triples to upload per forward, with the q row of a row that draws nothing moved to the scratch
  * row n (tree_draw writes q for every row it runs, and several childless rows must not race on a node's
- * row; n < maxDraftRows, and only rows [0, n) are read back).
+ * row; n < maxDraftRows, and only rows [0, n) are read back). `past`: the caches' lengths the plan is
+ * laid out after (a chained step's, multi_step.ts; default: now).
  */
-function checkPlan(
+export function checkPlan(
   plan: FusedTreeStepPlan,
   lim: FusedTreeLimits,
   draft: GpuForward,
   target: GpuForward,
+  past: { draft: number; target: number } = { draft: draft.kv.length, target: target.kv.length },
 ): Uint32Array<ArrayBuffer>[] {
   const n = plan.nodes, k = plan.pending.length;
   const what = "fusedTreeStep";
@@ -119,12 +125,12 @@ function checkPlan(
   if (rows > draft.maxBatch) {
     throw new RangeError(`${what}: ${rows} draft rows in all exceed the draft's maxBatch ${draft.maxBatch}`);
   }
-  if (draft.kv.length + rows > draft.capacity) {
+  if (past.draft + rows > draft.capacity) {
     throw new RangeError(
-      `${what}: draft ${draft.kv.length} cached + ${rows} rows exceed the KV capacity ${draft.capacity}`,
+      `${what}: draft ${past.draft} cached + ${rows} rows exceed the KV capacity ${draft.capacity}`,
     );
   }
-  checkInput(`${what}: target`, plan.target, target.kv.length, target.inputs.lim);
+  checkInput(`${what}: target`, plan.target, past.target, target.inputs.lim);
   return triples;
 }
 

@@ -165,6 +165,8 @@ export async function recordVerify(
     n: number;
     sampling: SamplingParams;
     draft?: { kv: GpuKvCache; rootSlot: number };
+    /** Record the KV commits (default true; a chained step keeps its rows and masks them instead). */
+    commit?: boolean;
   },
 ): Promise<void> {
   const L = target.kv.length - a.n; // the forward appended its n rows already
@@ -191,7 +193,7 @@ export async function recordVerify(
     dOffset: dOff,
   });
   const d = a.checked.maxDepth;
-  if (d > 0) {
+  if (d > 0 && a.commit !== false) {
     await target.kv.recordCommit(target.ctx, vb.list(tOff), d, L + 1);
     if (a.draft) await a.draft.kv.recordCommit(target.ctx, vb.list(dOff), d, a.draft.rootSlot + 1);
   }
@@ -214,6 +216,23 @@ export async function finishVerify(
   await target.submit(what);
   const bytes = 4 * (2 + maxDepth);
   const out = new Uint32Array(await target.readback(vb.out, bytes));
+  const r = decodePath(what, out, children, maxDepth, draftSlots);
+  target.kv.settle(L + 1 + r.accepted.length);
+  return { ...r, readbackBytes: bytes };
+}
+
+/**
+ * Decode tree_verify's words [count, bonus, token | rank << 24 ...] (from word 0 of `out`) into the
+ * accepted nodes of the tree with `children`, checking them; `draftSlots` gives how many path nodes the
+ * draft cache kept (its longest forwarded prefix; 0 without).
+ */
+export function decodePath(
+  what: string,
+  out: Uint32Array,
+  children: number[][],
+  maxDepth: number,
+  draftSlots?: Int32Array,
+): Omit<DeviceVerifiedStep, "readbackBytes"> {
   const count = out[0];
   if (count > maxDepth) throw new Error(`${what}: the device accepted ${count} > depth ${maxDepth}`);
   const accepted: number[] = [], tokens: number[] = [];
@@ -229,8 +248,7 @@ export async function finishVerify(
   }
   let draftKept = 0;
   if (draftSlots) { while (draftKept < count && draftSlots[accepted[draftKept]] >= 0) draftKept++; }
-  target.kv.settle(L + 1 + count);
-  return { accepted, tokens, bonus: out[1], draftKept, readbackBytes: bytes };
+  return { accepted, tokens, bonus: out[1], draftKept };
 }
 
 /**

@@ -1,0 +1,394 @@
+/**
+ * Several fused verified steps with ONE readback (ChainedTreeSteps): step k + 1 is recorded and
+ * submitted before step k's result is known, so the GPU->CPU sync (>= ~11 ms in Deno's WebGPU) is paid
+ * once per chain instead of once per step.
+ *
+ * What the host cannot know in advance is how much each step accepts, so nothing it stages may depend
+ * on it:
+ * - Slots: a chained step writes its rows after the previous step's, rejected rows included (target:
+ *   n per step; draft: its forwarded rows). Which slots stay visible is a bitmap on the device (vis),
+ *   set by shaders/chain_state.wgsl from the verification result; every later mask row is ORed with it
+ *   (shaders/chain_inputs.wgsl). The host stages only each step's own columns.
+ * - Positions: staged relative to the step's root, made absolute on the device from the root's
+ *   position, which chain_state advances by 1 + accepted.
+ * - Tokens: chain_state writes the next root (the bonus) and the draft's pending rows [x, bonus], x being
+ *   the last accepted token forwarded again (the draft's own row for it is hidden), so every later step
+ *   has the same shape: 2 pending rows, then the tree's levels.
+ * After the readback the host replays chain_state's CPU twin on the results (step_chain.ts) and
+ * compacts both caches to the visible slots (one kv_copy commit each, no further sync).
+ *
+ * Exactness: each step runs the same kernels on the same rows as a single fused step (tree_draw,
+ * tree_verify); only the attention's key order has gaps (masked rows), so greedy output equals AR's
+ * and sampled output follows the target distribution exactly as single steps do.
+ *
+ * @module
+ */
+
+import type {
+  ChainedStepsPlan,
+  DeviceVerifiedStep,
+  DeviceVerifyPlan,
+  FusedDraftForward,
+  FusedTreeLimits,
+  FusedTreeStepPlan,
+} from "../../model/capabilities.ts";
+import * as ops from "../ops.ts";
+import type { GpuForward } from "./forward.ts";
+import { ChainBuffers, chainStateCpu, NONE, prefixBitmap, visibleSlots } from "./step_chain.ts";
+import { checkPlan, type FusedStepBuffers } from "./tree_step.ts";
+import { type CheckedVerify, checkVerify, decodePath, recordVerify } from "./verify_step.ts";
+
+/** One step as recorded: its draft forwards and target input in absolute slots, its verification. */
+interface StepLayout {
+  plan: FusedTreeStepPlan;
+  verify: DeviceVerifyPlan;
+  checked: CheckedVerify;
+  triples: Uint32Array<ArrayBuffer>[];
+  /** Draft slot of this step's x row (NONE for the first step, whose pending rows are the host's). */
+  xSlot: number;
+  /** Target slot of this step's root. */
+  targetBase: number;
+}
+
+/** (rows, past + rows) mask of a relative (rows, w) mask with its columns moved right by `shift`. */
+function shiftMask(mask: Uint8Array, rows: number, w: number, shift: number): Uint8Array {
+  const wa = w + shift, out = new Uint8Array(rows * wa);
+  for (let r = 0; r < rows; r++) out.set(mask.subarray(r * w, (r + 1) * w), r * wa + shift);
+  return out;
+}
+
+/** (m, m) causal mask (the pending rows of a relative step). */
+function causalMask(m: number): Uint8Array {
+  const out = new Uint8Array(m * m);
+  for (let r = 0; r < m; r++) out.fill(1, r * m, r * m + r + 1);
+  return out;
+}
+
+/**
+ * The relative plan `rest` placed at draft slot `d0` (its x row) and target slot `t0` (its root): masks
+ * moved right, the pending forward given an explicit causal mask (the cache before it is masked by
+ * vis), draft slots moved; positions stay relative (finished on the device).
+ */
+function placeRest(
+  what: string,
+  rest: FusedTreeStepPlan,
+  verify: ChainedStepsPlan["restVerify"],
+  uniforms: Float32Array,
+  seed: number,
+  d0: number,
+  t0: number,
+): { plan: FusedTreeStepPlan; verify: DeviceVerifyPlan } {
+  let cols = 0; // the relative cache length before each forward
+  const forwards = rest.forwards.map((f: FusedDraftForward, fi): FusedDraftForward => {
+    const m = f.positions.length;
+    const rel = f.mask ?? causalMask(m);
+    if (rel.length !== m * (cols + m)) {
+      throw new RangeError(
+        `${what}: rest forward ${fi} has a mask of ${rel.length} entries, expected ${m} x ${cols + m}`,
+      );
+    }
+    const mask = shiftMask(rel, m, cols + m, d0);
+    cols += m;
+    return { ...f, mask };
+  });
+  const n = rest.nodes;
+  const target = { positions: rest.target.positions, mask: shiftMask(rest.target.mask, n, n, t0) };
+  const draftSlots = Int32Array.from(verify.draftSlots, (s) => (s < 0 ? -1 : s + d0));
+  return {
+    plan: { ...rest, pending: [0, 0], forwards, target, seed },
+    verify: { ...verify, draftSlots, uniforms },
+  };
+}
+
+/** Rows a plan's draft forwards append to the draft's cache. */
+function draftRows(plan: FusedTreeStepPlan): number {
+  return plan.forwards.reduce((a, f) => a + f.positions.length, 0);
+}
+
+/**
+ * Run the chain (see {@link ChainedTreeSteps.fusedVerifiedSteps}): `target` verifies, `draft` drafts
+ * into `bufs`. A failure leaves both caches as they were.
+ */
+export async function runFusedVerifiedSteps(
+  target: GpuForward,
+  draft: GpuForward,
+  bufs: FusedStepBuffers,
+  plan: ChainedStepsPlan,
+  lim: FusedTreeLimits,
+): Promise<DeviceVerifiedStep[]> {
+  const what = "fusedVerifiedSteps";
+  const K = 1 + plan.seeds.length, n = plan.first.nodes;
+  if (plan.uniforms.length !== plan.seeds.length) {
+    throw new RangeError(`${what}: ${plan.seeds.length} seeds but ${plan.uniforms.length} uniform sets`);
+  }
+  if (plan.rest.nodes !== n) {
+    throw new RangeError(`${what}: the later steps have ${plan.rest.nodes} nodes, the first ${n}`);
+  }
+  if (plan.rest.pending.length !== 2) {
+    throw new RangeError(`${what}: the later steps have ${plan.rest.pending.length} pending rows, not 2`);
+  }
+  const T0 = target.kv.length, D0 = draft.kv.length, k0 = plan.first.pending.length;
+  const rootSlot0 = D0 + k0 - 1;
+  const rows0 = draftRows(plan.first), rowsR = draftRows(plan.rest);
+  // Everything up front, so nothing is submitted for a chain that cannot run to the end.
+  const tEnd = T0 + K * n, dEnd = D0 + rows0 + (K - 1) * rowsR;
+  if (tEnd > target.capacity) {
+    throw new RangeError(
+      `${what}: ${K} steps of ${n} nodes after ${T0} exceed the target's KV capacity ${target.capacity}`,
+    );
+  }
+  if (dEnd > draft.capacity) {
+    throw new RangeError(
+      `${what}: ${K} steps' ${
+        dEnd - D0
+      } draft rows after ${D0} exceed the draft's KV capacity ${draft.capacity}`,
+    );
+  }
+  const layouts: StepLayout[] = [];
+  let d = D0 + rows0, t = T0 + n;
+  layouts.push({
+    plan: plan.first,
+    verify: plan.firstVerify,
+    triples: checkPlan(plan.first, lim, draft, target),
+    checked: checkVerify(what, plan.firstVerify, n, plan.first.sampling, bufs.verify.maxBatch, {
+      rootSlot: rootSlot0,
+      end: D0 + rows0,
+    }),
+    xSlot: NONE,
+    targetBase: T0,
+  });
+  for (let j = 1; j < K; j++) {
+    const placed = placeRest(what, plan.rest, plan.restVerify, plan.uniforms[j - 1], plan.seeds[j - 1], d, t);
+    layouts.push({
+      ...placed,
+      triples: checkPlan(placed.plan, lim, draft, target, { draft: d, target: t }),
+      checked: checkVerify(what, placed.verify, n, placed.plan.sampling, bufs.verify.maxBatch, {
+        rootSlot: d + 1,
+        end: d + rowsR,
+      }),
+      xSlot: d,
+      targetBase: t,
+    });
+    d += rowsR;
+    t += n;
+  }
+  const maxDepth = Math.max(...layouts.map((l) => l.checked.maxDepth));
+  const stride = 2 + maxDepth;
+  // A compaction moves each step's root and path (and the draft's x rows) in one kv_copy commit.
+  const moves = K * (2 + maxDepth);
+  if (moves > Math.min(target.maxBatch, draft.maxBatch)) {
+    throw new RangeError(
+      `${what}: ${K} steps of depth ${maxDepth} may move ${moves} rows, more than maxBatch ${
+        Math.min(target.maxBatch, draft.maxBatch)
+      }`,
+    );
+  }
+  const wordsT = Math.ceil(target.capacity / 32), wordsD = Math.ceil(draft.capacity / 32);
+  if (!bufs.chain?.fits(wordsT, wordsD, K * stride)) {
+    bufs.chain?.destroy();
+    bufs.chain = new ChainBuffers(draft.gpu, wordsT, wordsD, Math.max(K * stride, 64));
+  }
+  const chain = bufs.chain;
+  const queue = draft.gpu.device.queue;
+  const visT = prefixBitmap(wordsT, T0), visD = prefixBitmap(wordsD, rootSlot0);
+  const temp: GPUBuffer[] = [];
+  try {
+    const words = await target.atomically(() =>
+      draft.atomically(async () => {
+        queue.writeBuffer(chain.state, 0, Uint32Array.of(T0, 0, 0, 0));
+        queue.writeBuffer(chain.visT, 0, visT);
+        queue.writeBuffer(chain.visD, 0, visD);
+        const pending = plan.first.pending;
+        queue.writeBuffer(bufs.tokens, 0, Uint32Array.of(pending[k0 - 1]));
+        queue.writeBuffer(bufs.tokens, n * 4, Uint32Array.from(pending));
+        for (const [j, l] of layouts.entries()) {
+          await recordStep(target, draft, bufs, chain, l, j, stride, temp);
+        }
+        return new Uint32Array(await target.readback(chain.results, K * stride * 4));
+      })
+    );
+    return await settle(target, draft, layouts, words, stride, {
+      T0,
+      rootSlot0,
+      visT,
+      visD,
+      root: pending0(plan),
+    });
+  } finally {
+    for (const b of temp) b.destroy();
+  }
+}
+
+/** The first step's root token. */
+function pending0(plan: ChainedStepsPlan): number {
+  return plan.first.pending[plan.first.pending.length - 1];
+}
+
+/** Record and submit step j: the draft's forwards (each with its tree_draw), the target, verify, chain_state. */
+async function recordStep(
+  target: GpuForward,
+  draft: GpuForward,
+  bufs: FusedStepBuffers,
+  chain: ChainBuffers,
+  l: StepLayout,
+  j: number,
+  stride: number,
+  temp: GPUBuffer[],
+): Promise<void> {
+  const { plan } = l, n = plan.nodes, V = target.config.vocabSize;
+  const queue = draft.gpu.device.queue;
+  let posOffset = 0, maskOffset = 0;
+  for (const [fi, f] of plan.forwards.entries()) {
+    const st = draft.inputs.stage(`fusedVerifiedSteps: step ${j} forward ${fi}`, f, draft.kv.length, {
+      posOffset,
+      maskOffset,
+    });
+    if (j > 0) {
+      await ops.chainInputs(draft.ctx, {
+        state: chain.state,
+        vis: chain.visD,
+        positions: draft.inputs.positions,
+        mask: draft.inputs.mask,
+        rows: st.n,
+        posOffset,
+        shift: 1, // draft positions are relative to x, one before the root
+        maskOffset,
+        maskWords: st.maskWords,
+      });
+    }
+    await draft.record({ ...st, tokens: bufs.tokens, tokOffset: f.tokOffset });
+    draft.kv.append(st.n);
+    posOffset += st.n;
+    maskOffset += st.maskBits?.length ?? 0;
+    const drawBuf = draft.gpu.createBuffer(`chain step ${j} plan ${fi}`, st.n * 12);
+    temp.push(drawBuf);
+    queue.writeBuffer(drawBuf, 0, l.triples[fi]);
+    await ops.treeDraw(draft.ctx, {
+      logits: draft.logits,
+      plan: drawBuf,
+      tokens: bufs.tokens,
+      q: bufs.q,
+      rows: st.n,
+      vocab: V,
+      temperature: plan.sampling.temperature,
+      topK: plan.sampling.topK,
+      topP: plan.sampling.topP,
+      seed: (plan.seed ^ Math.imul(fi + 1, 0x9e3779b1)) >>> 0,
+      iid: plan.draw === "iid",
+    });
+  }
+  await draft.submit(`chain step ${j} draft`);
+  const st = target.inputs.stage(`fusedVerifiedSteps: step ${j} target`, plan.target, target.kv.length);
+  if (j > 0) {
+    await ops.chainInputs(target.ctx, {
+      state: chain.state,
+      vis: chain.visT,
+      positions: target.inputs.positions,
+      mask: target.inputs.mask,
+      rows: n,
+      posOffset: 0,
+      shift: 0,
+      maskOffset: 0,
+      maskWords: st.maskWords,
+    });
+  }
+  await target.record({ ...st, tokens: bufs.tokens, tokOffset: 0 });
+  target.kv.append(n);
+  const vb = bufs.verify;
+  // tree_verify over this step's rows, with no commit: the chain keeps every row and masks them.
+  await recordVerify(target, vb, {
+    rule: l.verify.rule,
+    checked: l.checked,
+    uniforms: l.verify.uniforms,
+    q: bufs.q,
+    tokens: bufs.tokens,
+    n,
+    sampling: plan.sampling,
+    commit: false,
+  });
+  await ops.chainState(target.ctx, {
+    out: vb.out,
+    tree: vb.tree,
+    state: chain.state,
+    visT: chain.visT,
+    visD: chain.visD,
+    tokens: bufs.tokens,
+    results: chain.results,
+    n,
+    maxDepth: l.checked.maxDepth,
+    targetBase: l.targetBase,
+    xSlot: l.xSlot,
+    tOffset: vb.offsets.tOff,
+    dOffset: vb.offsets.dOff,
+    rOffset: j * stride,
+  });
+  await target.submit(`chain step ${j} target`);
+}
+
+/**
+ * Decode every step's path from the results, replay chain_state's twin to learn the visible slots, and
+ * compact both caches to them (the target: T0 + accepted tokens and roots; the draft: all but [x, bonus]).
+ */
+async function settle(
+  target: GpuForward,
+  draft: GpuForward,
+  layouts: StepLayout[],
+  words: Uint32Array,
+  stride: number,
+  s: { T0: number; rootSlot0: number; visT: Uint32Array; visD: Uint32Array; root: number },
+): Promise<DeviceVerifiedStep[]> {
+  const what = "fusedVerifiedSteps";
+  const n = layouts[0].plan.nodes;
+  const bytes = words.byteLength / layouts.length;
+  const state = Uint32Array.of(s.T0, 0, 0, 0);
+  const tokens = new Uint32Array(n + 2);
+  tokens[0] = s.root;
+  const tOff = 2 + stride, dOff = tOff + 1 + stride; // the replay's own out layout
+  const steps: DeviceVerifiedStep[] = [];
+  for (const [j, l] of layouts.entries()) {
+    const res = words.subarray(j * stride, (j + 1) * stride);
+    const r = decodePath(
+      `${what}: step ${j}`,
+      res,
+      l.verify.children,
+      l.checked.maxDepth,
+      l.verify.draftSlots,
+    );
+    steps.push({ ...r, readbackBytes: bytes });
+    const out = new Uint32Array(dOff + 1 + stride);
+    out.set(res.subarray(0, 2 + r.accepted.length));
+    out[tOff] = r.accepted.length;
+    r.accepted.forEach((v, i) => out[tOff + 1 + i] = l.targetBase + v);
+    out[dOff] = r.draftKept;
+    for (let i = 0; i < r.draftKept; i++) out[dOff + 1 + i] = l.verify.draftSlots[r.accepted[i]];
+    chainStateCpu({
+      out,
+      tree: l.checked.words,
+      state,
+      visT: s.visT,
+      visD: s.visD,
+      tokens,
+      results: new Uint32Array(stride),
+      n,
+      maxDepth: l.checked.maxDepth,
+      targetBase: l.targetBase,
+      xSlot: l.xSlot,
+      tOffset: tOff,
+      dOffset: dOff,
+      rOffset: 0,
+    });
+  }
+  const keptT = visibleSlots(s.visT, s.T0, target.kv.length);
+  const keptD = visibleSlots(s.visD, s.rootSlot0, draft.kv.length);
+  await target.kv.commit(s.T0, keptT);
+  await draft.kv.commit(s.rootSlot0, keptD);
+  // The target holds every token before the next root, the draft every token before [x, root].
+  if (target.kv.length !== state[0] || draft.kv.length !== state[0] - 1) {
+    throw new Error(
+      `${what}: after compaction the caches hold ${target.kv.length} and ${draft.kv.length} slots, expected ${
+        state[0]
+      } and ${state[0] - 1}`,
+    );
+  }
+  return steps;
+}

@@ -1,0 +1,185 @@
+/**
+ * Chained fused steps (several speculative steps, one readback: src/gpu/llama/multi_step.ts): the two
+ * chain kernels against their CPU twins on seeded, awkward sizes, then whole generations on the tiny
+ * pair: greedy chained Sequoia equals AR, sampled chained output equals the unchained output at the
+ * same seed (the chain consumes the RNG as single steps do), with far fewer syncs per token.
+ */
+import assert from "node:assert/strict";
+import { Gpu } from "../src/gpu/device.ts";
+import { PipelineCache } from "../src/gpu/pipelines.ts";
+import { Recorder, UniformArena } from "../src/gpu/recorder.ts";
+import * as ops from "../src/gpu/ops.ts";
+import { chainInputsCpu, chainStateCpu, NONE } from "../src/gpu/llama/step_chain.ts";
+import { chainLength } from "../src/speculative/engine.ts";
+import { decode } from "../src/speculative/decode.ts";
+import { GREEDY, type SamplingParams } from "../src/model/sampling.ts";
+import { Rng } from "../src/util/rng.ts";
+import { ACC, gpuPair, prompts, run } from "./fixtures/exact.ts";
+
+const gpu = await Gpu.acquire();
+const ctx: ops.OpContext = {
+  rec: new Recorder(gpu, new UniformArena(gpu)),
+  pipelines: new PipelineCache(gpu),
+};
+const upload = (a: Uint32Array) => gpu.createBufferWith("test", a);
+const words = (rng: Rng, n: number, max = 0x100000000) =>
+  Uint32Array.from({ length: n }, () => Math.floor(rng.next() * max) >>> 0);
+
+Deno.test("gpu: chain_inputs makes positions absolute and ORs vis into every mask row, as its CPU twin", async () => {
+  const rng = new Rng(7);
+  for (
+    const [rows, maskWords, posOffset, maskOffset, shift] of [[1, 1, 0, 0, 0], [3, 5, 2, 7, 1], [
+      37,
+      3,
+      11,
+      5,
+      1,
+    ]]
+  ) {
+    const state = Uint32Array.of(1000 + Math.floor(rng.next() * 5000), 0, 0, 0);
+    const vis = words(rng, maskWords + 2);
+    const positions = words(rng, posOffset + rows + 3, 300);
+    const mask = words(rng, maskOffset + rows * maskWords + 4);
+    const bufs = [upload(state), upload(vis), upload(positions), upload(mask)];
+    const a = { rows, posOffset, shift, maskOffset, maskWords };
+    await ops.chainInputs(ctx, { state: bufs[0], vis: bufs[1], positions: bufs[2], mask: bufs[3], ...a });
+    await ctx.rec.submit();
+    chainInputsCpu({ state, vis, positions, mask, ...a });
+    assert.deepEqual(
+      new Uint32Array(await gpu.read(bufs[2], positions.byteLength)),
+      positions,
+      `positions ${rows}`,
+    );
+    assert.deepEqual(
+      new Uint32Array(await gpu.read(bufs[3], mask.byteLength)),
+      mask,
+      `mask ${rows}x${maskWords}`,
+    );
+  }
+});
+
+Deno.test("gpu: chain_state carries a step's result into the next step's state, as its CPU twin", async () => {
+  const rng = new Rng(11);
+  // (nodes, accepted, draft-kept, x slot): none accepted, all kept (the last hidden), a leaf ending the path.
+  const cases: [number, number, number, number][] = [[5, 0, 0, NONE], [9, 3, 3, 40], [33, 4, 3, 70], [
+    2,
+    1,
+    0,
+    3,
+  ]];
+  for (const [n, count, kept, xSlot] of cases) {
+    const maxDepth = Math.max(count, 1) + 1, tOff = 2 + maxDepth + 3, dOff = tOff + 1 + maxDepth + 2;
+    const out = words(rng, dOff + 1 + maxDepth + 5);
+    out[0] = count;
+    out[1] = 1234;
+    for (let i = 0; i < count; i++) out[2 + i] = (((i + 1) << 24) | (100 + i)) >>> 0;
+    out[tOff] = count;
+    for (let i = 0; i < count; i++) out[tOff + 1 + i] = 200 + 7 * i;
+    out[dOff] = kept;
+    for (let i = 0; i < kept; i++) out[dOff + 1 + i] = 50 + 3 * i;
+    const tree = words(rng, 3 * n, 1000);
+    tree[2 * n] = 45;
+    const state = Uint32Array.of(500, 9, 9, 9);
+    const visT = words(rng, 16), visD = words(rng, 8);
+    const tokens = words(rng, n + 4, 5000);
+    const results = words(rng, 3 * (2 + maxDepth));
+    const a = { n, maxDepth, targetBase: 190, xSlot, tOffset: tOff, dOffset: dOff, rOffset: 2 + maxDepth };
+    const b = [out, tree, state, visT, visD, tokens, results].map(upload);
+    await ops.chainState(ctx, {
+      out: b[0],
+      tree: b[1],
+      state: b[2],
+      visT: b[3],
+      visD: b[4],
+      tokens: b[5],
+      results: b[6],
+      ...a,
+    });
+    await ctx.rec.submit();
+    chainStateCpu({ out, tree, state, visT, visD, tokens, results, ...a });
+    const read = async (i: number, like: Uint32Array) =>
+      new Uint32Array(await gpu.read(b[i], like.byteLength));
+    const at = `n ${n}, ${count} accepted, ${kept} kept`;
+    assert.deepEqual(await read(2, state), state, `state: ${at}`);
+    assert.deepEqual(await read(3, visT), visT, `target vis: ${at}`);
+    assert.deepEqual(await read(4, visD), visD, `draft vis: ${at}`);
+    assert.deepEqual(await read(5, tokens), tokens, `tokens: ${at}`);
+    assert.deepEqual(await read(6, results), results, `results: ${at}`);
+    assert.equal(state[0], 500 + 1 + count);
+    assert.equal(tokens[0], 1234);
+    assert.equal(tokens[n + 1], 1234);
+  }
+});
+
+Deno.test("chainLength: bounded by the steps wanted, the tokens left, the caches' room and maxBatch", () => {
+  const shape = { depth: Int32Array.of(0, 1, 1, 2, 2, 3) }; // 6 nodes, depth 3
+  const first = { shape, forwards: [{ positions: [0] }, { positions: [0, 0] }, { positions: [0, 0] }] };
+  const rest = { shape, forwards: [{ positions: [0, 0] }, { positions: [0, 0] }, { positions: [0, 0] }] };
+  const room = { wanted: 8, left: 1000, tokensPerStep: 2, targetRoom: 1000, draftRoom: 1000, maxBatch: 256 };
+  assert.equal(chainLength(first, rest, room), 8);
+  assert.equal(chainLength(first, rest, { ...room, left: 7 }), 4, "ceil(7 / 2) steps cover 7 tokens");
+  assert.equal(chainLength(first, rest, { ...room, targetRoom: 20 }), 3, "3 x 6 rows fit 20");
+  assert.equal(chainLength(first, rest, { ...room, draftRoom: 5 + 12 }), 3, "5 rows, then 6 a step");
+  assert.equal(chainLength(first, rest, { ...room, maxBatch: 16 }), 3, "3 x (2 + depth 3) moves fit 16");
+  assert.equal(chainLength(first, rest, { ...room, targetRoom: 3 }), 1, "never below one step");
+});
+
+/** A Sequoia generation's ids and syncs (readbacks, counted by the step events). */
+async function sequoia(
+  prompt: number[],
+  maxTokens: number,
+  sampling: SamplingParams,
+  seed: number,
+  stream: boolean,
+): Promise<{ ids: number[]; syncs: number; steps: number }> {
+  const pair = await gpuPair();
+  const ids: number[] = [];
+  let syncs = 0, steps = 0;
+  for await (
+    const ev of decode("sequoia", pair.target, pair.draft, prompt, {
+      tree: { treeSize: 12, depth: 5 },
+      acceptance: ACC,
+      maxTokens,
+      sampling,
+      seed,
+      eosIds: [],
+      stream,
+      stepsPerReadback: 6,
+    })
+  ) {
+    if (ev.type === "token") ids.push(ev.id);
+    if (ev.type === "step") {
+      syncs += ev.stats.syncs;
+      steps++;
+    }
+  }
+  return { ids, syncs, steps };
+}
+
+Deno.test("exactness: chained Sequoia steps (one readback for several) equal AR greedy on the WebGPU engine", async () => {
+  const [p, p2] = await prompts(2);
+  for (const prompt of [p, p2]) {
+    const ar = (await run(await gpuPair(), "ar", prompt, 80)).ids;
+    const single = await sequoia(prompt, 80, GREEDY, 0, true);
+    const chained = await sequoia(prompt, 80, GREEDY, 0, false);
+    assert.deepEqual(single.ids, ar, "single steps equal AR");
+    assert.deepEqual(chained.ids, ar, "chained steps equal AR");
+    assert.ok(single.steps < 80, "the draft is accepted sometimes");
+    // One sync per chain of up to 6 steps (plus the prefill's none): well under one per step.
+    assert.ok(
+      chained.syncs * 3 <= chained.steps,
+      `${chained.syncs} syncs for ${chained.steps} chained steps (single: ${single.syncs} for ${single.steps})`,
+    );
+  }
+});
+
+Deno.test("exactness: chained sampled Sequoia steps draw as single steps do at the same seed", async () => {
+  const [p] = await prompts(1);
+  const sampling = { temperature: 0.8, topK: 0, topP: 1 };
+  for (const seed of [3, 4]) {
+    const single = await sequoia(p, 48, sampling, seed, true);
+    const chained = await sequoia(p, 48, sampling, seed, false);
+    assert.deepEqual(chained.ids, single.ids, `seed ${seed}`);
+    assert.ok(chained.syncs < single.syncs, `${chained.syncs} vs ${single.syncs} syncs`);
+  }
+});
