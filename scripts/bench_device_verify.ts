@@ -7,7 +7,11 @@
  * step's; AR's step is one token). The draft's reads are not counted: a wrapped pruned-vocabulary draft
  * (SmolLM2's) reads its rows back to draft on the host, with or without device verification.
  *
- *   deno run -A scripts/bench_device_verify.ts [--reps 3] [--tokens 64] [--nodes 32] [--depth 6] [--only tiny]
+ * Where the pair runs fused steps (same vocabulary), Sequoia also runs chained: not streaming, up to
+ * `--chain` steps per readback (multi_step.ts); AR runs streaming and not (32 tokens per readback).
+ *
+ *   deno run -A scripts/bench_device_verify.ts [--reps 3] [--tokens 64] [--nodes 32] [--depth 6] [--chain 8]
+ *     [--only tiny]
  *
  * @module
  */
@@ -27,6 +31,7 @@ const reps = Number(args.get("reps") ?? 3);
 const maxTokens = Number(args.get("tokens") ?? 64);
 const nodes = Number(args.get("nodes") ?? 32);
 const depth = Number(args.get("depth") ?? 6);
+const chainSteps = Number(args.get("chain") ?? 8);
 
 interface Row {
   tokPerS: number[];
@@ -60,15 +65,27 @@ for (const pair of PAIRS) {
   const greedy: SamplingParams = { temperature: 0, topK: 0, topP: 1 };
   for (let rep = 0; rep <= reps; rep++) {
     const keep = rep > 0; // rep 0 warms every pipeline up
-    let b0 = 0, arSteps = -1;
-    for await (
-      const e of generateAutoregressive(target, prompt, { maxTokens, sampling: greedy, seed: rep })
-    ) {
-      if (e.type === "token" && ++arSteps === 0) b0 = target.counters.readbackBytes;
-      if (e.type === "done" && keep) add("ar|T=0|-", e.stats, target.counters.readbackBytes - b0, arSteps);
+    // AR streaming (8 tokens a submission) and not (32 tokens a readback, AR's strongest).
+    for (const stream of [true, false]) {
+      let b0 = 0, arSteps = -1;
+      for await (
+        const e of generateAutoregressive(target, prompt, { maxTokens, sampling: greedy, seed: rep, stream })
+      ) {
+        if (e.type === "token" && ++arSteps === 0) b0 = target.counters.readbackBytes;
+        if (e.type === "done" && keep) {
+          add(
+            `ar|T=0|${stream ? "-" : "not streaming"}`,
+            e.stats,
+            target.counters.readbackBytes - b0,
+            arSteps,
+          );
+        }
+      }
     }
+    // Chained steps (not streaming, several steps a readback) only where the pair runs fused steps.
+    const chains = target.fusedTreeLimits(draft) ? [false, true] : [false];
     for (const [label, sampling] of [["T=0", greedy], ["T=0.8", sampled]] as const) {
-      for (const deviceVerify of [false, true]) {
+      for (const [deviceVerify, chained] of [[false, false], ...chains.map((c) => [true, c])]) {
         // Bytes from the end of the first step on (the prefill's readbacks are not a step's).
         const read = () => target.counters.readbackBytes;
         let bytes0 = 0, steps = -1;
@@ -80,12 +97,18 @@ for (const pair of PAIRS) {
             sampling,
             seed: rep,
             deviceVerify,
+            ...(chained ? { stream: false, stepsPerReadback: chainSteps } : {}),
           })
         ) {
           if (e.type === "step" && ++steps === 0) bytes0 = read();
           if (e.type === "done" && keep) {
             const bytes = read() - bytes0;
-            add(`sequoia|${label}|${deviceVerify ? "device" : "host"}`, e.stats, bytes, steps);
+            const where = chained
+              ? `device, chained (<= ${chainSteps} steps / readback)`
+              : deviceVerify
+              ? "device"
+              : "host";
+            add(`sequoia|${label}|${where}`, e.stats, bytes, steps);
           }
         }
       }

@@ -68,46 +68,46 @@ Deno.test("gpu: chain_state carries a step's result into the next step's state, 
     3,
   ]];
   for (const [n, count, kept, xSlot] of cases) {
-    const maxDepth = Math.max(count, 1) + 1, tOff = 2 + maxDepth + 3, dOff = tOff + 1 + maxDepth + 2;
-    const out = words(rng, dOff + 1 + maxDepth + 5);
+    const maxDepth = Math.max(count, 1) + 1, dOff = 2 + maxDepth + 3;
+    const out = words(rng, dOff + 5);
     out[0] = count;
     out[1] = 1234;
     for (let i = 0; i < count; i++) out[2 + i] = (((i + 1) << 24) | (100 + i)) >>> 0;
-    out[tOff] = count;
-    for (let i = 0; i < count; i++) out[tOff + 1 + i] = 200 + 7 * i;
     out[dOff] = kept;
-    for (let i = 0; i < kept; i++) out[dOff + 1 + i] = 50 + 3 * i;
-    const tree = words(rng, 3 * n, 1000);
-    tree[2 * n] = 45;
     const state = Uint32Array.of(500, 9, 9, 9);
     const visT = words(rng, 16), visD = words(rng, 8);
     const tokens = words(rng, n + 4, 5000);
     const results = words(rng, 3 * (2 + maxDepth));
-    const a = { n, maxDepth, targetBase: 190, xSlot, tOffset: tOff, dOffset: dOff, rOffset: 2 + maxDepth };
-    const b = [out, tree, state, visT, visD, tokens, results].map(upload);
+    const a = { n, maxDepth, targetBase: 190, xSlot, rootSlot: 45, dOffset: dOff, rOffset: 2 + maxDepth };
+    const b = [out, state, visT, visD, tokens, results].map(upload);
     await ops.chainState(ctx, {
       out: b[0],
-      tree: b[1],
-      state: b[2],
-      visT: b[3],
-      visD: b[4],
-      tokens: b[5],
-      results: b[6],
+      state: b[1],
+      visT: b[2],
+      visD: b[3],
+      tokens: b[4],
+      results: b[5],
       ...a,
     });
     await ctx.rec.submit();
-    chainStateCpu({ out, tree, state, visT, visD, tokens, results, ...a });
+    const x = count ? out[1 + count] & 0xffffff : tokens[0];
+    chainStateCpu({ out, state, visT, visD, tokens, results, ...a });
     const read = async (i: number, like: Uint32Array) =>
       new Uint32Array(await gpu.read(b[i], like.byteLength));
     const at = `n ${n}, ${count} accepted, ${kept} kept`;
-    assert.deepEqual(await read(2, state), state, `state: ${at}`);
-    assert.deepEqual(await read(3, visT), visT, `target vis: ${at}`);
-    assert.deepEqual(await read(4, visD), visD, `draft vis: ${at}`);
-    assert.deepEqual(await read(5, tokens), tokens, `tokens: ${at}`);
-    assert.deepEqual(await read(6, results), results, `results: ${at}`);
+    assert.deepEqual(await read(1, state), state, `state: ${at}`);
+    assert.deepEqual(await read(2, visT), visT, `target vis: ${at}`);
+    assert.deepEqual(await read(3, visD), visD, `draft vis: ${at}`);
+    assert.deepEqual(await read(4, tokens), tokens, `tokens: ${at}`);
+    assert.deepEqual(await read(5, results), results, `results: ${at}`);
+    // The twin's own rules, by hand: the next root and pending rows, the position, the visible rows.
     assert.equal(state[0], 500 + 1 + count);
-    assert.equal(tokens[0], 1234);
-    assert.equal(tokens[n + 1], 1234);
+    assert.deepEqual([tokens[0], tokens[n], tokens[n + 1]], [1234, x, 1234]);
+    const bit = (v: Uint32Array, s: number) => (v[s >>> 5] >>> (s & 31)) & 1;
+    for (let i = 0; i <= count; i++) assert.equal(bit(visT, 190 + i), 1, `target row ${190 + i} shown`);
+    if (xSlot !== NONE) assert.equal(bit(visD, xSlot), 1, "the x row shown");
+    const shown = kept === count ? kept : kept + 1;
+    for (let i = 0; i < shown; i++) assert.equal(bit(visD, 45 + i), 1, `draft row ${45 + i} shown`);
   }
 });
 
@@ -118,8 +118,10 @@ Deno.test("chainLength: bounded by the steps wanted, the tokens left, the caches
   const room = { wanted: 8, left: 1000, tokensPerStep: 2, targetRoom: 1000, draftRoom: 1000, maxBatch: 256 };
   assert.equal(chainLength(first, rest, room), 8);
   assert.equal(chainLength(first, rest, { ...room, left: 7 }), 4, "ceil(7 / 2) steps cover 7 tokens");
-  assert.equal(chainLength(first, rest, { ...room, targetRoom: 20 }), 3, "3 x 6 rows fit 20");
-  assert.equal(chainLength(first, rest, { ...room, draftRoom: 5 + 12 }), 3, "5 rows, then 6 a step");
+  // Target: steps 1 .. K - 1 start 1 + 3 rows apart, the last writes 6: 6 + 4 (K - 1) <= 20.
+  assert.equal(chainLength(first, rest, { ...room, targetRoom: 20 }), 4);
+  // Draft: 1 pending + 3, then 2 + 3 a step, the last writes 6 rows: 1 + 3 + 5 (K - 2) + 6 <= 20.
+  assert.equal(chainLength(first, rest, { ...room, draftRoom: 20 }), 4);
   assert.equal(chainLength(first, rest, { ...room, maxBatch: 16 }), 3, "3 x (2 + depth 3) moves fit 16");
   assert.equal(chainLength(first, rest, { ...room, targetRoom: 3 }), 1, "never below one step");
 });

@@ -661,16 +661,16 @@ export async function chainInputs(
 }
 
 /**
- * The end of a chained step (shaders/chain_state.wgsl), after {@link treeVerify} wrote `out`: the
- * accepted slots become visible in visT / visD, tokens[0], [n], [n + 1] become the next step's root and
- * pending rows, state[0] advances by 1 + accepted, and out[0, 2 + maxDepth) is copied to
- * results[rOffset ..]. xSlot: this step's x row in the draft's cache (0xffffffff: none).
+ * The end of a chained step (shaders/chain_state.wgsl), after {@link treeVerify} wrote `out` and the KV
+ * commits it feeds ran: the root and accepted rows become visible in visT (targetBase + i, i <= count)
+ * and visD (xSlot, then rootSlot + i for the kept prefix but a last accepted row), tokens[0], [n], [n + 1]
+ * become the next step's root and pending rows, state[0] advances by 1 + accepted, and
+ * out[0, 2 + maxDepth) is copied to results[rOffset ..]. xSlot 0xffffffff: no x row (the first step).
  */
 export async function chainState(
   c: OpContext,
   a: {
     out: Binding;
-    tree: Binding;
     state: Binding;
     visT: Binding;
     visD: Binding;
@@ -680,7 +680,7 @@ export async function chainState(
     maxDepth: number;
     targetBase: number;
     xSlot: number;
-    tOffset: number;
+    rootSlot: number;
     dOffset: number;
     rOffset: number;
   },
@@ -689,8 +689,8 @@ export async function chainState(
   c.rec.dispatch(
     "chain_state",
     pl,
-    [a.n, a.maxDepth, a.targetBase, a.xSlot >>> 0, a.tOffset, a.dOffset, a.rOffset],
-    [a.out, a.tree, a.state, a.visT, a.visD, a.tokens, a.results],
+    [a.n, a.maxDepth, a.targetBase, a.xSlot >>> 0, a.rootSlot, a.dOffset, a.rOffset],
+    [a.out, a.state, a.visT, a.visD, a.tokens, a.results],
     [1],
   );
 }

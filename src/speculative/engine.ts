@@ -123,8 +123,9 @@ export function pathVisits(children: number[][], accepted: number[]): [number, n
 
 /**
  * How many fused verified steps to chain: at most `wanted`, no more than the tokens left need at the
- * rate so far, and no more than the caches' room (the target writes n rows a step, the draft its
- * forwarded rows; rejected rows stay until the chain ends) and one compaction's maxBatch moves allow.
+ * rate so far, and no more than the caches' room and one compaction's maxBatch moves allow. A chained
+ * step's rows start after the most rows the previous one can keep (multi_step.ts): the target's
+ * 1 + depth, the draft's 2 + depth (x, root, path); the last step writes all its rows.
  */
 export function chainLength(
   first: { shape: { depth: Int32Array }; forwards: { positions: ArrayLike<number> }[] },
@@ -139,16 +140,16 @@ export function chainLength(
   },
 ): number {
   const n = first.shape.depth.length;
-  const rows = (f: { positions: ArrayLike<number> }[]) => f.reduce((a, x) => a + x.positions.length, 0);
   const depth = Math.max(...first.shape.depth, ...rest.shape.depth);
-  const rows0 = rows(first.forwards), rowsR = rows(rest.forwards);
+  const k0 = first.forwards[0]?.positions.length ?? 1;
+  const rowsR = rest.forwards.reduce((a, x) => a + x.positions.length, 0);
   return Math.max(
     1,
     Math.min(
       Math.floor(room.wanted),
       Math.ceil(room.left / Math.max(1, room.tokensPerStep)),
-      Math.floor(room.targetRoom / n),
-      1 + Math.floor((room.draftRoom - rows0) / Math.max(1, rowsR)),
+      1 + Math.floor((room.targetRoom - n) / (1 + depth)),
+      2 + Math.floor((room.draftRoom - k0 - depth - rowsR) / (2 + depth)),
       Math.floor(room.maxBatch / (2 + depth)),
     ),
   );

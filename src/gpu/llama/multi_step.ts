@@ -5,9 +5,12 @@
  *
  * What the host cannot know in advance is how much each step accepts, so nothing it stages may depend
  * on it:
- * - Slots: a chained step writes its rows after the previous step's, rejected rows included (target:
- *   n per step; draft: its forwarded rows). Which slots stay visible is a bitmap on the device (vis),
- *   set by shaders/chain_state.wgsl from the verification result; every later mask row is ORed with it
+ * - Slots: each step compacts its own rows on the device as a single step does (tree_verify's lists,
+ *   kv_copy INDIRECT: the target's accepted rows right after its root, the draft's kept prefix right
+ *   after its root), and the next step writes its rows after the most rows a step can keep (1 + depth
+ *   on the target, 2 + depth on the draft), whatever this one kept. The few rows left between (a step
+ *   that kept less) are masked out: which slots are visible is a bitmap on the device (vis), set by
+ *   shaders/chain_state.wgsl from the verification result, and every later mask row is ORed with it
  *   (shaders/chain_inputs.wgsl). The host stages only each step's own columns.
  * - Positions: staged relative to the step's root, made absolute on the device from the root's
  *   position, which chain_state advances by 1 + accepted.
@@ -46,8 +49,22 @@ interface StepLayout {
   triples: Uint32Array<ArrayBuffer>[];
   /** Draft slot of this step's x row (NONE for the first step, whose pending rows are the host's). */
   xSlot: number;
-  /** Target slot of this step's root. */
+  /** Draft slot of this step's root (its first forward's last row). */
+  rootSlot: number;
+  /** Draft slot of this step's first row (the draft's cache length its forwards start after). */
+  draftStart: number;
+  /** Target slot of this step's root (the target's cache length its forward starts after). */
   targetBase: number;
+}
+
+/** The longest root-to-leaf path (edges) of a tree given by its children lists (parents first). */
+function treeDepth(children: number[][]): number {
+  const depth = new Int32Array(children.length);
+  let max = 0;
+  children.forEach((kids, p) => {
+    for (const c of kids) max = Math.max(max, depth[c] = depth[p] + 1);
+  });
+  return max;
 }
 
 /** (rows, past + rows) mask of a relative (rows, w) mask with its columns moved right by `shift`. */
@@ -130,23 +147,34 @@ export async function runFusedVerifiedSteps(
   const T0 = target.kv.length, D0 = draft.kv.length, k0 = plan.first.pending.length;
   const rootSlot0 = D0 + k0 - 1;
   const rows0 = draftRows(plan.first), rowsR = draftRows(plan.rest);
+  // The most rows a step keeps: the target its root and path, the draft its x row, root and prefix.
+  const maxDepth = Math.max(treeDepth(plan.firstVerify.children), treeDepth(plan.restVerify.children));
+  const stride = 2 + maxDepth;
+  // Step j's target root at T0 + j (1 + depth); its draft rows from the first step's root + 1 + depth on.
+  const tBase = (j: number) => T0 + j * (1 + maxDepth);
+  const dStart = (j: number) => j === 0 ? D0 : rootSlot0 + 1 + maxDepth + (j - 1) * (2 + maxDepth);
   // Everything up front, so nothing is submitted for a chain that cannot run to the end.
-  const tEnd = T0 + K * n, dEnd = D0 + rows0 + (K - 1) * rowsR;
+  const tEnd = tBase(K - 1) + n, dEnd = K === 1 ? D0 + rows0 : dStart(K - 1) + rowsR;
   if (tEnd > target.capacity) {
     throw new RangeError(
-      `${what}: ${K} steps of ${n} nodes after ${T0} exceed the target's KV capacity ${target.capacity}`,
+      `${what}: ${K} steps of ${n} nodes after ${T0} reach slot ${tEnd}, past the target's KV capacity ${target.capacity}`,
     );
   }
   if (dEnd > draft.capacity) {
     throw new RangeError(
-      `${what}: ${K} steps' ${
-        dEnd - D0
-      } draft rows after ${D0} exceed the draft's KV capacity ${draft.capacity}`,
+      `${what}: ${K} steps after ${D0} reach draft slot ${dEnd}, past the draft's KV capacity ${draft.capacity}`,
     );
   }
-  const layouts: StepLayout[] = [];
-  let d = D0 + rows0, t = T0 + n;
-  layouts.push({
+  // The final compaction moves every step's root and path (and the draft's x rows) in one commit.
+  const moves = K * (2 + maxDepth);
+  if (moves > Math.min(target.maxBatch, draft.maxBatch)) {
+    throw new RangeError(
+      `${what}: ${K} steps of depth ${maxDepth} may move ${moves} rows, more than maxBatch ${
+        Math.min(target.maxBatch, draft.maxBatch)
+      }`,
+    );
+  }
+  const layouts: StepLayout[] = [{
     plan: plan.first,
     verify: plan.firstVerify,
     triples: checkPlan(plan.first, lim, draft, target),
@@ -155,9 +183,12 @@ export async function runFusedVerifiedSteps(
       end: D0 + rows0,
     }),
     xSlot: NONE,
+    rootSlot: rootSlot0,
+    draftStart: D0,
     targetBase: T0,
-  });
+  }];
   for (let j = 1; j < K; j++) {
+    const d = dStart(j), t = tBase(j);
     const placed = placeRest(what, plan.rest, plan.restVerify, plan.uniforms[j - 1], plan.seeds[j - 1], d, t);
     layouts.push({
       ...placed,
@@ -167,21 +198,10 @@ export async function runFusedVerifiedSteps(
         end: d + rowsR,
       }),
       xSlot: d,
+      rootSlot: d + 1,
+      draftStart: d,
       targetBase: t,
     });
-    d += rowsR;
-    t += n;
-  }
-  const maxDepth = Math.max(...layouts.map((l) => l.checked.maxDepth));
-  const stride = 2 + maxDepth;
-  // A compaction moves each step's root and path (and the draft's x rows) in one kv_copy commit.
-  const moves = K * (2 + maxDepth);
-  if (moves > Math.min(target.maxBatch, draft.maxBatch)) {
-    throw new RangeError(
-      `${what}: ${K} steps of depth ${maxDepth} may move ${moves} rows, more than maxBatch ${
-        Math.min(target.maxBatch, draft.maxBatch)
-      }`,
-    );
   }
   const wordsT = Math.ceil(target.capacity / 32), wordsD = Math.ceil(draft.capacity / 32);
   if (!bufs.chain?.fits(wordsT, wordsD, K * stride)) {
@@ -237,6 +257,10 @@ async function recordStep(
 ): Promise<void> {
   const { plan } = l, n = plan.nodes, V = target.config.vocabSize;
   const queue = draft.gpu.device.queue;
+  // Each step's rows start where the layout says, after the most rows the previous step could keep
+  // (the caches' host lengths count slots written, not tokens; settle() compacts at the end).
+  draft.kv.restore(l.draftStart);
+  target.kv.restore(l.targetBase);
   let posOffset = 0, maskOffset = 0;
   for (const [fi, f] of plan.forwards.entries()) {
     const st = draft.inputs.stage(`fusedVerifiedSteps: step ${j} forward ${fi}`, f, draft.kv.length, {
@@ -295,7 +319,7 @@ async function recordStep(
   await target.record({ ...st, tokens: bufs.tokens, tokOffset: 0 });
   target.kv.append(n);
   const vb = bufs.verify;
-  // tree_verify over this step's rows, with no commit: the chain keeps every row and masks them.
+  // tree_verify over this step's rows and both caches' commits, as a single step; then the chain state.
   await recordVerify(target, vb, {
     rule: l.verify.rule,
     checked: l.checked,
@@ -304,11 +328,10 @@ async function recordStep(
     tokens: bufs.tokens,
     n,
     sampling: plan.sampling,
-    commit: false,
+    draft: { kv: draft.kv, rootSlot: l.rootSlot },
   });
   await ops.chainState(target.ctx, {
     out: vb.out,
-    tree: vb.tree,
     state: chain.state,
     visT: chain.visT,
     visD: chain.visD,
@@ -318,7 +341,7 @@ async function recordStep(
     maxDepth: l.checked.maxDepth,
     targetBase: l.targetBase,
     xSlot: l.xSlot,
-    tOffset: vb.offsets.tOff,
+    rootSlot: l.rootSlot,
     dOffset: vb.offsets.dOff,
     rOffset: j * stride,
   });
@@ -343,7 +366,7 @@ async function settle(
   const state = Uint32Array.of(s.T0, 0, 0, 0);
   const tokens = new Uint32Array(n + 2);
   tokens[0] = s.root;
-  const tOff = 2 + stride, dOff = tOff + 1 + stride; // the replay's own out layout
+  const dOff = stride; // the replay's own out layout: the path words, then the draft's kept count
   const steps: DeviceVerifiedStep[] = [];
   for (const [j, l] of layouts.entries()) {
     const res = words.subarray(j * stride, (j + 1) * stride);
@@ -355,15 +378,11 @@ async function settle(
       l.verify.draftSlots,
     );
     steps.push({ ...r, readbackBytes: bytes });
-    const out = new Uint32Array(dOff + 1 + stride);
-    out.set(res.subarray(0, 2 + r.accepted.length));
-    out[tOff] = r.accepted.length;
-    r.accepted.forEach((v, i) => out[tOff + 1 + i] = l.targetBase + v);
+    const out = new Uint32Array(dOff + 1);
+    out.set(res);
     out[dOff] = r.draftKept;
-    for (let i = 0; i < r.draftKept; i++) out[dOff + 1 + i] = l.verify.draftSlots[r.accepted[i]];
     chainStateCpu({
       out,
-      tree: l.checked.words,
       state,
       visT: s.visT,
       visD: s.visD,
@@ -373,7 +392,7 @@ async function settle(
       maxDepth: l.checked.maxDepth,
       targetBase: l.targetBase,
       xSlot: l.xSlot,
-      tOffset: tOff,
+      rootSlot: l.rootSlot,
       dOffset: dOff,
       rOffset: 0,
     });

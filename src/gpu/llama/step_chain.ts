@@ -76,7 +76,6 @@ export function chainInputsCpu(a: {
 /** CPU twin of shaders/chain_state.wgsl (same arguments as ops.chainState, arrays in place of buffers). */
 export function chainStateCpu(a: {
   out: Uint32Array;
-  tree: Uint32Array;
   state: Uint32Array;
   visT: Uint32Array;
   visD: Uint32Array;
@@ -86,18 +85,17 @@ export function chainStateCpu(a: {
   maxDepth: number;
   targetBase: number;
   xSlot: number;
-  tOffset: number;
+  rootSlot: number;
   dOffset: number;
   rOffset: number;
 }): void {
   const show = (vis: Uint32Array, s: number) => vis[s >>> 5] |= 1 << (s & 31);
   const count = a.out[0], bonus = a.out[1];
-  show(a.visT, a.targetBase);
-  for (let i = 0; i < count; i++) show(a.visT, a.out[a.tOffset + 1 + i]);
+  for (let i = 0; i <= count; i++) show(a.visT, a.targetBase + i);
   if (a.xSlot >>> 0 !== NONE) show(a.visD, a.xSlot);
   const kept = a.out[a.dOffset];
   const shown = kept === count ? kept : 1 + kept;
-  for (let i = 0; i < shown; i++) show(a.visD, i === 0 ? a.tree[2 * a.n] : a.out[a.dOffset + i]);
+  for (let i = 0; i < shown; i++) show(a.visD, a.rootSlot + i);
   const x = count > 0 ? a.out[1 + count] & 0xffffff : a.tokens[0];
   a.tokens[0] = bonus;
   a.tokens[a.n] = x;
