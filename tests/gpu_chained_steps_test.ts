@@ -132,11 +132,13 @@ async function sequoia(
   maxTokens: number,
   sampling: SamplingParams,
   seed: number,
-  stream: boolean,
-): Promise<{ ids: number[]; syncs: number; steps: number }> {
+  mode: "single" | "chained" | "overlapped",
+): Promise<{ ids: number[]; syncs: number; steps: number; submittedAtFirst: number }> {
   const pair = await gpuPair();
   const ids: number[] = [];
-  let syncs = 0, steps = 0;
+  let syncs = 0, steps = 0, submittedAtFirst = -1;
+  const submissions = () => pair.target.counters.submissions;
+  const s0 = submissions();
   for await (
     const ev of decode("sequoia", pair.target, pair.draft, prompt, {
       tree: { treeSize: 12, depth: 5 },
@@ -145,33 +147,40 @@ async function sequoia(
       sampling,
       seed,
       eosIds: [],
-      stream,
-      stepsPerReadback: 6,
+      stream: mode !== "chained",
+      stepsPerReadback: mode === "single" ? 1 : 6,
     })
   ) {
     if (ev.type === "token") ids.push(ev.id);
     if (ev.type === "step") {
+      if (steps === 0) submittedAtFirst = submissions() - s0;
       syncs += ev.stats.syncs;
       steps++;
     }
   }
-  return { ids, syncs, steps };
+  return { ids, syncs, steps, submittedAtFirst };
 }
 
-Deno.test("exactness: chained Sequoia steps (one readback for several) equal AR greedy on the WebGPU engine", async () => {
+Deno.test("exactness: chained Sequoia steps (one readback for several, or overlapped) equal AR greedy on the GPU", async () => {
   const [p, p2] = await prompts(2);
   for (const prompt of [p, p2]) {
+    // 80 tokens: chains end mid-way (the consumer stops), so the early-stop compaction runs too.
     const ar = (await run(await gpuPair(), "ar", prompt, 80)).ids;
-    const single = await sequoia(prompt, 80, GREEDY, 0, true);
-    const chained = await sequoia(prompt, 80, GREEDY, 0, false);
+    const single = await sequoia(prompt, 80, GREEDY, 0, "single");
+    const chained = await sequoia(prompt, 80, GREEDY, 0, "chained");
+    const overlapped = await sequoia(prompt, 80, GREEDY, 0, "overlapped");
     assert.deepEqual(single.ids, ar, "single steps equal AR");
     assert.deepEqual(chained.ids, ar, "chained steps equal AR");
+    assert.deepEqual(overlapped.ids, ar, "overlapped chained steps equal AR");
     assert.ok(single.steps < 80, "the draft is accepted sometimes");
-    // One sync per chain of up to 6 steps (plus the prefill's none): well under one per step.
+    // One sync per chain of up to 6 steps: well under one per step; overlapped, one per step.
     assert.ok(
       chained.syncs * 3 <= chained.steps,
       `${chained.syncs} syncs for ${chained.steps} chained steps (single: ${single.syncs} for ${single.steps})`,
     );
+    assert.equal(overlapped.syncs, single.syncs, "overlapped: one sync a step, as single steps");
+    // Overlapped, the next step's target work was submitted before the first step's path was read.
+    assert.equal(overlapped.submittedAtFirst, single.submittedAtFirst + 1, "one step in flight");
   }
 });
 
@@ -179,9 +188,11 @@ Deno.test("exactness: chained sampled Sequoia steps draw as single steps do at t
   const [p] = await prompts(1);
   const sampling = { temperature: 0.8, topK: 0, topP: 1 };
   for (const seed of [3, 4]) {
-    const single = await sequoia(p, 48, sampling, seed, true);
-    const chained = await sequoia(p, 48, sampling, seed, false);
-    assert.deepEqual(chained.ids, single.ids, `seed ${seed}`);
+    const single = await sequoia(p, 48, sampling, seed, "single");
+    const chained = await sequoia(p, 48, sampling, seed, "chained");
+    const overlapped = await sequoia(p, 48, sampling, seed, "overlapped");
+    assert.deepEqual(chained.ids, single.ids, `seed ${seed}: chained`);
+    assert.deepEqual(overlapped.ids, single.ids, `seed ${seed}: overlapped`);
     assert.ok(chained.syncs < single.syncs, `${chained.syncs} vs ${single.syncs} syncs`);
   }
 });

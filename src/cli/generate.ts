@@ -51,6 +51,8 @@ ${
   --budget K           specexec: tree budget (default 128)
   --tokens-per-submission N   GPU: tokens decoded per submission / readback when streaming (default 8)
   --tokens-per-readback N     GPU with --json (nothing streamed): tokens per submission / readback (32)
+  --steps-per-readback N      GPU with --json, draft and target on one device with one vocabulary: most
+                              speculative steps chained per readback (default 8; 1: one readback a step)
   --pipeline on|off           GPU: submit the next decode batch before the last one's readback (on)
   --gpu-memory-budget B       GPU bytes for the target's weights (e.g. 256MB); when the target does not
                               fit, its decoder layers are streamed from disk through a ring of layer slots
@@ -68,6 +70,7 @@ const optionsSchema = z.object({
   model: z.string().min(1),
   tokensPerSubmission: z.coerce.number().int().min(1).max(256),
   tokensPerReadback: z.coerce.number().int().min(1).max(256),
+  stepsPerReadback: z.coerce.number().int().min(1).max(64),
   pipeline: z.enum(["on", "off"], { message: "must be on or off" }),
   method: z.enum(METHODS, { message: `must be one of ${METHODS.join(", ")}` }),
   draft: z.string().min(1),
@@ -100,6 +103,7 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
         ...BACKEND_FLAGS,
         "tokens-per-submission": { type: "string", default: "8" },
         "tokens-per-readback": { type: "string", default: "32" },
+        "steps-per-readback": { type: "string", default: "8" },
         pipeline: { type: "string", default: "on" },
         method: { type: "string", default: "ar" },
         draft: { type: "string", default: DEFAULT_DRAFT_DIR },
@@ -131,6 +135,7 @@ export function parseGenerateArgs(args: string[]): GenerateCliOptions {
     model: values.model,
     tokensPerSubmission: values["tokens-per-submission"],
     tokensPerReadback: values["tokens-per-readback"],
+    stepsPerReadback: values["steps-per-readback"],
     pipeline: values.pipeline,
     method: values.method,
     draft: values.draft,
@@ -219,6 +224,7 @@ async function generate(runtime: Runtime, o: GenerateCliOptions): Promise<number
     // --json prints nothing until the end: the device may decode longer batches per readback.
     stream: !o.json,
     tokensPerReadback: o.tokensPerReadback,
+    stepsPerReadback: o.stepsPerReadback,
     pipelined: o.pipeline === "on",
     // Sequoia re-plans its tree when the observed acceptance drifts from the stored vector.
     adaptive: plan.method === "sequoia" ? plan.adaptive : undefined,

@@ -9,6 +9,14 @@
 import { currentWebGpu, dawnHelp, navigatorGpu, type WebGpuImpl } from "./webgpu_impl.ts";
 
 /** A WebGPU validation, out-of-memory or internal error, or a missing adapter. */
+/** A read staged by {@link Gpu.stageRead}: the staging buffer a recorded copy fills. */
+export interface StagedRead {
+  readonly buffer: GPUBuffer;
+  readonly size: number;
+  /** The staging pool's size class (0: not pooled). */
+  readonly cls: number;
+}
+
 export class GpuError extends Error {
   constructor(message: string) {
     super(message);
@@ -269,6 +277,42 @@ export class Gpu {
   /** Copy several buffer ranges (from offset 0) into one staging buffer and map it once: one sync. */
   async readMany(parts: { buffer: GPUBuffer; size: number }[]): Promise<ArrayBuffer[]> {
     return await this.readRanges(parts.map((p) => ({ buffer: p.buffer, offset: 0, size: p.size })));
+  }
+
+  /**
+   * A staging buffer of `size` bytes for a read whose copy the caller records into a submission of its
+   * own ({@link Recorder.copy} to `buffer`); {@link finishRead} maps it later. The sync then waits only
+   * for that submission, not for work submitted after it (a chained step's read while the next step runs).
+   */
+  stageRead(size: number): StagedRead {
+    const bytes = Math.max(4, Math.ceil(size / 4) * 4);
+    const { buf, cls } = this.takeStaging(bytes);
+    return { buffer: buf, size, cls };
+  }
+
+  /** Map a {@link stageRead} buffer once its copy ran and return its bytes (one GPU->CPU sync). */
+  async finishRead(r: StagedRead): Promise<ArrayBuffer> {
+    const bytes = Math.max(4, Math.ceil(r.size / 4) * 4);
+    let out: ArrayBuffer;
+    try {
+      await r.buffer.mapAsync(GPUMapMode.READ, 0, bytes);
+      try {
+        out = r.buffer.getMappedRange(0, bytes).slice(0, r.size);
+      } finally {
+        r.buffer.unmap();
+      }
+    } catch (e) {
+      r.buffer.destroy();
+      throw e;
+    }
+    this.returnStaging(r.buffer, r.cls);
+    this.check("readback");
+    return out;
+  }
+
+  /** Give back a {@link stageRead} buffer that will not be read (its copy may still be queued). */
+  dropRead(r: StagedRead): void {
+    this.returnStaging(r.buffer, r.cls);
   }
 
   /** Release the device. */

@@ -252,12 +252,18 @@ export interface ChainedStepsPlan {
 /** A target that chains fused verified steps with a draft on its device: one readback for all. */
 export interface ChainedTreeSteps {
   /**
-   * Run 1 + seeds.length steps of `plan` with no readback between them, then read every step's path at
-   * once. Both caches end as after that many single {@link FusedTreeStep.fusedVerifiedStep} calls,
-   * except that the draft has not forwarded the last accepted token again: its pending tokens are
-   * [last accepted token (the last root when none), last bonus].
+   * Run 1 + seeds.length steps of `plan` with no readback between them and yield each step's path:
+   * `overlap` false, all read at once after the last step; true (streaming), each read while the next
+   * step runs. When the generator ends (a consumer may stop early: the step in flight is dropped) both
+   * caches are as after that many single {@link FusedTreeStep.fusedVerifiedStep} calls, except that the
+   * draft has not kept the last accepted token: its pending tokens are [last accepted token (the last
+   * root when none), last bonus].
    */
-  fusedVerifiedSteps(draft: CausalLM, plan: ChainedStepsPlan): Promise<DeviceVerifiedStep[]>;
+  fusedVerifiedSteps(
+    draft: CausalLM,
+    plan: ChainedStepsPlan,
+    overlap?: boolean,
+  ): AsyncGenerator<DeviceVerifiedStep>;
 }
 
 /** True when `m` implements {@link ChainedTreeSteps}. */

@@ -40,7 +40,7 @@ export function decode(
     stream?: boolean;
     /** AR on a device, not streaming: tokens per submission and readback (default 32). */
     tokensPerReadback?: number;
-    /** Fused speculative steps on a device, not streaming: most steps per readback (default 8). */
+    /** Fused speculative steps on a device: most steps chained (default 8; see SpeculativeOptions). */
     stepsPerReadback?: number;
     /** AR on a device: overlap each readback with the next batch (default true; false only to measure). */
     pipelined?: boolean;

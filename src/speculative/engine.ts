@@ -72,8 +72,9 @@ export interface SpeculativeOptions {
   /** False when no token is consumed before the generation ends (a non-streaming request, `--json`). */
   stream?: boolean;
   /**
-   * Device pairs, not streaming: most fused verified steps chained with one readback (default 8; 1:
-   * every step reads its path back). Fewer when the tokens left, the caches or maxBatch allow fewer.
+   * Device pairs that run fused steps: most verified steps chained (default 8; 1: single steps). Not
+   * streaming, their paths are read back with one sync after the last; streaming, each step's is read
+   * while the next one runs. Fewer when the tokens left, the caches or maxBatch allow fewer.
    */
   stepsPerReadback?: number;
 }
@@ -200,11 +201,9 @@ export async function* generateSpeculative(
   // A pair on one device may run a whole static-tree step there with one readback.
   const fusedTarget = draft && hasFusedTreeStep(target) ? target : undefined;
   const fusedLimits = draft && fusedTarget?.fusedTreeLimits(draft);
-  // ... and chain such steps with one readback when nothing waits on the tokens (not for batched streams:
-  // their trees change between steps).
-  const chainTarget = draft && opts.stream === false && !opts.nodeLimit && hasChainedTreeSteps(target)
-    ? target
-    : undefined;
+  // ... and chain such steps: one readback for all when nothing waits on the tokens, else each step's
+  // read overlapping the next step (not for batched streams: their trees change between steps).
+  const chainTarget = draft && !opts.nodeLimit && hasChainedTreeSteps(target) ? target : undefined;
   // Fused steps verify on the device unless the host needs the target's rows (log-probabilities) or the
   // caller asks for the host verifiers (the oracle; processors never reach a fused step).
   const deviceVerify = opts.deviceVerify !== false && top === undefined;
@@ -366,8 +365,10 @@ export async function* generateSpeculative(
           seeds.push(rng.nextU32());
           uniforms.push(stepUniforms());
         }
-        const roots = [root];
-        const rs = await chainTarget.fusedVerifiedSteps(draft, {
+        // Streaming: each step's path is read while the next one runs (its tokens come as it ends); not
+        // streaming: every path at once after the last step.
+        const overlap = opts.stream !== false;
+        const chain = chainTarget.fusedVerifiedSteps(draft, {
           first: fusedPlan,
           firstVerify,
           rest: {
@@ -380,21 +381,37 @@ export async function* generateSpeculative(
           restVerify: { rule: verifierKind, children: rest.shape.children, draftSlots: rest.slotOf },
           seeds,
           uniforms,
-        });
-        const share = (performance.now() - ta) / K, stepSyncs = syncs() - s0;
-        for (const [j, r] of rs.entries()) {
-          const shape = j === 0 ? fused.shape : rest.shape;
-          yield* deviceOutcome(r, shape, fused.forwards.length, share, 0, j === 0 ? stepSyncs : 0);
-          roots.push(r.bonus);
+        }, overlap);
+        let j = 0, tPrev = ta, sPrev = s0, share = 0, stepRoot = root;
+        let last: DeviceVerifiedStep | undefined, lastRoot = root;
+        for await (const r of chain) {
+          const now = performance.now();
+          if (!overlap && j === 0) share = (now - ta) / K; // one readback for all: the time shared out
+          const ms = overlap ? now - tPrev : share;
+          tPrev = now;
+          const stepSyncs = syncs() - sPrev;
+          sPrev = syncs();
+          yield* deviceOutcome(
+            r,
+            j === 0 ? fused.shape : rest.shape,
+            fused.forwards.length,
+            ms,
+            0,
+            stepSyncs,
+          );
+          last = r;
+          lastRoot = stepRoot;
+          stepRoot = r.bonus;
+          j++;
           if (sink.finish) break;
+          if (opts.signal?.aborted) {
+            sink.finish = "cancelled";
+            break;
+          }
         }
-        if (sink.finish) break;
+        if (sink.finish || !last) break;
         // The draft has not kept the last accepted token (the chain forwards it again as the next x).
-        const last = rs[rs.length - 1];
-        pending = [
-          last.tokens.length ? last.tokens[last.tokens.length - 1] : roots[rs.length - 1],
-          last.bonus,
-        ];
+        pending = [last.tokens.length ? last.tokens[last.tokens.length - 1] : lastRoot, last.bonus];
         if (target.kv.length >= ctx) break;
         continue;
       }

@@ -9,7 +9,7 @@
 import { type ModelConfig, ropeInvFreq } from "../../model/config.ts";
 import type { IdHead } from "../../model/capabilities.ts";
 import type { SamplingParams } from "../../model/sampling.ts";
-import type { Gpu } from "../device.ts";
+import type { Gpu, StagedRead } from "../device.ts";
 import * as ops from "../ops.ts";
 import { PipelineCache } from "../pipelines.ts";
 import type { MatmulUse } from "../matmul_choice.ts";
@@ -290,6 +290,24 @@ export class GpuForward {
     this.counters.readbacks++;
     this.counters.readbackBytes += bytes;
     return await this.gpu.read(src, bytes);
+  }
+
+  /**
+   * Record (into this model's recorder, for its next submission) a copy of `size` bytes of `src` at
+   * `offset` to a staging buffer; {@link finishRead} reads it once that submission ran, whatever was
+   * submitted after it.
+   */
+  readLater(src: GPUBuffer, offset: number, size: number): StagedRead {
+    const r = this.gpu.stageRead(size);
+    this.ctx.rec.copy(src, offset, r.buffer, 0, Math.ceil(size / 4) * 4);
+    return r;
+  }
+
+  /** The bytes of a {@link readLater} (one sync, counted). */
+  async finishRead(r: StagedRead): Promise<ArrayBuffer> {
+    this.counters.readbacks++;
+    this.counters.readbackBytes += r.size;
+    return await this.gpu.finishRead(r);
   }
 
   /** Read several buffer ranges back with ONE sync (counted once). */

@@ -415,7 +415,11 @@ export class GpuLlama
   }
 
   /** See {@link ChainedTreeSteps.fusedVerifiedSteps} and gpu/llama/multi_step.ts. */
-  async fusedVerifiedSteps(draft: CausalLM, plan: ChainedStepsPlan): Promise<DeviceVerifiedStep[]> {
+  async *fusedVerifiedSteps(
+    draft: CausalLM,
+    plan: ChainedStepsPlan,
+    overlap = false,
+  ): AsyncGenerator<DeviceVerifiedStep> {
     const lim = this.fusedTreeLimits(draft);
     if (!lim) {
       throw new TypeError(
@@ -424,7 +428,7 @@ export class GpuLlama
     }
     const d = draft as GpuLlama;
     d.fused ??= new FusedStepBuffers(d.gpu, d.maxBatch, d.config.vocabSize);
-    return await runFusedVerifiedSteps(this.fp, d.fp, d.fused, plan, lim);
+    yield* runFusedVerifiedSteps(this.fp, d.fp, d.fused, plan, lim, overlap);
   }
 
   /** See {@link TreeVerifier.verifiedForward} and gpu/llama/verify_step.ts. */

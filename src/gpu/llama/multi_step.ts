@@ -38,6 +38,7 @@ import type {
 import * as ops from "../ops.ts";
 import type { GpuForward } from "./forward.ts";
 import { ChainBuffers, chainStateCpu, NONE, prefixBitmap, visibleSlots } from "./step_chain.ts";
+import type { StagedRead } from "../device.ts";
 import { checkPlan, type FusedStepBuffers } from "./tree_step.ts";
 import { type CheckedVerify, checkVerify, decodePath, recordVerify } from "./verify_step.ts";
 
@@ -122,17 +123,23 @@ function draftRows(plan: FusedTreeStepPlan): number {
   return plan.forwards.reduce((a, f) => a + f.positions.length, 0);
 }
 
-/**
- * Run the chain (see {@link ChainedTreeSteps.fusedVerifiedSteps}): `target` verifies, `draft` drafts
- * into `bufs`. A failure leaves both caches as they were.
- */
-export async function runFusedVerifiedSteps(
+/** A checked chain: every step's layout in absolute slots, and where the chain starts. */
+interface Chain {
+  layouts: StepLayout[];
+  /** Words of one step's result: count, bonus, the deepest path. */
+  stride: number;
+  T0: number;
+  rootSlot0: number;
+}
+
+/** Check `plan` against the caches and limits and lay every step out (nothing is recorded). */
+function layOut(
   target: GpuForward,
   draft: GpuForward,
   bufs: FusedStepBuffers,
   plan: ChainedStepsPlan,
   lim: FusedTreeLimits,
-): Promise<DeviceVerifiedStep[]> {
+): Chain {
   const what = "fusedVerifiedSteps";
   const K = 1 + plan.seeds.length, n = plan.first.nodes;
   if (plan.uniforms.length !== plan.seeds.length) {
@@ -203,45 +210,85 @@ export async function runFusedVerifiedSteps(
       targetBase: t,
     });
   }
+  return { layouts, stride, T0, rootSlot0 };
+}
+
+/**
+ * Run the chain (see {@link ChainedTreeSteps.fusedVerifiedSteps}): `target` verifies, `draft` drafts
+ * into `bufs`. `overlap` false: every step is submitted, then every path read with one sync. true
+ * (streaming): step j + 1 is submitted before step j's path is read, so each sync overlaps the next
+ * step's work and each step's tokens come as soon as it ran. Both caches are compacted to the steps
+ * yielded when the generator ends (a consumer that stops early drops the step in flight); a failure
+ * before any step was yielded leaves them as they were.
+ */
+export async function* runFusedVerifiedSteps(
+  target: GpuForward,
+  draft: GpuForward,
+  bufs: FusedStepBuffers,
+  plan: ChainedStepsPlan,
+  lim: FusedTreeLimits,
+  overlap = false,
+): AsyncGenerator<DeviceVerifiedStep> {
+  const chain = layOut(target, draft, bufs, plan, lim);
+  const { layouts, stride, T0, rootSlot0 } = chain;
+  const K = layouts.length, n = plan.first.nodes, D0 = draft.kv.length;
   const wordsT = Math.ceil(target.capacity / 32), wordsD = Math.ceil(draft.capacity / 32);
   if (!bufs.chain?.fits(wordsT, wordsD, K * stride)) {
     bufs.chain?.destroy();
     bufs.chain = new ChainBuffers(draft.gpu, wordsT, wordsD, Math.max(K * stride, 64));
   }
-  const chain = bufs.chain;
+  const cb = bufs.chain;
   const queue = draft.gpu.device.queue;
-  const visT = prefixBitmap(wordsT, T0), visD = prefixBitmap(wordsD, rootSlot0);
+  const replay = new ChainReplay(chain, wordsT, wordsD, plan.first.pending[plan.first.pending.length - 1], n);
   const temp: GPUBuffer[] = [];
+  const reads: (StagedRead | undefined)[] = [];
+  let yielded = 0;
   try {
-    const words = await target.atomically(() =>
-      draft.atomically(async () => {
-        queue.writeBuffer(chain.state, 0, Uint32Array.of(T0, 0, 0, 0));
-        queue.writeBuffer(chain.visT, 0, visT);
-        queue.writeBuffer(chain.visD, 0, visD);
-        const pending = plan.first.pending;
-        queue.writeBuffer(bufs.tokens, 0, Uint32Array.of(pending[k0 - 1]));
-        queue.writeBuffer(bufs.tokens, n * 4, Uint32Array.from(pending));
-        for (const [j, l] of layouts.entries()) {
-          await recordStep(target, draft, bufs, chain, l, j, stride, temp);
-        }
-        return new Uint32Array(await target.readback(chain.results, K * stride * 4));
-      })
-    );
-    return await settle(target, draft, layouts, words, stride, {
-      T0,
-      rootSlot0,
-      visT,
-      visD,
-      root: pending0(plan),
-    });
+    queue.writeBuffer(cb.state, 0, Uint32Array.of(T0, 0, 0, 0));
+    queue.writeBuffer(cb.visT, 0, replay.visT);
+    queue.writeBuffer(cb.visD, 0, replay.visD);
+    const pending = plan.first.pending;
+    queue.writeBuffer(bufs.tokens, 0, Uint32Array.of(pending[pending.length - 1]));
+    queue.writeBuffer(bufs.tokens, n * 4, Uint32Array.from(pending));
+    const record = async (j: number) => {
+      await recordStep(target, draft, bufs, cb, layouts[j], j, stride, temp, (t) => {
+        if (overlap) reads[j] = t.readLater(cb.results, j * stride * 4, stride * 4);
+      });
+    };
+    if (!overlap) {
+      for (let j = 0; j < K; j++) await record(j);
+      const words = new Uint32Array(await target.readback(cb.results, K * stride * 4));
+      const bytes = (K * stride * 4) / K;
+      for (let j = 0; j < K; j++) {
+        const step = replay.step(layouts[j], words.subarray(j * stride, (j + 1) * stride), bytes);
+        yielded++;
+        yield step;
+      }
+    } else {
+      await record(0);
+      for (let j = 0; j < K; j++) {
+        if (j + 1 < K) await record(j + 1);
+        const r = reads[j]!;
+        reads[j] = undefined;
+        const words = new Uint32Array(await target.finishRead(r));
+        const step = replay.step(layouts[j], words, stride * 4);
+        yielded++;
+        yield step;
+      }
+    }
+  } catch (e) {
+    if (yielded === 0) {
+      target.kv.restore(T0);
+      draft.kv.restore(D0);
+      target.ctx.rec.discard();
+      draft.ctx.rec.discard();
+    }
+    throw e;
   } finally {
+    for (const r of reads) if (r) draft.gpu.dropRead(r);
     for (const b of temp) b.destroy();
+    if (yielded > 0) await replay.compact(target, draft);
   }
-}
-
-/** The first step's root token. */
-function pending0(plan: ChainedStepsPlan): number {
-  return plan.first.pending[plan.first.pending.length - 1];
 }
 
 /** Record and submit step j: the draft's forwards (each with its tree_draw), the target, verify, chain_state. */
@@ -254,11 +301,13 @@ async function recordStep(
   j: number,
   stride: number,
   temp: GPUBuffer[],
+  /** Records more into the target's submission after chain_state (a staged read of this step's result). */
+  after: (target: GpuForward) => void,
 ): Promise<void> {
   const { plan } = l, n = plan.nodes, V = target.config.vocabSize;
   const queue = draft.gpu.device.queue;
   // Each step's rows start where the layout says, after the most rows the previous step could keep
-  // (the caches' host lengths count slots written, not tokens; settle() compacts at the end).
+  // (the caches' host lengths count slots written, not tokens; ChainReplay.compact ends the chain).
   draft.kv.restore(l.draftStart);
   target.kv.restore(l.targetBase);
   let posOffset = 0, maskOffset = 0;
@@ -345,69 +394,80 @@ async function recordStep(
     dOffset: vb.offsets.dOff,
     rOffset: j * stride,
   });
+  after(target);
   await target.submit(`chain step ${j} target`);
 }
 
 /**
- * Decode every step's path from the results, replay chain_state's twin to learn the visible slots, and
- * compact both caches to them (the target: T0 + accepted tokens and roots; the draft: all but [x, bonus]).
+ * The host's copy of the chain's state: every step's path decoded from its result and chain_state's CPU
+ * twin replayed on it, so the host knows which slots stayed visible (what {@link compact} keeps).
  */
-async function settle(
-  target: GpuForward,
-  draft: GpuForward,
-  layouts: StepLayout[],
-  words: Uint32Array,
-  stride: number,
-  s: { T0: number; rootSlot0: number; visT: Uint32Array; visD: Uint32Array; root: number },
-): Promise<DeviceVerifiedStep[]> {
-  const what = "fusedVerifiedSteps";
-  const n = layouts[0].plan.nodes;
-  const bytes = words.byteLength / layouts.length;
-  const state = Uint32Array.of(s.T0, 0, 0, 0);
-  const tokens = new Uint32Array(n + 2);
-  tokens[0] = s.root;
-  const dOff = stride; // the replay's own out layout: the path words, then the draft's kept count
-  const steps: DeviceVerifiedStep[] = [];
-  for (const [j, l] of layouts.entries()) {
-    const res = words.subarray(j * stride, (j + 1) * stride);
+class ChainReplay {
+  readonly visT: Uint32Array<ArrayBuffer>;
+  readonly visD: Uint32Array<ArrayBuffer>;
+  private readonly state: Uint32Array;
+  private readonly tokens: Uint32Array;
+
+  constructor(
+    private readonly chain: Chain,
+    wordsT: number,
+    wordsD: number,
+    root: number,
+    private readonly n: number,
+  ) {
+    this.visT = prefixBitmap(wordsT, chain.T0);
+    this.visD = prefixBitmap(wordsD, chain.rootSlot0);
+    this.state = Uint32Array.of(chain.T0, 0, 0, 0);
+    this.tokens = new Uint32Array(n + 2);
+    this.tokens[0] = root;
+  }
+
+  /** Decode step `l`'s result words [count, bonus, path...] and advance the state as the device did. */
+  step(l: StepLayout, res: Uint32Array, bytes: number): DeviceVerifiedStep {
+    const stride = this.chain.stride;
     const r = decodePath(
-      `${what}: step ${j}`,
+      "fusedVerifiedSteps",
       res,
       l.verify.children,
       l.checked.maxDepth,
       l.verify.draftSlots,
     );
-    steps.push({ ...r, readbackBytes: bytes });
-    const out = new Uint32Array(dOff + 1);
-    out.set(res);
-    out[dOff] = r.draftKept;
+    const out = new Uint32Array(stride + 1); // the path words, then the draft's kept count
+    out.set(res.subarray(0, stride));
+    out[stride] = r.draftKept;
     chainStateCpu({
       out,
-      state,
-      visT: s.visT,
-      visD: s.visD,
-      tokens,
+      state: this.state,
+      visT: this.visT,
+      visD: this.visD,
+      tokens: this.tokens,
       results: new Uint32Array(stride),
-      n,
+      n: this.n,
       maxDepth: l.checked.maxDepth,
       targetBase: l.targetBase,
       xSlot: l.xSlot,
       rootSlot: l.rootSlot,
-      dOffset: dOff,
+      dOffset: stride,
       rOffset: 0,
     });
+    return { ...r, readbackBytes: bytes };
   }
-  const keptT = visibleSlots(s.visT, s.T0, target.kv.length);
-  const keptD = visibleSlots(s.visD, s.rootSlot0, draft.kv.length);
-  await target.kv.commit(s.T0, keptT);
-  await draft.kv.commit(s.rootSlot0, keptD);
-  // The target holds every token before the next root, the draft every token before [x, root].
-  if (target.kv.length !== state[0] || draft.kv.length !== state[0] - 1) {
-    throw new Error(
-      `${what}: after compaction the caches hold ${target.kv.length} and ${draft.kv.length} slots, expected ${
-        state[0]
-      } and ${state[0] - 1}`,
-    );
+
+  /**
+   * Compact both caches to the visible slots (one kv_copy commit each, no sync): the target then holds
+   * every token before the next root, the draft every token before [x, root].
+   */
+  async compact(target: GpuForward, draft: GpuForward): Promise<void> {
+    const { T0, rootSlot0 } = this.chain;
+    await target.kv.commit(T0, visibleSlots(this.visT, T0, target.kv.length));
+    await draft.kv.commit(rootSlot0, visibleSlots(this.visD, rootSlot0, draft.kv.length));
+    const p = this.state[0];
+    if (target.kv.length !== p || draft.kv.length !== p - 1) {
+      throw new Error(
+        `fusedVerifiedSteps: after compaction the caches hold ${target.kv.length} and ${draft.kv.length} slots, expected ${p} and ${
+          p - 1
+        }`,
+      );
+    }
   }
-  return steps;
 }
