@@ -4,6 +4,8 @@
  * implementations loaded side by side and interleaved per repetition, median of `--reps`. Also each
  * implementation's sync cost: the round trip of a 4-byte readback after an empty submission (median of
  * 50). Prints a markdown table: tok/s, syncs per token, and the readback time per step that implies.
+ * Sequoia streams, in single steps and, where the pair runs fused steps, chained (up to 8 steps submitted
+ * ahead, each step's read overlapping the next one: multi_step.ts).
  *
  *   deno run -A scripts/bench_webgpu.ts [--reps 3] [--tokens 64] [--nodes 32] [--depth 6] [--only tiny]
  *
@@ -24,6 +26,7 @@ import { StaticTreeDrafter } from "../src/speculative/drafters/static_tree.ts";
 import { materialize, planSequoia } from "../src/speculative/sequoia_plan.ts";
 import type { SamplingParams } from "../src/model/sampling.ts";
 import type { CausalLM } from "../src/model/causal_lm.ts";
+import { hasFusedTreeStep } from "../src/model/capabilities.ts";
 
 const reps = Number(args.get("reps") ?? 3);
 const maxTokens = Number(args.get("tokens") ?? 64);
@@ -88,18 +91,25 @@ for (const pair of PAIRS) {
           add(`ar T=0|${impl}`, e.stats.tokPerS, e.stats.syncs, e.stats.completionTokens);
         }
       }
+      // Streaming, single steps and chained (each step's read overlapping the next step; only where the
+      // pair runs fused steps: SmolLM2's pruned-vocabulary draft drafts on the host).
+      const chains = hasFusedTreeStep(target) && target.fusedTreeLimits(draft) ? [1, 8] : [1];
       for (const [label, sampling] of [["T=0", greedy], ["T=0.8", sampled]] as const) {
-        for await (
-          const e of generateSpeculative(target, draft, prompt, {
-            drafter: new StaticTreeDrafter("sequoia", shape, "swor"),
-            verifier: "swor",
-            maxTokens,
-            sampling,
-            seed: rep,
-          })
-        ) {
-          if (e.type === "done" && keep) {
-            add(`sequoia ${label}|${impl}`, e.stats.tokPerS, e.stats.syncs, e.stats.completionTokens);
+        for (const steps of chains) {
+          for await (
+            const e of generateSpeculative(target, draft, prompt, {
+              drafter: new StaticTreeDrafter("sequoia", shape, "swor"),
+              verifier: "swor",
+              maxTokens,
+              sampling,
+              seed: rep,
+              stepsPerReadback: steps,
+            })
+          ) {
+            if (e.type === "done" && keep) {
+              const key = `sequoia ${label}${steps > 1 ? ", chained" : ""}|${impl}`;
+              add(key, e.stats.tokPerS, e.stats.syncs, e.stats.completionTokens);
+            }
           }
         }
       }

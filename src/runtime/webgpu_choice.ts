@@ -141,27 +141,19 @@ export function fasterWebGpu(costs: WebGpuCosts): WebGpuImpl | undefined {
 export async function chooseWebGpu(folder: Checkpoint, o: WebGpuChooseOptions = {}): Promise<WebGpuDecision> {
   const gpus: Partial<Record<WebGpuImpl, Gpu>> = {};
   const errors: Partial<Record<WebGpuImpl, string>> = {};
-  for (const impl of IMPLS) {
+  const acquire = async (impl: WebGpuImpl) => {
     try {
       gpus[impl] = await sharedGpu(impl); // the device the measured model loads on
     } catch (e) {
       errors[impl] = (e as Error).message;
     }
-  }
-  const ran = IMPLS.filter((i) => gpus[i]);
-  if (ran.length === 0) {
-    throw new Error(`--webgpu auto: no WebGPU implementation has an adapter (${describeErrors(errors)})`);
-  }
-  if (ran.length === 1) {
-    o.log?.(`webgpu auto: only ${ran[0]} runs here (${describeErrors(errors)})`);
-    return { webgpu: ran[0], basis: "only one runs", errors };
-  }
-  const key: WebGpuChoiceKey = {
-    adapter: adapterId({ ...(gpus.deno ?? gpus.dawn)!.adapter, webgpu: undefined }),
+  };
+  const keyOf = async (gpu: Gpu): Promise<WebGpuChoiceKey> => ({
+    adapter: adapterId({ ...gpu.adapter, webgpu: undefined }),
     cpu: `${cpuName()}, ${navigator.hardwareConcurrency || 1} cores`,
     deno: Deno.version.deno,
     target: await modelId(folder) + weightsSuffix(o.weightsDtype),
-  };
+  });
   const files = cacheFiles(folder.dir, "profile.json", o.cacheDir);
   const read = async (path: string) => {
     try {
@@ -172,12 +164,32 @@ export async function chooseWebGpu(folder: Checkpoint, o: WebGpuChooseOptions = 
       return [];
     }
   };
-  if (!o.reprofile) {
+  const cached = async (key: WebGpuChoiceKey): Promise<WebGpuDecision | undefined> => {
+    if (o.reprofile) return undefined;
     for (const path of files.read) {
       const hit = (await read(path)).find((e) => sameKey(e.key, key));
       if (hit) return { webgpu: hit.webgpu, basis: "cached", costs: hit.costs };
     }
+    return undefined;
+  };
+  // Deno's first: a cached "deno" never loads Dawn's addon or creates its instance.
+  await acquire("deno");
+  if (gpus.deno) {
+    const hit = await cached(await keyOf(gpus.deno));
+    if (hit?.webgpu === "deno") return hit;
   }
+  await acquire("dawn");
+  const ran = IMPLS.filter((i) => gpus[i]);
+  if (ran.length === 0) {
+    throw new Error(`--webgpu auto: no WebGPU implementation has an adapter (${describeErrors(errors)})`);
+  }
+  if (ran.length === 1) {
+    o.log?.(`webgpu auto: only ${ran[0]} runs here (${describeErrors(errors)})`);
+    return { webgpu: ran[0], basis: "only one runs", errors };
+  }
+  const key = await keyOf((gpus.deno ?? gpus.dawn)!);
+  const hit = await cached(key);
+  if (hit) return hit;
   o.log?.(`webgpu auto: measuring t(1) and t(16) of ${folder.path} on Deno's WebGPU and on Dawn ...`);
   const costs: WebGpuCosts = { deno: null, dawn: null };
   for (const impl of IMPLS) {
