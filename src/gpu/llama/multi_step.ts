@@ -230,7 +230,7 @@ export async function* runFusedVerifiedSteps(
   overlap = false,
 ): AsyncGenerator<DeviceVerifiedStep> {
   const chain = layOut(target, draft, bufs, plan, lim);
-  const { layouts, stride, T0, rootSlot0 } = chain;
+  const { layouts, stride, T0 } = chain;
   const K = layouts.length, n = plan.first.nodes, D0 = draft.kv.length;
   const wordsT = Math.ceil(target.capacity / 32), wordsD = Math.ceil(draft.capacity / 32);
   if (!bufs.chain?.fits(wordsT, wordsD, K * stride)) {
