@@ -104,6 +104,7 @@ for (const pair of PAIRS) {
               sampling,
               seed: rep,
               stepsPerReadback: steps,
+              streamChain: steps > 1,
             })
           ) {
             if (e.type === "done" && keep) {

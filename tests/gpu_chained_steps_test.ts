@@ -149,6 +149,7 @@ async function sequoia(
       eosIds: [],
       stream: mode !== "chained",
       stepsPerReadback: mode === "single" ? 1 : 6,
+      streamChain: mode === "overlapped",
     })
   ) {
     if (ev.type === "token") ids.push(ev.id);

@@ -42,6 +42,8 @@ export function decode(
     tokensPerReadback?: number;
     /** Fused speculative steps on a device: most steps chained (default 8; see SpeculativeOptions). */
     stepsPerReadback?: number;
+    /** Streaming: chain fused steps too, each read overlapping the next step (default false). */
+    streamChain?: boolean;
     /** AR on a device: overlap each readback with the next batch (default true; false only to measure). */
     pipelined?: boolean;
     /** Sequoia only: a self-re-planning tree (kept across generations by long-lived callers). */

@@ -73,10 +73,16 @@ export interface SpeculativeOptions {
   stream?: boolean;
   /**
    * Device pairs that run fused steps: most verified steps chained (default 8; 1: single steps). Not
-   * streaming, their paths are read back with one sync after the last; streaming, each step's is read
-   * while the next one runs. Fewer when the tokens left, the caches or maxBatch allow fewer.
+   * streaming, their paths are read back with one sync after the last; streaming (with `streamChain`),
+   * each step's is read while the next one runs. Fewer when the tokens left, the caches or maxBatch allow
+   * fewer.
    */
   stepsPerReadback?: number;
+  /**
+   * Streaming: chain fused steps too, each step's read overlapping the next step (default false: on
+   * Deno's WebGPU over llvmpipe it measured ~8% slower than single steps, bench/results/webgpu.md).
+   */
+  streamChain?: boolean;
 }
 
 /** Stats of one speculative step. */
@@ -203,7 +209,10 @@ export async function* generateSpeculative(
   const fusedLimits = draft && fusedTarget?.fusedTreeLimits(draft);
   // ... and chain such steps: one readback for all when nothing waits on the tokens, else each step's
   // read overlapping the next step (not for batched streams: their trees change between steps).
-  const chainTarget = draft && !opts.nodeLimit && hasChainedTreeSteps(target) ? target : undefined;
+  const chainTarget = draft && !opts.nodeLimit && (opts.stream === false || opts.streamChain === true) &&
+      hasChainedTreeSteps(target)
+    ? target
+    : undefined;
   // Fused steps verify on the device unless the host needs the target's rows (log-probabilities) or the
   // caller asks for the host verifiers (the oracle; processors never reach a fused step).
   const deviceVerify = opts.deviceVerify !== false && top === undefined;
