@@ -39,7 +39,8 @@ import * as ops from "../ops.ts";
 import type { GpuForward } from "./forward.ts";
 import { ChainBuffers, chainStateCpu, NONE, prefixBitmap, visibleSlots } from "./step_chain.ts";
 import type { StagedRead } from "../device.ts";
-import { checkPlan, type FusedStepBuffers } from "./tree_step.ts";
+import { checkPlan, type FusedStepBuffers, recordDraftForwards } from "./tree_step.ts";
+import type { StagedInput } from "./inputs.ts";
 import { type CheckedVerify, checkVerify, decodePath, recordVerify } from "./verify_step.ts";
 
 /** One step as recorded: its draft forwards and target input in absolute slots, its verification. */
@@ -304,67 +305,39 @@ async function recordStep(
   /** Records more into the target's submission after chain_state (a staged read of this step's result). */
   after: (target: GpuForward) => void,
 ): Promise<void> {
-  const { plan } = l, n = plan.nodes, V = target.config.vocabSize;
-  const queue = draft.gpu.device.queue;
+  const { plan } = l, n = plan.nodes;
   // Each step's rows start where the layout says, after the most rows the previous step could keep
   // (the caches' host lengths count slots written, not tokens; ChainReplay.compact ends the chain).
   draft.kv.restore(l.draftStart);
   target.kv.restore(l.targetBase);
-  let posOffset = 0, maskOffset = 0;
-  for (const [fi, f] of plan.forwards.entries()) {
-    const st = draft.inputs.stage(`fusedVerifiedSteps: step ${j} forward ${fi}`, f, draft.kv.length, {
-      posOffset,
-      maskOffset,
-    });
-    if (j > 0) {
-      await ops.chainInputs(draft.ctx, {
-        state: chain.state,
-        vis: chain.visD,
-        positions: draft.inputs.positions,
-        mask: draft.inputs.mask,
-        rows: st.n,
-        posOffset,
-        shift: 1, // draft positions are relative to x, one before the root
-        maskOffset,
-        maskWords: st.maskWords,
-      });
-    }
-    await draft.record({ ...st, tokens: bufs.tokens, tokOffset: f.tokOffset });
-    draft.kv.append(st.n);
-    posOffset += st.n;
-    maskOffset += st.maskBits?.length ?? 0;
-    const drawBuf = draft.gpu.createBuffer(`chain step ${j} plan ${fi}`, st.n * 12);
-    temp.push(drawBuf);
-    queue.writeBuffer(drawBuf, 0, l.triples[fi]);
-    await ops.treeDraw(draft.ctx, {
-      logits: draft.logits,
-      plan: drawBuf,
-      tokens: bufs.tokens,
-      q: bufs.q,
-      rows: st.n,
-      vocab: V,
-      temperature: plan.sampling.temperature,
-      topK: plan.sampling.topK,
-      topP: plan.sampling.topP,
-      seed: (plan.seed ^ Math.imul(fi + 1, 0x9e3779b1)) >>> 0,
-      iid: plan.draw === "iid",
-    });
-  }
-  await draft.submit(`chain step ${j} draft`);
-  const st = target.inputs.stage(`fusedVerifiedSteps: step ${j} target`, plan.target, target.kv.length);
-  if (j > 0) {
-    await ops.chainInputs(target.ctx, {
+  // Later steps finish their staged inputs on the device: positions relative to x (one before the
+  // root) for the draft, to the root for the target; masks ORed with the visible slots.
+  const finish = async (m: GpuForward, vis: GPUBuffer, st: StagedInput, shift: number) => {
+    if (j === 0) return;
+    await ops.chainInputs(m.ctx, {
       state: chain.state,
-      vis: chain.visT,
-      positions: target.inputs.positions,
-      mask: target.inputs.mask,
-      rows: n,
-      posOffset: 0,
-      shift: 0,
-      maskOffset: 0,
+      vis,
+      positions: m.inputs.positions,
+      mask: m.inputs.mask,
+      rows: st.n,
+      posOffset: st.posOffset,
+      shift,
+      maskOffset: st.maskOffset,
       maskWords: st.maskWords,
     });
-  }
+  };
+  await recordDraftForwards(
+    draft,
+    bufs,
+    plan,
+    l.triples,
+    temp,
+    `fusedVerifiedSteps: step ${j}`,
+    (st) => finish(draft, chain.visD, st, 1),
+  );
+  await draft.submit(`chain step ${j} draft`);
+  const st = target.inputs.stage(`fusedVerifiedSteps: step ${j} target`, plan.target, target.kv.length);
+  await finish(target, chain.visT, st, 0);
   await target.record({ ...st, tokens: bufs.tokens, tokOffset: 0 });
   target.kv.append(n);
   const vb = bufs.verify;

@@ -21,7 +21,7 @@ import type {
 import type { Gpu } from "../device.ts";
 import * as ops from "../ops.ts";
 import type { GpuForward } from "./forward.ts";
-import { checkInput, checkTokens } from "./inputs.ts";
+import { checkInput, checkTokens, type StagedInput } from "./inputs.ts";
 import { checkVerify, finishVerify, recordVerify, VerifyBuffers } from "./verify_step.ts";
 import type { ChainBuffers } from "./step_chain.ts";
 
@@ -220,7 +220,7 @@ async function runDraftAndTarget<T>(
   triples: Uint32Array<ArrayBuffer>[],
   finish: () => Promise<T>,
 ): Promise<T> {
-  const n = plan.nodes, k = plan.pending.length, V = target.config.vocabSize;
+  const n = plan.nodes, k = plan.pending.length;
   const queue = draft.gpu.device.queue;
   const temp: GPUBuffer[] = [];
   try {
@@ -228,34 +228,7 @@ async function runDraftAndTarget<T>(
       draft.atomically(async () => {
         queue.writeBuffer(bufs.tokens, 0, Uint32Array.of(plan.pending[k - 1]));
         queue.writeBuffer(bufs.tokens, n * 4, Uint32Array.from(plan.pending));
-        let posOffset = 0, maskOffset = 0;
-        for (const [fi, f] of plan.forwards.entries()) {
-          const st = draft.inputs.stage(`fusedTreeStep: forward ${fi}`, f, draft.kv.length, {
-            posOffset,
-            maskOffset,
-          });
-          await draft.record({ ...st, tokens: bufs.tokens, tokOffset: f.tokOffset });
-          draft.kv.append(st.n);
-          posOffset += st.n;
-          maskOffset += st.maskBits?.length ?? 0;
-          // This forward's (rows, 3) draw triples get their own small buffer (read by tree_draw below).
-          const drawBuf = draft.gpu.createBuffer(`tree plan ${fi}`, st.n * 12);
-          temp.push(drawBuf);
-          queue.writeBuffer(drawBuf, 0, triples[fi]);
-          await ops.treeDraw(draft.ctx, {
-            logits: draft.logits,
-            plan: drawBuf,
-            tokens: bufs.tokens,
-            q: bufs.q,
-            rows: st.n,
-            vocab: V,
-            temperature: plan.sampling.temperature,
-            topK: plan.sampling.topK,
-            topP: plan.sampling.topP,
-            seed: (plan.seed ^ Math.imul(fi + 1, 0x9e3779b1)) >>> 0,
-            iid: plan.draw === "iid",
-          });
-        }
+        await recordDraftForwards(draft, bufs, plan, triples, temp, "fusedTreeStep");
         await draft.submit("draft tree");
         // Target: every node, tokens read from the draft's tree buffer.
         const st = target.inputs.stage("fusedTreeStep: target", plan.target, target.kv.length);
@@ -266,6 +239,50 @@ async function runDraftAndTarget<T>(
     );
   } finally {
     for (const b of temp) b.destroy();
+  }
+}
+
+/**
+ * Record (not submit) the draft's forwards of `plan` into its op context: forward f staged at increasing
+ * offsets of the positions and mask buffers, reading its tokens at `tokOffset` of the step's token buffer,
+ * then its tree_draw with its (rows, 3) triples in a small buffer of its own (pushed to `temp`: the caller
+ * frees it after the submission) and seed `(plan.seed ^ Math.imul(f + 1, 0x9e3779b1)) >>> 0`. `staged`
+ * runs between a forward's staging and its recording (a chained step finishes its inputs there).
+ */
+export async function recordDraftForwards(
+  draft: GpuForward,
+  bufs: FusedStepBuffers,
+  plan: FusedTreeStepPlan,
+  triples: Uint32Array<ArrayBuffer>[],
+  temp: GPUBuffer[],
+  what: string,
+  staged?: (st: StagedInput) => Promise<void>,
+): Promise<void> {
+  const queue = draft.gpu.device.queue, V = draft.config.vocabSize;
+  let posOffset = 0, maskOffset = 0;
+  for (const [fi, f] of plan.forwards.entries()) {
+    const st = draft.inputs.stage(`${what}: forward ${fi}`, f, draft.kv.length, { posOffset, maskOffset });
+    await staged?.(st);
+    await draft.record({ ...st, tokens: bufs.tokens, tokOffset: f.tokOffset });
+    draft.kv.append(st.n);
+    posOffset += st.n;
+    maskOffset += st.maskBits?.length ?? 0;
+    const drawBuf = draft.gpu.createBuffer(`${what}: plan ${fi}`, st.n * 12);
+    temp.push(drawBuf);
+    queue.writeBuffer(drawBuf, 0, triples[fi]);
+    await ops.treeDraw(draft.ctx, {
+      logits: draft.logits,
+      plan: drawBuf,
+      tokens: bufs.tokens,
+      q: bufs.q,
+      rows: st.n,
+      vocab: V,
+      temperature: plan.sampling.temperature,
+      topK: plan.sampling.topK,
+      topP: plan.sampling.topP,
+      seed: (plan.seed ^ Math.imul(fi + 1, 0x9e3779b1)) >>> 0,
+      iid: plan.draw === "iid",
+    });
   }
 }
 
