@@ -386,15 +386,22 @@ export class GpuLlama
     return fusedLimits(this, draft);
   }
 
-  /** See {@link FusedTreeStep.fusedTreeStep} and gpu/llama/tree_step.ts. */
-  async fusedTreeStep(draft: CausalLM, plan: FusedTreeStepPlan): Promise<FusedTreeStepResult> {
+  /** The draft of a fused step (checked as {@link fusedTreeLimits} does), its limits and its step buffers. */
+  private fusedPair(
+    draft: CausalLM,
+    what: string,
+  ): { lim: FusedTreeLimits; d: GpuLlama; bufs: FusedStepBuffers } {
     const lim = this.fusedTreeLimits(draft);
-    if (!lim) {
-      throw new TypeError("fusedTreeStep: the draft is not another GpuLlama on this device and vocabulary");
-    }
+    if (!lim) throw new TypeError(`${what}: the draft is not another GpuLlama on this device and vocabulary`);
     const d = draft as GpuLlama;
     d.fused ??= new FusedStepBuffers(d.gpu, d.maxBatch, d.config.vocabSize);
-    return await runFusedTreeStep(this.fp, d.fp, d.fused, plan, lim);
+    return { lim, d, bufs: d.fused };
+  }
+
+  /** See {@link FusedTreeStep.fusedTreeStep} and gpu/llama/tree_step.ts. */
+  async fusedTreeStep(draft: CausalLM, plan: FusedTreeStepPlan): Promise<FusedTreeStepResult> {
+    const { lim, d, bufs } = this.fusedPair(draft, "fusedTreeStep");
+    return await runFusedTreeStep(this.fp, d.fp, bufs, plan, lim);
   }
 
   /** See {@link FusedTreeStep.fusedVerifiedStep} and gpu/llama/tree_step.ts. */
@@ -403,15 +410,8 @@ export class GpuLlama
     plan: FusedTreeStepPlan,
     verify: DeviceVerifyPlan,
   ): Promise<DeviceVerifiedStep> {
-    const lim = this.fusedTreeLimits(draft);
-    if (!lim) {
-      throw new TypeError(
-        "fusedVerifiedStep: the draft is not another GpuLlama on this device and vocabulary",
-      );
-    }
-    const d = draft as GpuLlama;
-    d.fused ??= new FusedStepBuffers(d.gpu, d.maxBatch, d.config.vocabSize);
-    return await runFusedVerifiedStep(this.fp, d.fp, d.fused, plan, lim, verify);
+    const { lim, d, bufs } = this.fusedPair(draft, "fusedVerifiedStep");
+    return await runFusedVerifiedStep(this.fp, d.fp, bufs, plan, lim, verify);
   }
 
   /** See {@link ChainedTreeSteps.fusedVerifiedSteps} and gpu/llama/multi_step.ts. */
@@ -420,15 +420,8 @@ export class GpuLlama
     plan: ChainedStepsPlan,
     overlap = false,
   ): AsyncGenerator<DeviceVerifiedStep> {
-    const lim = this.fusedTreeLimits(draft);
-    if (!lim) {
-      throw new TypeError(
-        "fusedVerifiedSteps: the draft is not another GpuLlama on this device and vocabulary",
-      );
-    }
-    const d = draft as GpuLlama;
-    d.fused ??= new FusedStepBuffers(d.gpu, d.maxBatch, d.config.vocabSize);
-    yield* runFusedVerifiedSteps(this.fp, d.fp, d.fused, plan, lim, overlap);
+    const { lim, d, bufs } = this.fusedPair(draft, "fusedVerifiedSteps");
+    yield* runFusedVerifiedSteps(this.fp, d.fp, bufs, plan, lim, overlap);
   }
 
   /** See {@link TreeVerifier.verifiedForward} and gpu/llama/verify_step.ts. */

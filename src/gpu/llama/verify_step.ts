@@ -165,8 +165,6 @@ export async function recordVerify(
     n: number;
     sampling: SamplingParams;
     draft?: { kv: GpuKvCache; rootSlot: number };
-    /** Record the KV commits (default true; a chained step keeps its rows and masks them instead). */
-    commit?: boolean;
   },
 ): Promise<void> {
   const L = target.kv.length - a.n; // the forward appended its n rows already
@@ -193,7 +191,7 @@ export async function recordVerify(
     dOffset: dOff,
   });
   const d = a.checked.maxDepth;
-  if (d > 0 && a.commit !== false) {
+  if (d > 0) {
     await target.kv.recordCommit(target.ctx, vb.list(tOff), d, L + 1);
     if (a.draft) await a.draft.kv.recordCommit(target.ctx, vb.list(dOff), d, a.draft.rootSlot + 1);
   }
