@@ -630,6 +630,15 @@ export async function treeVerify(
   );
 }
 
+/** The shape of a {@link chainInputs} dispatch (its CPU twin's too: gpu/llama/step_chain.ts). */
+export interface ChainInputsParams {
+  rows: number;
+  posOffset: number;
+  shift: number;
+  maskOffset: number;
+  maskWords: number;
+}
+
 /**
  * A chained step's inputs finished on the device (shaders/chain_inputs.wgsl): positions[posOffset + i]
  * = state[0] + positions[posOffset + i] - shift for i < rows (relative in, absolute out), and every word
@@ -637,17 +646,7 @@ export async function treeVerify(
  */
 export async function chainInputs(
   c: OpContext,
-  a: {
-    state: Binding;
-    vis: Binding;
-    positions: Binding;
-    mask: Binding;
-    rows: number;
-    posOffset: number;
-    shift: number;
-    maskOffset: number;
-    maskWords: number;
-  },
+  a: ChainInputsParams & { state: Binding; vis: Binding; positions: Binding; mask: Binding },
 ): Promise<void> {
   const pl = await c.pipelines.get("chain_inputs");
   const threads = Math.max(a.rows, a.rows * a.maskWords);
@@ -660,6 +659,17 @@ export async function chainInputs(
   );
 }
 
+/** The parameters of a {@link chainState} dispatch (its CPU twin's too: gpu/llama/step_chain.ts). */
+export interface ChainStateParams {
+  n: number;
+  maxDepth: number;
+  targetBase: number;
+  xSlot: number;
+  rootSlot: number;
+  dOffset: number;
+  rOffset: number;
+}
+
 /**
  * The end of a chained step (shaders/chain_state.wgsl), after {@link treeVerify} wrote `out` and the KV
  * commits it feeds ran: the root and accepted rows become visible in visT (targetBase + i, i <= count)
@@ -669,20 +679,13 @@ export async function chainInputs(
  */
 export async function chainState(
   c: OpContext,
-  a: {
+  a: ChainStateParams & {
     out: Binding;
     state: Binding;
     visT: Binding;
     visD: Binding;
     tokens: Binding;
     results: Binding;
-    n: number;
-    maxDepth: number;
-    targetBase: number;
-    xSlot: number;
-    rootSlot: number;
-    dOffset: number;
-    rOffset: number;
   },
 ): Promise<void> {
   const pl = await c.pipelines.get("chain_state");

@@ -259,9 +259,8 @@ export async function* runFusedVerifiedSteps(
     if (!overlap) {
       for (let j = 0; j < K; j++) await record(j);
       const words = new Uint32Array(await target.readback(cb.results, K * stride * 4));
-      const bytes = (K * stride * 4) / K;
       for (let j = 0; j < K; j++) {
-        const step = replay.step(layouts[j], words.subarray(j * stride, (j + 1) * stride), bytes);
+        const step = replay.step(layouts[j], words.subarray(j * stride, (j + 1) * stride));
         yielded++;
         yield step;
       }
@@ -272,7 +271,7 @@ export async function* runFusedVerifiedSteps(
         const r = reads[j]!;
         reads[j] = undefined;
         const words = new Uint32Array(await target.finishRead(r));
-        const step = replay.step(layouts[j], words, stride * 4);
+        const step = replay.step(layouts[j], words);
         yielded++;
         yield step;
       }
@@ -396,7 +395,7 @@ class ChainReplay {
   }
 
   /** Decode step `l`'s result words [count, bonus, path...] and advance the state as the device did. */
-  step(l: StepLayout, res: Uint32Array, bytes: number): DeviceVerifiedStep {
+  step(l: StepLayout, res: Uint32Array): DeviceVerifiedStep {
     const stride = this.chain.stride;
     const r = decodePath(
       "fusedVerifiedSteps",
@@ -423,7 +422,7 @@ class ChainReplay {
       dOffset: stride,
       rOffset: 0,
     });
-    return { ...r, readbackBytes: bytes };
+    return { ...r, readbackBytes: stride * 4 }; // its share of a chain's readback, or its own
   }
 
   /**

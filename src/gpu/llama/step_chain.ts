@@ -9,6 +9,7 @@
  */
 
 import type { Gpu } from "../device.ts";
+import type { ChainInputsParams, ChainStateParams } from "../ops.ts";
 
 /** "No slot" in tree words and x slots. */
 export const NONE = 0xffffffff;
@@ -55,17 +56,9 @@ export function prefixBitmap(words: number, visible: number): Uint32Array<ArrayB
 }
 
 /** CPU twin of shaders/chain_inputs.wgsl (same arguments as ops.chainInputs, arrays in place of buffers). */
-export function chainInputsCpu(a: {
-  state: Uint32Array;
-  vis: Uint32Array;
-  positions: Uint32Array;
-  mask: Uint32Array;
-  rows: number;
-  posOffset: number;
-  shift: number;
-  maskOffset: number;
-  maskWords: number;
-}): void {
+export function chainInputsCpu(
+  a: ChainInputsParams & { state: Uint32Array; vis: Uint32Array; positions: Uint32Array; mask: Uint32Array },
+): void {
   for (let i = 0; i < a.rows; i++) {
     const at = a.posOffset + i;
     a.positions[at] = (a.state[0] + a.positions[at] - a.shift) >>> 0;
@@ -74,21 +67,16 @@ export function chainInputsCpu(a: {
 }
 
 /** CPU twin of shaders/chain_state.wgsl (same arguments as ops.chainState, arrays in place of buffers). */
-export function chainStateCpu(a: {
-  out: Uint32Array;
-  state: Uint32Array;
-  visT: Uint32Array;
-  visD: Uint32Array;
-  tokens: Uint32Array;
-  results: Uint32Array;
-  n: number;
-  maxDepth: number;
-  targetBase: number;
-  xSlot: number;
-  rootSlot: number;
-  dOffset: number;
-  rOffset: number;
-}): void {
+export function chainStateCpu(
+  a: ChainStateParams & {
+    out: Uint32Array;
+    state: Uint32Array;
+    visT: Uint32Array;
+    visD: Uint32Array;
+    tokens: Uint32Array;
+    results: Uint32Array;
+  },
+): void {
   const show = (vis: Uint32Array, s: number) => vis[s >>> 5] |= 1 << (s & 31);
   const count = a.out[0], bonus = a.out[1];
   for (let i = 0; i <= count; i++) show(a.visT, a.targetBase + i);
