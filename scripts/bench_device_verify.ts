@@ -19,12 +19,9 @@
 import { loadModel, sharedGpu } from "../src/runtime/backend.ts";
 import { GpuLlama } from "../src/gpu/llama/model.ts";
 import { openCheckpoint, openModelFolder } from "../src/model/folder.ts";
-import { ACC, args, median, PAIRS } from "./bench_pairs.ts";
+import { ACC, args, median, PAIRS, sequoia, TEMPERATURES } from "./bench_pairs.ts";
 import { generateAutoregressive } from "../src/decoding/autoregressive.ts";
-import { generateSpeculative } from "../src/speculative/engine.ts";
-import { StaticTreeDrafter } from "../src/speculative/drafters/static_tree.ts";
 import { materialize, planSequoia } from "../src/speculative/sequoia_plan.ts";
-import type { SamplingParams } from "../src/model/sampling.ts";
 import type { GenerationStats } from "../src/decoding/stats.ts";
 
 const reps = Number(args.get("reps") ?? 3);
@@ -61,8 +58,7 @@ for (const pair of PAIRS) {
     r.bytesPerStep.push(bytes / Math.max(1, steps));
     rows.set(key, r);
   };
-  const sampled: SamplingParams = { temperature: 0.8, topK: 0, topP: 1 };
-  const greedy: SamplingParams = { temperature: 0, topK: 0, topP: 1 };
+  const greedy = TEMPERATURES[0][1];
   for (let rep = 0; rep <= reps; rep++) {
     const keep = rep > 0; // rep 0 warms every pipeline up
     // AR streaming (8 tokens a submission) and not (32 tokens a readback, AR's strongest).
@@ -84,15 +80,13 @@ for (const pair of PAIRS) {
     }
     // Chained steps (not streaming, several steps a readback) only where the pair runs fused steps.
     const chains = target.fusedTreeLimits(draft) ? [false, true] : [false];
-    for (const [label, sampling] of [["T=0", greedy], ["T=0.8", sampled]] as const) {
+    for (const [label, sampling] of TEMPERATURES) {
       for (const [deviceVerify, chained] of [[false, false], ...chains.map((c) => [true, c])]) {
         // Bytes from the end of the first step on (the prefill's readbacks are not a step's).
         const read = () => target.counters.readbackBytes;
         let bytes0 = 0, steps = -1;
         for await (
-          const e of generateSpeculative(target, draft, prompt, {
-            drafter: new StaticTreeDrafter("sequoia", shape, "swor"),
-            verifier: "swor",
+          const e of sequoia(target, draft, prompt, shape, {
             maxTokens,
             sampling,
             seed: rep,

@@ -19,12 +19,9 @@ import type { Gpu } from "../src/gpu/device.ts";
 import type { WebGpuImpl } from "../src/gpu/webgpu_impl.ts";
 import { GpuLlama } from "../src/gpu/llama/model.ts";
 import { openCheckpoint, openModelFolder } from "../src/model/folder.ts";
-import { ACC, args, median, PAIRS } from "./bench_pairs.ts";
+import { ACC, args, median, PAIRS, sequoia, TEMPERATURES } from "./bench_pairs.ts";
 import { generateAutoregressive } from "../src/decoding/autoregressive.ts";
-import { generateSpeculative } from "../src/speculative/engine.ts";
-import { StaticTreeDrafter } from "../src/speculative/drafters/static_tree.ts";
 import { materialize, planSequoia } from "../src/speculative/sequoia_plan.ts";
-import type { SamplingParams } from "../src/model/sampling.ts";
 import type { CausalLM } from "../src/model/causal_lm.ts";
 import { hasFusedTreeStep } from "../src/model/capabilities.ts";
 
@@ -78,8 +75,7 @@ for (const pair of PAIRS) {
     r.syncsPerToken.push(syncs / Math.max(1, tokens));
     rows.set(key, r);
   };
-  const greedy: SamplingParams = { temperature: 0, topK: 0, topP: 1 };
-  const sampled: SamplingParams = { temperature: 0.8, topK: 0, topP: 1 };
+  const greedy = TEMPERATURES[0][1];
   for (let rep = 0; rep <= reps; rep++) {
     const keep = rep > 0; // rep 0 warms every pipeline up
     for (const impl of IMPLS) {
@@ -94,12 +90,10 @@ for (const pair of PAIRS) {
       // Streaming, single steps and chained (each step's read overlapping the next step; only where the
       // pair runs fused steps: SmolLM2's pruned-vocabulary draft drafts on the host).
       const chains = hasFusedTreeStep(target) && target.fusedTreeLimits(draft) ? [1, 8] : [1];
-      for (const [label, sampling] of [["T=0", greedy], ["T=0.8", sampled]] as const) {
+      for (const [label, sampling] of TEMPERATURES) {
         for (const steps of chains) {
           for await (
-            const e of generateSpeculative(target, draft, prompt, {
-              drafter: new StaticTreeDrafter("sequoia", shape, "swor"),
-              verifier: "swor",
+            const e of sequoia(target, draft, prompt, shape, {
               maxTokens,
               sampling,
               seed: rep,
